@@ -1,0 +1,154 @@
+/**
+ * Carchain's errors: one base class and one registry of stable codes.
+ *
+ * A code is part of the public contract (CLI exit output, HTTP `{code, message, details}`,
+ * link `result.code`): never rename one; add new ones. Each entry says what the caller should do
+ * next (`retryable`) and the HTTP status the node maps it to (read only by `src/node/`).
+ */
+
+/** How a failure should be treated by whoever sees it. */
+export type ErrorCodeInfo = {
+  /** HTTP status the node answers with. */
+  readonly httpStatus: number
+  /** The same call may succeed later without a change of input. */
+  readonly retryable: boolean
+  /** One line for docs and `carchain help errors`. */
+  readonly summary: string
+}
+
+const code = (httpStatus: number, summary: string, retryable = false): ErrorCodeInfo => ({
+  httpStatus,
+  retryable,
+  summary,
+})
+
+/** The registry: every code Carchain emits, grouped by domain. */
+export const errorCodes = {
+  // generic
+  INTERNAL: code(500, 'An unexpected failure inside Carchain; a bug to report.'),
+  INVALID_ARGUMENT: code(400, 'An argument or field is missing or malformed.'),
+  NOT_FOUND: code(404, 'The thing asked for does not exist.'),
+  UNAUTHENTICATED: code(401, 'The caller did not prove who it is.'),
+  FORBIDDEN: code(403, 'The caller may not do this.'),
+  RATE_LIMITED: code(429, 'Too many requests; slow down.', true),
+  TIMEOUT: code(504, 'An operation did not finish in time.', true),
+  // CLI and configuration
+  CLI_USAGE: code(400, 'Unknown command or flag, or a flag value of the wrong form.'),
+  CONFIG_INVALID: code(400, 'A configuration value (flag or environment variable) is invalid.'),
+  DATA_DIR_INVALID: code(500, 'The data directory is unreadable, corrupt or from an incompatible version.'),
+  DATA_DIR_LOCKED: code(409, 'Another Carchain process is using this data directory.', true),
+  PORT_IN_USE: code(409, 'The port is already taken.', true),
+  // chain
+  CHAIN_UNREACHABLE: code(503, 'The Ethereum JSON-RPC endpoint does not answer.', true),
+  CHAIN_START_FAILED: code(500, 'The embedded anvil process could not be started.'),
+  CHAIN_MISMATCH: code(409, 'The chain is not the one the data directory was deployed to.'),
+  CHAIN_TX_FAILED: code(502, 'A transaction reverted or was dropped.', true),
+  DEPLOYMENT_FAILED: code(500, 'Deploying the contracts failed.'),
+  DEPLOYMENT_MISSING: code(404, 'No Carchain contracts are deployed on this chain; run `carchain deploy`.'),
+  ARTIFACTS_STALE: code(500, 'Generated contract artifacts are out of date; run `npm run generate`.'),
+  // database
+  DB_UNREACHABLE: code(503, 'The database does not answer.', true),
+  DB_MIGRATION_FAILED: code(500, 'A database migration failed; nothing after it was applied.'),
+  DB_SCHEMA_NEWER: code(500, 'The database was migrated by a newer Carchain.'),
+  // identity
+  KEYSTORE_LOCKED: code(401, 'The key store needs its passphrase or PIN.'),
+  KEYSTORE_CORRUPT: code(500, 'The key store file or token is unreadable.'),
+  KEY_NOT_FOUND: code(404, 'No key with this reference in the key store.'),
+  PKCS11_FAILED: code(500, 'The PKCS#11 module reported an error.'),
+  CERT_MALFORMED: code(400, 'The certificate is not valid PEM/DER X.509.'),
+  CERT_UNSUPPORTED_KEY: code(400, 'The certificate key is not ECDSA P-256.'),
+  CERT_EXPIRED: code(403, 'The certificate is past its notAfter.'),
+  CERT_NOT_YET_VALID: code(403, 'The certificate is before its notBefore.'),
+  CERT_UNTRUSTED: code(403, 'The chain does not lead to a trusted root of the expected role.'),
+  CERT_BAD_SIGNATURE: code(403, 'A certificate signature does not verify.'),
+  CERT_WRONG_ROLE: code(403, 'The certificate is not for the expected role.'),
+  CERT_CONSTRAINTS: code(403, 'basicConstraints, pathLen or keyUsage is violated.'),
+  CERT_REVOKED: code(403, 'The certificate is revoked (CRL or on-chain registry).'),
+  CERT_TOO_LARGE: code(400, 'The certificate exceeds the size limit.'),
+  COMPONENT_REJECTED: code(403, 'A component (ECU) failed authentication.'),
+  VEHICLE_NOT_REGISTERED: code(403, 'The vehicle is not registered on chain.'),
+  CHARGER_NOT_REGISTERED: code(403, 'The charger is not registered on chain.'),
+  // ledger
+  EVENT_MALFORMED: code(400, 'An event envelope or payload is malformed.'),
+  EVENT_BAD_SIGNATURE: code(400, 'The checkpoint signature does not verify.'),
+  EVENT_GAP: code(409, 'The batch does not continue the vehicle’s chain (missing seq).'),
+  EVENT_FORK: code(409, 'The batch conflicts with events already accepted (kept as evidence).'),
+  EVENT_TIME_REGRESSION: code(400, 'An event’s time is earlier than the previous one.'),
+  ODOMETER_ROLLBACK: code(400, 'An odometer reading is lower than the last one (tamper alert).'),
+  EVENT_VEHICLE_MISMATCH: code(403, 'The batch is for another vehicle.'),
+  PAYLOAD_ERASED: code(410, 'The payload was erased.'),
+  PROOF_INVALID: code(400, 'An inclusion or consistency proof does not verify.'),
+  TREE_SIZE_INVALID: code(400, 'A tree size is beyond the log or out of order.'),
+  ANCHOR_MISMATCH: code(409, 'The log does not match the root anchored on chain.'),
+  LOG_CORRUPT: code(500, 'The local log file is damaged beyond its recoverable tail.'),
+  // digital keys (also the link's `result.code`)
+  GRANT_BAD_SIGNATURE: code(403, 'The grant is not signed by the vehicle’s owner or a manager.'),
+  GRANT_WRONG_VEHICLE: code(403, 'The grant is for another vehicle.'),
+  GRANT_EPOCH: code(403, 'The grant is from an old epoch (revokeAll or a sale voided it).'),
+  GRANT_REVOKED: code(403, 'The grant was revoked.'),
+  GRANT_NOT_YET_VALID: code(403, 'The grant is not valid yet.'),
+  GRANT_EXPIRED: code(403, 'The grant has expired.'),
+  GRANT_SCOPE: code(403, 'The action is outside the grant’s scopes.'),
+  GRANT_USED_UP: code(403, 'The grant has no uses left.'),
+  REQUEST_BAD_SIGNATURE: code(403, 'The access request is not signed by the grantee.'),
+  CHALLENGE_UNKNOWN: code(403, 'The challenge is unknown or already used.'),
+  CHALLENGE_EXPIRED: code(403, 'The answer came too late (relay-attack bound).'),
+  RENTAL_NOT_ACTIVE: code(403, 'The signer is not the title’s current ERC-4907 user.'),
+  // payments and charging
+  POLICY_DENIED: code(403, 'The owner’s wallet policy refuses this payment.'),
+  TARIFF_INVALID: code(400, 'The tariff is unsigned, expired or above the policy’s price.'),
+  METER_INVALID: code(400, 'A meter reading is unsigned or does not add up.'),
+  VOUCHER_INVALID: code(400, 'A voucher is unsigned, for another channel, stale or above the deposit.'),
+  CHANNEL_STATE: code(409, 'The channel is not in a state that allows this.'),
+  INSUFFICIENT_FUNDS: code(402, 'The wallet or channel does not hold enough.'),
+} as const satisfies Record<string, ErrorCodeInfo>
+
+/** A stable error code. */
+export type ErrorCode = keyof typeof errorCodes
+
+export type BaseErrorParameters = {
+  /** Structured context for machines (offending values). Must be JSON-serialisable. */
+  details?: Record<string, unknown> | undefined
+  /** The lower-level error that caused this one. */
+  cause?: unknown
+}
+
+/**
+ * The one error class Carchain throws. `shortMessage` is the one-line human message;
+ * `code` is stable; `details` holds the offending values.
+ */
+export class BaseError extends Error {
+  override name = 'CarchainError'
+  readonly code: ErrorCode
+  readonly shortMessage: string
+  readonly details: Record<string, unknown>
+
+  constructor(code: ErrorCode, shortMessage: string, parameters: BaseErrorParameters = {}) {
+    super(shortMessage, parameters.cause === undefined ? undefined : { cause: parameters.cause })
+    this.code = code
+    this.shortMessage = shortMessage
+    this.details = parameters.details ?? {}
+  }
+
+  /** Whether retrying the same call may succeed. */
+  get retryable(): boolean {
+    return errorCodes[this.code].retryable
+  }
+
+  /** The `{code, message, details}` shape of the HTTP API and `--json` output. */
+  toJSON(): { code: ErrorCode; message: string; details: Record<string, unknown> } {
+    return { code: this.code, message: this.shortMessage, details: this.details }
+  }
+}
+
+/** Wraps anything thrown into a BaseError, keeping a BaseError as it is. */
+export function toBaseError(error: unknown, fallback: ErrorCode = 'INTERNAL'): BaseError {
+  if (error instanceof BaseError) return error
+  const message = error instanceof Error ? error.message : String(error)
+  return new BaseError(fallback, message, { cause: error })
+}
+
+/** Type guard for a BaseError with a given code. */
+export function isErrorCode(error: unknown, code: ErrorCode): error is BaseError {
+  return error instanceof BaseError && error.code === code
+}
