@@ -1,0 +1,7 @@
+/**
+ * The command table. Each domain contributes its commands from its own file; this is the only
+ * list of them.
+ */
+import type { Command } from '../command.ts'
+
+export const commands: readonly Command[] = []

@@ -1,0 +1,164 @@
+/**
+ * One SQL interface over the two engines Carchain runs on: PGlite (real Postgres compiled to
+ * WASM, in the data dir) for one machine, and a PostgreSQL server (`DATABASE_URL`) at scale.
+ * Both speak the same dialect and run the same migrations.
+ *
+ * Value types are the same on both: int8 → bigint, bytea → Uint8Array, timestamptz → Date,
+ * numeric → string.
+ */
+import { PGlite, types as pgliteTypes } from '@electric-sql/pglite'
+import pg from 'pg'
+import { BaseError } from '../errors.ts'
+
+/** Something SQL can be sent to: the database itself or an open transaction. */
+export type Queryable = {
+  /** One statement with `$1…` parameters. */
+  query<Row = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<{ rows: Row[] }>
+  /** Several statements, no parameters (migrations). */
+  exec(sql: string): Promise<void>
+}
+
+export type Database = Queryable & {
+  readonly engine: 'pglite' | 'postgres'
+  /** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>
+  close(): Promise<void>
+}
+
+export type OpenDatabaseParameters =
+  | {
+      engine: 'pglite' /** Directory for the PGlite files; omitted: in memory. */
+      dataDir?: string | undefined
+    }
+  | { engine: 'postgres'; url: string /** Pool size (default 10). */; maxConnections?: number }
+
+/** Opens the database; does not migrate (see `migrate`). */
+export async function openDatabase(parameters: OpenDatabaseParameters): Promise<Database> {
+  return parameters.engine === 'pglite'
+    ? openPglite(parameters.dataDir)
+    : openPostgres(parameters.url, parameters.maxConnections ?? 10)
+}
+
+async function openPglite(dataDir: string | undefined): Promise<Database> {
+  let db: PGlite
+  try {
+    db = await PGlite.create(dataDir ?? 'memory://', {
+      parsers: {
+        [pgliteTypes.INT8]: (value: string) => BigInt(value),
+        [pgliteTypes.NUMERIC]: (value: string) => value,
+      },
+    })
+  } catch (error) {
+    throw new BaseError('DATA_DIR_INVALID', `cannot open the embedded database in ${dataDir}`, {
+      details: { dataDir },
+      cause: error,
+    })
+  }
+  const wrap = (q: Pick<PGlite, 'query' | 'exec'>): Queryable => ({
+    query: async <Row>(sql: string, params: readonly unknown[] = []) => {
+      const result = await q.query<Row>(sql, params as unknown[])
+      return { rows: result.rows }
+    },
+    exec: async (sql: string) => {
+      await q.exec(sql)
+    },
+  })
+  return {
+    engine: 'pglite',
+    ...wrap(db),
+    transaction: (fn) => db.transaction((tx) => fn(wrap(tx))),
+    close: () => db.close(),
+  }
+}
+
+const pgTypes = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === 20) return (value: string) => BigInt(value)
+    return pg.types.getTypeParser(oid, format)
+  },
+}
+
+async function openPostgres(url: string, maxConnections: number): Promise<Database> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: maxConnections,
+    types: pgTypes as pg.CustomTypesConfig,
+  })
+  // An idle client losing its server must not crash the process; the next query reports it.
+  pool.on('error', () => {})
+  const redacted = redactUrl(url)
+  const unreachable = (error: unknown) =>
+    new BaseError('DB_UNREACHABLE', `cannot reach PostgreSQL at ${redacted}: ${(error as Error).message}`, {
+      details: { url: redacted },
+      cause: error,
+    })
+  try {
+    await pool.query('select 1')
+  } catch (error) {
+    await pool.end().catch(() => {})
+    throw unreachable(error)
+  }
+  const wrap = (q: pg.Pool | pg.PoolClient): Queryable => ({
+    query: async <Row>(sql: string, params: readonly unknown[] = []) => {
+      try {
+        const result = await q.query(sql, params as unknown[])
+        return { rows: result.rows as Row[] }
+      } catch (error) {
+        throw isConnectionError(error) ? unreachable(error) : error
+      }
+    },
+    exec: async (sql: string) => {
+      await q.query(sql)
+    },
+  })
+  return {
+    engine: 'postgres',
+    ...wrap(pool),
+    async transaction(fn) {
+      let client: pg.PoolClient
+      try {
+        client = await pool.connect()
+      } catch (error) {
+        throw unreachable(error)
+      }
+      try {
+        await client.query('begin')
+        const result = await fn(wrap(client))
+        await client.query('commit')
+        return result
+      } catch (error) {
+        await client.query('rollback').catch(() => {})
+        throw error
+      } finally {
+        client.release()
+      }
+    },
+    close: () => pool.end(),
+  }
+}
+
+function isConnectionError(error: unknown): boolean {
+  const code = (error as { code?: string }).code ?? ''
+  return [
+    'ECONNREFUSED',
+    'ECONNRESET',
+    'ETIMEDOUT',
+    'EPIPE',
+    '57P01',
+    '57P02',
+    '57P03',
+    '08006',
+    '08001',
+  ].includes(code)
+}
+
+/** The URL without its password, for messages and logs. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url)
+    if (parsed.password) parsed.password = '***'
+    return parsed.toString()
+  } catch {
+    return '<unparseable url>'
+  }
+}
