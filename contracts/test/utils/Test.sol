@@ -28,6 +28,37 @@ interface Vm {
     function parseJsonBool(string calldata json, string calldata key) external pure returns (bool);
     function exists(string calldata path) external view returns (bool);
     function envOr(string calldata name, string calldata defaultValue) external view returns (string memory);
+    function expectEmit(address emitter) external;
+    function isFile(string calldata path) external view returns (bool);
+    function isDir(string calldata path) external view returns (bool);
+    function readDir(string calldata path) external view returns (DirEntry[] memory entries);
+    function parseJsonString(string calldata json, string calldata key) external pure returns (string memory);
+    function parseJsonStringArray(string calldata json, string calldata key) external pure returns (string[] memory);
+    function chainId(uint256 newChainId) external;
+    function etch(address target, bytes calldata newRuntimeBytecode) external;
+    function toString(uint256 value) external pure returns (string memory);
+    function toString(bytes32 value) external pure returns (string memory);
+    function pauseGasMetering() external;
+    function resumeGasMetering() external;
+    function lastCallGas() external view returns (Gas memory gas);
+}
+
+/// @notice Foundry's `readDir` entry.
+struct DirEntry {
+    string errorMessage;
+    string path;
+    uint64 depth;
+    bool isDir;
+    bool isSymlink;
+}
+
+/// @notice Foundry's `lastCallGas` record.
+struct Gas {
+    uint64 gasLimit;
+    uint64 gasTotalUsed;
+    uint64 gasMemoryUsed;
+    int64 gasRefunded;
+    uint64 gasRemaining;
 }
 
 /// @notice Assertions and fuzz helpers; a failed assertion reverts, which fails the test.
@@ -73,6 +104,24 @@ abstract contract Test {
 
     function assertEq(bool actual, bool expected) internal pure {
         if (actual != expected) fail("bool mismatch");
+    }
+
+    function assertEq(string memory actual, string memory expected) internal pure {
+        if (keccak256(bytes(actual)) != keccak256(bytes(expected))) {
+            fail(string.concat("string mismatch: ", actual, " != ", expected));
+        }
+    }
+
+    function assertEq(bytes32 actual, bytes32 expected, string memory message) internal pure {
+        if (actual != expected) fail(message);
+    }
+
+    function assertEq(address actual, address expected, string memory message) internal pure {
+        if (actual != expected) fail(message);
+    }
+
+    function assertEq(bool actual, bool expected, string memory message) internal pure {
+        if (actual != expected) fail(message);
     }
 
     function assertLe(uint256 actual, uint256 limit) internal pure {
