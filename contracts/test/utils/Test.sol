@@ -32,6 +32,8 @@ interface Vm {
     function isFile(string calldata path) external view returns (bool);
     function isDir(string calldata path) external view returns (bool);
     function readDir(string calldata path) external view returns (DirEntry[] memory entries);
+    function readDir(string calldata path, uint64 maxDepth) external view returns (DirEntry[] memory entries);
+    function skip(bool skipTest) external;
     function parseJsonString(string calldata json, string calldata key) external pure returns (string memory);
     function parseJsonStringArray(string calldata json, string calldata key) external pure returns (string[] memory);
     function chainId(uint256 newChainId) external;
@@ -69,6 +71,10 @@ abstract contract Test {
     address[] private targetedContracts;
 
     error AssertionFailed(string message);
+
+    /// @dev forge prints these (ds-test convention) with `-vv`.
+    event log_string(string value);
+    event log_named_uint(string key, uint256 value);
 
     function fail(string memory message) internal pure {
         revert AssertionFailed(message);
