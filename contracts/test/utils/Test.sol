@@ -118,6 +118,10 @@ abstract contract Test {
         }
     }
 
+    function assertEq(bytes memory actual, bytes memory expected) internal pure {
+        if (keccak256(actual) != keccak256(expected)) fail("bytes mismatch");
+    }
+
     function assertEq(bytes32 actual, bytes32 expected, string memory message) internal pure {
         if (actual != expected) fail(message);
     }

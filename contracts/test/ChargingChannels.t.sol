@@ -1,0 +1,589 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.37;
+
+import {Test} from "./utils/Test.sol";
+import {ChargingChannels} from "../src/ChargingChannels.sol";
+import {IChargingChannels} from "../src/interfaces/IChargingChannels.sol";
+import {DemoToken} from "../src/DemoToken.sol";
+import {ReentrantToken} from "./mocks/ReentrantToken.sol";
+import {IERC20Errors} from "@openzeppelin/contracts/interfaces/draft-IERC6093.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+
+/// @notice Shared fixtures: a demo token, a payer (the car) with a key, a payee (the CPO).
+abstract contract ChargingChannelsFixture is Test {
+    uint256 internal constant SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
+    ChargingChannels internal channels;
+    DemoToken internal token;
+    uint256 internal payerKey = 0xCA11;
+    address internal payer;
+    address internal payee = address(0xC0);
+    address internal stranger = address(0x55);
+    uint64 internal expiresAt;
+
+    function setUp() public virtual {
+        channels = new ChargingChannels();
+        token = new DemoToken("Demo", "DEMO", address(this));
+        payer = vm.addr(payerKey);
+        token.mint(payer, 1_000e18);
+        vm.prank(payer);
+        token.approve(address(channels), type(uint256).max);
+        expiresAt = uint64(block.timestamp + 7 days);
+    }
+
+    function _voucher(uint256 key, ChargingChannels target, bytes32 id, uint256 cumulative, uint64 meterWh)
+        internal
+        view
+        returns (bytes memory)
+    {
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(key, target.voucherDigest(id, cumulative, meterWh));
+        return abi.encodePacked(r, s, v);
+    }
+
+    function _voucher(bytes32 id, uint256 cumulative, uint64 meterWh) internal view returns (bytes memory) {
+        return _voucher(payerKey, channels, id, cumulative, meterWh);
+    }
+
+    function _open(uint256 deposit, uint256 nonce) internal returns (bytes32 id) {
+        vm.prank(payer);
+        id = channels.open(payee, address(token), deposit, expiresAt, nonce);
+    }
+
+    function _permit(uint256 key, address spender, uint256 value, uint256 deadline)
+        internal
+        view
+        returns (uint8 v, bytes32 r, bytes32 s)
+    {
+        address holder = vm.addr(key);
+        bytes32 structHash = keccak256(
+            abi.encode(
+                keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"),
+                holder,
+                spender,
+                value,
+                token.nonces(holder),
+                deadline
+            )
+        );
+        return vm.sign(key, keccak256(abi.encodePacked("\x19\x01", token.DOMAIN_SEPARATOR(), structHash)));
+    }
+}
+
+contract ChargingChannelsTest is ChargingChannelsFixture {
+    // ------------------------------------------------------------ open
+
+    function test_open() public {
+        bytes32 expectedId = keccak256(abi.encode(payer, payee, address(token), uint256(1)));
+        assertEq(channels.channelIdOf(payer, payee, address(token), 1), expectedId);
+        vm.expectEmit(address(channels));
+        emit IChargingChannels.ChannelOpened(expectedId, payer, payee, address(token), 10e18, expiresAt);
+        bytes32 id = _open(10e18, 1);
+        assertEq(id, expectedId);
+        IChargingChannels.Channel memory c = channels.channel(id);
+        assertEq(c.payer, payer);
+        assertEq(c.payee, payee);
+        assertEq(c.token, address(token));
+        assertEq(c.deposit, 10e18);
+        assertEq(c.paid, 0);
+        assertEq(c.expiresAt, expiresAt);
+        assertFalse(c.closed);
+        assertEq(token.balanceOf(address(channels)), 10e18);
+        assertEq(token.balanceOf(payer), 990e18);
+    }
+
+    function test_openWithPermit_needsNoApproval() public {
+        uint256 carKey = 0xCA12;
+        address car = vm.addr(carKey);
+        token.mint(car, 5e18);
+        uint256 deadline = block.timestamp + 1 hours;
+        (uint8 v, bytes32 r, bytes32 s) = _permit(carKey, address(channels), 5e18, deadline);
+        vm.prank(car);
+        bytes32 id = channels.openWithPermit(payee, address(token), 5e18, expiresAt, 0, deadline, v, r, s);
+        assertEq(channels.channel(id).deposit, 5e18);
+        assertEq(token.balanceOf(car), 0);
+        assertEq(token.allowance(car, address(channels)), 0);
+    }
+
+    function test_openWithPermit_survivesFrontRunPermit() public {
+        uint256 carKey = 0xCA12;
+        address car = vm.addr(carKey);
+        token.mint(car, 5e18);
+        uint256 deadline = block.timestamp + 1 hours;
+        (uint8 v, bytes32 r, bytes32 s) = _permit(carKey, address(channels), 5e18, deadline);
+        // Someone copies the permit from the mempool and submits it first.
+        vm.prank(stranger);
+        token.permit(car, address(channels), 5e18, deadline, v, r, s);
+        vm.prank(car);
+        bytes32 id = channels.openWithPermit(payee, address(token), 5e18, expiresAt, 0, deadline, v, r, s);
+        assertEq(channels.channel(id).deposit, 5e18);
+    }
+
+    function test_openWithPermit_badPermitWithoutAllowanceReverts() public {
+        uint256 carKey = 0xCA12;
+        address car = vm.addr(carKey);
+        token.mint(car, 5e18);
+        uint256 deadline = block.timestamp + 1 hours;
+        (uint8 v, bytes32 r, bytes32 s) = _permit(0xBAD, address(channels), 5e18, deadline);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IERC20Errors.ERC20InsufficientAllowance.selector, address(channels), uint256(0), uint256(5e18)
+            )
+        );
+        vm.prank(car);
+        channels.openWithPermit(payee, address(token), 5e18, expiresAt, 0, deadline, v, r, s);
+    }
+
+    function test_open_errors() public {
+        vm.startPrank(payer);
+        vm.expectRevert(
+            abi.encodeWithSelector(IChargingChannels.ChargingChannelsInvalidPayee.selector, address(0))
+        );
+        channels.open(address(0), address(token), 1, expiresAt, 0);
+        vm.expectRevert(abi.encodeWithSelector(IChargingChannels.ChargingChannelsInvalidPayee.selector, payer));
+        channels.open(payer, address(token), 1, expiresAt, 0);
+        vm.expectRevert(IChargingChannels.ChargingChannelsZeroAmount.selector);
+        channels.open(payee, address(token), 0, expiresAt, 0);
+        uint256 tooMuch = uint256(type(uint96).max) + 1;
+        vm.expectRevert(abi.encodeWithSelector(IChargingChannels.ChargingChannelsAmountTooLarge.selector, tooMuch));
+        channels.open(payee, address(token), tooMuch, expiresAt, 0);
+        uint64 now_ = uint64(block.timestamp);
+        vm.expectRevert(abi.encodeWithSelector(IChargingChannels.ChargingChannelsInvalidExpiry.selector, now_));
+        channels.open(payee, address(token), 1, now_, 0);
+        bytes32 id = channels.open(payee, address(token), 1, expiresAt, 0);
+        vm.expectRevert(abi.encodeWithSelector(IChargingChannels.ChargingChannelsChannelExists.selector, id));
+        channels.open(payee, address(token), 1, expiresAt, 0);
+        vm.stopPrank();
+
+        vm.expectRevert(
+            abi.encodeWithSelector(IERC20Errors.ERC20InsufficientAllowance.selector, address(channels), 0, 1)
+        );
+        vm.prank(stranger);
+        channels.open(payee, address(token), 1, expiresAt, 0);
+    }
+
+    // ------------------------------------------------------------ claim
+
+    function test_claim_paysTheIncrement() public {
+        bytes32 id = _open(10e18, 0);
+        bytes memory v1 = _voucher(id, 2e18, 7_000);
+        vm.expectEmit(address(channels));
+        emit IChargingChannels.Claimed(id, 2e18, 2e18);
+        vm.prank(payee);
+        channels.claim(id, 2e18, 7_000, v1);
+        // A later session on the same channel: the cumulative amount grows.
+        bytes memory v2 = _voucher(id, 5e18, 18_000);
+        vm.expectEmit(address(channels));
+        emit IChargingChannels.Claimed(id, 5e18, 3e18);
+        vm.prank(payee);
+        channels.claim(id, 5e18, 18_000, v2);
+        assertEq(token.balanceOf(payee), 5e18);
+        assertEq(channels.channel(id).paid, 5e18);
+        assertEq(token.balanceOf(address(channels)), 5e18);
+        // The whole deposit may be claimed.
+        bytes memory v3 = _voucher(id, 10e18, 36_000);
+        vm.prank(payee);
+        channels.claim(id, 10e18, 36_000, v3);
+        assertEq(token.balanceOf(payee), 10e18);
+    }
+
+    function test_claim_afterExpiryUntilReclaimed() public {
+        bytes32 id = _open(10e18, 0);
+        vm.warp(uint256(expiresAt) + 1 days);
+        bytes memory v = _voucher(id, 1e18, 1);
+        vm.prank(payee);
+        channels.claim(id, 1e18, 1, v);
+        assertEq(token.balanceOf(payee), 1e18);
+    }
+
+    function test_claim_errors() public {
+        bytes32 id = _open(10e18, 0);
+        bytes memory v = _voucher(id, 2e18, 1);
+        vm.expectRevert(abi.encodeWithSelector(IChargingChannels.ChargingChannelsUnknownChannel.selector, bytes32(0)));
+        vm.prank(payee);
+        channels.claim(bytes32(0), 2e18, 1, v);
+        vm.expectRevert(abi.encodeWithSelector(IChargingChannels.ChargingChannelsNotPayee.selector, id, payer));
+        vm.prank(payer);
+        channels.claim(id, 2e18, 1, v);
+        bytes memory zero = _voucher(id, 0, 1);
+        vm.expectRevert(
+            abi.encodeWithSelector(IChargingChannels.ChargingChannelsVoucherNotIncreasing.selector, id, 0, 0)
+        );
+        vm.prank(payee);
+        channels.claim(id, 0, 1, zero);
+        // A different meter reading than signed recovers to someone else.
+        address other = ECDSA.recover(channels.voucherDigest(id, 2e18, 2), v);
+        vm.expectRevert(abi.encodeWithSelector(IChargingChannels.ChargingChannelsInvalidSignature.selector, id, other));
+        vm.prank(payee);
+        channels.claim(id, 2e18, 2, v);
+        // Signed by someone other than the payer.
+        bytes memory forged = _voucher(0xBAD, channels, id, 2e18, 1);
+        vm.expectRevert(
+            abi.encodeWithSelector(IChargingChannels.ChargingChannelsInvalidSignature.selector, id, vm.addr(0xBAD))
+        );
+        vm.prank(payee);
+        channels.claim(id, 2e18, 1, forged);
+        // Malformed: wrong length.
+        vm.expectRevert(
+            abi.encodeWithSelector(IChargingChannels.ChargingChannelsInvalidSignature.selector, id, address(0))
+        );
+        vm.prank(payee);
+        channels.claim(id, 2e18, 1, bytes.concat(v, hex"00"));
+    }
+
+    function test_claim_rejectsHighS() public {
+        bytes32 id = _open(10e18, 0);
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(payerKey, channels.voucherDigest(id, 1e18, 1));
+        // The same signature in its malleable twin form (n - s, flipped parity): ecrecover accepts it.
+        bytes memory twin = abi.encodePacked(r, bytes32(SECP256K1_N - uint256(s)), v == 27 ? uint8(28) : uint8(27));
+        assertEq(ecrecover(channels.voucherDigest(id, 1e18, 1), v == 27 ? 28 : 27, r, bytes32(SECP256K1_N - uint256(s))), payer);
+        vm.expectRevert(
+            abi.encodeWithSelector(IChargingChannels.ChargingChannelsInvalidSignature.selector, id, address(0))
+        );
+        vm.prank(payee);
+        channels.claim(id, 1e18, 1, twin);
+    }
+
+    // ------------------------------------------------------------ attacks
+
+    function test_attack_staleVoucherAfterNewer() public {
+        bytes32 id = _open(10e18, 0);
+        bytes memory older = _voucher(id, 2e18, 1);
+        bytes memory newer = _voucher(id, 3e18, 2);
+        vm.prank(payee);
+        channels.claim(id, 3e18, 2, newer);
+        vm.expectRevert(
+            abi.encodeWithSelector(IChargingChannels.ChargingChannelsVoucherNotIncreasing.selector, id, 2e18, 3e18)
+        );
+        vm.prank(payee);
+        channels.claim(id, 2e18, 1, older);
+        // Replaying the same voucher pays nothing either.
+        vm.expectRevert(
+            abi.encodeWithSelector(IChargingChannels.ChargingChannelsVoucherNotIncreasing.selector, id, 3e18, 3e18)
+        );
+        vm.prank(payee);
+        channels.claim(id, 3e18, 2, newer);
+    }
+
+    function test_attack_aboveDeposit() public {
+        bytes32 id = _open(10e18, 0);
+        bytes memory v = _voucher(id, 10e18 + 1, 1);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IChargingChannels.ChargingChannelsVoucherExceedsDeposit.selector, id, 10e18 + 1, 10e18
+            )
+        );
+        vm.prank(payee);
+        channels.claim(id, 10e18 + 1, 1, v);
+        // After a top-up the same voucher is good: vouchers are bounded by the deposit at claim time.
+        vm.prank(payer);
+        channels.topUp(id, 1);
+        vm.prank(payee);
+        channels.claim(id, 10e18 + 1, 1, v);
+        assertEq(token.balanceOf(payee), 10e18 + 1);
+    }
+
+    function test_attack_voucherReplayedOnAnotherChannel() public {
+        bytes32 first = _open(10e18, 0);
+        bytes32 second = _open(10e18, 1);
+        bytes memory v = _voucher(first, 4e18, 1);
+        vm.prank(payee);
+        channels.claim(first, 4e18, 1, v);
+        address recovered = ECDSA.recover(channels.voucherDigest(second, 4e18, 1), v);
+        vm.expectRevert(
+            abi.encodeWithSelector(IChargingChannels.ChargingChannelsInvalidSignature.selector, second, recovered)
+        );
+        vm.prank(payee);
+        channels.claim(second, 4e18, 1, v);
+    }
+
+    function test_attack_voucherFromAnotherChain() public {
+        bytes32 id = _open(10e18, 0);
+        bytes memory v = _voucher(id, 4e18, 1);
+        vm.chainId(31337 + 1);
+        address recovered = ECDSA.recover(channels.voucherDigest(id, 4e18, 1), v);
+        assertTrue(recovered != payer);
+        vm.expectRevert(abi.encodeWithSelector(IChargingChannels.ChargingChannelsInvalidSignature.selector, id, recovered));
+        vm.prank(payee);
+        channels.claim(id, 4e18, 1, v);
+    }
+
+    function test_attack_voucherForAnotherContract() public {
+        ChargingChannels other = new ChargingChannels();
+        bytes32 id = _open(10e18, 0);
+        // The same channel id, signed for another deployment's domain.
+        bytes memory v = _voucher(payerKey, other, id, 4e18, 1);
+        address recovered = ECDSA.recover(channels.voucherDigest(id, 4e18, 1), v);
+        vm.expectRevert(abi.encodeWithSelector(IChargingChannels.ChargingChannelsInvalidSignature.selector, id, recovered));
+        vm.prank(payee);
+        channels.claim(id, 4e18, 1, v);
+    }
+
+    function test_attack_reentrancyThroughToken() public {
+        ReentrantToken hostile = new ReentrantToken();
+        hostile.mint(payer, 10e18);
+        vm.startPrank(payer);
+        hostile.approve(address(channels), type(uint256).max);
+        bytes32 id = channels.open(payee, address(hostile), 10e18, expiresAt, 0);
+        vm.stopPrank();
+        bytes memory v = _voucher(id, 4e18, 1);
+        // During the payout the token tries to claim the same voucher again (as if it were the payee).
+        hostile.arm(address(channels), abi.encodeCall(ChargingChannels.claim, (id, 4e18, 1, v)));
+        vm.prank(payee);
+        channels.claim(id, 4e18, 1, v);
+        assertTrue(hostile.attempted());
+        assertFalse(hostile.reentered());
+        assertEq(
+            hostile.revertData(), abi.encodeWithSelector(ReentrancyGuardTransient.ReentrancyGuardReentrantCall.selector)
+        );
+        assertEq(hostile.balanceOf(payee), 4e18);
+        assertEq(hostile.balanceOf(address(channels)), 6e18);
+        assertEq(channels.channel(id).paid, 4e18);
+    }
+
+    // ------------------------------------------------------------ top-up and extend
+
+    function test_topUp() public {
+        bytes32 id = _open(10e18, 0);
+        vm.expectEmit(address(channels));
+        emit IChargingChannels.ChannelToppedUp(id, 5e18, 15e18);
+        vm.prank(payer);
+        channels.topUp(id, 5e18);
+        assertEq(channels.channel(id).deposit, 15e18);
+        assertEq(token.balanceOf(address(channels)), 15e18);
+    }
+
+    function test_topUpWithPermit() public {
+        uint256 carKey = 0xCA12;
+        address car = vm.addr(carKey);
+        token.mint(car, 8e18);
+        uint256 deadline = block.timestamp + 1 hours;
+        (uint8 v, bytes32 r, bytes32 s) = _permit(carKey, address(channels), 5e18, deadline);
+        vm.prank(car);
+        bytes32 id = channels.openWithPermit(payee, address(token), 5e18, expiresAt, 0, deadline, v, r, s);
+        (v, r, s) = _permit(carKey, address(channels), 3e18, deadline);
+        vm.prank(car);
+        channels.topUpWithPermit(id, 3e18, deadline, v, r, s);
+        assertEq(channels.channel(id).deposit, 8e18);
+        assertEq(token.balanceOf(car), 0);
+    }
+
+    function test_topUp_errors() public {
+        bytes32 id = _open(10e18, 0);
+        vm.expectRevert(abi.encodeWithSelector(IChargingChannels.ChargingChannelsNotPayer.selector, id, payee));
+        vm.prank(payee);
+        channels.topUp(id, 1);
+        vm.startPrank(payer);
+        vm.expectRevert(IChargingChannels.ChargingChannelsZeroAmount.selector);
+        channels.topUp(id, 0);
+        uint256 rest = uint256(type(uint96).max) - 10e18;
+        vm.expectRevert(
+            abi.encodeWithSelector(IChargingChannels.ChargingChannelsAmountTooLarge.selector, uint256(type(uint96).max) + 1)
+        );
+        channels.topUp(id, rest + 1);
+        vm.expectRevert(
+            abi.encodeWithSelector(IChargingChannels.ChargingChannelsAmountTooLarge.selector, type(uint256).max)
+        );
+        channels.topUp(id, type(uint256).max);
+        vm.expectRevert(abi.encodeWithSelector(IChargingChannels.ChargingChannelsUnknownChannel.selector, bytes32(0)));
+        channels.topUp(bytes32(0), 1);
+        vm.stopPrank();
+    }
+
+    function test_extend() public {
+        bytes32 id = _open(10e18, 0);
+        uint64 later = expiresAt + 1 days;
+        vm.expectEmit(address(channels));
+        emit IChargingChannels.ChannelExtended(id, later);
+        vm.prank(payer);
+        channels.extend(id, later);
+        assertEq(channels.channel(id).expiresAt, later);
+        vm.expectRevert(abi.encodeWithSelector(IChargingChannels.ChargingChannelsInvalidExpiry.selector, later));
+        vm.prank(payer);
+        channels.extend(id, later);
+        vm.expectRevert(abi.encodeWithSelector(IChargingChannels.ChargingChannelsNotPayer.selector, id, payee));
+        vm.prank(payee);
+        channels.extend(id, later + 1);
+    }
+
+    // ------------------------------------------------------------ close and reclaim
+
+    function test_close_settlesAndRefunds() public {
+        bytes32 id = _open(10e18, 0);
+        bytes memory v1 = _voucher(id, 1e18, 1);
+        vm.prank(payee);
+        channels.claim(id, 1e18, 1, v1);
+        bytes memory v2 = _voucher(id, 3e18, 2);
+        vm.expectEmit(address(channels));
+        emit IChargingChannels.Claimed(id, 3e18, 2e18);
+        vm.expectEmit(address(channels));
+        emit IChargingChannels.ChannelClosed(id, 7e18);
+        vm.prank(payee);
+        channels.close(id, 3e18, 2, v2);
+        assertEq(token.balanceOf(payee), 3e18);
+        assertEq(token.balanceOf(payer), 997e18);
+        assertEq(token.balanceOf(address(channels)), 0);
+        IChargingChannels.Channel memory c = channels.channel(id);
+        assertTrue(c.closed);
+        assertEq(c.paid, 3e18);
+        assertEq(c.deposit, 10e18);
+    }
+
+    function test_close_withoutNewVoucher() public {
+        bytes32 id = _open(10e18, 0);
+        bytes memory v1 = _voucher(id, 4e18, 1);
+        vm.prank(payee);
+        channels.claim(id, 4e18, 1, v1);
+        vm.expectEmit(address(channels));
+        emit IChargingChannels.ChannelClosed(id, 6e18);
+        vm.prank(payee);
+        channels.close(id, 0, 0, "");
+        assertEq(token.balanceOf(payer), 996e18);
+    }
+
+    function test_close_errors() public {
+        bytes32 id = _open(10e18, 0);
+        vm.expectRevert(abi.encodeWithSelector(IChargingChannels.ChargingChannelsNotPayee.selector, id, payer));
+        vm.prank(payer);
+        channels.close(id, 0, 0, "");
+        bytes memory forged = _voucher(0xBAD, channels, id, 5e18, 1);
+        vm.expectRevert(
+            abi.encodeWithSelector(IChargingChannels.ChargingChannelsInvalidSignature.selector, id, vm.addr(0xBAD))
+        );
+        vm.prank(payee);
+        channels.close(id, 5e18, 1, forged);
+    }
+
+    function test_closedChannelIsFinal() public {
+        bytes32 id = _open(10e18, 0);
+        bytes memory v = _voucher(id, 5e18, 1);
+        vm.prank(payee);
+        channels.close(id, 0, 0, "");
+        bytes memory closedErr = abi.encodeWithSelector(IChargingChannels.ChargingChannelsChannelClosed.selector, id);
+        vm.expectRevert(closedErr);
+        vm.prank(payee);
+        channels.claim(id, 5e18, 1, v);
+        vm.expectRevert(closedErr);
+        vm.prank(payee);
+        channels.close(id, 0, 0, "");
+        vm.warp(expiresAt);
+        vm.startPrank(payer);
+        vm.expectRevert(closedErr);
+        channels.reclaim(id);
+        vm.expectRevert(closedErr);
+        channels.topUp(id, 1);
+        vm.expectRevert(closedErr);
+        channels.extend(id, expiresAt + 1);
+        vm.stopPrank();
+    }
+
+    function test_reclaim() public {
+        bytes32 id = _open(10e18, 0);
+        bytes memory v = _voucher(id, 4e18, 1);
+        vm.prank(payee);
+        channels.claim(id, 4e18, 1, v);
+        vm.expectRevert(
+            abi.encodeWithSelector(IChargingChannels.ChargingChannelsNotExpired.selector, id, expiresAt)
+        );
+        vm.prank(payer);
+        channels.reclaim(id);
+        vm.warp(expiresAt);
+        vm.expectRevert(abi.encodeWithSelector(IChargingChannels.ChargingChannelsNotPayer.selector, id, payee));
+        vm.prank(payee);
+        channels.reclaim(id);
+        vm.expectEmit(address(channels));
+        emit IChargingChannels.ChannelClosed(id, 6e18);
+        vm.prank(payer);
+        channels.reclaim(id);
+        assertEq(token.balanceOf(payer), 996e18);
+        assertEq(token.balanceOf(address(channels)), 0);
+        // The payee's late voucher no longer pays.
+        bytes memory late = _voucher(id, 9e18, 2);
+        vm.expectRevert(abi.encodeWithSelector(IChargingChannels.ChargingChannelsChannelClosed.selector, id));
+        vm.prank(payee);
+        channels.claim(id, 9e18, 2, late);
+    }
+
+    // ------------------------------------------------------------ EIP-712
+
+    function test_voucherDigest_isEip712() public view {
+        bytes32 typeHash = keccak256("Voucher(bytes32 channelId,uint256 cumulativeAmount,uint64 meterWh)");
+        assertEq(channels.VOUCHER_TYPEHASH(), typeHash);
+        bytes32 domain = keccak256(
+            abi.encode(
+                keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"),
+                keccak256("Carchain"),
+                keccak256("1"),
+                block.chainid,
+                address(channels)
+            )
+        );
+        bytes32 structHash = keccak256(abi.encode(typeHash, bytes32(uint256(7)), uint256(5), uint64(9)));
+        assertEq(
+            channels.voucherDigest(bytes32(uint256(7)), 5, 9),
+            keccak256(abi.encodePacked("\x19\x01", domain, structHash))
+        );
+        (, string memory name, string memory version, uint256 chainId, address verifying,,) = channels.eip712Domain();
+        assertEq(name, "Carchain");
+        assertEq(version, "1");
+        assertEq(chainId, block.chainid);
+        assertEq(verifying, address(channels));
+    }
+
+    // ------------------------------------------------------------ fuzz
+
+    function testFuzz_claimsPayExactlyTheNewestCumulative(uint96 deposit, uint256[5] memory steps) public {
+        deposit = uint96(bound(deposit, 1, 1_000e18));
+        bytes32 id = _open(deposit, 0);
+        uint256 cumulative;
+        for (uint256 i; i < steps.length; ++i) {
+            uint256 next = bound(steps[i], 0, deposit);
+            bytes memory v = _voucher(id, next, uint64(i));
+            if (next <= cumulative) {
+                vm.expectRevert(
+                    abi.encodeWithSelector(
+                        IChargingChannels.ChargingChannelsVoucherNotIncreasing.selector, id, next, cumulative
+                    )
+                );
+                vm.prank(payee);
+                channels.claim(id, next, uint64(i), v);
+                continue;
+            }
+            vm.prank(payee);
+            channels.claim(id, next, uint64(i), v);
+            cumulative = next;
+            assertEq(token.balanceOf(payee), cumulative);
+        }
+        vm.prank(payee);
+        channels.close(id, 0, 0, "");
+        assertEq(token.balanceOf(payee) + token.balanceOf(payer), 1_000e18);
+        assertEq(token.balanceOf(address(channels)), 0);
+    }
+
+    function testFuzz_onlyThePayersKeyPays(uint256 key, uint256 amount) public {
+        key = bound(key, 1, SECP256K1_N - 1);
+        vm.assume(key != payerKey);
+        amount = bound(amount, 1, 10e18);
+        bytes32 id = _open(10e18, 0);
+        bytes memory v = _voucher(key, channels, id, amount, 1);
+        vm.expectRevert(
+            abi.encodeWithSelector(IChargingChannels.ChargingChannelsInvalidSignature.selector, id, vm.addr(key))
+        );
+        vm.prank(payee);
+        channels.claim(id, amount, 1, v);
+    }
+
+    function testFuzz_aboveDepositNeverPays(uint96 deposit, uint256 amount) public {
+        deposit = uint96(bound(deposit, 1, 1_000e18));
+        amount = bound(amount, uint256(deposit) + 1, type(uint256).max);
+        bytes32 id = _open(deposit, 0);
+        bytes memory v = _voucher(id, amount, 1);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IChargingChannels.ChargingChannelsVoucherExceedsDeposit.selector, id, amount, uint256(deposit)
+            )
+        );
+        vm.prank(payee);
+        channels.claim(id, amount, 1, v);
+    }
+}
