@@ -65,6 +65,7 @@ export const errorCodes = {
   CERT_CONSTRAINTS: code(403, 'basicConstraints, pathLen or keyUsage is violated.'),
   CERT_REVOKED: code(403, 'The certificate is revoked (CRL or on-chain registry).'),
   CERT_TOO_LARGE: code(400, 'The certificate exceeds the size limit.'),
+  CRL_INVALID: code(403, 'A CRL is malformed, not signed by the certificate issuer, or past its nextUpdate.'),
   COMPONENT_REJECTED: code(403, 'A component (ECU) failed authentication.'),
   VEHICLE_NOT_REGISTERED: code(403, 'The vehicle is not registered on chain.'),
   CHARGER_NOT_REGISTERED: code(403, 'The charger is not registered on chain.'),

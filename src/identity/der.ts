@@ -134,17 +134,13 @@ export function readBitString(
 export function readTime(node: DerNode | undefined, what: string): Date {
   if (!node) throw malformed(`${what}: missing time`)
   const text = Buffer.from(node.content).toString('latin1')
-  let match: RegExpExecArray | null
-  let year: number
-  if (node.tag === Tag.UTC_TIME && (match = /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text))) {
-    const yy = Number(match[1])
-    year = yy < 50 ? 2000 + yy : 1900 + yy
-  } else if (
-    node.tag === Tag.GENERALIZED_TIME &&
-    (match = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text))
-  ) {
-    year = Number(match[1])
-  } else throw malformed(`${what}: not a UTCTime/GeneralizedTime in Z form`, { text })
+  const utc = node.tag === Tag.UTC_TIME ? /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text) : null
+  const generalized =
+    node.tag === Tag.GENERALIZED_TIME ? /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text) : null
+  const match = utc ?? generalized
+  if (!match) throw malformed(`${what}: not a UTCTime/GeneralizedTime in Z form`, { text })
+  const yy = Number(match[1])
+  const year = utc ? (yy < 50 ? 2000 + yy : 1900 + yy) : yy
   const [, , mo, d, h, mi, s] = match.map(Number) as number[]
   const date = new Date(Date.UTC(year, mo! - 1, d, h, mi, s))
   if (date.getUTCMonth() !== mo! - 1 || date.getUTCDate() !== d || h! > 23 || mi! > 59 || s! > 59)
