@@ -25,6 +25,8 @@ export type CommandIo = {
   readonly json: boolean
   /** A progress or status line for people: to stderr, so stdout stays parseable. */
   progress(message: string): void
+  /** A line of output while the command runs (long-running commands: `up`); stdout. */
+  print(line: string): void
   /** Resolves when the process is asked to stop (SIGINT/SIGTERM): long-running commands await it. */
   readonly stopSignal: AbortSignal
 }

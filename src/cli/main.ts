@@ -82,6 +82,7 @@ export async function runCli(argv: string[], stopSignal: AbortSignal): Promise<n
   const io: CommandIo = {
     json,
     progress: (message) => process.stderr.write(`${message}\n`),
+    print: (line) => process.stdout.write(`${line}\n`),
     stopSignal,
   }
   try {

@@ -3,5 +3,6 @@
  * list of them.
  */
 import type { Command } from '../command.ts'
+import { nodeCommands } from './up.ts'
 
-export const commands: readonly Command[] = []
+export const commands: readonly Command[] = [...nodeCommands]

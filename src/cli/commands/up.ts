@@ -1,0 +1,134 @@
+/** `carchain up` and `carchain deploy`. */
+import { connectChain, operatorAccountFromKey } from '../../chain/clients.ts'
+import { deployContracts } from '../../chain/deploy.ts'
+import { loadConfig } from '../../config.ts'
+import { BaseError } from '../../errors.ts'
+import { startNode } from '../../node/up.ts'
+import type { Command } from '../command.ts'
+import { booleanFlag, integerFlag, stringFlag } from '../flags.ts'
+
+const up: Command = {
+  path: ['up'],
+  summary: 'Run the whole system: chain, contracts, database, node, dashboard and demo fleet.',
+  flags: {
+    data: {
+      type: 'string',
+      value: 'DIR',
+      description: 'Data directory (env CARCHAIN_DATA).',
+      default: './data',
+    },
+    port: { type: 'string', value: 'N', description: 'HTTP port (env PORT).', default: '8080' },
+    host: {
+      type: 'string',
+      value: 'IP',
+      description: 'Interface to bind (env CARCHAIN_HOST).',
+      default: '127.0.0.1',
+    },
+    rpc: {
+      type: 'string',
+      value: 'URL',
+      description: 'External Ethereum JSON-RPC instead of the embedded anvil.',
+    },
+    database: {
+      type: 'string',
+      value: 'URL',
+      description: 'PostgreSQL URL instead of PGlite (env DATABASE_URL).',
+    },
+    vehicles: { type: 'string', value: 'N', description: 'Demo fleet size.', default: '12' },
+    'no-sim': { type: 'boolean', description: 'Run without the demo fleet.' },
+    mqtt: {
+      type: 'string',
+      value: 'URL',
+      description: 'MQTT broker for vehicle uploads (env CARCHAIN_MQTT_URL).',
+    },
+  },
+  async run({ flags, io }) {
+    const config = loadConfig({
+      flags: {
+        data: stringFlag(flags, 'data'),
+        port: integerFlag(flags, 'port', { min: 0, max: 65535 }),
+        host: stringFlag(flags, 'host'),
+        rpc: stringFlag(flags, 'rpc'),
+        database: stringFlag(flags, 'database'),
+        vehicles: integerFlag(flags, 'vehicles', { min: 0, max: 10_000 }),
+        noSim: booleanFlag(flags, 'no-sim'),
+        mqtt: stringFlag(flags, 'mqtt'),
+      },
+      env: process.env,
+    })
+    const started = Date.now()
+    const node = await startNode({ config, progress: (message) => io.progress(`· ${message}`) })
+    const info = {
+      url: node.url,
+      chain: node.chain,
+      database: config.databaseUrl ? 'postgres' : 'pglite',
+      dataDir: config.dataDir,
+      startupMs: Date.now() - started,
+    }
+    if (io.json) io.print(JSON.stringify({ event: 'up', ...info }))
+    else {
+      const contracts = Object.entries(node.chain.contracts).map(
+        ([name, address]) => `  ${name.padEnd(17)}${address}`,
+      )
+      io.print(
+        [
+          `Carchain is up (${(info.startupMs / 1000).toFixed(1)} s)`,
+          `  node            ${node.url}  (API /v1, OpenAPI /openapi.json, health /v1/health)`,
+          `  chain           ${node.chain.rpcUrl}  chain id ${node.chain.chainId}${config.rpcUrl ? '' : ' (embedded anvil)'}`,
+          `  database        ${config.databaseUrl ? 'PostgreSQL' : `PGlite in ${config.dataDir}/db`}`,
+          `  data            ${config.dataDir}`,
+          ...contracts,
+          'Ctrl-C stops everything.',
+        ].join('\n'),
+      )
+    }
+    await new Promise<void>((resolve) => {
+      if (io.stopSignal.aborted) resolve()
+      io.stopSignal.addEventListener('abort', () => resolve(), { once: true })
+    })
+    io.progress(`· ${String(io.stopSignal.reason ?? 'stop')}: stopping`)
+    await node.stop()
+    return { data: { event: 'stopped' }, text: 'Carchain stopped.' }
+  },
+}
+
+const deploy: Command = {
+  path: ['deploy'],
+  summary: 'Deploy the contracts to an Ethereum network (idempotent; key in CARCHAIN_OPERATOR_KEY).',
+  flags: {
+    rpc: { type: 'string', value: 'URL', description: 'Ethereum JSON-RPC endpoint.', required: true },
+    data: {
+      type: 'string',
+      value: 'DIR',
+      description: 'Where deployments/<chainId>.json is written.',
+      default: './data',
+    },
+  },
+  async run({ flags, io }) {
+    const config = loadConfig({
+      flags: { rpc: stringFlag(flags, 'rpc'), data: stringFlag(flags, 'data') },
+      env: process.env,
+    })
+    if (!config.operatorKey)
+      throw new BaseError('CONFIG_INVALID', 'set CARCHAIN_OPERATOR_KEY to the deployer’s private key (0x…)')
+    const clients = await connectChain({
+      rpcUrl: config.rpcUrl!,
+      account: operatorAccountFromKey(config.operatorKey),
+    })
+    const { deployment, deployedNow } = await deployContracts({
+      clients,
+      dataDir: config.dataDir,
+      progress: io.progress,
+    })
+    const lines = Object.entries(deployment.contracts).map(([name, c]) => `  ${name.padEnd(17)}${c.address}`)
+    return {
+      data: { deployedNow, ...deployment },
+      text: [
+        `${deployedNow ? 'Deployed' : 'Already deployed'} on chain ${deployment.chainId}:`,
+        ...lines,
+      ].join('\n'),
+    }
+  },
+}
+
+export const nodeCommands: readonly Command[] = [up, deploy]

@@ -1,0 +1,81 @@
+/**
+ * The node's configuration, parsed once at the entry point from flags and environment and passed
+ * down as one typed object. Flags win over environment variables.
+ */
+import { resolve } from 'node:path'
+import { BaseError } from './errors.ts'
+
+export type NodeConfig = {
+  /** Data directory: chain snapshot, PGlite files, deployments, keys. */
+  readonly dataDir: string
+  /** HTTP port of the node (0: any free port). */
+  readonly port: number
+  /** Interface the HTTP server binds (default 127.0.0.1). */
+  readonly host: string
+  /** External JSON-RPC endpoint; undefined: the embedded anvil. */
+  readonly rpcUrl: string | undefined
+  /** PostgreSQL URL; undefined: PGlite in the data dir. */
+  readonly databaseUrl: string | undefined
+  /** Operator key for an external network (`CARCHAIN_OPERATOR_KEY`). */
+  readonly operatorKey: string | undefined
+  /** Demo fleet size; 0 with `--no-sim`. */
+  readonly vehicles: number
+  readonly sim: boolean
+  /** MQTT broker for vehicle telemetry, e.g. mqtt://127.0.0.1:1883. */
+  readonly mqttUrl: string | undefined
+}
+
+export type ConfigSources = {
+  flags: {
+    data?: string | undefined
+    port?: number | undefined
+    host?: string | undefined
+    rpc?: string | undefined
+    database?: string | undefined
+    vehicles?: number | undefined
+    noSim?: boolean | undefined
+    mqtt?: string | undefined
+  }
+  env: Record<string, string | undefined>
+}
+
+function checkUrl(value: string | undefined, what: string, protocols: string[]): string | undefined {
+  if (value === undefined || value === '') return undefined
+  let parsed: URL
+  try {
+    parsed = new URL(value)
+  } catch {
+    throw new BaseError('CONFIG_INVALID', `${what} is not a URL: "${value}"`, { details: { value } })
+  }
+  if (!protocols.includes(parsed.protocol))
+    throw new BaseError(
+      'CONFIG_INVALID',
+      `${what} must use ${protocols.join(' or ')}, not ${parsed.protocol}`,
+      {
+        details: { protocol: parsed.protocol },
+      },
+    )
+  return value
+}
+
+/** Builds the configuration; CONFIG_INVALID names the offending flag or variable. */
+export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
+  const port = flags.port ?? (env.PORT ? Number(env.PORT) : 8080)
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new BaseError('CONFIG_INVALID', `the port must be 0–65535, not ${env.PORT ?? port}`)
+  const vehicles = flags.noSim ? 0 : (flags.vehicles ?? 12)
+  return {
+    dataDir: resolve(flags.data ?? env.CARCHAIN_DATA ?? './data'),
+    port,
+    host: flags.host ?? env.CARCHAIN_HOST ?? '127.0.0.1',
+    rpcUrl: checkUrl(flags.rpc ?? env.CARCHAIN_RPC_URL, '--rpc', ['http:', 'https:', 'ws:', 'wss:']),
+    databaseUrl: checkUrl(flags.database ?? env.DATABASE_URL, '--database / DATABASE_URL', [
+      'postgres:',
+      'postgresql:',
+    ]),
+    operatorKey: env.CARCHAIN_OPERATOR_KEY,
+    vehicles,
+    sim: !flags.noSim && vehicles > 0,
+    mqttUrl: checkUrl(flags.mqtt ?? env.CARCHAIN_MQTT_URL, '--mqtt', ['mqtt:', 'mqtts:', 'ws:', 'wss:']),
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * The node's HTTP server: thin routes that validate with a schema, call the core, and serialise
+ * the result. Errors leave as `{code, message, details}` with the status from the error registry.
+ * The OpenAPI document is generated from the same route schemas at `/openapi.json`.
+ */
+import swagger from '@fastify/swagger'
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
+import { BaseError, errorCodes, toBaseError } from '../errors.ts'
+
+/** What the node tells about its chain (DESIGN.md "Interfaces": `GET /v1/chain`). */
+export type ChainInfo = {
+  chainId: number
+  rpcUrl: string
+  contracts: Record<string, string>
+}
+
+export type NodeRoutes = (app: FastifyInstance) => void | Promise<void>
+
+export type CreateServerParameters = {
+  version: string
+  chain: () => ChainInfo
+  /** Liveness details: each part's state. */
+  health: () => Promise<Record<string, 'ok' | string>>
+  /** More routes from the domains (ledger log API, vehicles, keys…). */
+  routes?: readonly NodeRoutes[]
+  logger?: boolean
+}
+
+export const errorSchema = {
+  type: 'object',
+  required: ['code', 'message', 'details'],
+  properties: {
+    code: { type: 'string' },
+    message: { type: 'string' },
+    details: { type: 'object', additionalProperties: true },
+  },
+} as const
+
+/** Builds the server; the caller listens. */
+export async function createServer(parameters: CreateServerParameters): Promise<FastifyInstance> {
+  const app = Fastify({ logger: parameters.logger ?? false, bodyLimit: 8 * 1024 * 1024 })
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Carchain node API',
+        version: parameters.version,
+        description:
+          'Vehicles, tamper-evident ledger (RFC 9162 log), digital keys and charging. Errors are {code, message, details}.',
+      },
+    },
+  })
+
+  app.setErrorHandler((thrown: FastifyError | BaseError, _request, reply) => {
+    let error: BaseError
+    if (thrown instanceof BaseError) error = thrown
+    else if ((thrown as FastifyError).validation)
+      error = new BaseError('INVALID_ARGUMENT', thrown.message, {
+        details: { validation: (thrown as FastifyError).validation },
+      })
+    else if ((thrown as FastifyError).statusCode === 413)
+      error = new BaseError('INVALID_ARGUMENT', 'request body too large', {
+        details: { limitBytes: 8 * 1024 * 1024 },
+      })
+    else if ((thrown as FastifyError).statusCode && (thrown as FastifyError).statusCode! < 500)
+      error = new BaseError('INVALID_ARGUMENT', thrown.message)
+    else error = toBaseError(thrown)
+    reply.status(errorCodes[error.code].httpStatus).send(error.toJSON())
+  })
+  app.setNotFoundHandler((request, reply) => {
+    const error = new BaseError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)
+    reply.status(404).send(error.toJSON())
+  })
+
+  app.get(
+    '/v1/health',
+    {
+      schema: {
+        summary: 'Liveness and the state of each part',
+        response: {
+          200: {
+            type: 'object',
+            required: ['status', 'version', 'parts'],
+            properties: {
+              status: { type: 'string', enum: ['ok', 'degraded'] },
+              version: { type: 'string' },
+              parts: { type: 'object', additionalProperties: { type: 'string' } },
+            },
+          },
+        },
+      },
+    },
+    async () => {
+      const parts = await parameters.health()
+      const status = Object.values(parts).every((state) => state === 'ok') ? 'ok' : 'degraded'
+      return { status, version: parameters.version, parts }
+    },
+  )
+
+  app.get(
+    '/v1/chain',
+    {
+      schema: {
+        summary: 'The chain and the Carchain contract addresses',
+        response: {
+          200: {
+            type: 'object',
+            required: ['chainId', 'rpcUrl', 'contracts'],
+            properties: {
+              chainId: { type: 'integer' },
+              rpcUrl: { type: 'string' },
+              contracts: {
+                type: 'object',
+                required: ['VehicleRegistry', 'KeyRegistry', 'LedgerAnchor', 'ChargingChannels', 'Token'],
+                additionalProperties: { type: 'string' },
+              },
+            },
+          },
+        },
+      },
+    },
+    async () => parameters.chain(),
+  )
+
+  for (const routes of parameters.routes ?? []) await routes(app)
+
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+  await app.ready()
+  return app
+}

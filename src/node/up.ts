@@ -1,0 +1,178 @@
+/**
+ * `carchain up`: brings the parts up in order — data dir lock, chain (embedded anvil unless
+ * `--rpc`), contracts, database (PGlite unless `--database`), HTTP node — and takes them down in
+ * reverse. A failure on the way up undoes what was started and leaves the data dir as it was.
+ */
+import { readFileSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import { type Anvil, startAnvil } from '../chain/anvil.ts'
+import {
+  type ChainClients,
+  connectChain,
+  developmentAccount,
+  operatorAccountFromKey,
+} from '../chain/clients.ts'
+import { type Deployment, deployContracts } from '../chain/deploy.ts'
+import type { NodeConfig } from '../config.ts'
+import { lockDataDir } from '../data-dir.ts'
+import { type Database, openDatabase, redactUrl } from '../db/database.ts'
+import { migrate } from '../db/migrate.ts'
+import { BaseError } from '../errors.ts'
+import { type ChainInfo, createServer } from './server.ts'
+
+export const carchainVersion: string = JSON.parse(
+  readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
+).version
+
+export type RunningNode = {
+  readonly url: string
+  readonly chain: ChainInfo
+  readonly clients: ChainClients
+  readonly deployment: Deployment
+  readonly db: Database
+  readonly server: FastifyInstance
+  /** Stops everything this node started, in reverse order. Idempotent. */
+  stop(): Promise<void>
+}
+
+export type StartNodeParameters = {
+  config: NodeConfig
+  progress?: (message: string) => void
+}
+
+/** Starts the whole node; resolves when it serves HTTP. */
+export async function startNode({ config, progress = () => {} }: StartNodeParameters): Promise<RunningNode> {
+  const undo: Array<() => Promise<void> | void> = []
+  const stop = async () => {
+    while (undo.length) {
+      const step = undo.pop()!
+      try {
+        await step()
+      } catch (error) {
+        progress(`while stopping: ${(error as Error).message}`)
+      }
+    }
+  }
+  try {
+    const lock = lockDataDir(config.dataDir)
+    undo.push(() => lock.release())
+
+    let anvil: Anvil | undefined
+    let rpcUrl = config.rpcUrl
+    if (!rpcUrl) {
+      progress('starting the embedded chain (anvil)')
+      anvil = await startAnvil({ stateDir: join(config.dataDir, 'chain') })
+      const started = anvil
+      undo.push(() => started.stop())
+      rpcUrl = anvil.rpcUrl
+    }
+    const account = config.operatorKey
+      ? operatorAccountFromKey(config.operatorKey)
+      : config.rpcUrl
+        ? undefined
+        : developmentAccount(0)
+    if (!account)
+      throw new BaseError(
+        'CONFIG_INVALID',
+        'an external chain needs the operator key in CARCHAIN_OPERATOR_KEY',
+        {
+          details: { rpcUrl: config.rpcUrl },
+        },
+      )
+    const clients = await connectChain({ rpcUrl, account })
+
+    const { deployment, deployedNow } = await deployContracts({
+      clients,
+      dataDir: config.dataDir,
+      redeployMissing: anvil !== undefined,
+      progress,
+    })
+    if (deployedNow) await anvil?.snapshot()
+    progress(`contracts ${deployedNow ? 'deployed' : 'found'} on chain ${clients.chain.id}`)
+
+    progress(
+      config.databaseUrl
+        ? `connecting to PostgreSQL ${redactUrl(config.databaseUrl)}`
+        : 'opening the embedded database (PGlite)',
+    )
+    const db = config.databaseUrl
+      ? await openDatabase({ engine: 'postgres', url: config.databaseUrl })
+      : await openDatabase({ engine: 'pglite', dataDir: join(config.dataDir, 'db') })
+    undo.push(() => db.close())
+    await migrate(db)
+    await checkChainBinding(db, deployment, progress)
+
+    const chain: ChainInfo = {
+      chainId: clients.chain.id,
+      rpcUrl,
+      contracts: Object.fromEntries(
+        Object.entries(deployment.contracts).map(([name, c]) => [name, c.address]),
+      ),
+    }
+    const server = await createServer({
+      version: carchainVersion,
+      chain: () => chain,
+      health: async () => {
+        const parts: Record<string, string> = {}
+        parts.chain = await clients.publicClient.getBlockNumber().then(
+          () => 'ok',
+          (error: Error) => `unreachable: ${error.message.split('\n')[0]}`,
+        )
+        parts.database = await db.query('select 1').then(
+          () => 'ok',
+          (error: Error) => `unreachable: ${error.message.split('\n')[0]}`,
+        )
+        return parts
+      },
+    })
+    undo.push(() => server.close())
+    try {
+      await server.listen({ port: config.port, host: config.host })
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      throw new BaseError(
+        code === 'EADDRINUSE' ? 'PORT_IN_USE' : 'CONFIG_INVALID',
+        `cannot listen on ${config.host}:${config.port}: ${code}`,
+        {
+          details: { port: config.port, host: config.host },
+          cause: error,
+        },
+      )
+    }
+    const { port } = server.server.address() as AddressInfo
+    const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
+    return { url, chain, clients, deployment, db, server, stop }
+  } catch (error) {
+    await stop()
+    throw error
+  }
+}
+
+/**
+ * A database belongs to one chain and one set of contracts. Opening it against others would mix
+ * two worlds (anchors, registrations), so it is refused — unless the embedded chain redeployed at
+ * the same addresses, which is the same world.
+ */
+async function checkChainBinding(db: Database, deployment: Deployment, progress: (message: string) => void) {
+  const binding = {
+    chainId: deployment.chainId,
+    contracts: deployment.contracts.VehicleRegistry.address.toLowerCase(),
+  }
+  const { rows } = await db.query<{ value: typeof binding }>(
+    "select value from node_settings where key = 'chain'",
+  )
+  const stored = rows[0]?.value
+  if (!stored) {
+    await db.query("insert into node_settings (key, value) values ('chain', $1)", [JSON.stringify(binding)])
+    return
+  }
+  if (stored.chainId !== binding.chainId || stored.contracts !== binding.contracts)
+    throw new BaseError(
+      'CHAIN_MISMATCH',
+      `the database belongs to chain ${stored.chainId} (registry ${stored.contracts}), not chain ${binding.chainId} (registry ${binding.contracts})`,
+      { details: { database: stored, chain: binding } },
+    )
+  progress('database matches the chain')
+}
