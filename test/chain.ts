@@ -1,0 +1,43 @@
+/**
+ * The chain fixture: a fresh embedded anvil with every Carchain contract deployed, for tests that
+ * need the real chain. Each call starts its own anvil on a free port; `stop()` ends it.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { type Anvil, startAnvil } from '../src/chain/anvil.ts'
+import { type ChainClients, connectChain, developmentAccount } from '../src/chain/clients.ts'
+import { type Deployment, deployContracts } from '../src/chain/deploy.ts'
+
+export type TestChain = {
+  anvil: Anvil
+  /** Clients whose account is the operator (development account 0: admin, deployer). */
+  clients: ChainClients
+  deployment: Deployment
+  /** Clients acting as development account `index` (demo owners, renters, CPOs…). */
+  as(index: number): Promise<ChainClients>
+  stop(): Promise<void>
+}
+
+export async function startTestChain(): Promise<TestChain> {
+  const anvil = await startAnvil()
+  const dataDir = mkdtempSync(join(tmpdir(), 'carchain-chain-'))
+  try {
+    const clients = await connectChain({ rpcUrl: anvil.rpcUrl, account: developmentAccount(0) })
+    const { deployment } = await deployContracts({ clients, dataDir })
+    return {
+      anvil,
+      clients,
+      deployment,
+      as: (index) => connectChain({ rpcUrl: anvil.rpcUrl, account: developmentAccount(index) }),
+      async stop() {
+        await anvil.stop()
+        rmSync(dataDir, { recursive: true, force: true })
+      },
+    }
+  } catch (error) {
+    await anvil.stop()
+    rmSync(dataDir, { recursive: true, force: true })
+    throw error
+  }
+}
