@@ -1,0 +1,746 @@
+/**
+ * The Merkle log in the database (PGlite or PostgreSQL; schema in
+ * src/db/migrations/0002_ledger.sql, described in docs/ledger.md).
+ *
+ * Appends cost O(batch + log n): the log head row keeps the *frontier* (the perfect subtrees
+ * covering the tree), each append hashes the new leaves into it and writes the perfect subtrees
+ * it completes (≤ log n per leaf, one on average). Proofs and old roots are folds of O(log n)
+ * stored perfect subtrees: nothing is ever recomputed from all leaves.
+ *
+ * One writer at a time: an append locks the log head row for its transaction; readers see the
+ * last committed tree and never wait. Every function takes the database (or an open
+ * transaction, for reads) first, viem style.
+ */
+import type { Database, Queryable } from '../db/database.ts'
+import { BaseError } from '../errors.ts'
+import { equalBytes, fromHex, type Hex, toBareHex, toHex } from './bytes.ts'
+import {
+  type Envelope,
+  encodeEnvelope,
+  GENESIS_PREV,
+  odometerKm,
+  type Payload,
+  parseEnvelopeBytes,
+  type VehicleAddress,
+} from './envelope.ts'
+import { canonicalize } from './jcs.ts'
+import {
+  consistencyProofPlan,
+  EMPTY_ROOT,
+  foldNodes,
+  HASH_BYTES,
+  hashChildren,
+  hashLeaf,
+  inclusionProofPlan,
+  type NodeRef,
+  type ProofPlan,
+  rangeNodes,
+} from './merkle.ts'
+
+/** The most entries `getEntries` returns at once. */
+export const MAX_ENTRIES_PAGE = 1000
+
+/** An event handed to the store: its envelope (already validated) and, usually, its payload. */
+export type StoredEventInput = {
+  envelope: Envelope
+  /** The canonical envelope bytes, when the caller has them already (saves re-encoding). */
+  leafInput?: Uint8Array | undefined
+  /** The leaf hash, when the caller has it already. */
+  leafHash?: Uint8Array | undefined
+  payload?: Payload | undefined
+}
+
+export type AppendBatchParameters = {
+  vehicle: VehicleAddress
+  /** Consecutive events of `vehicle`, oldest first; may start with events already stored. */
+  events: readonly StoredEventInput[]
+  /** The vehicle's P-256 signature over the newest event's leaf hash (checked by the caller). */
+  checkpointSignature: Uint8Array
+}
+
+export type AppendBatchReturnType = {
+  /** Event ids (`0x` + leaf hash), one per event, in order. */
+  ids: Hex[]
+  /** Each event's index in the log. */
+  leafIndexes: number[]
+  /** How many of the events were already stored (a re-sent batch); 0 for a new batch. */
+  duplicates: number
+  /** The log after the append. */
+  treeSize: number
+  rootHash: Hex
+}
+
+/**
+ * Appends one vehicle's batch in one transaction, checking it continues the vehicle's chain as
+ * stored (under the log lock, so two batches cannot race):
+ * - seq follows the stored head (else EVENT_GAP) and `prev` links to its leaf hash (else EVENT_FORK);
+ * - events already stored (same seq) must be byte-identical: they are acknowledged again with
+ *   their stored ids (idempotent re-send); a different event at a stored seq is EVENT_FORK;
+ * - time never decreases (EVENT_TIME_REGRESSION), nor odometer readings (ODOMETER_ROLLBACK).
+ * A fork is kept as evidence (ledger_forks) and, like a rollback, raises a tamper alert
+ * (ledger_alerts), both after the refused transaction rolled back. Resolves only after commit.
+ */
+export async function appendBatch(
+  db: Database,
+  parameters: AppendBatchParameters,
+): Promise<AppendBatchReturnType> {
+  const { vehicle, checkpointSignature } = parameters
+  if (parameters.events.length === 0) {
+    throw new BaseError('INVALID_ARGUMENT', 'a batch holds at least one event', { details: { vehicle } })
+  }
+  const vehicleBytes = fromHex(vehicle, 'vehicle', 20)
+  const events = parameters.events.map((event) => {
+    if (event.envelope.vehicle !== vehicle) {
+      throw new BaseError(
+        'EVENT_VEHICLE_MISMATCH',
+        `an event of ${event.envelope.vehicle} in a batch of ${vehicle}`,
+        {
+          details: { vehicle, eventVehicle: event.envelope.vehicle, seq: event.envelope.seq },
+        },
+      )
+    }
+    const leafInput = event.leafInput ?? encodeEnvelope(event.envelope)
+    return { ...event, leafInput, leafHash: event.leafHash ?? hashLeaf(leafInput) }
+  })
+  try {
+    return await db.transaction((tx) =>
+      appendInTransaction(tx, vehicleBytes, vehicle, events, checkpointSignature),
+    )
+  } catch (error) {
+    if (error instanceof BaseError && (error.code === 'EVENT_FORK' || error.code === 'ODOMETER_ROLLBACK')) {
+      await recordEvidence(db, vehicleBytes, events, checkpointSignature, error).catch(() => {})
+    }
+    throw error
+  }
+}
+
+type PreparedEvent = StoredEventInput & { leafInput: Uint8Array; leafHash: Uint8Array }
+
+type LogRow = { tree_size: bigint; root_hash: Uint8Array; frontier: Uint8Array }
+type HeadRow = {
+  last_seq: bigint
+  last_leaf_hash: Uint8Array
+  last_time_ms: bigint
+  odometer_km: number | null
+}
+
+async function appendInTransaction(
+  tx: Queryable,
+  vehicleBytes: Uint8Array,
+  vehicle: VehicleAddress,
+  events: PreparedEvent[],
+  checkpointSignature: Uint8Array,
+): Promise<AppendBatchReturnType> {
+  // The one-writer lock (held until commit or rollback) and the vehicle's head, in one round trip.
+  const row = (
+    await tx.query<LogRow & { [K in keyof HeadRow]: HeadRow[K] | null }>(
+      `select l.tree_size, l.root_hash, l.frontier, v.last_seq, v.last_leaf_hash, v.last_time_ms, v.odometer_km
+         from ledger_log l left join ledger_vehicles v on v.vehicle = $1
+        where l.id for update of l`,
+      [vehicleBytes],
+    )
+  ).rows[0]
+  if (row === undefined)
+    throw new BaseError('INTERNAL', 'the ledger_log row is missing (migration 0002 not applied?)')
+  const log: LogRow = row
+  const head: HeadRow | undefined =
+    row.last_seq === null
+      ? undefined
+      : {
+          last_seq: row.last_seq,
+          last_leaf_hash: row.last_leaf_hash!,
+          last_time_ms: row.last_time_ms!,
+          odometer_km: row.odometer_km,
+        }
+  const nextSeq = head === undefined ? 0 : Number(head.last_seq) + 1
+  const first = events[0]!.envelope.seq
+
+  // Batch-internal continuity (ingest checks it too; the store does not trust its callers).
+  for (let i = 1; i < events.length; i++) {
+    const event = events[i]!.envelope
+    if (event.seq !== first + i) {
+      throw new BaseError('EVENT_GAP', `seq ${event.seq} follows seq ${first + i - 1} in the batch`, {
+        details: { vehicle, seq: event.seq, expectedSeq: first + i },
+      })
+    }
+    if (event.prev !== toBareHex(events[i - 1]!.leafHash)) {
+      throw new BaseError(
+        'EVENT_FORK',
+        `event ${event.seq} does not link to event ${event.seq - 1} of the batch`,
+        {
+          details: { vehicle, seq: event.seq },
+        },
+      )
+    }
+  }
+  if (first > nextSeq) {
+    throw new BaseError(
+      'EVENT_GAP',
+      `the batch starts at seq ${first}; the next seq of ${vehicle} is ${nextSeq}`,
+      {
+        details: { vehicle, seq: first, expectedSeq: nextSeq },
+      },
+    )
+  }
+
+  // Events already stored: identical ones are a re-send, different ones a fork.
+  const stored = first < nextSeq ? Math.min(events.length, nextSeq - first) : 0
+  const ids: Hex[] = []
+  const leafIndexes: number[] = []
+  if (stored > 0) {
+    const { rows } = await tx.query<{ seq: bigint; leaf_hash: Uint8Array; leaf_index: bigint }>(
+      `select seq, leaf_hash, leaf_index from ledger_leaves
+        where vehicle = $1 and seq >= $2 and seq < $3 order by seq`,
+      [vehicleBytes, first, first + stored],
+    )
+    for (let i = 0; i < stored; i++) {
+      const row = rows[i]
+      const event = events[i]!
+      if (row === undefined || Number(row.seq) !== first + i) {
+        throw new BaseError('INTERNAL', `seq ${first + i} of ${vehicle} is missing from the log`)
+      }
+      if (!equalBytes(row.leaf_hash, event.leafHash)) {
+        throw new BaseError(
+          'EVENT_FORK',
+          `seq ${first + i} of ${vehicle} is already stored as another event`,
+          {
+            details: {
+              vehicle,
+              seq: first + i,
+              storedId: toHex(row.leaf_hash),
+              receivedId: toHex(event.leafHash),
+            },
+          },
+        )
+      }
+      ids.push(toHex(row.leaf_hash))
+      leafIndexes.push(Number(row.leaf_index))
+    }
+  }
+  const fresh = events.slice(stored)
+  const treeSizeBefore = Number(log.tree_size)
+  if (fresh.length === 0) {
+    return { ids, leafIndexes, duplicates: stored, treeSize: treeSizeBefore, rootHash: toHex(log.root_hash) }
+  }
+
+  // The first new event continues the stored head.
+  const expectedPrev = head === undefined ? GENESIS_PREV : toBareHex(head.last_leaf_hash)
+  const firstFresh = fresh[0]!.envelope
+  if (firstFresh.prev !== expectedPrev) {
+    throw new BaseError(
+      'EVENT_FORK',
+      `seq ${firstFresh.seq} of ${vehicle} does not link to the stored seq ${nextSeq - 1}`,
+      {
+        details: { vehicle, seq: firstFresh.seq, prev: firstFresh.prev, storedPrev: expectedPrev },
+      },
+    )
+  }
+  let lastTime = head === undefined ? 0 : Number(head.last_time_ms)
+  let odometer = head?.odometer_km ?? undefined
+  for (const { envelope, payload } of fresh) {
+    if (envelope.time < lastTime) {
+      throw new BaseError(
+        'EVENT_TIME_REGRESSION',
+        `seq ${envelope.seq} of ${vehicle} is earlier than the one before`,
+        {
+          details: { vehicle, seq: envelope.seq, time: envelope.time, previousTime: lastTime },
+        },
+      )
+    }
+    lastTime = envelope.time
+    if (envelope.kind === 'odometer' && payload !== undefined) {
+      const km = odometerKm(payload.data)
+      if (odometer !== undefined && km < odometer) {
+        throw new BaseError(
+          'ODOMETER_ROLLBACK',
+          `odometer of ${vehicle} went back from ${odometer} km to ${km} km`,
+          {
+            details: { vehicle, seq: envelope.seq, km, previousKm: odometer },
+          },
+        )
+      }
+      odometer = km
+    }
+  }
+
+  // Extend the tree from the frontier.
+  const frontier = decodeFrontier(log.frontier, treeSizeBefore)
+  const nodeLevels: number[] = []
+  const nodeIndexes: number[] = []
+  const nodeHashes: Uint8Array[] = []
+  let size = treeSizeBefore
+  for (const event of fresh) {
+    let hash = event.leafHash
+    let level = 0
+    let index = size
+    // Merge while the new subtree has a left sibling of its level: each merge completes a node.
+    while (frontier.length > 0 && frontier[frontier.length - 1]!.level === level) {
+      const left = frontier.pop()!
+      hash = hashChildren(left.hash, hash)
+      level++
+      index = Math.floor(index / 2)
+      nodeLevels.push(level)
+      nodeIndexes.push(index)
+      nodeHashes.push(hash)
+    }
+    frontier.push({ level, hash })
+    ids.push(toHex(event.leafHash))
+    leafIndexes.push(size)
+    size++
+  }
+  const rootHash = foldNodes(frontier.map((node) => node.hash))
+
+  const withPayload = fresh.filter((event) => event.payload !== undefined)
+  const payloadTexts = withPayload.map((event) => {
+    // PostgreSQL's jsonb cannot hold U+0000.
+    if (holdsNul(event.payload!.data)) {
+      throw new BaseError(
+        'EVENT_MALFORMED',
+        `the payload of seq ${event.envelope.seq} holds a U+0000 character`,
+        {
+          details: { vehicle, seq: event.envelope.seq },
+        },
+      )
+    }
+    return canonicalize(event.payload!.data)
+  })
+  const last = fresh[fresh.length - 1]!
+  // All writes in one statement (data-modifying CTEs), each row set one multi-row insert.
+  // Bytes travel as hex text: PGlite serializes bytea[] elements slowly, and hex costs
+  // PostgreSQL nothing measurable.
+  await tx.query(
+    `with leaves as (
+       insert into ledger_leaves (leaf_index, leaf_hash, leaf_input, vehicle, seq, time_ms, kind)
+       select i, decode(h, 'hex'), decode(b, 'hex'), $1, s, t, k
+         from unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[]) as r(i, h, b, s, t, k)
+     ), nodes as (
+       insert into ledger_nodes (level, node_index, hash)
+       select l, i, decode(h, 'hex') from unnest($8::smallint[], $9::bigint[], $10::text[]) as r(l, i, h)
+     ), payloads as (
+       insert into ledger_payloads (leaf_hash, salt, data)
+       select decode(h, 'hex'), decode(s, 'hex'), d from unnest($11::text[], $12::text[], $13::jsonb[]) as r(h, s, d)
+     ), checkpoint as (
+       insert into ledger_checkpoints (vehicle, seq, leaf_hash, signature) values ($1, $14, $15, $16)
+       on conflict (vehicle, seq) do nothing
+     ), head as (
+       insert into ledger_vehicles (vehicle, last_seq, last_leaf_hash, last_time_ms, odometer_km)
+       values ($1, $14, $15, $17, $18)
+       on conflict (vehicle) do update set last_seq = excluded.last_seq, last_leaf_hash = excluded.last_leaf_hash,
+         last_time_ms = excluded.last_time_ms, odometer_km = excluded.odometer_km, updated_at = now()
+     )
+     update ledger_log set tree_size = $19, root_hash = $20, frontier = $21, updated_at = now() where id`,
+    [
+      vehicleBytes,
+      leafIndexes.slice(stored),
+      fresh.map((event) => toBareHex(event.leafHash)),
+      fresh.map((event) => toBareHex(event.leafInput)),
+      fresh.map((event) => event.envelope.seq),
+      fresh.map((event) => event.envelope.time),
+      fresh.map((event) => event.envelope.kind),
+      nodeLevels,
+      nodeIndexes,
+      nodeHashes.map(toBareHex),
+      withPayload.map((event) => toBareHex(event.leafHash)),
+      withPayload.map((event) => toBareHex(event.payload!.salt)),
+      payloadTexts,
+      last.envelope.seq,
+      last.leafHash,
+      checkpointSignature,
+      last.envelope.time,
+      odometer ?? null,
+      size,
+      rootHash,
+      encodeFrontier(frontier),
+    ],
+  )
+  return { ids, leafIndexes, duplicates: stored, treeSize: size, rootHash: toHex(rootHash) }
+}
+
+function holdsNul(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\u0000')
+  if (typeof value !== 'object' || value === null) return false
+  if (Array.isArray(value)) return value.some(holdsNul)
+  return Object.entries(value).some(([key, item]) => key.includes('\u0000') || holdsNul(item))
+}
+
+type FrontierNode = { level: number; hash: Uint8Array }
+
+function decodeFrontier(bytes: Uint8Array, treeSize: number): FrontierNode[] {
+  const refs = rangeNodes(0, treeSize)
+  if (bytes.length !== refs.length * HASH_BYTES) {
+    throw new BaseError('INTERNAL', `the log frontier holds ${bytes.length} bytes for tree size ${treeSize}`)
+  }
+  return refs.map((ref, i) => ({ level: ref.level, hash: bytes.slice(i * HASH_BYTES, (i + 1) * HASH_BYTES) }))
+}
+
+function encodeFrontier(frontier: FrontierNode[]): Uint8Array {
+  const bytes = new Uint8Array(frontier.length * HASH_BYTES)
+  frontier.forEach((node, i) => {
+    bytes.set(node.hash, i * HASH_BYTES)
+  })
+  return bytes
+}
+
+async function recordEvidence(
+  db: Database,
+  vehicleBytes: Uint8Array,
+  events: PreparedEvent[],
+  checkpointSignature: Uint8Array,
+  error: BaseError,
+): Promise<void> {
+  const seq = typeof error.details.seq === 'number' ? error.details.seq : events[0]!.envelope.seq
+  if (error.code === 'EVENT_FORK') {
+    // The conflicting, vehicle-signed chain is the evidence: envelopes and signature, no payload data.
+    const batch = {
+      envelopes: events.map((event) => event.envelope),
+      checkpoint: {
+        leafHash: toHex(events[events.length - 1]!.leafHash),
+        signature: toHex(checkpointSignature),
+      },
+    }
+    const storedId = error.details.storedId
+    const receivedId = error.details.receivedId
+    await db.query(
+      `insert into ledger_forks (vehicle, seq, stored_leaf_hash, received_leaf_hash, batch)
+       values ($1, $2, $3, $4, $5::jsonb)`,
+      [
+        vehicleBytes,
+        seq,
+        typeof storedId === 'string' ? fromHex(storedId, 'storedId') : null,
+        typeof receivedId === 'string' ? fromHex(receivedId, 'receivedId') : null,
+        JSON.stringify(batch),
+      ],
+    )
+  }
+  await db.query('insert into ledger_alerts (vehicle, code, seq, details) values ($1, $2, $3, $4::jsonb)', [
+    vehicleBytes,
+    error.code,
+    seq,
+    JSON.stringify({ message: error.shortMessage, ...error.details }),
+  ])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads
+
+export type GetCheckpointReturnType = { treeSize: number; rootHash: Hex }
+
+/** The newest committed tree: its size and root. */
+export async function getCheckpoint(db: Queryable): Promise<GetCheckpointReturnType> {
+  const row = (await db.query<LogRow>('select tree_size, root_hash from ledger_log where id')).rows[0]
+  if (row === undefined)
+    throw new BaseError('INTERNAL', 'the ledger_log row is missing (migration 0002 not applied?)')
+  return { treeSize: Number(row.tree_size), rootHash: toHex(row.root_hash) }
+}
+
+export type LogEntry = { index: number; leafInput: Uint8Array; leafHash: Hex }
+export type GetEntriesReturnType = { entries: LogEntry[] }
+
+/**
+ * Leaves [start, end) of the log (end exclusive), at most MAX_ENTRIES_PAGE of them and never
+ * beyond the committed tree: fewer than asked means "ask again from where this ended".
+ */
+export async function getEntries(db: Queryable, start: number, end: number): Promise<GetEntriesReturnType> {
+  checkIndex('start', start)
+  checkIndex('end', end)
+  if (end < start) {
+    throw new BaseError('TREE_SIZE_INVALID', `end (${end}) is before start (${start})`, {
+      details: { start, end },
+    })
+  }
+  const { treeSize } = await getCheckpoint(db)
+  const stop = Math.min(end, start + MAX_ENTRIES_PAGE, treeSize)
+  if (stop <= start) return { entries: [] }
+  const { rows } = await db.query<{ leaf_index: bigint; leaf_input: Uint8Array; leaf_hash: Uint8Array }>(
+    `select leaf_index, leaf_input, leaf_hash from ledger_leaves
+      where leaf_index >= $1 and leaf_index < $2 order by leaf_index`,
+    [start, stop],
+  )
+  return {
+    entries: rows.map((row) => ({
+      index: Number(row.leaf_index),
+      leafInput: new Uint8Array(row.leaf_input),
+      leafHash: toHex(row.leaf_hash),
+    })),
+  }
+}
+
+export type StoredEvent = {
+  index: number
+  id: Hex
+  leafInput: Uint8Array
+  envelope: Envelope
+}
+
+/** One event of the log by its id (leaf hash); NOT_FOUND when the log has no such leaf. */
+export async function getEvent(db: Queryable, id: Hex | Uint8Array): Promise<StoredEvent> {
+  const leafHash = typeof id === 'string' ? fromHex(id, 'id', HASH_BYTES) : id
+  const row = (
+    await db.query<{ leaf_index: bigint; leaf_input: Uint8Array }>(
+      'select leaf_index, leaf_input from ledger_leaves where leaf_hash = $1',
+      [leafHash],
+    )
+  ).rows[0]
+  if (row === undefined) {
+    throw new BaseError('NOT_FOUND', `no event ${toHex(leafHash)} in the log`, {
+      details: { id: toHex(leafHash) },
+    })
+  }
+  const leafInput = new Uint8Array(row.leaf_input)
+  return {
+    index: Number(row.leaf_index),
+    id: toHex(leafHash),
+    leafInput,
+    envelope: parseEnvelopeBytes(leafInput),
+  }
+}
+
+export type VehicleHead = { seq: number; leafHash: Hex; timeMs: number; odometerKm: number | undefined }
+
+/** Where a vehicle's chain stands in the log; undefined before its first event. */
+export async function getVehicleHead(
+  db: Queryable,
+  vehicle: VehicleAddress,
+): Promise<VehicleHead | undefined> {
+  const row = (
+    await db.query<HeadRow>(
+      'select last_seq, last_leaf_hash, last_time_ms, odometer_km from ledger_vehicles where vehicle = $1',
+      [fromHex(vehicle, 'vehicle', 20)],
+    )
+  ).rows[0]
+  if (row === undefined) return undefined
+  return {
+    seq: Number(row.last_seq),
+    leafHash: toHex(row.last_leaf_hash),
+    timeMs: Number(row.last_time_ms),
+    odometerKm: row.odometer_km ?? undefined,
+  }
+}
+
+function checkIndex(name: string, value: number): void {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new BaseError('TREE_SIZE_INVALID', `${name} must be an integer ≥ 0, got ${value}`, {
+      details: { [name]: value },
+    })
+  }
+}
+
+async function checkTreeSize(
+  db: Queryable,
+  name: string,
+  treeSize: number,
+): Promise<GetCheckpointReturnType> {
+  checkIndex(name, treeSize)
+  const checkpoint = await getCheckpoint(db)
+  if (treeSize > checkpoint.treeSize) {
+    throw new BaseError(
+      'TREE_SIZE_INVALID',
+      `${name} ${treeSize} is beyond the log (${checkpoint.treeSize})`,
+      {
+        details: { [name]: treeSize, logSize: checkpoint.treeSize },
+      },
+    )
+  }
+  return checkpoint
+}
+
+/** Fetches perfect subtree hashes in one query: level 0 from the leaves, the rest from nodes. */
+async function fetchNodes(db: Queryable, refs: readonly NodeRef[]): Promise<(ref: NodeRef) => Uint8Array> {
+  const leaves = refs.filter((ref) => ref.level === 0).map((ref) => ref.index)
+  const inner = refs.filter((ref) => ref.level > 0)
+  const { rows } = await db.query<{ level: number; node_index: bigint; hash: Uint8Array }>(
+    `select n.level::int as level, n.node_index, n.hash
+       from ledger_nodes n join unnest($1::smallint[], $2::bigint[]) as r(level, node_index) using (level, node_index)
+     union all
+     select 0, leaf_index, leaf_hash from ledger_leaves where leaf_index = any($3::bigint[])`,
+    [inner.map((ref) => ref.level), inner.map((ref) => ref.index), leaves],
+  )
+  const found = new Map<string, Uint8Array>()
+  for (const row of rows) found.set(`${row.level}:${row.node_index}`, new Uint8Array(row.hash))
+  return (ref) => {
+    const hash = found.get(`${ref.level}:${ref.index}`)
+    if (hash === undefined) {
+      throw new BaseError(
+        'INTERNAL',
+        `perfect subtree (${ref.level}, ${ref.index}) is missing from ledger_nodes`,
+        {
+          details: { level: ref.level, index: ref.index },
+        },
+      )
+    }
+    return hash
+  }
+}
+
+async function resolveStoredPlan(db: Queryable, plan: ProofPlan): Promise<Uint8Array[]> {
+  const node = await fetchNodes(db, plan.flat())
+  return plan.map((refs) => foldNodes(refs.map(node)))
+}
+
+/** MTH of the first `treeSize` leaves (any size up to the log's), from O(log n) stored nodes. */
+export async function getRootAt(db: Queryable, treeSize: number): Promise<Hex> {
+  const checkpoint = await checkTreeSize(db, 'treeSize', treeSize)
+  if (treeSize === checkpoint.treeSize) return checkpoint.rootHash
+  if (treeSize === 0) return toHex(EMPTY_ROOT)
+  const [root] = await resolveStoredPlan(db, [rangeNodes(0, treeSize)])
+  return toHex(root!)
+}
+
+export type GetInclusionProofReturnType = { leafIndex: number; treeSize: number; auditPath: Hex[] }
+
+/**
+ * The RFC 9162 §2.1.3 inclusion proof of the leaf with `leafHash` in the tree of `treeSize`.
+ * NOT_FOUND for an unknown leaf; TREE_SIZE_INVALID when the tree is beyond the log or too small
+ * to hold the leaf.
+ */
+export async function getInclusionProof(
+  db: Queryable,
+  leafHash: Hex | Uint8Array,
+  treeSize: number,
+): Promise<GetInclusionProofReturnType> {
+  await checkTreeSize(db, 'treeSize', treeSize)
+  const { index } = await getEvent(db, leafHash)
+  if (index >= treeSize) {
+    throw new BaseError('TREE_SIZE_INVALID', `leaf ${index} is not in the tree of size ${treeSize}`, {
+      details: { leafIndex: index, treeSize },
+    })
+  }
+  const auditPath = await resolveStoredPlan(db, inclusionProofPlan(index, treeSize))
+  return { leafIndex: index, treeSize, auditPath: auditPath.map(toHex) }
+}
+
+export type GetConsistencyProofReturnType = { first: number; second: number; proof: Hex[] }
+
+/** The RFC 9162 §2.1.4 consistency proof between the trees of sizes `first` ≤ `second`. */
+export async function getConsistencyProof(
+  db: Queryable,
+  first: number,
+  second: number,
+): Promise<GetConsistencyProofReturnType> {
+  checkIndex('first', first)
+  await checkTreeSize(db, 'second', second)
+  const proof = await resolveStoredPlan(db, consistencyProofPlan(first, second))
+  return { first, second, proof: proof.map(toHex) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payloads and erasure
+
+/** The payload of an event: NOT_FOUND if none was stored, PAYLOAD_ERASED once erased. */
+export async function getPayload(db: Queryable, id: Hex | Uint8Array): Promise<Payload> {
+  const leafHash = typeof id === 'string' ? fromHex(id, 'id', HASH_BYTES) : id
+  const row = (
+    await db.query<{ salt: Uint8Array | null; data: unknown; erased_at: Date | null }>(
+      'select salt, data, erased_at from ledger_payloads where leaf_hash = $1',
+      [leafHash],
+    )
+  ).rows[0]
+  if (row === undefined) {
+    throw new BaseError('NOT_FOUND', `no payload for event ${toHex(leafHash)}`, {
+      details: { id: toHex(leafHash) },
+    })
+  }
+  if (row.erased_at !== null || row.salt === null) {
+    throw new BaseError('PAYLOAD_ERASED', `the payload of event ${toHex(leafHash)} was erased`, {
+      details: { id: toHex(leafHash), erasedAt: row.erased_at?.toISOString() },
+    })
+  }
+  return { salt: new Uint8Array(row.salt), data: row.data as Payload['data'] }
+}
+
+/**
+ * Erases an event's payload (salt and data) for good; the envelope, its commitment and every
+ * proof stay valid. Returns whether there was a payload to erase.
+ */
+export async function erasePayload(db: Queryable, id: Hex | Uint8Array): Promise<boolean> {
+  const leafHash = typeof id === 'string' ? fromHex(id, 'id', HASH_BYTES) : id
+  const { rows } = await db.query(
+    `update ledger_payloads set salt = null, data = null, erased_at = now()
+      where leaf_hash = $1 and erased_at is null returning 1`,
+    [leafHash],
+  )
+  return rows.length > 0
+}
+
+/** Erases every payload of a vehicle (e.g. a right-to-erasure request); returns how many. */
+export async function eraseVehicle(db: Queryable, vehicle: VehicleAddress): Promise<number> {
+  const { rows } = await db.query(
+    `update ledger_payloads p set salt = null, data = null, erased_at = now()
+       from ledger_leaves l
+      where l.leaf_hash = p.leaf_hash and l.vehicle = $1 and p.erased_at is null
+     returning 1`,
+    [fromHex(vehicle, 'vehicle', 20)],
+  )
+  return rows.length
+}
+
+export type LedgerAlert = {
+  id: number
+  vehicle: VehicleAddress
+  code: string
+  seq: number | undefined
+  details: unknown
+  createdAt: Date
+}
+
+/** Tamper alerts (forks, odometer rollbacks), newest first; optionally for one vehicle. */
+export async function getAlerts(
+  db: Queryable,
+  parameters: { vehicle?: VehicleAddress | undefined; limit?: number | undefined } = {},
+): Promise<LedgerAlert[]> {
+  const limit = Math.min(Math.max(1, parameters.limit ?? 100), MAX_ENTRIES_PAGE)
+  const { rows } = await db.query<{
+    id: bigint
+    vehicle: Uint8Array
+    code: string
+    seq: bigint | null
+    details: unknown
+    created_at: Date
+  }>(
+    `select id, vehicle, code, seq, details, created_at from ledger_alerts
+      where $1::bytea is null or vehicle = $1 order by id desc limit $2`,
+    [parameters.vehicle === undefined ? null : fromHex(parameters.vehicle, 'vehicle', 20), limit],
+  )
+  return rows.map((row) => ({
+    id: Number(row.id),
+    vehicle: toHex(row.vehicle) as VehicleAddress,
+    code: row.code,
+    seq: row.seq === null ? undefined : Number(row.seq),
+    details: row.details,
+    createdAt: row.created_at,
+  }))
+}
+
+/** A store bound to one database: the same functions without the first argument. */
+export type LedgerStore = {
+  appendBatch(parameters: AppendBatchParameters): Promise<AppendBatchReturnType>
+  getCheckpoint(): Promise<GetCheckpointReturnType>
+  getEntries(start: number, end: number): Promise<GetEntriesReturnType>
+  getEvent(id: Hex | Uint8Array): Promise<StoredEvent>
+  getVehicleHead(vehicle: VehicleAddress): Promise<VehicleHead | undefined>
+  getRootAt(treeSize: number): Promise<Hex>
+  getInclusionProof(leafHash: Hex | Uint8Array, treeSize: number): Promise<GetInclusionProofReturnType>
+  getConsistencyProof(first: number, second: number): Promise<GetConsistencyProofReturnType>
+  getPayload(id: Hex | Uint8Array): Promise<Payload>
+  erasePayload(id: Hex | Uint8Array): Promise<boolean>
+  eraseVehicle(vehicle: VehicleAddress): Promise<number>
+  getAlerts(parameters?: { vehicle?: VehicleAddress; limit?: number }): Promise<LedgerAlert[]>
+}
+
+/** Binds the store functions to `db`. */
+export function createLedgerStore(db: Database): LedgerStore {
+  return {
+    appendBatch: (parameters) => appendBatch(db, parameters),
+    getCheckpoint: () => getCheckpoint(db),
+    getEntries: (start, end) => getEntries(db, start, end),
+    getEvent: (id) => getEvent(db, id),
+    getVehicleHead: (vehicle) => getVehicleHead(db, vehicle),
+    getRootAt: (treeSize) => getRootAt(db, treeSize),
+    getInclusionProof: (leafHash, treeSize) => getInclusionProof(db, leafHash, treeSize),
+    getConsistencyProof: (first, second) => getConsistencyProof(db, first, second),
+    getPayload: (id) => getPayload(db, id),
+    erasePayload: (id) => erasePayload(db, id),
+    eraseVehicle: (vehicle) => eraseVehicle(db, vehicle),
+    getAlerts: (parameters) => getAlerts(db, parameters),
+  }
+}
