@@ -79,7 +79,7 @@ contract ChargingChannels is IChargingChannels, EIP712, ReentrancyGuardTransient
         external
         nonReentrant
     {
-        _permit(_channels[channelId].token, amount, permitDeadline, v, r, s);
+        _permit(_openChannel(channelId).token, amount, permitDeadline, v, r, s);
         _topUp(channelId, amount);
     }
 
@@ -244,8 +244,11 @@ contract ChargingChannels is IChargingChannels, EIP712, ReentrancyGuardTransient
 
     /// @dev EIP-2612 permit for `value` to this contract. Failure is tolerated: someone may have
     ///      submitted the same permit first (front-running grief); the transfer then checks the
-    ///      allowance, and reverts with the token's own error if it is missing.
+    ///      allowance, and reverts with the token's own error if it is missing. A low-level call,
+    ///      not try/catch, so a token without code also falls through to SafeERC20's clear error.
     function _permit(address token, uint256 value, uint256 deadline, uint8 v, bytes32 r, bytes32 s) private {
-        try IERC20Permit(token).permit(msg.sender, address(this), value, deadline, v, r, s) {} catch {}
+        (bool ok,) =
+            token.call(abi.encodeCall(IERC20Permit.permit, (msg.sender, address(this), value, deadline, v, r, s)));
+        ok; // the outcome is checked by the transfer that follows
     }
 }

@@ -7,7 +7,7 @@ import {IChargingChannels} from "../src/interfaces/IChargingChannels.sol";
 import {DemoToken} from "../src/DemoToken.sol";
 import {ReentrantToken} from "./mocks/ReentrantToken.sol";
 import {IERC20Errors} from "@openzeppelin/contracts/interfaces/draft-IERC6093.sol";
-import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
@@ -366,6 +366,17 @@ contract ChargingChannelsTest is ChargingChannelsFixture {
         channels.topUpWithPermit(id, 3e18, deadline, v, r, s);
         assertEq(channels.channel(id).deposit, 8e18);
         assertEq(token.balanceOf(car), 0);
+    }
+
+    function test_withPermit_clearErrors() public {
+        // A "token" without code: SafeERC20's error, not an opaque revert from the permit attempt.
+        address noCode = address(0xDEAD);
+        vm.expectRevert(abi.encodeWithSelector(SafeERC20.SafeERC20FailedOperation.selector, noCode));
+        vm.prank(payer);
+        channels.openWithPermit(payee, noCode, 1, expiresAt, 0, block.timestamp, 27, bytes32(0), bytes32(0));
+        vm.expectRevert(abi.encodeWithSelector(IChargingChannels.ChargingChannelsUnknownChannel.selector, bytes32(0)));
+        vm.prank(payer);
+        channels.topUpWithPermit(bytes32(0), 1, block.timestamp, 27, bytes32(0), bytes32(0));
     }
 
     function test_topUp_errors() public {
