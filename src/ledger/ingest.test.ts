@@ -1,0 +1,167 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { engines, freshDatabase } from '../../test/database.ts'
+import type { Database } from '../db/database.ts'
+import { isErrorCode } from '../errors.ts'
+import { createEventChain, type VehicleAddress } from './envelope.ts'
+import { type BatchJson, createBatch, ingestBatch, parseBatch } from './ingest.ts'
+import { getAlerts, getCheckpoint, getPayload } from './store.ts'
+import { aP256Signer } from './testing.ts'
+
+const vehicle = `0x${'c0'.repeat(20)}` as VehicleAddress
+const key = aP256Signer()
+const resolveVehicleKey = async (v: VehicleAddress) => (v === vehicle ? key.publicKey : undefined)
+const clone = (batch: BatchJson): BatchJson => JSON.parse(JSON.stringify(batch))
+
+for (const engine of engines) {
+  describe(`ingest on ${engine}`, () => {
+    let db: Database
+    before(async () => {
+      db = await freshDatabase(engine)
+    })
+    after(async () => {
+      await db.close()
+    })
+    const chain = createEventChain({ vehicle })
+
+    it('accepts a signed batch, then the same batch again with the same ids', async () => {
+      const events = [
+        chain.append({ kind: 'door.unlocked', time: 1_000, data: { by: 'owner' } }),
+        chain.append({ kind: 'odometer', time: 2_000, data: { km: 12_345.6 } }),
+        chain.append({ kind: 'trip.started', time: 3_000, data: { lat: 52.5, lon: 13.4 } }),
+      ]
+      const batch = await createBatch({ events, signer: key.signer })
+      const wire = JSON.parse(JSON.stringify(batch))
+      const first = await ingestBatch(db, { batch: wire, resolveVehicleKey, authenticatedVehicle: vehicle })
+      assert.deepEqual(
+        first.ids,
+        events.map((event) => event.id),
+      )
+      assert.equal(first.treeSize, 3)
+      assert.equal(first.vehicle, vehicle)
+      const again = await ingestBatch(db, { batch: wire, resolveVehicleKey })
+      assert.deepEqual(again.ids, first.ids)
+      assert.equal(again.duplicates, 3)
+      assert.deepEqual((await getPayload(db, events[1]!.id)).data, { km: 12_345.6 })
+      assert.equal((await getCheckpoint(db)).treeSize, 3)
+    })
+
+    it('refuses malformed batches', async () => {
+      const events = [
+        createEventChain({ vehicle, head: chain.head() }).append({
+          kind: 'parking.started',
+          time: 4_000,
+          data: {},
+        }),
+      ]
+      const good = await createBatch({ events, signer: key.signer })
+      const cases: [string, (b: BatchJson) => unknown, string][] = [
+        ['extra key', (b) => ({ ...b, extra: 1 }), 'EVENT_MALFORMED'],
+        ['no events', (b) => ({ ...b, events: [] }), 'EVENT_MALFORMED'],
+        ['bad vehicle', (b) => ({ ...b, vehicle: vehicle.toUpperCase() }), 'EVENT_MALFORMED'],
+        ['other vehicle', (b) => ({ ...b, vehicle: `0x${'c1'.repeat(20)}` }), 'EVENT_VEHICLE_MISMATCH'],
+        [
+          'payload mismatch',
+          (b) => ({
+            ...b,
+            events: [{ ...b.events[0]!, payload: { ...b.events[0]!.payload!, data: { x: 1 } } }],
+          }),
+          'EVENT_MALFORMED',
+        ],
+        ['event extra key', (b) => ({ ...b, events: [{ ...b.events[0]!, more: 1 }] }), 'EVENT_MALFORMED'],
+        [
+          'checkpoint of another event',
+          (b) => ({ ...b, checkpoint: { ...b.checkpoint, leafHash: `0x${'00'.repeat(32)}` } }),
+          'EVENT_MALFORMED',
+        ],
+        [
+          'short signature',
+          (b) => ({ ...b, checkpoint: { ...b.checkpoint, signature: '0x1234' } }),
+          'EVENT_MALFORMED',
+        ],
+      ]
+      for (const [name, mutate, code] of cases) {
+        await assert.rejects(
+          ingestBatch(db, { batch: mutate(clone(good)), resolveVehicleKey }),
+          (e) => isErrorCode(e, code as 'EVENT_MALFORMED'),
+          name,
+        )
+      }
+      // Odometer events must carry their reading.
+      const odo = createEventChain({ vehicle, head: chain.head() }).append({
+        kind: 'odometer',
+        time: 5_000,
+        data: { km: 1 },
+      })
+      const withoutPayload = await createBatch({ events: [odo], signer: key.signer, withoutPayloads: true })
+      assert.throws(
+        () => parseBatch(withoutPayload),
+        (e) => isErrorCode(e, 'EVENT_MALFORMED'),
+      )
+    })
+
+    it('refuses bad signatures, unknown vehicles and another authenticated vehicle', async () => {
+      const events = [
+        createEventChain({ vehicle, head: chain.head() }).append({
+          kind: 'trip.ended',
+          time: 6_000,
+          data: {},
+        }),
+      ]
+      const forged = await createBatch({ events, signer: aP256Signer().signer })
+      await assert.rejects(ingestBatch(db, { batch: forged, resolveVehicleKey }), (e) =>
+        isErrorCode(e, 'EVENT_BAD_SIGNATURE'),
+      )
+      const good = await createBatch({ events, signer: key.signer })
+      await assert.rejects(ingestBatch(db, { batch: good, resolveVehicleKey: async () => undefined }), (e) =>
+        isErrorCode(e, 'VEHICLE_NOT_REGISTERED'),
+      )
+      await assert.rejects(
+        ingestBatch(db, { batch: good, resolveVehicleKey, authenticatedVehicle: `0x${'c1'.repeat(20)}` }),
+        (e) => isErrorCode(e, 'EVENT_VEHICLE_MISMATCH'),
+      )
+    })
+
+    it('refuses gaps and forks, odometer rollbacks (alerted), and goes on after them', async () => {
+      const ahead = createEventChain({
+        vehicle,
+        head: { ...chain.head(), nextSeq: chain.head().nextSeq + 1 },
+      })
+      const gap = await createBatch({
+        events: [ahead.append({ kind: 'trip.ended', time: 7_000, data: {} })],
+        signer: key.signer,
+      })
+      await assert.rejects(ingestBatch(db, { batch: gap, resolveVehicleKey }), (e) =>
+        isErrorCode(e, 'EVENT_GAP'),
+      )
+
+      const fork = createEventChain({ vehicle })
+      const forked = await createBatch({
+        events: [fork.append({ kind: 'door.locked', time: 1_000, data: {} })],
+        signer: key.signer,
+      })
+      await assert.rejects(ingestBatch(db, { batch: forked, resolveVehicleKey }), (e) =>
+        isErrorCode(e, 'EVENT_FORK'),
+      )
+
+      const rollback = createEventChain({ vehicle, head: chain.head() })
+      const rolled = await createBatch({
+        events: [rollback.append({ kind: 'odometer', time: 8_000, data: { km: 10 } })],
+        signer: key.signer,
+      })
+      await assert.rejects(ingestBatch(db, { batch: rolled, resolveVehicleKey }), (e) =>
+        isErrorCode(e, 'ODOMETER_ROLLBACK'),
+      )
+      assert.deepEqual(
+        (await getAlerts(db, { vehicle })).map((alert) => alert.code),
+        ['ODOMETER_ROLLBACK', 'EVENT_FORK'],
+      )
+      const next = await createBatch({
+        events: [chain.append({ kind: 'odometer', time: 9_000, data: { km: 12_400 } })],
+        signer: key.signer,
+      })
+      const result = await ingestBatch(db, { batch: next, resolveVehicleKey })
+      assert.equal(result.leafIndexes[0], 3)
+    })
+  })
+}

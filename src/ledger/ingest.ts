@@ -1,0 +1,256 @@
+/**
+ * Ingest: how a node accepts a batch of events from a vehicle (docs/ledger.md "Batch format").
+ *
+ * ```json
+ * {
+ *   "vehicle": "0x<40 lowercase hex>",
+ *   "events": [{ "envelope": {…}, "payload": { "salt": "0x<16 bytes>", "data": … } }],
+ *   "checkpoint": { "leafHash": "0x<32 bytes>", "signature": "0x<64 bytes r‖s>" }
+ * }
+ * ```
+ *
+ * Order of checks: the batch's own form (exact keys, envelopes, one vehicle, consecutive seqs,
+ * `prev` links, payload commitments, the checkpoint names the newest event), then the
+ * checkpoint signature with the vehicle's P-256 key, then — in the store, under the log lock —
+ * continuity with the stored chain, time and odometer. The answer comes only after commit.
+ */
+import type { KeyObject } from 'node:crypto'
+import type { Database } from '../db/database.ts'
+import { BaseError } from '../errors.ts'
+import { equalBytes, fromHex, type Hex, toBareHex, toHex } from './bytes.ts'
+import {
+  type BuiltEvent,
+  type Envelope,
+  encodeEnvelope,
+  isVehicleAddress,
+  odometerKm,
+  type P256Signer,
+  type Payload,
+  type PayloadJson,
+  parseEnvelope,
+  parsePayload,
+  payloadToJson,
+  SIGNATURE_BYTES,
+  signCheckpoint,
+  type VehicleAddress,
+  verifyCheckpointSignature,
+  verifyPayload,
+} from './envelope.ts'
+import { HASH_BYTES, hashLeaf } from './merkle.ts'
+import { type AppendBatchReturnType, appendBatch } from './store.ts'
+
+/** The most events one batch may carry. */
+export const MAX_BATCH_EVENTS = 5000
+
+/** A batch in its JSON form (what travels over HTTP or MQTT). */
+export type BatchJson = {
+  vehicle: VehicleAddress
+  events: { envelope: Envelope; payload?: PayloadJson }[]
+  checkpoint: { leafHash: Hex; signature: Hex }
+}
+
+/** A batch after `parseBatch`: every event with its canonical bytes and leaf hash. */
+export type ParsedBatch = {
+  vehicle: VehicleAddress
+  events: { envelope: Envelope; leafInput: Uint8Array; leafHash: Uint8Array; payload?: Payload | undefined }[]
+  checkpoint: { leafHash: Uint8Array; signature: Uint8Array }
+}
+
+function malformed(message: string, details: Record<string, unknown> = {}): BaseError {
+  return new BaseError('EVENT_MALFORMED', message, { details })
+}
+
+function exactKeys(
+  value: unknown,
+  what: string,
+  required: string[],
+  optional: string[] = [],
+): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw malformed(`${what} must be a JSON object`)
+  const record = value as Record<string, unknown>
+  for (const key of Object.keys(record)) {
+    if (!required.includes(key) && !optional.includes(key))
+      throw malformed(`${what} has an unknown key ${key}`, { key })
+  }
+  for (const key of required) if (!(key in record)) throw malformed(`${what} lacks ${key}`, { key })
+  return record
+}
+
+/**
+ * Checks a batch on its own (no database, no key): exact form, one vehicle, consecutive seqs
+ * linked by `prev`, payloads matching their commitments (an `odometer` event must carry its
+ * payload `{"km": n}`), and the checkpoint naming the newest event. Throws EVENT_MALFORMED,
+ * EVENT_VEHICLE_MISMATCH, EVENT_GAP or EVENT_FORK.
+ */
+export function parseBatch(value: unknown): ParsedBatch {
+  const record = exactKeys(value, 'a batch', ['vehicle', 'events', 'checkpoint'])
+  const vehicle = record.vehicle
+  if (!isVehicleAddress(vehicle)) throw malformed('batch.vehicle must be 0x + 40 lowercase hex', { vehicle })
+  const rawEvents = record.events
+  if (!Array.isArray(rawEvents) || rawEvents.length === 0)
+    throw malformed('batch.events must be a non-empty array')
+  if (rawEvents.length > MAX_BATCH_EVENTS) {
+    throw malformed(`a batch holds at most ${MAX_BATCH_EVENTS} events`, { count: rawEvents.length })
+  }
+  const events: ParsedBatch['events'] = []
+  for (const [i, raw] of rawEvents.entries()) {
+    const item = exactKeys(raw, `batch.events[${i}]`, ['envelope'], ['payload'])
+    const envelope = parseEnvelope(item.envelope)
+    if (envelope.vehicle !== vehicle) {
+      throw new BaseError(
+        'EVENT_VEHICLE_MISMATCH',
+        `event ${i} is of ${envelope.vehicle}, the batch of ${vehicle}`,
+        {
+          details: { vehicle, eventVehicle: envelope.vehicle, seq: envelope.seq },
+        },
+      )
+    }
+    const leafInput = encodeEnvelope(envelope)
+    const leafHash = hashLeaf(leafInput)
+    const previous = events[i - 1]
+    if (previous !== undefined) {
+      if (envelope.seq !== previous.envelope.seq + 1) {
+        throw new BaseError(
+          'EVENT_GAP',
+          `seq ${envelope.seq} follows seq ${previous.envelope.seq} in the batch`,
+          {
+            details: { vehicle, seq: envelope.seq, expectedSeq: previous.envelope.seq + 1 },
+          },
+        )
+      }
+      if (envelope.prev !== toBareHex(previous.leafHash)) {
+        throw new BaseError(
+          'EVENT_FORK',
+          `seq ${envelope.seq} does not link to seq ${previous.envelope.seq}`,
+          {
+            details: { vehicle, seq: envelope.seq },
+          },
+        )
+      }
+    }
+    let payload: Payload | undefined
+    if (item.payload !== undefined) {
+      payload = parsePayload(item.payload)
+      if (!verifyPayload(envelope, payload)) {
+        throw malformed(`the payload of seq ${envelope.seq} does not match its commit`, { seq: envelope.seq })
+      }
+    }
+    if (envelope.kind === 'odometer') {
+      if (payload === undefined)
+        throw malformed(`odometer event ${envelope.seq} comes without its payload`, { seq: envelope.seq })
+      odometerKm(payload.data)
+    }
+    events.push({ envelope, leafInput, leafHash, payload })
+  }
+  const checkpointRecord = exactKeys(record.checkpoint, 'batch.checkpoint', ['leafHash', 'signature'])
+  const checkpoint = {
+    leafHash: fromHex(checkpointRecord.leafHash, 'checkpoint.leafHash', HASH_BYTES, 'EVENT_MALFORMED'),
+    signature: fromHex(
+      checkpointRecord.signature,
+      'checkpoint.signature',
+      SIGNATURE_BYTES,
+      'EVENT_MALFORMED',
+    ),
+  }
+  const newest = events[events.length - 1]!
+  if (!equalBytes(checkpoint.leafHash, newest.leafHash)) {
+    throw malformed('checkpoint.leafHash is not the leaf hash of the batch’s newest event', {
+      leafHash: toHex(checkpoint.leafHash),
+      newest: toHex(newest.leafHash),
+    })
+  }
+  return { vehicle, events, checkpoint }
+}
+
+/**
+ * Finds a vehicle's P-256 public key (raw uncompressed point or KeyObject); undefined when the
+ * vehicle is unknown. The node backs it with the certificate registry.
+ */
+export type ResolveVehicleKey = (vehicle: VehicleAddress) => Promise<Uint8Array | KeyObject | undefined>
+
+export type IngestBatchParameters = {
+  /** The batch as received (parsed JSON). */
+  batch: unknown
+  resolveVehicleKey: ResolveVehicleKey
+  /** The vehicle the transport authenticated (mutual TLS, MQTT client), if any: the batch must be its. */
+  authenticatedVehicle?: VehicleAddress | undefined
+}
+
+export type IngestBatchReturnType = AppendBatchReturnType & { vehicle: VehicleAddress }
+
+/**
+ * Verifies and stores a vehicle's batch; resolves after commit with the event ids (a re-sent
+ * batch gets the ids it got the first time). Throws, besides `parseBatch`'s codes:
+ * EVENT_VEHICLE_MISMATCH (not the authenticated vehicle), VEHICLE_NOT_REGISTERED (no key),
+ * EVENT_BAD_SIGNATURE, and the store's EVENT_GAP / EVENT_FORK / EVENT_TIME_REGRESSION /
+ * ODOMETER_ROLLBACK.
+ */
+export async function ingestBatch(
+  db: Database,
+  parameters: IngestBatchParameters,
+): Promise<IngestBatchReturnType> {
+  const batch = parseBatch(parameters.batch)
+  const { vehicle } = batch
+  if (
+    parameters.authenticatedVehicle !== undefined &&
+    parameters.authenticatedVehicle.toLowerCase() !== vehicle
+  ) {
+    throw new BaseError(
+      'EVENT_VEHICLE_MISMATCH',
+      `${parameters.authenticatedVehicle} sent a batch of ${vehicle}`,
+      {
+        details: { vehicle, authenticatedVehicle: parameters.authenticatedVehicle },
+      },
+    )
+  }
+  const publicKey = await parameters.resolveVehicleKey(vehicle)
+  if (publicKey === undefined) {
+    throw new BaseError('VEHICLE_NOT_REGISTERED', `no identity key is known for ${vehicle}`, {
+      details: { vehicle },
+    })
+  }
+  if (
+    !verifyCheckpointSignature({
+      publicKey,
+      leafHash: batch.checkpoint.leafHash,
+      signature: batch.checkpoint.signature,
+    })
+  ) {
+    throw new BaseError('EVENT_BAD_SIGNATURE', `the checkpoint signature of ${vehicle} does not verify`, {
+      details: { vehicle, leafHash: toHex(batch.checkpoint.leafHash) },
+    })
+  }
+  const result = await appendBatch(db, {
+    vehicle,
+    events: batch.events,
+    checkpointSignature: batch.checkpoint.signature,
+  })
+  return { vehicle, ...result }
+}
+
+export type CreateBatchParameters = {
+  /** Consecutive events of one vehicle, oldest first (as `createEventChain` builds them). */
+  events: readonly Pick<BuiltEvent, 'envelope' | 'leafHash' | 'payload'>[]
+  /** The vehicle's identity key. */
+  signer: P256Signer
+  /** Leave payloads out (their commitments stay in the envelopes); default false. */
+  withoutPayloads?: boolean | undefined
+}
+
+/** The vehicle side: signs a checkpoint over the newest event and returns the batch JSON. */
+export async function createBatch(parameters: CreateBatchParameters): Promise<BatchJson> {
+  const { events, signer } = parameters
+  const newest = events[events.length - 1]
+  if (newest === undefined) throw new BaseError('INVALID_ARGUMENT', 'a batch holds at least one event')
+  const signature = await signCheckpoint(signer, newest.leafHash)
+  return {
+    vehicle: newest.envelope.vehicle,
+    events: events.map((event) =>
+      parameters.withoutPayloads
+        ? { envelope: event.envelope }
+        : { envelope: event.envelope, payload: payloadToJson(event.payload) },
+    ),
+    checkpoint: { leafHash: toHex(newest.leafHash), signature: toHex(signature) },
+  }
+}
