@@ -3,6 +3,7 @@
  * list of them.
  */
 import type { Command } from '../command.ts'
+import { pkiCommands } from './pki.ts'
 import { nodeCommands } from './up.ts'
 
-export const commands: readonly Command[] = [...nodeCommands]
+export const commands: readonly Command[] = [...nodeCommands, ...pkiCommands]
