@@ -48,6 +48,15 @@ contract KeyRegistryTest is Test {
         assertTrue(keys.isRevoked(vehicle, GRANT));
     }
 
+    function test_revoke_byTitleApprovedAccount() public {
+        vm.prank(owner);
+        vehicles.approve(fleet, uint256(uint160(vehicle)));
+        vm.expectEmit(address(keys));
+        emit IKeyRegistry.EpochBumped(vehicle, 1, fleet);
+        vm.prank(fleet);
+        keys.revokeAll(vehicle);
+    }
+
     function test_revoke_twiceReverts() public {
         vm.startPrank(owner);
         keys.revoke(vehicle, GRANT);

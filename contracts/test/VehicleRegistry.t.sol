@@ -154,6 +154,16 @@ contract VehicleRegistryTest is Test {
         registry.registerVehicle(address(0xBEEF), owner, keccak256("bad"), VIN_HASH);
     }
 
+    function testFuzz_registerVehicle_titleIsTheAddress(address anyVehicle, address anyOwner, bytes32 cert) public {
+        vm.assume(anyVehicle != address(0) && anyOwner != address(0) && cert != bytes32(0));
+        vm.assume(anyOwner.code.length == 0 || anyOwner == address(this));
+        vm.prank(oem);
+        registry.registerVehicle(anyVehicle, anyOwner, cert, VIN_HASH);
+        assertEq(registry.ownerOf(uint256(uint160(anyVehicle))), anyOwner);
+        assertTrue(registry.isOwnerOrManager(anyVehicle, anyOwner));
+        assertEq(registry.balanceOf(anyOwner), 1);
+    }
+
     // ------------------------------------------------------------ managers
 
     function test_isOwnerOrManager() public {
