@@ -18,7 +18,6 @@ import {
   type Certificate,
   formatName,
   type Hierarchy,
-  hierarchyOf,
   parseCertificate,
   type Role,
   type Signer,
