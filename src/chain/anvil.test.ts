@@ -17,7 +17,9 @@ const send = (rpcUrl: string) =>
   ])
 
 const balanceOfDead = async (rpcUrl: string) =>
-  BigInt(await rpc<string>(rpcUrl, 'eth_getBalance', ['0x000000000000000000000000000000000000dead', 'latest']))
+  BigInt(
+    await rpc<string>(rpcUrl, 'eth_getBalance', ['0x000000000000000000000000000000000000dead', 'latest']),
+  )
 
 test('state survives a clean stop and restart', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'carchain-anvil-'))
@@ -50,8 +52,12 @@ test('a SIGKILL loses at most the last snapshot interval, and no anvil is left b
       await new Promise(() => {})
     `
     const { spawn } = await import('node:child_process')
-    const owner = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
-    const line = await new Promise<string>((resolve) => owner.stdout.once('data', (d: Buffer) => resolve(d.toString())))
+    const owner = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    const line = await new Promise<string>((resolve) =>
+      owner.stdout.once('data', (d: Buffer) => resolve(d.toString())),
+    )
     const [rpcUrl] = line.trim().split(' ')
     owner.kill('SIGKILL')
     // The guard notices the closed pipe and stops anvil.
@@ -79,7 +85,10 @@ test('a damaged snapshot is refused with DATA_DIR_INVALID and left in place', as
   const dir = mkdtempSync(join(tmpdir(), 'carchain-anvil-'))
   try {
     writeFileSync(join(dir, 'state.json.gz.hex'), 'not a snapshot')
-    await assert.rejects(startAnvil({ stateDir: dir }), (e: unknown) => e instanceof BaseError && e.code === 'DATA_DIR_INVALID')
+    await assert.rejects(
+      startAnvil({ stateDir: dir }),
+      (e: unknown) => e instanceof BaseError && e.code === 'DATA_DIR_INVALID',
+    )
     assert.equal(execFileSync('cat', [join(dir, 'state.json.gz.hex')]).toString(), 'not a snapshot')
   } finally {
     rmSync(dir, { recursive: true, force: true })

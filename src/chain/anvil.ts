@@ -57,9 +57,13 @@ export function anvilBinaryPath(): string {
   try {
     return require.resolve(`@foundry-rs/anvil-${process.platform}-${arch}/bin/anvil`)
   } catch (error) {
-    throw new BaseError('CHAIN_START_FAILED', `no anvil binary for ${process.platform}-${arch}; reinstall @foundry-rs/anvil`, {
-      cause: error,
-    })
+    throw new BaseError(
+      'CHAIN_START_FAILED',
+      `no anvil binary for ${process.platform}-${arch}; reinstall @foundry-rs/anvil`,
+      {
+        cause: error,
+      },
+    )
   }
 }
 
@@ -70,13 +74,20 @@ export async function freePort(): Promise<number> {
     server.once('error', reject)
     server.listen(0, '127.0.0.1', () => {
       const address = server.address()
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))))
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      )
     })
   })
 }
 
 /** Minimal JSON-RPC call (anvil_* methods are not in viem's typed actions). */
-export async function rpc<T>(rpcUrl: string, method: string, params: unknown[] = [], timeoutMs = 30_000): Promise<T> {
+export async function rpc<T>(
+  rpcUrl: string,
+  method: string,
+  params: unknown[] = [],
+  timeoutMs = 30_000,
+): Promise<T> {
   const response = await fetch(rpcUrl, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -84,7 +95,8 @@ export async function rpc<T>(rpcUrl: string, method: string, params: unknown[] =
     signal: AbortSignal.timeout(timeoutMs),
   })
   const body = (await response.json()) as { result?: T; error?: { message: string } }
-  if (body.error) throw new BaseError('CHAIN_TX_FAILED', `${method}: ${body.error.message}`, { details: { method } })
+  if (body.error)
+    throw new BaseError('CHAIN_TX_FAILED', `${method}: ${body.error.message}`, { details: { method } })
   return body.result as T
 }
 
@@ -92,7 +104,7 @@ const guardScript = [
   // $0 = anvil, $@ = its args. Start it with stdin detached, forward TERM/INT, and stop it when
   // our stdin (the parent's pipe) closes, i.e. when the parent is gone.
   '"$0" "$@" </dev/null & child=$!',
-  'trap \'kill -TERM $child 2>/dev/null\' TERM INT',
+  "trap 'kill -TERM $child 2>/dev/null' TERM INT",
   'cat >/dev/null',
   'kill -TERM $child 2>/dev/null',
   'wait $child',
@@ -109,9 +121,13 @@ export async function startAnvil(parameters: StartAnvilParameters = {}): Promise
   if (statePath && existsSync(statePath)) {
     savedState = readFileSync(statePath, 'utf8').trim()
     if (!/^0x[0-9a-f]+$/.test(savedState))
-      throw new BaseError('DATA_DIR_INVALID', `the chain snapshot ${statePath} is damaged; move it away to start a new chain`, {
-        details: { path: statePath },
-      })
+      throw new BaseError(
+        'DATA_DIR_INVALID',
+        `the chain snapshot ${statePath} is damaged; move it away to start a new chain`,
+        {
+          details: { path: statePath },
+        },
+      )
   }
   if (parameters.stateDir) mkdirSync(parameters.stateDir, { recursive: true })
 
@@ -141,10 +157,14 @@ export async function startAnvil(parameters: StartAnvilParameters = {}): Promise
     if (savedState) await rpc(rpcUrl, 'anvil_loadState', [savedState], 120_000)
   } catch (error) {
     child.kill('SIGTERM')
-    throw new BaseError('CHAIN_START_FAILED', `anvil did not start on port ${port}: ${stderr.trim() || (error as Error).message}`, {
-      details: { port },
-      cause: error,
-    })
+    throw new BaseError(
+      'CHAIN_START_FAILED',
+      `anvil did not start on port ${port}: ${stderr.trim() || (error as Error).message}`,
+      {
+        details: { port },
+        cause: error,
+      },
+    )
   }
 
   let lastSnapshotBlock = savedState ? await blockNumber(rpcUrl) : -1n
