@@ -21,6 +21,7 @@ import {
   odometerKm,
   type Payload,
   parseEnvelopeBytes,
+  SALT_BYTES,
   type VehicleAddress,
 } from './envelope.ts'
 import { canonicalize } from './jcs.ts'
@@ -104,7 +105,7 @@ export async function appendBatch(
   })
   try {
     return await db.transaction((tx) =>
-      appendInTransaction(tx, vehicleBytes, vehicle, events, checkpointSignature),
+      appendInTransaction(tx, db.engine, vehicleBytes, vehicle, events, checkpointSignature),
     )
   } catch (error) {
     if (error instanceof BaseError && (error.code === 'EVENT_FORK' || error.code === 'ODOMETER_ROLLBACK')) {
@@ -126,6 +127,7 @@ type HeadRow = {
 
 async function appendInTransaction(
   tx: Queryable,
+  engine: Database['engine'],
   vehicleBytes: Uint8Array,
   vehicle: VehicleAddress,
   events: PreparedEvent[],
@@ -306,54 +308,111 @@ async function appendInTransaction(
   })
   const last = fresh[fresh.length - 1]!
   // All writes in one statement (data-modifying CTEs), each row set one multi-row insert.
-  // Bytes travel as hex text: PGlite serializes bytea[] elements slowly, and hex costs
-  // PostgreSQL nothing measurable.
+  const params: unknown[] = []
+  const p = (value: unknown) => {
+    params.push(value)
+    return `$${params.length}`
+  }
+  const vehicleParam = p(vehicleBytes)
+  const leaves = rowSource(engine, p, [
+    { values: leafIndexes.slice(stored), type: 'bigint' },
+    { bytes: fresh.map((event) => event.leafHash), fixed: HASH_BYTES },
+    { bytes: fresh.map((event) => event.leafInput) },
+    { values: fresh.map((event) => event.envelope.seq), type: 'bigint' },
+    { values: fresh.map((event) => event.envelope.time), type: 'bigint' },
+    { values: fresh.map((event) => event.envelope.kind), type: 'text' },
+  ])
+  const nodes = rowSource(engine, p, [
+    { values: nodeLevels, type: 'smallint' },
+    { values: nodeIndexes, type: 'bigint' },
+    { bytes: nodeHashes, fixed: HASH_BYTES },
+  ])
+  const payloadIndexes = fresh.flatMap((event, i) =>
+    event.payload === undefined ? [] : [leafIndexes[stored + i]!],
+  )
+  const payloads = rowSource(engine, p, [
+    { values: payloadIndexes, type: 'bigint' },
+    { bytes: withPayload.map((event) => event.payload!.salt), fixed: SALT_BYTES },
+    { values: payloadTexts, type: 'jsonb' },
+  ])
+  const [leafIndex, leafHash, leafInput, seq, time, kind] = leaves.columns
+  const [nodeLevel, nodeIndex, nodeHash] = nodes.columns
+  const [payloadIndex, payloadSalt, payloadData] = payloads.columns
+  const lastSeq = p(last.envelope.seq)
+  const lastHash = p(last.leafHash)
   await tx.query(
     `with leaves as (
        insert into ledger_leaves (leaf_index, leaf_hash, leaf_input, vehicle, seq, time_ms, kind)
-       select i, decode(h, 'hex'), decode(b, 'hex'), $1, s, t, k
-         from unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[]) as r(i, h, b, s, t, k)
+       select ${leafIndex}, ${leafHash}, ${leafInput}, ${vehicleParam}, ${seq}, ${time}, ${kind} from ${leaves.from}
      ), nodes as (
        insert into ledger_nodes (level, node_index, hash)
-       select l, i, decode(h, 'hex') from unnest($8::smallint[], $9::bigint[], $10::text[]) as r(l, i, h)
+       select ${nodeLevel}, ${nodeIndex}, ${nodeHash} from ${nodes.from}
      ), payloads as (
-       insert into ledger_payloads (leaf_hash, salt, data)
-       select decode(h, 'hex'), decode(s, 'hex'), d from unnest($11::text[], $12::text[], $13::jsonb[]) as r(h, s, d)
+       insert into ledger_payloads (leaf_index, salt, data)
+       select ${payloadIndex}, ${payloadSalt}, ${payloadData} from ${payloads.from}
      ), checkpoint as (
-       insert into ledger_checkpoints (vehicle, seq, leaf_hash, signature) values ($1, $14, $15, $16)
+       insert into ledger_checkpoints (vehicle, seq, leaf_hash, signature)
+       values (${vehicleParam}, ${lastSeq}, ${lastHash}, ${p(checkpointSignature)})
        on conflict (vehicle, seq) do nothing
      ), head as (
        insert into ledger_vehicles (vehicle, last_seq, last_leaf_hash, last_time_ms, odometer_km)
-       values ($1, $14, $15, $17, $18)
+       values (${vehicleParam}, ${lastSeq}, ${lastHash}, ${p(last.envelope.time)}, ${p(odometer ?? null)})
        on conflict (vehicle) do update set last_seq = excluded.last_seq, last_leaf_hash = excluded.last_leaf_hash,
          last_time_ms = excluded.last_time_ms, odometer_km = excluded.odometer_km, updated_at = now()
      )
-     update ledger_log set tree_size = $19, root_hash = $20, frontier = $21, updated_at = now() where id`,
-    [
-      vehicleBytes,
-      leafIndexes.slice(stored),
-      fresh.map((event) => toBareHex(event.leafHash)),
-      fresh.map((event) => toBareHex(event.leafInput)),
-      fresh.map((event) => event.envelope.seq),
-      fresh.map((event) => event.envelope.time),
-      fresh.map((event) => event.envelope.kind),
-      nodeLevels,
-      nodeIndexes,
-      nodeHashes.map(toBareHex),
-      withPayload.map((event) => toBareHex(event.leafHash)),
-      withPayload.map((event) => toBareHex(event.payload!.salt)),
-      payloadTexts,
-      last.envelope.seq,
-      last.leafHash,
-      checkpointSignature,
-      last.envelope.time,
-      odometer ?? null,
-      size,
-      rootHash,
-      encodeFrontier(frontier),
-    ],
+     update ledger_log set tree_size = ${p(size)}, root_hash = ${p(rootHash)}, frontier = ${p(encodeFrontier(frontier))},
+       updated_at = now() where id`,
+    params,
   )
   return { ids, leafIndexes, duplicates: stored, treeSize: size, rootHash: toHex(rootHash) }
+}
+
+type SourceColumn =
+  | { values: readonly unknown[]; type: string }
+  | { bytes: readonly Uint8Array[]; fixed?: number }
+
+/**
+ * A multi-row source `unnest(…) with ordinality as r(…)` and one SQL expression per column.
+ * Bytes travel the way each engine takes them fastest (measured): PGlite serializes bytea[]
+ * elements and large binary parameters slowly, so there they go as hex text[] and `decode`;
+ * PostgreSQL takes one binary bytea per column (sent in binary by node-pg) cut with `substr`.
+ */
+function rowSource(
+  engine: Database['engine'],
+  p: (value: unknown) => string,
+  columns: SourceColumn[],
+): { from: string; columns: string[] } {
+  const args: string[] = []
+  const names: string[] = []
+  const expressions = columns.map((column, i) => {
+    const name = `c${i}`
+    if ('values' in column) {
+      args.push(`${p(column.values)}::${column.type}[]`)
+      names.push(name)
+      return `r.${name}`
+    }
+    if (engine === 'pglite') {
+      args.push(`${p(column.bytes.map(toBareHex))}::text[]`)
+      names.push(name)
+      return `decode(r.${name}, 'hex')`
+    }
+    const blob = p(Buffer.concat(column.bytes))
+    if (column.fixed !== undefined)
+      return `substr(${blob}::bytea, (r.n::int4 - 1) * ${column.fixed} + 1, ${column.fixed})`
+    const offsets: number[] = []
+    let offset = 1
+    for (const bytes of column.bytes) {
+      offsets.push(offset)
+      offset += bytes.length
+    }
+    args.push(`${p(offsets)}::int4[]`, `${p(column.bytes.map((bytes) => bytes.length))}::int4[]`)
+    names.push(`${name}_offset`, `${name}_length`)
+    return `substr(${blob}::bytea, r.${name}_offset, r.${name}_length)`
+  })
+  return {
+    from: `unnest(${args.join(', ')}) with ordinality as r(${names.join(', ')}, n)`,
+    columns: expressions,
+  }
 }
 
 function holdsNul(value: unknown): boolean {
@@ -631,7 +690,8 @@ export async function getPayload(db: Queryable, id: Hex | Uint8Array): Promise<P
   const leafHash = typeof id === 'string' ? fromHex(id, 'id', HASH_BYTES) : id
   const row = (
     await db.query<{ salt: Uint8Array | null; data: unknown; erased_at: Date | null }>(
-      'select salt, data, erased_at from ledger_payloads where leaf_hash = $1',
+      `select p.salt, p.data, p.erased_at from ledger_payloads p
+         join ledger_leaves l using (leaf_index) where l.leaf_hash = $1`,
       [leafHash],
     )
   ).rows[0]
@@ -655,8 +715,10 @@ export async function getPayload(db: Queryable, id: Hex | Uint8Array): Promise<P
 export async function erasePayload(db: Queryable, id: Hex | Uint8Array): Promise<boolean> {
   const leafHash = typeof id === 'string' ? fromHex(id, 'id', HASH_BYTES) : id
   const { rows } = await db.query(
-    `update ledger_payloads set salt = null, data = null, erased_at = now()
-      where leaf_hash = $1 and erased_at is null returning 1`,
+    `update ledger_payloads p set salt = null, data = null, erased_at = now()
+       from ledger_leaves l
+      where l.leaf_index = p.leaf_index and l.leaf_hash = $1 and p.erased_at is null
+     returning 1`,
     [leafHash],
   )
   return rows.length > 0
@@ -667,7 +729,7 @@ export async function eraseVehicle(db: Queryable, vehicle: VehicleAddress): Prom
   const { rows } = await db.query(
     `update ledger_payloads p set salt = null, data = null, erased_at = now()
        from ledger_leaves l
-      where l.leaf_hash = p.leaf_hash and l.vehicle = $1 and p.erased_at is null
+      where l.leaf_index = p.leaf_index and l.vehicle = $1 and p.erased_at is null
      returning 1`,
     [fromHex(vehicle, 'vehicle', 20)],
   )

@@ -48,8 +48,9 @@ create table ledger_vehicles (
 );
 
 -- Payloads (salt + data), apart from the log so they can be erased without touching it.
+-- Keyed by leaf_index: a sequential key appends to its index instead of splitting random pages.
 create table ledger_payloads (
-  leaf_hash bytea primary key,
+  leaf_index bigint primary key,
   salt bytea,
   data jsonb,
   erased_at timestamptz
