@@ -102,6 +102,7 @@ export const errorCodes = {
   VOUCHER_INVALID: code(400, 'A voucher is unsigned, for another channel, stale or above the deposit.'),
   CHANNEL_STATE: code(409, 'The channel is not in a state that allows this.'),
   INSUFFICIENT_FUNDS: code(402, 'The wallet or channel does not hold enough.'),
+  PEER_CLOSED: code(502, 'The other side of a session closed the connection or stopped answering.', true),
 } as const satisfies Record<string, ErrorCodeInfo>
 
 /** A stable error code. */

@@ -1,0 +1,95 @@
+/**
+ * The operator's voucher book: the newest voucher per channel and what was claimed. Claims are
+ * batched per channel — only the newest voucher is ever submitted, since it pays everything the
+ * older ones would — so one claim transaction settles any number of increments and sessions.
+ *
+ * Share one book between the chargers of one CPO (they are paid through the same channels);
+ * the in-memory book serves one station process.
+ */
+import type { Address, Hash, Hex } from 'viem'
+import { type ChannelClients, claimVoucher, type SignedVoucher } from '../payments/channels.ts'
+
+export type BookEntry = {
+  readonly newest: SignedVoucher
+  readonly payer: Address
+  /** The highest cumulative amount claimed on chain so far. */
+  readonly claimed: bigint
+}
+
+export interface VoucherBook {
+  newest(channelId: Hex): BookEntry | undefined
+  /** Keeps `voucher` when it raises the channel's cumulative amount; returns whether it did. */
+  offer(voucher: SignedVoucher, payer: Address): boolean
+  markClaimed(channelId: Hex, cumulativeAmount: bigint): void
+  /** Channels whose newest voucher is above what was claimed. */
+  pending(): BookEntry[]
+  all(): BookEntry[]
+}
+
+export function memoryVoucherBook(): VoucherBook {
+  const entries = new Map<string, BookEntry>()
+  return {
+    newest: (channelId) => entries.get(channelId.toLowerCase()),
+    offer(voucher, payer) {
+      const id = voucher.channelId.toLowerCase()
+      const current = entries.get(id)
+      if (current && current.newest.cumulativeAmount >= voucher.cumulativeAmount) return false
+      entries.set(id, { newest: voucher, payer, claimed: current?.claimed ?? 0n })
+      return true
+    },
+    markClaimed(channelId, cumulativeAmount) {
+      const id = channelId.toLowerCase()
+      const current = entries.get(id)
+      if (current && cumulativeAmount > current.claimed)
+        entries.set(id, { ...current, claimed: cumulativeAmount })
+    },
+    pending: () => [...entries.values()].filter((e) => e.newest.cumulativeAmount > e.claimed),
+    all: () => [...entries.values()],
+  }
+}
+
+export type ClaimOutcome =
+  | { channelId: Hex; ok: true; cumulativeAmount: bigint; paid: bigint; txHash: Hash; gasUsed: bigint }
+  | { channelId: Hex; ok: false; code: string; message: string }
+
+/**
+ * Claims every channel with an unclaimed voucher, one transaction per channel, each with its
+ * newest voucher. A failed claim is reported and retried on the next round.
+ */
+export async function claimPending(
+  clients: ChannelClients,
+  parameters: {
+    channels: Address
+    book: VoucherBook
+    onClaimed?: (outcome: ClaimOutcome) => Promise<void> | void
+  },
+): Promise<ClaimOutcome[]> {
+  const outcomes: ClaimOutcome[] = []
+  for (const entry of parameters.book.pending()) {
+    const { newest } = entry
+    let outcome: ClaimOutcome
+    try {
+      const sent = await claimVoucher(clients, { channels: parameters.channels, voucher: newest })
+      parameters.book.markClaimed(newest.channelId, newest.cumulativeAmount)
+      outcome = {
+        channelId: newest.channelId,
+        ok: true,
+        cumulativeAmount: newest.cumulativeAmount,
+        paid: newest.cumulativeAmount - entry.claimed,
+        txHash: sent.txHash,
+        gasUsed: sent.gasUsed,
+      }
+    } catch (error) {
+      const e = error as { code?: string; message?: string }
+      outcome = {
+        channelId: newest.channelId,
+        ok: false,
+        code: e.code ?? 'INTERNAL',
+        message: String(e.message),
+      }
+    }
+    outcomes.push(outcome)
+    await parameters.onClaimed?.(outcome)
+  }
+  return outcomes
+}
