@@ -23,6 +23,10 @@ export type NodeConfig = {
   readonly sim: boolean
   /** MQTT broker for vehicle telemetry, e.g. mqtt://127.0.0.1:1883. */
   readonly mqttUrl: string | undefined
+  /** Anchor every N new events (`CARCHAIN_ANCHOR_EVERY`, default 1000)… */
+  readonly anchorEveryEvents: number
+  /** …or after this long with anything new (`CARCHAIN_ANCHOR_INTERVAL_MS`, default 10 s). */
+  readonly anchorIntervalMs: number
 }
 
 export type ConfigSources = {
@@ -64,6 +68,16 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new BaseError('CONFIG_INVALID', `the port must be 0–65535, not ${env.PORT ?? port}`)
   const vehicles = flags.noSim ? 0 : (flags.vehicles ?? 12)
+  const positive = (name: string, fallback: number) => {
+    const raw = env[name]
+    if (raw === undefined || raw === '') return fallback
+    const value = Number(raw)
+    if (!Number.isSafeInteger(value) || value < 1)
+      throw new BaseError('CONFIG_INVALID', `${name} must be a positive integer, not "${raw}"`, {
+        details: { name, value: raw },
+      })
+    return value
+  }
   return {
     dataDir: resolve(flags.data ?? env.CARCHAIN_DATA ?? './data'),
     port,
@@ -77,5 +91,7 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
     vehicles,
     sim: !flags.noSim && vehicles > 0,
     mqttUrl: checkUrl(flags.mqtt ?? env.CARCHAIN_MQTT_URL, '--mqtt', ['mqtt:', 'mqtts:', 'ws:', 'wss:']),
+    anchorEveryEvents: positive('CARCHAIN_ANCHOR_EVERY', 1000),
+    anchorIntervalMs: positive('CARCHAIN_ANCHOR_INTERVAL_MS', 10_000),
   }
 }

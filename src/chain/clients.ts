@@ -13,7 +13,7 @@ import {
   type Transport,
   type WalletClient,
 } from 'viem'
-import { mnemonicToAccount, privateKeyToAccount } from 'viem/accounts'
+import { type HDAccount, mnemonicToAccount, privateKeyToAccount } from 'viem/accounts'
 import { BaseError } from '../errors.ts'
 import { DEVELOPMENT_MNEMONIC } from './anvil.ts'
 
@@ -26,7 +26,7 @@ export type ChainClients = {
 }
 
 /** Account `index` of the development mnemonic: the embedded default's operator is index 0. */
-export function developmentAccount(index = 0): Account {
+export function developmentAccount(index = 0): HDAccount {
   return mnemonicToAccount(DEVELOPMENT_MNEMONIC, { addressIndex: index })
 }
 

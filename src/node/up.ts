@@ -20,7 +20,15 @@ import { lockDataDir } from '../data-dir.ts'
 import { type Database, openDatabase, redactUrl } from '../db/database.ts'
 import { migrate } from '../db/migrate.ts'
 import { BaseError } from '../errors.ts'
+import { getLogId } from '../ledger/anchor.ts'
+import { type AnchoringScheduler, startAnchoring } from './anchoring.ts'
+import { authRoutes } from './auth.ts'
+import type { NodeContext } from './context.ts'
+import { logRoutes } from './log-routes.ts'
+import { createDashboardRoutes } from './dashboard.ts'
 import { type ChainInfo, createServer } from './server.ts'
+import { createNodeEvents, streamRoutes } from './stream.ts'
+import { vehicleRoutes } from './vehicle-routes.ts'
 
 export const carchainVersion: string = JSON.parse(
   readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
@@ -32,6 +40,8 @@ export type RunningNode = {
   readonly clients: ChainClients
   readonly deployment: Deployment
   readonly db: Database
+  readonly context: NodeContext
+  readonly anchoring: AnchoringScheduler
   readonly server: FastifyInstance
   /** Stops everything this node started, in reverse order. Idempotent. */
   stop(): Promise<void>
@@ -104,13 +114,24 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
     await migrate(db)
     await checkChainBinding(db, deployment, progress)
 
-    const chain: ChainInfo = {
-      chainId: clients.chain.id,
-      rpcUrl,
-      contracts: Object.fromEntries(
-        Object.entries(deployment.contracts).map(([name, c]) => [name, c.address]),
-      ),
+    const contracts = Object.fromEntries(
+      Object.entries(deployment.contracts).map(([name, c]) => [name, c.address]),
+    ) as NodeContext['contracts']
+    const chain: ChainInfo = { chainId: clients.chain.id, rpcUrl, contracts }
+    const context: NodeContext = {
+      db,
+      clients,
+      deployment,
+      contracts,
+      logId: await getLogId(db),
+      events: createNodeEvents(),
     }
+    const anchoring = startAnchoring(context, {
+      everyEvents: config.anchorEveryEvents,
+      intervalMs: config.anchorIntervalMs,
+      log: (message) => progress(message),
+    })
+    undo.push(() => anchoring.stop())
     const server = await createServer({
       version: carchainVersion,
       chain: () => chain,
@@ -124,8 +145,16 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
           () => 'ok',
           (error: Error) => `unreachable: ${error.message.split('\n')[0]}`,
         )
+        parts.anchoring = anchoring.lastError ? `retrying: ${anchoring.lastError}` : 'ok'
         return parts
       },
+      routes: [
+        logRoutes(context),
+        vehicleRoutes(context),
+        authRoutes(context),
+        streamRoutes(context.events),
+        createDashboardRoutes({ progress }),
+      ],
     })
     undo.push(() => server.close())
     try {
@@ -143,7 +172,7 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
     }
     const { port } = server.server.address() as AddressInfo
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
-    return { url, chain, clients, deployment, db, server, stop }
+    return { url, chain, clients, deployment, db, context, anchoring, server, stop }
   } catch (error) {
     await stop()
     throw error

@@ -1,0 +1,97 @@
+/**
+ * Read models over the stored log for people: a vehicle's timeline (newest first, with payloads
+ * for whoever may read them) and the fleet's summary. Proof-related reads live in store.ts.
+ */
+import type { Queryable } from '../db/database.ts'
+import { fromHex, type Hex, toHex } from './bytes.ts'
+import type { Envelope, VehicleAddress } from './envelope.ts'
+import { parseEnvelopeBytes } from './envelope.ts'
+import type { JsonValue } from './jcs.ts'
+
+export type TimelineEvent = {
+  id: Hex
+  index: number
+  seq: number
+  timeMs: number
+  kind: string
+  envelope: Envelope
+  /** `{salt, data}` when the caller may read it and it was not erased; otherwise null. */
+  payload: { salt: Hex; data: JsonValue } | null
+  erased: boolean
+}
+
+export type ListVehicleEventsParameters = {
+  vehicle: VehicleAddress
+  /** Only events with seq below this (paging backwards); omitted: from the newest. */
+  beforeSeq?: number | undefined
+  /** At most this many (1–500, default 50). */
+  limit?: number | undefined
+  /** Include payloads (the caller checked the reader's right to them). */
+  withPayloads: boolean
+}
+
+/** A vehicle's events, newest first. */
+export async function listVehicleEvents(
+  db: Queryable,
+  parameters: ListVehicleEventsParameters,
+): Promise<TimelineEvent[]> {
+  const limit = Math.min(Math.max(parameters.limit ?? 50, 1), 500)
+  const { rows } = await db.query<{
+    leaf_index: bigint
+    leaf_hash: Uint8Array
+    leaf_input: Uint8Array
+    seq: bigint
+    time_ms: bigint
+    kind: string
+    salt: Uint8Array | null
+    data: JsonValue | null
+    erased_at: Date | null
+  }>(
+    `select l.leaf_index, l.leaf_hash, l.leaf_input, l.seq, l.time_ms, l.kind, p.salt, p.data, p.erased_at
+       from ledger_leaves l left join ledger_payloads p on p.leaf_index = l.leaf_index
+      where l.vehicle = $1 and ($2::bigint is null or l.seq < $2)
+      order by l.seq desc limit $3`,
+    [fromHex(parameters.vehicle, 'vehicle', 20), parameters.beforeSeq ?? null, limit],
+  )
+  return rows.map((row) => ({
+    id: toHex(row.leaf_hash),
+    index: Number(row.leaf_index),
+    seq: Number(row.seq),
+    timeMs: Number(row.time_ms),
+    kind: row.kind,
+    envelope: parseEnvelopeBytes(new Uint8Array(row.leaf_input)),
+    payload:
+      parameters.withPayloads && row.salt && row.erased_at === null
+        ? { salt: toHex(new Uint8Array(row.salt)), data: row.data as JsonValue }
+        : null,
+    erased: row.erased_at !== null,
+  }))
+}
+
+export type VehicleSummary = {
+  vehicle: VehicleAddress
+  events: number
+  lastEvent: { kind: string; timeMs: number } | null
+  odometerKm: number | null
+}
+
+/** Every vehicle with events in the log: counts, newest event, odometer. */
+export async function summarizeVehicles(db: Queryable): Promise<VehicleSummary[]> {
+  const { rows } = await db.query<{
+    vehicle: Uint8Array
+    last_seq: bigint
+    last_time_ms: bigint
+    odometer_km: number | null
+    kind: string
+  }>(
+    `select v.vehicle, v.last_seq, v.last_time_ms, v.odometer_km, l.kind
+       from ledger_vehicles v join ledger_leaves l on l.leaf_hash = v.last_leaf_hash
+      order by v.vehicle`,
+  )
+  return rows.map((row) => ({
+    vehicle: toHex(new Uint8Array(row.vehicle)) as VehicleAddress,
+    events: Number(row.last_seq) + 1,
+    lastEvent: { kind: row.kind, timeMs: Number(row.last_time_ms) },
+    odometerKm: row.odometer_km,
+  }))
+}

@@ -1,0 +1,110 @@
+/**
+ * The anchoring scheduler: anchors the log every `everyEvents` new events or every `intervalMs`,
+ * whichever comes first, and keeps retrying through chain outages with backoff (each attempt
+ * starts from what the chain holds, so an outage leaves no gap — see src/ledger/anchor.ts).
+ */
+import { randomBytes } from 'node:crypto'
+import { toBaseError } from '../errors.ts'
+import { anchorLog } from '../ledger/anchor.ts'
+import { getCheckpoint } from '../ledger/store.ts'
+import type { NodeContext } from './context.ts'
+
+export type AnchoringOptions = {
+  /** Anchor when at least this many events arrived since the last anchor (default 1000). */
+  everyEvents: number
+  /** …or when this long passed with anything new (default 10 s). */
+  intervalMs: number
+  /** How often to look (default 500 ms). */
+  pollMs?: number
+  log?: (message: string) => void
+}
+
+export type AnchoringScheduler = {
+  /** Runs one attempt now (tests, shutdown). */
+  anchorNow(): Promise<void>
+  stop(): Promise<void>
+  /** The last error, if the last attempt failed. */
+  readonly lastError: string | undefined
+}
+
+export function startAnchoring(context: NodeContext, options: AnchoringOptions): AnchoringScheduler {
+  const holder = `node-${process.pid}-${randomBytes(4).toString('hex')}`
+  const log = options.log ?? (() => {})
+  let lastAnchorAt = Date.now()
+  let anchoredSize = -1
+  let failures = 0
+  let nextAttemptAt = 0
+  let lastError: string | undefined
+  let running: Promise<void> | undefined
+  let stopped = false
+
+  const attempt = async (force: boolean) => {
+    const { treeSize } = await getCheckpoint(context.db)
+    const fresh = treeSize - Math.max(anchoredSize, 0)
+    const due =
+      force ||
+      fresh >= options.everyEvents ||
+      (fresh > 0 && Date.now() - lastAnchorAt >= options.intervalMs) ||
+      anchoredSize < 0
+    if (!due || Date.now() < nextAttemptAt) return
+    try {
+      const result = await anchorLog({
+        db: context.db,
+        clients: context.clients,
+        contract: context.contracts.LedgerAnchor,
+        logId: context.logId,
+        holder,
+      })
+      failures = 0
+      lastError = undefined
+      if (result.status === 'anchored') {
+        anchoredSize = result.anchor.treeSize
+        lastAnchorAt = Date.now()
+        const { anchor } = result
+        context.events.publish('anchor', {
+          treeSize: anchor.treeSize,
+          rootHash: anchor.rootHash,
+          txHash: anchor.txHash,
+          blockNumber: anchor.blockNumber,
+        })
+        log(
+          `anchored ${anchor.treeSize} events (+${anchor.treeSize - result.previousSize}, ${anchor.gasUsed} gas)`,
+        )
+      } else anchoredSize = result.treeSize
+    } catch (error) {
+      failures += 1
+      const delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6))
+      nextAttemptAt = Date.now() + delay
+      const base = toBaseError(error)
+      lastError = `${base.code}: ${base.shortMessage}`
+      if (failures === 1 || failures % 10 === 0)
+        log(`anchoring failed (${lastError}); retrying in ${delay} ms`)
+    }
+  }
+  const tick = () => {
+    if (stopped || running) return
+    running = attempt(false).finally(() => {
+      running = undefined
+    })
+  }
+  const timer = setInterval(tick, options.pollMs ?? 500)
+  timer.unref()
+  return {
+    async anchorNow() {
+      await running
+      nextAttemptAt = 0
+      running = attempt(true).finally(() => {
+        running = undefined
+      })
+      await running
+    },
+    async stop() {
+      stopped = true
+      clearInterval(timer)
+      await running
+    },
+    get lastError() {
+      return lastError
+    },
+  }
+}

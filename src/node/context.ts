@@ -1,0 +1,18 @@
+/** What the node's routes and background jobs share: one object built by `startNode`. */
+import type { Address } from 'viem'
+import type { ChainClients } from '../chain/clients.ts'
+import type { Deployment } from '../chain/deploy.ts'
+import type { Database } from '../db/database.ts'
+import type { Hex } from '../ledger/bytes.ts'
+import type { NodeEvents } from './stream.ts'
+
+export type NodeContext = {
+  readonly db: Database
+  readonly clients: ChainClients
+  readonly deployment: Deployment
+  readonly contracts: Record<keyof Deployment['contracts'], Address>
+  /** The log's id on chain (LedgerAnchor). */
+  readonly logId: Hex
+  /** Live updates for `/v1/stream` and in-process listeners (the simulator, the dashboard). */
+  readonly events: NodeEvents
+}

@@ -1,0 +1,281 @@
+/**
+ * Vehicles at the node: registration by certificate, the fleet summary, a vehicle's timeline and
+ * the ingest endpoint for its event batches.
+ *
+ * A vehicle authenticates with its certificate once (`POST /v1/vehicles`): the chain must lead to
+ * an OEM root the on-chain registry trusts, the certificate must not be revoked (CRL-free here:
+ * the registry's revocation is authoritative at the node), and the registry must hold this
+ * certificate's fingerprint for the vehicle's address. From then on every batch is authenticated
+ * by its checkpoint signature with the certified key, so no vehicle can upload for another.
+ */
+import type { FastifyInstance } from 'fastify'
+import { type Address, getAddress } from 'viem'
+import { vehicleRegistryAbi } from '../chain/generated/index.ts'
+import { BaseError } from '../errors.ts'
+import { fromPem, parseCertificate } from '../identity/certificate.ts'
+import { validateCertificate } from '../identity/validate.ts'
+import { fromHex, type Hex, toHex } from '../ledger/bytes.ts'
+import type { VehicleAddress } from '../ledger/envelope.ts'
+import { ingestBatch } from '../ledger/ingest.ts'
+import { listVehicleEvents, summarizeVehicles } from '../ledger/timeline.ts'
+import { sessionAddress } from './auth.ts'
+import type { NodeContext } from './context.ts'
+
+const address = { type: 'string', pattern: '^0x[0-9a-fA-F]{40}$' } as const
+const OEM_ROLE = 0
+
+export type RegisterVehicleParameters = { certificate: string; chain: string[] }
+
+/** Validates a vehicle certificate against the chain's trust and registry; stores the vehicle. */
+export async function registerVehicle(context: NodeContext, parameters: RegisterVehicleParameters) {
+  const { publicClient } = context.clients
+  const registry = context.contracts.VehicleRegistry
+  const chainDers = parameters.chain.flatMap((pem) => fromPem(pem))
+  // Roots offered in the chain that the registry trusts for the OEM role.
+  const trusted: string[] = []
+  for (const der of chainDers) {
+    const cert = parseCertificate(der)
+    if (Buffer.compare(Buffer.from(cert.subject.der), Buffer.from(cert.issuer.der)) !== 0) continue
+    const ok = await publicClient.readContract({
+      address: registry,
+      abi: vehicleRegistryAbi,
+      functionName: 'isTrustedRoot',
+      args: [OEM_ROLE, `0x${cert.fingerprint}`],
+    })
+    if (ok) trusted.push(cert.fingerprint)
+  }
+  const identity = await validateCertificate({
+    certificate: parameters.certificate,
+    chain: chainDers,
+    role: 'vehicle',
+    trustAnchors: { oem: trusted },
+    isRevoked: (fingerprint) =>
+      publicClient.readContract({
+        address: registry,
+        abi: vehicleRegistryAbi,
+        functionName: 'isCertRevoked',
+        args: [`0x${fingerprint}`],
+      }),
+  })
+  if (!identity.wallet)
+    throw new BaseError(
+      'CERT_WRONG_ROLE',
+      'a vehicle certificate must bind its wallet (subjectAltName did:pkh)',
+    )
+  if (identity.wallet.chainId !== context.clients.chain.id)
+    throw new BaseError(
+      'CERT_WRONG_ROLE',
+      `the certificate binds a wallet on chain ${identity.wallet.chainId}, not ${context.clients.chain.id}`,
+    )
+  const vehicle = getAddress(identity.wallet.address)
+  const registered = await publicClient.readContract({
+    address: registry,
+    abi: vehicleRegistryAbi,
+    functionName: 'certFingerprintOf',
+    args: [vehicle],
+  })
+  if (registered.toLowerCase() !== `0x${identity.fingerprint}`)
+    throw new BaseError(
+      'VEHICLE_NOT_REGISTERED',
+      `the registry holds no title for ${vehicle} with this certificate`,
+      {
+        details: { vehicle, fingerprint: identity.fingerprint, registered },
+      },
+    )
+  const leaf = identity.path[0]!
+  await context.db.query(
+    `insert into node_vehicles (vehicle, vin, certificate, chain, fingerprint, public_key) values ($1, $2, $3, $4, $5, $6)
+     on conflict (vehicle) do update set vin = excluded.vin, certificate = excluded.certificate, chain = excluded.chain,
+       fingerprint = excluded.fingerprint, public_key = excluded.public_key, registered_at = now()`,
+    [
+      fromHex(vehicle, 'vehicle', 20),
+      identity.vin ?? identity.commonName,
+      leaf.der,
+      identity.path.slice(1).map((c) => c.der),
+      Buffer.from(identity.fingerprint, 'hex'),
+      identity.publicKey,
+    ],
+  )
+  return {
+    vehicle,
+    vin: identity.vin ?? identity.commonName,
+    fingerprint: `0x${identity.fingerprint}` as Hex,
+  }
+}
+
+/** The certified P-256 key of a vehicle, or undefined if it never registered. */
+export async function vehicleKey(context: NodeContext, vehicle: string): Promise<Uint8Array | undefined> {
+  const { rows } = await context.db.query<{ public_key: Uint8Array }>(
+    'select public_key from node_vehicles where vehicle = $1',
+    [fromHex(vehicle, 'vehicle', 20)],
+  )
+  return rows[0] ? new Uint8Array(rows[0].public_key) : undefined
+}
+
+/** Whether `reader` may read `vehicle`'s payloads: its owner or a manager, on chain now. */
+async function mayReadPayloads(
+  context: NodeContext,
+  vehicle: Address,
+  reader: Address | undefined,
+): Promise<boolean> {
+  if (!reader) return false
+  return context.clients.publicClient.readContract({
+    address: context.contracts.VehicleRegistry,
+    abi: vehicleRegistryAbi,
+    functionName: 'isOwnerOrManager',
+    args: [vehicle, reader],
+  })
+}
+
+async function ownerOf(context: NodeContext, vehicle: Address): Promise<Address | null> {
+  return context.clients.publicClient
+    .readContract({
+      address: context.contracts.VehicleRegistry,
+      abi: vehicleRegistryAbi,
+      functionName: 'ownerOf',
+      args: [BigInt(vehicle)],
+    })
+    .catch(() => null)
+}
+
+export function vehicleRoutes(context: NodeContext) {
+  const { db } = context
+  const listVehicles = async () => {
+    const [summaries, known] = await Promise.all([
+      summarizeVehicles(db),
+      db.query<{ vehicle: Uint8Array; vin: string }>('select vehicle, vin from node_vehicles'),
+    ])
+    const byVehicle = new Map(summaries.map((s) => [s.vehicle, s]))
+    const vins = new Map(known.rows.map((r) => [toHex(new Uint8Array(r.vehicle)), r.vin]))
+    const all = [...new Set([...vins.keys(), ...byVehicle.keys()])].sort()
+    return Promise.all(
+      all.map(async (vehicle) => {
+        const summary = byVehicle.get(vehicle as VehicleAddress)
+        return {
+          vehicle: getAddress(vehicle),
+          vin: vins.get(vehicle) ?? null,
+          owner: await ownerOf(context, getAddress(vehicle)),
+          registered: vins.has(vehicle),
+          events: summary?.events ?? 0,
+          lastEvent: summary?.lastEvent ?? null,
+          odometerKm: summary?.odometerKm ?? null,
+        }
+      }),
+    )
+  }
+
+  return (app: FastifyInstance) => {
+    app.post(
+      '/v1/vehicles',
+      {
+        schema: {
+          summary: 'Register a vehicle at this node by its certificate (validated against the chain)',
+          body: {
+            type: 'object',
+            required: ['certificate', 'chain'],
+            additionalProperties: false,
+            properties: {
+              certificate: { type: 'string', maxLength: 4096 },
+              chain: { type: 'array', maxItems: 4, items: { type: 'string', maxLength: 4096 } },
+            },
+          },
+        },
+      },
+      async (request) => registerVehicle(context, request.body as RegisterVehicleParameters),
+    )
+
+    app.get(
+      '/v1/vehicles',
+      { schema: { summary: 'The fleet: every vehicle known to the node' } },
+      async () => ({
+        vehicles: await listVehicles(),
+      }),
+    )
+
+    app.get(
+      '/v1/vehicles/:vehicle',
+      { schema: { summary: 'One vehicle', params: { type: 'object', properties: { vehicle: address } } } },
+      async (request) => {
+        const vehicle = getAddress((request.params as { vehicle: string }).vehicle)
+        const found = (await listVehicles()).find((v) => v.vehicle === vehicle)
+        if (!found) throw new BaseError('NOT_FOUND', `no vehicle ${vehicle} at this node`)
+        return found
+      },
+    )
+
+    app.get(
+      '/v1/vehicles/:vehicle/events',
+      {
+        schema: {
+          summary: 'A vehicle’s events, newest first; payloads only for its owner or managers (signed in)',
+          params: { type: 'object', properties: { vehicle: address } },
+          querystring: {
+            type: 'object',
+            properties: {
+              before: { type: 'integer', minimum: 0 },
+              limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
+            },
+          },
+        },
+      },
+      async (request) => {
+        const vehicle = getAddress((request.params as { vehicle: string }).vehicle)
+        const { before, limit } = request.query as { before?: number; limit: number }
+        const reader = await sessionAddress(db, request)
+        const withPayloads = await mayReadPayloads(context, vehicle, reader)
+        const events = await listVehicleEvents(db, {
+          vehicle: vehicle.toLowerCase() as VehicleAddress,
+          beforeSeq: before,
+          limit,
+          withPayloads,
+        })
+        return {
+          events,
+          payloads: withPayloads ? 'included' : reader ? 'forbidden' : 'sign in to read payloads',
+        }
+      },
+    )
+
+    app.post(
+      '/v1/vehicles/:vehicle/events',
+      {
+        bodyLimit: 16 * 1024 * 1024,
+        schema: {
+          summary: 'Upload a signed batch of events (docs/ledger.md); answers once durable',
+          params: { type: 'object', properties: { vehicle: address } },
+        },
+      },
+      async (request) => {
+        const vehicle = (request.params as { vehicle: string }).vehicle.toLowerCase()
+        const result = await ingestBatch(db, {
+          batch: request.body,
+          authenticatedVehicle: vehicle as VehicleAddress,
+          resolveVehicleKey: (v) => vehicleKey(context, v),
+        })
+        if (result.duplicates < result.ids.length) {
+          const batch = request.body as {
+            events: { envelope: { seq: number; kind: string; time: number } }[]
+          }
+          result.ids.forEach((id, i) => {
+            if (i < result.duplicates) return
+            const envelope = batch.events[i]!.envelope
+            context.events.publish('event', {
+              vehicle,
+              id,
+              index: result.leafIndexes[i]!,
+              seq: envelope.seq,
+              kind: envelope.kind,
+              timeMs: envelope.time,
+            })
+          })
+        }
+        return {
+          accepted: result.ids.length - result.duplicates,
+          duplicates: result.duplicates,
+          ids: result.ids,
+          treeSize: result.treeSize,
+        }
+      },
+    )
+  }
+}
