@@ -1,0 +1,282 @@
+/**
+ * The car's side of the short-range link: a WebSocket server standing for BLE/NFC.
+ *
+ * Layers (as Tesla's vehicle-command): transport (WebSocket frames, size-limited) → session
+ * (single-use challenges, relay bound) → decision ({@link AccessController}) → domain (the vehicle
+ * acts through `onGranted`). Each connection is a session:
+ *
+ * - On connect, and after every answer, the car sends a fresh random challenge. A challenge is
+ *   consumed by the first request that answers it, granted or not.
+ * - Relay bound: a request arriving more than `relayBoundMs` (default 2 s) after its challenge was
+ *   sent is refused with CHALLENGE_EXPIRED, before any other check. It is the software stand-in for
+ *   UWB distance bounding: a relay that carries the radio exchange to a distant phone adds latency,
+ *   and the car cannot tell distance any other way over this transport.
+ * - A challenge left unanswered for `challengeTtlMs` (default 5 s, as Tesla's commands) expires and
+ *   is replaced; an answer to it, or to one already used, is told apart by the decision's replay
+ *   check (CHALLENGE_EXPIRED / CHALLENGE_UNKNOWN).
+ * - Every attempt, malformed ones included, is recorded (`access.used` / `access.denied`) before
+ *   the answer, and the answer carries the event id. A malformed frame is answered with its code
+ *   (INVALID_ARGUMENT), never a crash; a connection sending `maxMalformed` of them is closed.
+ * - Frames on one connection are handled one at a time, in order.
+ */
+import { randomBytes } from 'node:crypto'
+import type { AddressInfo } from 'node:net'
+import type { Address, Hex } from 'viem'
+import { type WebSocket, WebSocketServer } from 'ws'
+import { BaseError, type ErrorCode, toBaseError } from '../errors.ts'
+import type { JsonValue } from '../ledger/jcs.ts'
+import type { AccessController, AccessDecision, PastChallenge } from './access-control.ts'
+import {
+  type ChallengeMessage,
+  MAX_LINK_MESSAGE_BYTES,
+  type ParsedRequest,
+  parseRequestMessage,
+  type ResultMessage,
+} from './link-protocol.ts'
+import type { AccessRecorder } from './recorder.ts'
+import { scopeNames } from './typed-data.ts'
+
+/** What the vehicle does with a granted action; a throw turns the answer into INTERNAL. */
+export type GrantedHandler = (decision: AccessDecision, eventId: Hex) => void | Promise<void>
+
+export type LinkServerOptions = {
+  vehicle: Address
+  controller: AccessController
+  recorder: AccessRecorder
+  /** Acts out a granted action (the vehicle model). */
+  onGranted?: GrantedHandler | undefined
+  /** Listen address; default 127.0.0.1. */
+  host?: string | undefined
+  /** Default 0: a free port. */
+  port?: number | undefined
+  /** An unanswered challenge is replaced after this long; default 5000. */
+  challengeTtlMs?: number | undefined
+  /** An answer later than this after its challenge is refused; default 2000. */
+  relayBoundMs?: number | undefined
+  /** Malformed frames tolerated per connection before it is closed; default 5. */
+  maxMalformed?: number | undefined
+  /** Milliseconds since the epoch; default Date.now. */
+  clock?: (() => number) | undefined
+}
+
+/** One attempt as the link saw it, for observers (tests, the agent's status). */
+export type LinkAttempt = {
+  decision: AccessDecision | undefined
+  code: 'OK' | ErrorCode
+  eventId: Hex | null
+  elapsedMs: number
+}
+
+type Session = {
+  socket: WebSocket
+  current: { challenge: Uint8Array; sentAtMs: number } | undefined
+  past: PastChallenge[]
+  timer: NodeJS.Timeout | undefined
+  queue: Promise<void>
+  malformed: number
+}
+
+const PAST_CHALLENGES = 8
+
+/** The car's link server. */
+export class LinkServer {
+  readonly #options: LinkServerOptions
+  readonly #clock: () => number
+  readonly #ttlMs: number
+  readonly #relayBoundMs: number
+  readonly #sessions = new Set<Session>()
+  readonly #observers = new Set<(attempt: LinkAttempt) => void>()
+  #server: WebSocketServer | undefined
+  #url: string | undefined
+
+  constructor(options: LinkServerOptions) {
+    this.#options = options
+    this.#clock = options.clock ?? Date.now
+    this.#ttlMs = options.challengeTtlMs ?? 5000
+    this.#relayBoundMs = options.relayBoundMs ?? 2000
+    if (this.#relayBoundMs > this.#ttlMs)
+      throw new BaseError('CONFIG_INVALID', 'the relay bound must not exceed the challenge lifetime', {
+        details: { relayBoundMs: this.#relayBoundMs, challengeTtlMs: this.#ttlMs },
+      })
+  }
+
+  /** `ws://host:port` once listening. */
+  get url(): string {
+    if (this.#url === undefined) throw new BaseError('INTERNAL', 'the link server is not listening')
+    return this.#url
+  }
+
+  /** Starts listening; resolves with the URL. */
+  async listen(): Promise<string> {
+    const host = this.#options.host ?? '127.0.0.1'
+    const server = new WebSocketServer({
+      host,
+      port: this.#options.port ?? 0,
+      maxPayload: MAX_LINK_MESSAGE_BYTES,
+    })
+    await new Promise<void>((resolve, reject) => {
+      server.once('listening', resolve)
+      server.once('error', (error: NodeJS.ErrnoException) =>
+        reject(
+          error.code === 'EADDRINUSE'
+            ? new BaseError('PORT_IN_USE', `link port ${this.#options.port} is taken`, { cause: error })
+            : error,
+        ),
+      )
+    })
+    server.on('connection', (socket) => this.#open(socket))
+    this.#server = server
+    const { port } = server.address() as AddressInfo
+    this.#url = `ws://${host}:${port}`
+    return this.#url
+  }
+
+  /** Calls `observer` after each attempt was answered. */
+  onAttempt(observer: (attempt: LinkAttempt) => void): () => void {
+    this.#observers.add(observer)
+    return () => this.#observers.delete(observer)
+  }
+
+  /** Closes every session and stops listening; waits for answers in flight. */
+  async close(): Promise<void> {
+    const server = this.#server
+    this.#server = undefined
+    const pending = [...this.#sessions].map((s) => s.queue)
+    await Promise.allSettled(pending)
+    for (const session of this.#sessions) {
+      clearTimeout(session.timer)
+      session.socket.terminate()
+    }
+    this.#sessions.clear()
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()))
+  }
+
+  #open(socket: WebSocket): void {
+    const session: Session = {
+      socket,
+      current: undefined,
+      past: [],
+      timer: undefined,
+      queue: Promise.resolve(),
+      malformed: 0,
+    }
+    this.#sessions.add(session)
+    socket.on('message', (data, isBinary) => {
+      const receivedAtMs = this.#clock()
+      session.queue = session.queue.then(() => this.#handle(session, data, isBinary, receivedAtMs))
+    })
+    socket.on('close', () => {
+      clearTimeout(session.timer)
+      this.#sessions.delete(session)
+    })
+    socket.on('error', () => socket.terminate())
+    this.#issueChallenge(session)
+  }
+
+  #retire(session: Session, status: PastChallenge['status']): void {
+    if (!session.current) return
+    session.past.unshift({ challenge: session.current.challenge, status })
+    session.past.length = Math.min(session.past.length, PAST_CHALLENGES)
+    session.current = undefined
+  }
+
+  #issueChallenge(session: Session): void {
+    clearTimeout(session.timer)
+    if (session.socket.readyState !== session.socket.OPEN) return
+    const challenge = new Uint8Array(randomBytes(32))
+    const sentAtMs = this.#clock()
+    session.current = { challenge, sentAtMs }
+    const message: ChallengeMessage = {
+      type: 'challenge',
+      vehicle: this.#options.vehicle.toLowerCase() as Address,
+      challenge: `0x${Buffer.from(challenge).toString('hex')}`,
+      time: Math.floor(sentAtMs / 1000),
+    }
+    session.socket.send(JSON.stringify(message))
+    session.timer = setTimeout(() => {
+      this.#retire(session, 'expired')
+      this.#issueChallenge(session)
+    }, this.#ttlMs)
+    session.timer.unref()
+  }
+
+  async #handle(session: Session, data: unknown, isBinary: boolean, receivedAtMs: number): Promise<void> {
+    const current = session.current
+    const elapsedMs = current ? receivedAtMs - current.sentAtMs : -1
+    let decision: AccessDecision | undefined
+    let code: 'OK' | ErrorCode
+    let request: ParsedRequest | undefined
+    try {
+      if (isBinary) throw new BaseError('INVALID_ARGUMENT', 'link messages are text frames')
+      request = parseRequestMessage(String(data))
+    } catch (error) {
+      code = toBaseError(error, 'INVALID_ARGUMENT').code
+      session.malformed++
+    }
+    // the session layer first: freshness of the challenge, then the decision
+    if (request === undefined) code ??= 'INVALID_ARGUMENT'
+    else if (!current) code = 'CHALLENGE_UNKNOWN'
+    else if (elapsedMs > this.#relayBoundMs) code = 'CHALLENGE_EXPIRED'
+    else {
+      try {
+        decision = this.#options.controller.decide({
+          grant: request.grant,
+          action: request.action,
+          signature: request.signature,
+          challenge: current.challenge,
+          pastChallenges: session.past,
+        })
+        code = decision.code
+      } catch (error) {
+        code = toBaseError(error).code
+      }
+    }
+    if (request !== undefined || current) this.#retire(session, 'used')
+    const ok = code === 'OK'
+    let eventId: Hex | null = null
+    try {
+      eventId = await this.#options.recorder.record(
+        ok ? 'access.used' : 'access.denied',
+        eventData(code, decision, request, elapsedMs),
+      )
+      if (ok && decision) await this.#options.onGranted?.(decision, eventId)
+    } catch {
+      code = 'INTERNAL'
+    }
+    const result: ResultMessage = { type: 'result', ok: code === 'OK', code, eventId }
+    if (session.socket.readyState === session.socket.OPEN) session.socket.send(JSON.stringify(result))
+    for (const observer of this.#observers) observer({ decision, code, eventId, elapsedMs })
+    if (session.malformed >= (this.#options.maxMalformed ?? 5)) {
+      session.socket.close(1008, 'too many malformed messages')
+      return
+    }
+    this.#issueChallenge(session)
+  }
+}
+
+/** The ledger event's data: what happened, never the signatures. */
+function eventData(
+  code: string,
+  decision: AccessDecision | undefined,
+  request: ParsedRequest | undefined,
+  elapsedMs: number,
+): JsonValue {
+  const data: Record<string, JsonValue> = { code, channel: 'link', elapsedMs }
+  const action = decision?.action ?? request?.action
+  if (action !== undefined) data.action = scopeNames(action).join('|')
+  const grant = request?.grant?.grant
+  if (decision) {
+    data.grantId = decision.grantId
+    data.rental = decision.rental
+    if (decision.subject) data.subject = decision.subject
+    if (decision.issuer) data.issuer = decision.issuer
+    if (decision.purpose) data.purpose = decision.purpose
+    if (decision.uses !== undefined) data.uses = decision.uses
+    if (decision.maxUses !== undefined) data.maxUses = decision.maxUses
+  } else if (request) {
+    data.grantId = grant?.grantId ?? `0x${'0'.repeat(64)}`
+    data.rental = request.grant === null
+    if (grant) data.subject = grant.grantee
+  }
+  return data
+}
