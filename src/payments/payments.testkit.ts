@@ -11,7 +11,7 @@ import { startTestChain, type TestChain } from '../../test/chain.ts'
 import type { ChainClients } from '../chain/clients.ts'
 import { demoTokenAbi, vehicleRegistryAbi } from '../chain/generated/index.ts'
 import { keyStoreAccount } from '../identity/account.ts'
-import { toPem } from '../identity/certificate.ts'
+import { type Certificate, toPem } from '../identity/certificate.ts'
 import { aPki, type TestPki } from '../identity/pki.testkit.ts'
 import type { EventKind } from '../ledger/envelope.ts'
 import type { JsonValue } from '../ledger/jcs.ts'
@@ -41,7 +41,14 @@ export type ChargingWorld = {
     powerW?: number
     limitWh?: number
     register?: boolean
-  }): Promise<{ station: ChargingStation; signer: LocalAccount; events: RecordedEvent[]; evseId: string }>
+  }): Promise<{
+    station: ChargingStation
+    signer: LocalAccount
+    events: RecordedEvent[]
+    evseId: string
+    cert: Certificate
+    keyRef: string
+  }>
   aCar(options?: { policy?: Partial<WalletPolicy>; funds?: bigint; statePath?: string }): Promise<{
     wallet: CarWallet
     clients: ChannelClients
@@ -90,7 +97,7 @@ export async function aChargingWorld(): Promise<ChargingWorld> {
     tmp,
     async aCharger(options = {}) {
       const evseId = options.evseId ?? `DE*CCH*E${String(++evseCounter).padStart(5, '0')}`
-      const { cert } = await pki.aCharger({ evseId })
+      const { cert, keyRef } = await pki.aCharger({ evseId })
       const ref = await pki.store.generate(
         'secp256k1',
         `charger-wallet-${process.pid}-${evseCounter}-${Date.now()}`,
@@ -133,7 +140,7 @@ export async function aChargingWorld(): Promise<ChargingWorld> {
         },
         now: clock.now,
       })
-      return { station, signer, events, evseId }
+      return { station, signer, events, evseId, cert, keyRef }
     },
     async aCar(options = {}) {
       const ref = await pki.store.generate(

@@ -10,6 +10,7 @@
  */
 import { type Duplex, duplexPair } from 'node:stream'
 import { BaseError } from '../errors.ts'
+import type { SecureSession } from '../identity/tls.ts'
 
 /** A protocol message: a JSON object with a `type`. */
 export type Message = { readonly type: string; readonly [field: string]: unknown }
@@ -133,4 +134,21 @@ export function memoryTransportPair(
       options.chargerSeesCertificate ? { peerCertificate: options.chargerSeesCertificate } : {},
     ),
   ]
+}
+
+/**
+ * The transport over an authenticated mutual-TLS session (src/identity/tls.ts): the peer's
+ * validated leaf certificate becomes `peerCertificate`, and the paused socket is resumed.
+ */
+export function tlsTransport(
+  session: SecureSession,
+  options: { maxLineBytes?: number } = {},
+): MessageTransport {
+  const leaf = session.peer.path[0]
+  const transport = ndjsonTransport(session.socket, {
+    ...(leaf ? { peerCertificate: leaf.der } : {}),
+    ...(options.maxLineBytes ? { maxLineBytes: options.maxLineBytes } : {}),
+  })
+  session.socket.resume()
+  return transport
 }
