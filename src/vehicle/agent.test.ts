@@ -349,6 +349,73 @@ describe('digital keys at the car', () => {
     assert.equal((await unlock(family)).code, 'OK')
   })
 
+  test('online path: phone → node (chain read directly) → node-signed command the car verifies', async (t) => {
+    const { createServer } = await import('../node/server.ts')
+    const { CommandVerifier, keyRoutes, onlineUnlock, OnlineKeyService } = await import('../keys/online.ts')
+    const nodeAccount = testAccount(0)
+    const service = new OnlineKeyService({
+      client: chain.clients.publicClient,
+      domain,
+      vehicleRegistry: chain.deployment.contracts.VehicleRegistry.address,
+      signer: nodeAccount,
+    })
+    const app = await createServer({
+      version: 'test',
+      chain: () => ({ chainId: domain.chainId, rpcUrl: chain.anvil.rpcUrl, contracts: {} }),
+      health: async () => ({}),
+      routes: [(a) => keyRoutes(a, service)],
+    })
+    const nodeUrl = await app.listen({ host: '127.0.0.1', port: 0 })
+    t.after(() => app.close())
+    const car = new CommandVerifier({ vehicle, domain, trustedNode: nodeAccount.address })
+    const signed = await onlineUnlock({
+      nodeUrl,
+      signer: member,
+      domain,
+      vehicle,
+      grant: family,
+      action: Scope.UNLOCK,
+    })
+    assert.equal(car.verify(signed), 'OK')
+    assert.equal(car.verify(signed), 'CHALLENGE_UNKNOWN')
+    assert.equal(
+      car.verify({ ...signed, command: { ...signed.command, action: Scope.OPEN_TRUNK } }),
+      'UNAUTHENTICATED',
+    )
+    await assert.rejects(
+      onlineUnlock({ nodeUrl, signer: member, domain, vehicle, grant: family, action: Scope.OPEN_TRUNK }),
+      { code: 'GRANT_SCOPE' },
+    )
+    await assert.rejects(
+      onlineUnlock({ nodeUrl, signer: stranger, domain, vehicle, grant: family, action: Scope.UNLOCK }),
+      { code: 'REQUEST_BAD_SIGNATURE' },
+    )
+    // informal timing: one online decision (chain reads) vs one offline decision (cache)
+    const { buildRequest } = await import('../keys/link-client.ts')
+    const runs = 20
+    let onlineNs = 0n
+    for (let i = 0; i < runs; i++) {
+      const { challenge } = service.challenge(vehicle)
+      const request = await buildRequest({
+        signer: member,
+        domain,
+        grant: family,
+        action: Scope.UNLOCK,
+        challenge,
+      })
+      const start = process.hrtime.bigint()
+      await service.decide({
+        ...request,
+        vehicle,
+        grantSignature: family.signature,
+        grant: family.grant,
+        challenge,
+      })
+      onlineNs += process.hrtime.bigint() - start
+    }
+    t.diagnostic(`online decide: ${Number(onlineNs / BigInt(runs)) / 1000} µs`)
+  })
+
   test('offline (RPC down) the car still decides from its cache, also after a restart', async () => {
     const limited = await aGrant({
       signer: buyer,
