@@ -87,10 +87,14 @@ export function ensureDashboardBuilt(progress: (message: string) => void = () =>
     try {
       vite = await import('vite')
     } catch (error) {
-      throw new BaseError('INTERNAL', 'the dashboard needs a build, and Vite (a devDependency) is not installed', {
-        details: { hint: 'run `npm install` (with devDependencies)' },
-        cause: error,
-      })
+      throw new BaseError(
+        'INTERNAL',
+        'the dashboard needs a build, and Vite (a devDependency) is not installed',
+        {
+          details: { hint: 'run `npm install` (with devDependencies)' },
+          cause: error,
+        },
+      )
     }
     const { dashboardViteConfig } = await import('../../web/vite.config.ts')
     const outDir = mkdtempSync(join(webRoot, '.dist-build-'))

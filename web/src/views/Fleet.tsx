@@ -1,0 +1,225 @@
+/** The fleet at a glance: every vehicle, its last event and odometer, updated live. */
+import { useCallback, useEffect, useState } from 'react'
+import { type Loadable, type SimVehicle, useApi, type Vehicle } from '../api.ts'
+import { Address, ago, Badge, Card, Empty, kindLabel, kindTone, Load, Stat } from '../components/ui.tsx'
+import { useNode } from '../node-context.tsx'
+import { type StreamMessage, useStream } from '../stream.ts'
+
+type FeedItem = { key: string; text: string; vehicle?: string; timeMs: number; tone: string }
+
+export function FleetView() {
+  const { checkpoint, anchored } = useNode()
+  const [refresh, setRefresh] = useState(0)
+  const vehicles = useApi<{ vehicles: Vehicle[] }>('/v1/vehicles', refresh)
+  const sim = useApi<SimVehicle[]>(vehicles.state === 'unavailable' ? '/v1/sim/vehicles' : null)
+  const [feed, setFeed] = useState<FeedItem[]>([])
+  const [flash, setFlash] = useState<Record<string, number>>({})
+  const [now, setNow] = useState(Date.now())
+
+  useEffect(() => {
+    const timer = setInterval(() => setNow(Date.now()), 1000)
+    return () => clearInterval(timer)
+  }, [])
+  // Without the stream, poll.
+  useEffect(() => {
+    const timer = setInterval(() => setRefresh((r) => r + 1), 10_000)
+    return () => clearInterval(timer)
+  }, [])
+
+  const onMessage = useCallback((message: StreamMessage) => {
+    const item = feedItem(message)
+    if (item) setFeed((items) => [item, ...items].slice(0, 14))
+    if (message.type === 'event') {
+      setFlash((f) => ({ ...f, [message.data.vehicle.toLowerCase()]: Date.now() }))
+      setRefresh((r) => r + 1)
+    }
+  }, [])
+  useStream(onMessage)
+
+  const list: Loadable<Vehicle[]> =
+    vehicles.state === 'ok'
+      ? { state: 'ok', data: vehicles.data.vehicles }
+      : vehicles.state === 'unavailable' && sim.state === 'ok'
+        ? { state: 'ok', data: sim.data.map(fromSim) }
+        : vehicles.state === 'unavailable' && sim.state === 'loading'
+          ? { state: 'loading' }
+          : vehicles
+
+  const count = list.state === 'ok' ? list.data.length : undefined
+  const active =
+    list.state === 'ok'
+      ? list.data.filter((v) => v.lastEvent && now - v.lastEvent.timeMs < 5 * 60_000).length
+      : undefined
+
+  return (
+    <div className="view" data-testid="fleet-view">
+      <div className="view-header">
+        <div>
+          <h1>Fleet</h1>
+          <p className="subtitle">Every vehicle on this node, its last event and odometer, live.</p>
+        </div>
+      </div>
+      <div className="stats">
+        <Stat
+          label="Vehicles"
+          value={count ?? '—'}
+          hint={active === undefined ? '' : `${active} active in the last 5 min`}
+          testId="stat-vehicles"
+        />
+        <Stat
+          label="Events in the ledger"
+          value={checkpoint.state === 'ok' ? checkpoint.data.treeSize.toLocaleString() : '—'}
+          hint={checkpoint.state === 'ok' ? 'RFC 9162 Merkle log' : 'log API not available'}
+        />
+        <Stat
+          label="Anchored on chain"
+          value={anchored.state === 'ok' ? anchored.data.treeSize.toLocaleString() : '—'}
+          hint={
+            anchored.state === 'ok'
+              ? 'read from LedgerAnchor'
+              : anchored.state === 'loading'
+                ? ''
+                : 'not available'
+          }
+        />
+        <Stat
+          label="Awaiting anchor"
+          value={
+            checkpoint.state === 'ok' && anchored.state === 'ok'
+              ? Math.max(0, checkpoint.data.treeSize - anchored.data.treeSize).toLocaleString()
+              : '—'
+          }
+          hint="appended since the last anchor"
+        />
+      </div>
+      <div className="grid-main">
+        <Card title="Vehicles" className="card-table">
+          {vehicles.state === 'unavailable' && sim.state === 'ok' && (
+            <div className="note">
+              Showing the simulator's list: the node does not serve /v1/vehicles yet.
+            </div>
+          )}
+          <Load value={list} what="vehicles">
+            {(data) =>
+              data.length === 0 ? (
+                <Empty>No vehicles yet. With the simulator on, they appear within seconds.</Empty>
+              ) : (
+                <table className="table" data-testid="vehicles-table">
+                  <thead>
+                    <tr>
+                      <th>Vehicle</th>
+                      <th>Owner</th>
+                      <th>Last event</th>
+                      <th className="num">Odometer</th>
+                      <th className="num">Events</th>
+                      <th>Title</th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {data.map((v) => (
+                      <tr
+                        key={v.vehicle}
+                        className={now - (flash[v.vehicle.toLowerCase()] ?? 0) < 1500 ? 'row-flash' : ''}
+                        data-testid="vehicle-row"
+                      >
+                        <td>
+                          <a className="vehicle-link" href={`#/vehicles/${v.vehicle}`}>
+                            <span className="vin">{v.vin || 'unknown VIN'}</span>
+                            <Address value={v.vehicle} />
+                          </a>
+                        </td>
+                        <td>
+                          <Address value={v.owner} />
+                        </td>
+                        <td>
+                          {v.lastEvent ? (
+                            <span className="last-event">
+                              <span className={`dot dot-${kindTone(v.lastEvent.kind)}`} aria-hidden="true" />
+                              {kindLabel(v.lastEvent.kind)}
+                              <span className="dim">{ago(v.lastEvent.timeMs, now)}</span>
+                            </span>
+                          ) : (
+                            <span className="dim">—</span>
+                          )}
+                        </td>
+                        <td className="num">
+                          {v.odometerKm === null || v.odometerKm === undefined
+                            ? '—'
+                            : `${Math.round(v.odometerKm).toLocaleString()} km`}
+                        </td>
+                        <td className="num">{Number.isFinite(v.events) ? v.events.toLocaleString() : '—'}</td>
+                        <td>
+                          {v.registered ? (
+                            <Badge tone="good">registered</Badge>
+                          ) : (
+                            <Badge tone="neutral">unregistered</Badge>
+                          )}
+                        </td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              )
+            }
+          </Load>
+        </Card>
+        <Card title="Live activity" className="card-feed">
+          {feed.length === 0 ? (
+            <Empty>Events, anchors, charging and access attempts appear here as they happen.</Empty>
+          ) : (
+            <ul className="feed" data-testid="feed">
+              {feed.map((item) => (
+                <li key={item.key}>
+                  <span className={`dot dot-${item.tone}`} aria-hidden="true" />
+                  <span className="feed-text">
+                    {item.vehicle ? <a href={`#/vehicles/${item.vehicle}`}>{item.text}</a> : item.text}
+                  </span>
+                  <span className="dim">{ago(item.timeMs, now)}</span>
+                </li>
+              ))}
+            </ul>
+          )}
+        </Card>
+      </div>
+    </div>
+  )
+}
+
+function fromSim(v: SimVehicle): Vehicle {
+  return {
+    vehicle: v.vehicle,
+    vin: v.vin,
+    owner: v.owner,
+    registered: true,
+    events: Number.NaN,
+    lastEvent: null,
+    odometerKm: null,
+  }
+}
+
+let feedCounter = 0
+
+function feedItem(message: StreamMessage): FeedItem | undefined {
+  const key = `${Date.now()}-${feedCounter++}`
+  switch (message.type) {
+    case 'event':
+      return {
+        key,
+        text: `${kindLabel(message.data.kind)} · ${message.data.vehicle.slice(0, 8)}…`,
+        vehicle: message.data.vehicle,
+        timeMs: message.data.timeMs ?? Date.now(),
+        tone: kindTone(message.data.kind),
+      }
+    case 'anchor':
+      return {
+        key,
+        text: `Anchored ${message.data.treeSize} events on chain`,
+        timeMs: Date.now(),
+        tone: 'violet',
+      }
+    case 'charging':
+      return { key, text: 'Charging session update', timeMs: Date.now(), tone: 'teal' }
+    case 'access':
+      return { key, text: 'Access attempt at a vehicle', timeMs: Date.now(), tone: 'blue' }
+  }
+}

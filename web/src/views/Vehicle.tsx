@@ -1,0 +1,282 @@
+/**
+ * One vehicle's timeline. Each event carries a "verified on chain" mark computed here, in the
+ * browser: the envelope's RFC 9162 leaf hash, the audit path to the root anchored in the
+ * LedgerAnchor contract (read on chain, not from the node), and the per-vehicle hash chain.
+ */
+import { useCallback, useEffect, useState } from 'react'
+import { callApi, type LedgerEvent, useApi, type Vehicle } from '../api.ts'
+import { demoTokenAbi } from '../chain.ts'
+import {
+  Address,
+  Badge,
+  Card,
+  Empty,
+  formatTime,
+  formatUnits,
+  kindLabel,
+  kindTone,
+  Load,
+  Stat,
+} from '../components/ui.tsx'
+import {
+  type AnchoredHead,
+  checkEvent,
+  type EventCheck,
+  type InclusionProofResponse,
+} from '../lib/event-proof.ts'
+import { useNode } from '../node-context.tsx'
+import { type StreamMessage, useStream } from '../stream.ts'
+
+const PAGE = 50
+
+export function VehicleView(props: { vehicle: string }) {
+  const { vehicle } = props
+  const [refresh, setRefresh] = useState(0)
+  const info = useApi<Vehicle>(`/v1/vehicles/${vehicle}`, refresh)
+  const page = useApi<{ events: LedgerEvent[] }>(`/v1/vehicles/${vehicle}/events?limit=${PAGE}`, refresh)
+  const [older, setOlder] = useState<LedgerEvent[]>([])
+  const [olderDone, setOlderDone] = useState(false)
+  const onMessage = useCallback(
+    (message: StreamMessage) => {
+      if (message.type === 'event' && message.data.vehicle.toLowerCase() === vehicle) setRefresh((r) => r + 1)
+    },
+    [vehicle],
+  )
+  useStream(onMessage)
+
+  const events = page.state === 'ok' ? mergeEvents(page.data.events, older) : []
+  const loadOlder = async () => {
+    const last = events[events.length - 1]
+    if (!last) return
+    const next = await callApi<{ events: LedgerEvent[] }>(
+      `/v1/vehicles/${vehicle}/events?before=${last.seq}&limit=${PAGE}`,
+    )
+    if (next.state !== 'ok') return
+    setOlder((o) => [...o, ...next.data.events])
+    if (next.data.events.length < PAGE) setOlderDone(true)
+  }
+
+  return (
+    <div className="view" data-testid="vehicle-view">
+      <div className="view-header">
+        <div>
+          <a className="back" href="#/">
+            ← Fleet
+          </a>
+          <h1>{info.state === 'ok' ? info.data.vin : 'Vehicle'}</h1>
+          <p className="subtitle">
+            <Address value={vehicle} keep={20} />
+          </p>
+        </div>
+      </div>
+      <VehicleSummary vehicle={vehicle} info={info.state === 'ok' ? info.data : undefined} />
+      <Card
+        title="Timeline"
+        actions={
+          <span className="dim">
+            Each mark is checked in this browser against the root anchored on chain.
+          </span>
+        }
+      >
+        <Load value={page} what="the timeline">
+          {() =>
+            events.length === 0 ? (
+              <Empty>No events recorded for this vehicle yet.</Empty>
+            ) : (
+              <>
+                <Timeline events={events} />
+                {!olderDone && events.length >= PAGE && (
+                  <button type="button" className="button button-quiet" onClick={loadOlder}>
+                    Load older events
+                  </button>
+                )}
+              </>
+            )
+          }
+        </Load>
+      </Card>
+    </div>
+  )
+}
+
+function mergeEvents(newest: LedgerEvent[], older: LedgerEvent[]): LedgerEvent[] {
+  const seen = new Set<string>()
+  const out: LedgerEvent[] = []
+  for (const event of [...newest, ...older]) {
+    if (seen.has(event.id)) continue
+    seen.add(event.id)
+    out.push(event)
+  }
+  return out.sort((a, b) => b.seq - a.seq)
+}
+
+function VehicleSummary(props: { vehicle: string; info: Vehicle | undefined }) {
+  const { chain } = useNode()
+  const [balance, setBalance] = useState<string>()
+  useEffect(() => {
+    if (!chain) return
+    const token = chain.info.contracts.Token
+    Promise.all([
+      chain.client.readContract({
+        address: token,
+        abi: demoTokenAbi,
+        functionName: 'balanceOf',
+        args: [props.vehicle as `0x${string}`],
+      }),
+      chain.client.readContract({ address: token, abi: demoTokenAbi, functionName: 'symbol' }),
+      chain.client.readContract({ address: token, abi: demoTokenAbi, functionName: 'decimals' }),
+    ]).then(
+      ([amount, symbol, decimals]) => setBalance(`${formatUnits(amount, decimals)} ${symbol}`),
+      () => setBalance('unavailable'),
+    )
+  }, [chain, props.vehicle])
+  const info = props.info
+  return (
+    <div className="stats">
+      <Stat label="Owner" value={info ? <Address value={info.owner} /> : '—'} />
+      <Stat
+        label="Odometer"
+        value={info?.odometerKm != null ? `${Math.round(info.odometerKm).toLocaleString()} km` : '—'}
+      />
+      <Stat label="Events" value={info ? info.events.toLocaleString() : '—'} />
+      <Stat label="Wallet" value={balance ?? '…'} hint="ERC-20 balance, read on chain" />
+    </div>
+  )
+}
+
+/** Runs the checks one after another (proof requests are cheap, but a page has fifty). */
+function useChecks(events: LedgerEvent[], anchored: AnchoredHead | undefined): Map<string, EventCheck> {
+  const [checks, setChecks] = useState<Map<string, EventCheck>>(new Map())
+  const key = events.map((e) => e.id).join()
+  // biome-ignore lint/correctness/useExhaustiveDependencies: `key` stands for `events`
+  useEffect(() => {
+    if (!anchored) return
+    let live = true
+    const fetchProof = async (leafHash: string, treeSize: number): Promise<InclusionProofResponse> => {
+      const result = await callApi<InclusionProofResponse>(
+        `/v1/log/proof/inclusion?leafHash=${leafHash}&treeSize=${treeSize}`,
+      )
+      if (result.state === 'ok') return result.data
+      throw new TypeError(result.state === 'loading' ? 'no answer' : result.message)
+    }
+    ;(async () => {
+      for (const event of events) {
+        if (!live) return
+        const previous = checks.get(event.id)
+        if (previous?.state === 'verified') continue
+        let check: EventCheck
+        try {
+          check = await checkEvent(event, anchored, fetchProof)
+        } catch (error) {
+          check = { state: 'pending', reason: `no inclusion proof: ${(error as Error).message}` }
+        }
+        if (!live) return
+        setChecks((current) => new Map(current).set(event.id, check))
+      }
+    })()
+    return () => {
+      live = false
+    }
+  }, [key, anchored?.treeSize, anchored?.rootHash])
+  return checks
+}
+
+function Timeline(props: { events: LedgerEvent[] }) {
+  const { anchored } = useNode()
+  const head = anchored.state === 'ok' ? anchored.data : undefined
+  const checks = useChecks(props.events, head)
+  const [open, setOpen] = useState<string>()
+  return (
+    <ol className="timeline" data-testid="timeline">
+      {props.events.map((event, i) => {
+        const older = props.events[i + 1]
+        const envelope =
+          typeof event.envelope === 'object' && event.envelope
+            ? (event.envelope as { prev?: string })
+            : undefined
+        // Newest first: the event below is the previous one when its seq is one less.
+        const linked =
+          older && older.seq === event.seq - 1 && envelope?.prev !== undefined
+            ? `0x${envelope.prev}` === older.id.toLowerCase()
+            : undefined
+        return (
+          <li key={event.id} className="timeline-item" data-testid="timeline-event">
+            <span className={`timeline-dot dot-${kindTone(event.kind)}`} aria-hidden="true" />
+            <div className="timeline-main">
+              <div className="timeline-row">
+                <strong>{kindLabel(event.kind)}</strong>
+                <span className="dim">{formatTime(event.timeMs)}</span>
+                <span className="dim">seq {event.seq}</span>
+                <span className="spacer" />
+                {linked === false && <Badge tone="bad">chain broken</Badge>}
+                <VerifyMark check={checks.get(event.id)} anchoredState={anchored.state} />
+              </div>
+              <div className="timeline-row small">
+                <span className="dim">id</span> <Address value={event.id} keep={8} />
+                <span className="dim">log index {event.index}</span>
+                {event.erased ? (
+                  <Badge tone="neutral">payload erased</Badge>
+                ) : event.payload ? (
+                  <button
+                    type="button"
+                    className="link-button"
+                    onClick={() => setOpen(open === event.id ? undefined : event.id)}
+                  >
+                    {open === event.id ? 'hide data' : 'show data'}
+                  </button>
+                ) : (
+                  <span
+                    className="dim"
+                    title="Payloads are shown to the owner, managers and grantees signed in"
+                  >
+                    payload private
+                  </span>
+                )}
+              </div>
+              {open === event.id && event.payload && (
+                <pre className="payload">{JSON.stringify(event.payload.data, null, 2)}</pre>
+              )}
+            </div>
+          </li>
+        )
+      })}
+    </ol>
+  )
+}
+
+function VerifyMark(props: { check: EventCheck | undefined; anchoredState: string }) {
+  const { check } = props
+  if (!check) {
+    if (props.anchoredState === 'unavailable' || props.anchoredState === 'error')
+      return (
+        <Badge tone="neutral" title="The log API or the anchor cannot be read yet">
+          not checkable yet
+        </Badge>
+      )
+    return <Badge tone="neutral">checking…</Badge>
+  }
+  if (check.state === 'verified')
+    return (
+      <span data-testid="verified">
+        <Badge
+          tone="good"
+          title={`Leaf ${check.leafIndex} is in the tree of ${check.treeSize} events whose root ${check.rootHash} is anchored in LedgerAnchor`}
+        >
+          ✓ verified on chain
+        </Badge>
+      </span>
+    )
+  if (check.state === 'pending')
+    return (
+      <Badge tone="info" title={check.reason}>
+        ◷ awaiting anchor
+      </Badge>
+    )
+  return (
+    <span data-testid="verify-failed">
+      <Badge tone="bad" title={check.reason}>
+        ✗ does not verify
+      </Badge>
+    </span>
+  )
+}
