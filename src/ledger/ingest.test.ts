@@ -3,9 +3,11 @@ import { after, before, describe, it } from 'node:test'
 import { engines, freshDatabase } from '../../test/database.ts'
 import type { Database } from '../db/database.ts'
 import { isErrorCode } from '../errors.ts'
+import { fromHex, toHex } from './bytes.ts'
 import { createEventChain, type VehicleAddress } from './envelope.ts'
-import { type BatchJson, createBatch, ingestBatch, parseBatch } from './ingest.ts'
-import { getAlerts, getCheckpoint, getPayload } from './store.ts'
+import { type BatchJson, createBatch, createBatchIngester, ingestBatch, parseBatch } from './ingest.ts'
+import { buildMerkleTree } from './merkle.ts'
+import { getAlerts, getCheckpoint, getEntries, getPayload } from './store.ts'
 import { aP256Signer } from './testing.ts'
 
 const vehicle = `0x${'c0'.repeat(20)}` as VehicleAddress
@@ -162,6 +164,48 @@ for (const engine of engines) {
       })
       const result = await ingestBatch(db, { batch: next, resolveVehicleKey })
       assert.equal(result.leafIndexes[0], 3)
+    })
+
+    it('group-commits concurrent vehicles through the ingester, each answered after its commit', async () => {
+      const keys = [1, 2, 3, 4].map(() => aP256Signer())
+      const fleet = keys.map((_, i) => createEventChain({ vehicle: `0x${'f'.repeat(39)}${i}` }))
+      const resolve = async (v: VehicleAddress) =>
+        keys[fleet.findIndex((chain) => chain.vehicle === v)]?.publicKey
+      const ingester = createBatchIngester(db, { resolveVehicleKey: resolve, maxGroupBatches: 3 })
+      const start = await getCheckpoint(db)
+      const sent = await Promise.all(
+        fleet.map(async (chain, i) => {
+          const ids: string[] = []
+          for (let round = 0; round < 3; round++) {
+            const events = [0, 1].map((j) =>
+              chain.append({ kind: 'telemetry', time: round * 10 + j, data: { j } }),
+            )
+            const result = await ingester.ingest(
+              await createBatch({ events, signer: keys[i]!.signer }),
+              chain.vehicle,
+            )
+            assert.deepEqual(
+              result.ids,
+              events.map((event) => event.id),
+            )
+            ids.push(...result.ids)
+          }
+          return ids
+        }),
+      )
+      const forged = await createBatch({
+        events: [fleet[0]!.append({ kind: 'telemetry', time: 99, data: {} })],
+        signer: key.signer,
+      })
+      await assert.rejects(ingester.ingest(forged), (e) => isErrorCode(e, 'EVENT_BAD_SIGNATURE'))
+      const end = await getCheckpoint(db)
+      assert.equal(end.treeSize, start.treeSize + 24)
+      const { entries } = await getEntries(db, 0, end.treeSize)
+      assert.equal(
+        toHex(buildMerkleTree({ leafHashes: entries.map((e) => fromHex(e.leafHash, 'h')) }).rootHash),
+        end.rootHash,
+      )
+      assert.deepEqual(new Set(entries.slice(start.treeSize).map((e) => e.leafHash)), new Set(sent.flat()))
     })
   })
 }

@@ -37,7 +37,7 @@ import {
   verifyPayload,
 } from './envelope.ts'
 import { HASH_BYTES, hashLeaf } from './merkle.ts'
-import { type AppendBatchReturnType, appendBatch } from './store.ts'
+import { type AppendBatchReturnType, appendBatch, appendBatches } from './store.ts'
 
 /** The most events one batch may carry. */
 export const MAX_BATCH_EVENTS = 5000
@@ -186,10 +186,11 @@ export type IngestBatchReturnType = AppendBatchReturnType & { vehicle: VehicleAd
  * EVENT_BAD_SIGNATURE, and the store's EVENT_GAP / EVENT_FORK / EVENT_TIME_REGRESSION /
  * ODOMETER_ROLLBACK.
  */
-export async function ingestBatch(
-  db: Database,
-  parameters: IngestBatchParameters,
-): Promise<IngestBatchReturnType> {
+/**
+ * Everything `ingestBatch` checks before the store: `parseBatch`, the authenticated vehicle and
+ * the checkpoint signature. Resolves with the parsed batch.
+ */
+export async function verifyBatch(parameters: IngestBatchParameters): Promise<ParsedBatch> {
   const batch = parseBatch(parameters.batch)
   const { vehicle } = batch
   if (
@@ -221,12 +222,86 @@ export async function ingestBatch(
       details: { vehicle, leafHash: toHex(batch.checkpoint.leafHash) },
     })
   }
+  return batch
+}
+
+export async function ingestBatch(
+  db: Database,
+  parameters: IngestBatchParameters,
+): Promise<IngestBatchReturnType> {
+  const batch = await verifyBatch(parameters)
   const result = await appendBatch(db, {
-    vehicle,
+    vehicle: batch.vehicle,
     events: batch.events,
     checkpointSignature: batch.checkpoint.signature,
   })
-  return { vehicle, ...result }
+  return { vehicle: batch.vehicle, ...result }
+}
+
+export type CreateBatchIngesterParameters = {
+  resolveVehicleKey: ResolveVehicleKey
+  /** The most batches committed together (default 64). */
+  maxGroupBatches?: number | undefined
+}
+
+/** Ingests batches with group commit: see `createBatchIngester`. */
+export type BatchIngester = {
+  ingest(batch: unknown, authenticatedVehicle?: VehicleAddress): Promise<IngestBatchReturnType>
+}
+
+/**
+ * `ingestBatch` with group commit, for a node receiving many small batches at once: batches
+ * verified while a commit is in flight are appended together by the next one (`appendBatches`:
+ * one transaction, one write statement). No timer: an idle node commits a lone batch at once.
+ * Each caller gets its own answer, only after its commit.
+ */
+export function createBatchIngester(db: Database, parameters: CreateBatchIngesterParameters): BatchIngester {
+  const maxGroup = parameters.maxGroupBatches ?? 64
+  type Waiting = {
+    batch: ParsedBatch
+    resolve: (result: IngestBatchReturnType) => void
+    reject: (error: unknown) => void
+  }
+  let queue: Waiting[] = []
+  let flushing = false
+  const flush = async () => {
+    flushing = true
+    while (queue.length > 0) {
+      const group = queue.slice(0, maxGroup)
+      queue = queue.slice(group.length)
+      try {
+        const outcomes = await appendBatches(
+          db,
+          group.map(({ batch }) => ({
+            vehicle: batch.vehicle,
+            events: batch.events,
+            checkpointSignature: batch.checkpoint.signature,
+          })),
+        )
+        outcomes.forEach((outcome, i) => {
+          const waiting = group[i]!
+          if (outcome.ok) waiting.resolve({ vehicle: waiting.batch.vehicle, ...outcome.result })
+          else waiting.reject(outcome.error)
+        })
+      } catch (error) {
+        for (const waiting of group) waiting.reject(error)
+      }
+    }
+    flushing = false
+  }
+  return {
+    async ingest(batch, authenticatedVehicle) {
+      const parsed = await verifyBatch({
+        batch,
+        resolveVehicleKey: parameters.resolveVehicleKey,
+        authenticatedVehicle,
+      })
+      return new Promise<IngestBatchReturnType>((resolve, reject) => {
+        queue.push({ batch: parsed, resolve, reject })
+        if (!flushing) void flush()
+      })
+    },
+  }
 }
 
 export type CreateBatchParameters = {

@@ -4,11 +4,12 @@ import fc from 'fast-check'
 import { engines, freshDatabase } from '../../test/database.ts'
 import type { Database } from '../db/database.ts'
 import { isErrorCode } from '../errors.ts'
-import { fromHex, toHex } from './bytes.ts'
+import { fromHex, toBareHex, toHex } from './bytes.ts'
 import { type BuiltEvent, createEventChain, type EventChain, type VehicleAddress } from './envelope.ts'
 import { buildMerkleTree, verifyConsistency, verifyInclusion } from './merkle.ts'
 import {
   appendBatch,
+  appendBatches,
   erasePayload,
   eraseVehicle,
   getAlerts,
@@ -180,8 +181,10 @@ for (const engine of engines) {
       )
 
       // A fork: another event at the stored seq 1.
-      const other = createEventChain({ vehicle })
-      other.append({ kind: 'odometer', time: 10, data: { km: 100 } })
+      const other = createEventChain({
+        vehicle,
+        head: { nextSeq: 1, prev: toBareHex(accepted[0]!.leafHash) },
+      })
       await assert.rejects(
         append(db, vehicle, [accepted[0]!, other.append({ kind: 'door.locked', time: 20, data: {} })]),
         (e) => isErrorCode(e, 'EVENT_FORK'),
@@ -247,6 +250,50 @@ for (const engine of engines) {
       assert.deepEqual(await getCheckpoint(db), root)
       const proof = await getInclusionProof(db, batch[1]!.id, root.treeSize)
       assert.equal(proof.leafIndex, root.treeSize - 2)
+    })
+
+    it('group-commits batches of many vehicles; a refused batch leaves the others in', async () => {
+      const start = await getCheckpoint(db)
+      const a = createEventChain({ vehicle: vehicleAt(50) })
+      const b = createEventChain({ vehicle: vehicleAt(51) })
+      const a1 = events(a, 3)
+      const b1 = events(b, 2)
+      const a2 = events(a, 2, 5_000)
+      const gap = createEventChain({ vehicle: vehicleAt(52), head: { nextSeq: 5, prev: 'cd'.repeat(32) } })
+      const outcomes = await appendBatches(db, [
+        { vehicle: a.vehicle, events: a1, checkpointSignature: signature },
+        { vehicle: b.vehicle, events: b1, checkpointSignature: signature },
+        { vehicle: gap.vehicle, events: events(gap, 1), checkpointSignature: signature },
+        // The same vehicle again in the group: continuing, and re-sending what the group holds.
+        { vehicle: a.vehicle, events: a2, checkpointSignature: signature },
+        { vehicle: a.vehicle, events: [...a1.slice(1), ...a2], checkpointSignature: signature },
+      ])
+      assert.deepEqual(
+        outcomes.map((outcome) => (outcome.ok ? 'ok' : outcome.error.code)),
+        ['ok', 'ok', 'EVENT_GAP', 'ok', 'ok'],
+      )
+      const last = outcomes[4]!
+      assert.ok(last.ok)
+      assert.equal(last.result.duplicates, 4)
+      assert.deepEqual(
+        last.result.ids,
+        [...a1.slice(1), ...a2].map((event) => event.id),
+      )
+      const end = await getCheckpoint(db)
+      assert.equal(end.treeSize, start.treeSize + 7)
+      assert.ok(outcomes.every((outcome) => !outcome.ok || outcome.result.treeSize === end.treeSize))
+      const { entries } = await getEntries(db, 0, end.treeSize)
+      assert.equal(
+        toHex(buildMerkleTree({ leafHashes: entries.map((e) => fromHex(e.leafHash, 'h')) }).rootHash),
+        end.rootHash,
+      )
+      assert.deepEqual(
+        entries.slice(start.treeSize).map((entry) => entry.leafHash),
+        [...a1, ...b1, ...a2].map((event) => event.id),
+      )
+      assert.equal((await getVehicleHead(db, a.vehicle))?.seq, 4)
+      assert.equal((await getVehicleHead(db, b.vehicle))?.seq, 1)
+      assert.equal(await getVehicleHead(db, gap.vehicle), undefined)
     })
 
     it('serializes concurrent appends into one consistent tree', async () => {

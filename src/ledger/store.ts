@@ -12,7 +12,7 @@
  * transaction, for reads) first, viem style.
  */
 import type { Database, Queryable } from '../db/database.ts'
-import { BaseError } from '../errors.ts'
+import { BaseError, toBaseError } from '../errors.ts'
 import { equalBytes, fromHex, type Hex, toBareHex, toHex } from './bytes.ts'
 import {
   type Envelope,
@@ -24,7 +24,6 @@ import {
   SALT_BYTES,
   type VehicleAddress,
 } from './envelope.ts'
-import { canonicalize } from './jcs.ts'
 import {
   consistencyProofPlan,
   EMPTY_ROOT,
@@ -85,12 +84,73 @@ export async function appendBatch(
   db: Database,
   parameters: AppendBatchParameters,
 ): Promise<AppendBatchReturnType> {
-  const { vehicle, checkpointSignature } = parameters
-  if (parameters.events.length === 0) {
+  const [outcome] = await appendBatches(db, [parameters])
+  if (!outcome!.ok) throw outcome!.error
+  return outcome!.result
+}
+
+/** Each batch's outcome, in the order given. */
+export type AppendBatchesReturnType = (
+  | { ok: true; result: AppendBatchReturnType }
+  | { ok: false; error: BaseError }
+)[]
+
+/**
+ * Group commit: appends several batches (of one or many vehicles) in ONE transaction and one
+ * write statement, with `appendBatch`'s rules applied to each in order. A refused batch does not
+ * affect the others; its slot holds the error. A failure of the transaction itself fails all.
+ * The node's ingest uses it to turn many small concurrent batches into one commit.
+ */
+export async function appendBatches(
+  db: Database,
+  batches: readonly AppendBatchParameters[],
+): Promise<AppendBatchesReturnType> {
+  const outcomes: AppendBatchesReturnType = new Array(batches.length)
+  const prepared: PreparedBatch[] = []
+  batches.forEach((batch, slot) => {
+    try {
+      prepared.push(prepareBatch(batch, slot))
+    } catch (error) {
+      outcomes[slot] = { ok: false, error: toBaseError(error) }
+    }
+  })
+  if (prepared.length > 0) {
+    try {
+      const settled = await db.transaction((tx) => appendInTransaction(tx, db.engine, prepared))
+      for (const [slot, outcome] of settled) outcomes[slot] = outcome
+    } catch (error) {
+      const failure = toBaseError(error)
+      for (const batch of prepared) outcomes[batch.slot] = { ok: false, error: failure }
+    }
+    for (const batch of prepared) {
+      const outcome = outcomes[batch.slot]!
+      if (
+        !outcome.ok &&
+        (outcome.error.code === 'EVENT_FORK' || outcome.error.code === 'ODOMETER_ROLLBACK')
+      ) {
+        await recordEvidence(db, batch, outcome.error).catch(() => {})
+      }
+    }
+  }
+  return outcomes
+}
+
+type PreparedEvent = StoredEventInput & { leafInput: Uint8Array; leafHash: Uint8Array }
+type PreparedBatch = {
+  slot: number
+  vehicle: VehicleAddress
+  vehicleBytes: Uint8Array
+  events: PreparedEvent[]
+  checkpointSignature: Uint8Array
+}
+
+function prepareBatch(batch: AppendBatchParameters, slot: number): PreparedBatch {
+  const { vehicle } = batch
+  if (batch.events.length === 0) {
     throw new BaseError('INVALID_ARGUMENT', 'a batch holds at least one event', { details: { vehicle } })
   }
   const vehicleBytes = fromHex(vehicle, 'vehicle', 20)
-  const events = parameters.events.map((event) => {
+  const events = batch.events.map((event, i) => {
     if (event.envelope.vehicle !== vehicle) {
       throw new BaseError(
         'EVENT_VEHICLE_MISMATCH',
@@ -101,21 +161,32 @@ export async function appendBatch(
       )
     }
     const leafInput = event.leafInput ?? encodeEnvelope(event.envelope)
-    return { ...event, leafInput, leafHash: event.leafHash ?? hashLeaf(leafInput) }
-  })
-  try {
-    return await db.transaction((tx) =>
-      appendInTransaction(tx, db.engine, vehicleBytes, vehicle, events, checkpointSignature),
-    )
-  } catch (error) {
-    if (error instanceof BaseError && (error.code === 'EVENT_FORK' || error.code === 'ODOMETER_ROLLBACK')) {
-      await recordEvidence(db, vehicleBytes, events, checkpointSignature, error).catch(() => {})
+    const prepared = { ...event, leafInput, leafHash: event.leafHash ?? hashLeaf(leafInput) }
+    // Batch-internal continuity (ingest checks it too; the store does not trust its callers).
+    if (i > 0) {
+      const first = batch.events[0]!.envelope.seq
+      if (event.envelope.seq !== first + i) {
+        throw new BaseError(
+          'EVENT_GAP',
+          `seq ${event.envelope.seq} follows seq ${first + i - 1} in the batch`,
+          {
+            details: { vehicle, seq: event.envelope.seq, expectedSeq: first + i },
+          },
+        )
+      }
     }
-    throw error
+    return prepared
+  })
+  for (let i = 1; i < events.length; i++) {
+    if (events[i]!.envelope.prev !== toBareHex(events[i - 1]!.leafHash)) {
+      const seq = events[i]!.envelope.seq
+      throw new BaseError('EVENT_FORK', `event ${seq} does not link to event ${seq - 1} of the batch`, {
+        details: { vehicle, seq },
+      })
+    }
   }
+  return { slot, vehicle, vehicleBytes, events, checkpointSignature: batch.checkpointSignature }
 }
-
-type PreparedEvent = StoredEventInput & { leafInput: Uint8Array; leafHash: Uint8Array }
 
 type LogRow = { tree_size: bigint; root_hash: Uint8Array; frontier: Uint8Array }
 type HeadRow = {
@@ -124,247 +195,338 @@ type HeadRow = {
   last_time_ms: bigint
   odometer_km: number | null
 }
+/** A vehicle's head while a group is being admitted (stored head plus the group's own events). */
+type Head = {
+  vehicleBytes: Uint8Array
+  nextSeq: number
+  leafHash: Uint8Array | undefined
+  timeMs: number
+  odometerKm: number | undefined
+  /** First seq appended by this group, if any: events from there on are not in the database yet. */
+  pendingFrom: number | undefined
+  pending: { leafHash: Uint8Array; index: number }[]
+  changed: boolean
+}
 
 async function appendInTransaction(
   tx: Queryable,
   engine: Database['engine'],
-  vehicleBytes: Uint8Array,
-  vehicle: VehicleAddress,
-  events: PreparedEvent[],
-  checkpointSignature: Uint8Array,
-): Promise<AppendBatchReturnType> {
-  // The one-writer lock (held until commit or rollback) and the vehicle's head, in one round trip.
-  const row = (
-    await tx.query<LogRow & { [K in keyof HeadRow]: HeadRow[K] | null }>(
-      `select l.tree_size, l.root_hash, l.frontier, v.last_seq, v.last_leaf_hash, v.last_time_ms, v.odometer_km
-         from ledger_log l left join ledger_vehicles v on v.vehicle = $1
-        where l.id for update of l`,
-      [vehicleBytes],
-    )
-  ).rows[0]
-  if (row === undefined)
+  batches: PreparedBatch[],
+): Promise<[number, AppendBatchesReturnType[number]][]> {
+  // The one-writer lock (held until commit or rollback) and the vehicles' heads, in one round trip.
+  const vehicles = [...new Set(batches.map((batch) => batch.vehicle))]
+  const { rows } = await tx.query<
+    LogRow & { vehicle: Uint8Array | null } & { [K in keyof HeadRow]: HeadRow[K] | null }
+  >(
+    `select l.tree_size, l.root_hash, l.frontier, v.vehicle, v.last_seq, v.last_leaf_hash, v.last_time_ms, v.odometer_km
+       from ledger_log l
+       left join ledger_vehicles v on v.vehicle in (select decode(x, 'hex') from unnest($1::text[]) as x)
+      where l.id for update of l`,
+    [vehicles.map((vehicle) => vehicle.slice(2))],
+  )
+  const log = rows[0]
+  if (log === undefined)
     throw new BaseError('INTERNAL', 'the ledger_log row is missing (migration 0002 not applied?)')
-  const log: LogRow = row
-  const head: HeadRow | undefined =
-    row.last_seq === null
-      ? undefined
-      : {
-          last_seq: row.last_seq,
-          last_leaf_hash: row.last_leaf_hash!,
-          last_time_ms: row.last_time_ms!,
-          odometer_km: row.odometer_km,
-        }
-  const nextSeq = head === undefined ? 0 : Number(head.last_seq) + 1
-  const first = events[0]!.envelope.seq
-
-  // Batch-internal continuity (ingest checks it too; the store does not trust its callers).
-  for (let i = 1; i < events.length; i++) {
-    const event = events[i]!.envelope
-    if (event.seq !== first + i) {
-      throw new BaseError('EVENT_GAP', `seq ${event.seq} follows seq ${first + i - 1} in the batch`, {
-        details: { vehicle, seq: event.seq, expectedSeq: first + i },
-      })
-    }
-    if (event.prev !== toBareHex(events[i - 1]!.leafHash)) {
-      throw new BaseError(
-        'EVENT_FORK',
-        `event ${event.seq} does not link to event ${event.seq - 1} of the batch`,
-        {
-          details: { vehicle, seq: event.seq },
-        },
-      )
-    }
+  const heads = new Map<string, Head>()
+  for (const row of rows) {
+    if (row.vehicle === null) continue
+    heads.set(toHex(row.vehicle), {
+      vehicleBytes: new Uint8Array(row.vehicle),
+      nextSeq: Number(row.last_seq) + 1,
+      leafHash: new Uint8Array(row.last_leaf_hash!),
+      timeMs: Number(row.last_time_ms),
+      odometerKm: row.odometer_km ?? undefined,
+      pendingFrom: undefined,
+      pending: [],
+      changed: false,
+    })
   }
-  if (first > nextSeq) {
+
+  const treeSizeBefore = Number(log.tree_size)
+  const frontier = decodeFrontier(log.frontier, treeSizeBefore)
+  let size = treeSizeBefore
+  const fresh: (PreparedEvent & { vehicleBytes: Uint8Array; index: number })[] = []
+  const nodeLevels: number[] = []
+  const nodeIndexes: number[] = []
+  const nodeHashes: Uint8Array[] = []
+  const checkpoints: {
+    vehicleBytes: Uint8Array
+    seq: number
+    leafHash: Uint8Array
+    signature: Uint8Array
+  }[] = []
+  const accepted: { slot: number; result: Omit<AppendBatchReturnType, 'treeSize' | 'rootHash'> }[] = []
+  const outcomes: [number, AppendBatchesReturnType[number]][] = []
+
+  for (const batch of batches) {
+    let head = heads.get(batch.vehicle)
+    if (head === undefined) {
+      head = {
+        vehicleBytes: batch.vehicleBytes,
+        nextSeq: 0,
+        leafHash: undefined,
+        timeMs: 0,
+        odometerKm: undefined,
+        pendingFrom: undefined,
+        pending: [],
+        changed: false,
+      }
+      heads.set(batch.vehicle, head)
+    }
+    let admitted: Admitted
+    try {
+      admitted = await admit(tx, batch, head)
+    } catch (error) {
+      if (!(error instanceof BaseError)) throw error
+      outcomes.push([batch.slot, { ok: false, error }])
+      continue
+    }
+    const ids = admitted.stored.map((event) => toHex(event.leafHash))
+    const leafIndexes = admitted.stored.map((event) => event.index)
+    // Extend the tree from the frontier: merging while the new subtree has a left sibling of
+    // its level; each merge completes one perfect subtree.
+    for (const event of admitted.fresh) {
+      let hash = event.leafHash
+      let level = 0
+      let index = size
+      while (frontier.length > 0 && frontier[frontier.length - 1]!.level === level) {
+        hash = hashChildren(frontier.pop()!.hash, hash)
+        level++
+        index = Math.floor(index / 2)
+        nodeLevels.push(level)
+        nodeIndexes.push(index)
+        nodeHashes.push(hash)
+      }
+      frontier.push({ level, hash })
+      fresh.push({ ...event, vehicleBytes: batch.vehicleBytes, index: size })
+      head.pendingFrom ??= event.envelope.seq
+      head.pending.push({ leafHash: event.leafHash, index: size })
+      ids.push(toHex(event.leafHash))
+      leafIndexes.push(size)
+      size++
+    }
+    if (admitted.fresh.length > 0) {
+      const last = admitted.fresh[admitted.fresh.length - 1]!
+      checkpoints.push({
+        vehicleBytes: batch.vehicleBytes,
+        seq: last.envelope.seq,
+        leafHash: last.leafHash,
+        signature: batch.checkpointSignature,
+      })
+      head.nextSeq = last.envelope.seq + 1
+      head.leafHash = last.leafHash
+      head.timeMs = admitted.timeMs
+      head.odometerKm = admitted.odometerKm
+      head.changed = true
+    }
+    accepted.push({ slot: batch.slot, result: { ids, leafIndexes, duplicates: admitted.stored.length } })
+  }
+
+  const rootHash = foldNodes(frontier.map((node) => node.hash))
+  if (fresh.length > 0) {
+    await writeAppends(tx, engine, {
+      fresh,
+      nodeLevels,
+      nodeIndexes,
+      nodeHashes,
+      checkpoints,
+      heads,
+      size,
+      rootHash,
+      frontier,
+    })
+  }
+  const treeSize = size
+  const rootHex = toHex(size === treeSizeBefore ? log.root_hash : rootHash)
+  for (const { slot, result } of accepted)
+    outcomes.push([slot, { ok: true, result: { ...result, treeSize, rootHash: rootHex } }])
+  return outcomes
+}
+
+type Admitted = {
+  stored: { leafHash: Uint8Array; index: number }[]
+  fresh: PreparedEvent[]
+  timeMs: number
+  odometerKm: number | undefined
+}
+
+/** Checks a batch against its vehicle's head; throws the refusal. Does not change `head`. */
+async function admit(tx: Queryable, batch: PreparedBatch, head: Head): Promise<Admitted> {
+  const { vehicle, events } = batch
+  const first = events[0]!.envelope.seq
+  if (first > head.nextSeq) {
     throw new BaseError(
       'EVENT_GAP',
-      `the batch starts at seq ${first}; the next seq of ${vehicle} is ${nextSeq}`,
+      `the batch starts at seq ${first}; the next seq of ${vehicle} is ${head.nextSeq}`,
       {
-        details: { vehicle, seq: first, expectedSeq: nextSeq },
+        details: { vehicle, seq: first, expectedSeq: head.nextSeq },
       },
     )
   }
-
-  // Events already stored: identical ones are a re-send, different ones a fork.
-  const stored = first < nextSeq ? Math.min(events.length, nextSeq - first) : 0
-  const ids: Hex[] = []
-  const leafIndexes: number[] = []
-  if (stored > 0) {
-    const { rows } = await tx.query<{ seq: bigint; leaf_hash: Uint8Array; leaf_index: bigint }>(
-      `select seq, leaf_hash, leaf_index from ledger_leaves
-        where vehicle = $1 and seq >= $2 and seq < $3 order by seq`,
-      [vehicleBytes, first, first + stored],
-    )
-    for (let i = 0; i < stored; i++) {
-      const row = rows[i]
-      const event = events[i]!
-      if (row === undefined || Number(row.seq) !== first + i) {
-        throw new BaseError('INTERNAL', `seq ${first + i} of ${vehicle} is missing from the log`)
+  // Events already accepted: identical ones are a re-send, different ones a fork.
+  const overlap = Math.min(events.length, head.nextSeq - first)
+  const stored: Admitted['stored'] = []
+  if (overlap > 0) {
+    const inDatabaseEnd = Math.min(first + overlap, head.pendingFrom ?? Number.POSITIVE_INFINITY)
+    const fromDatabase = new Map<number, { leafHash: Uint8Array; index: number }>()
+    if (first < inDatabaseEnd) {
+      const { rows } = await tx.query<{ seq: bigint; leaf_hash: Uint8Array; leaf_index: bigint }>(
+        `select seq, leaf_hash, leaf_index from ledger_leaves
+          where vehicle = $1 and seq >= $2 and seq < $3`,
+        [batch.vehicleBytes, first, inDatabaseEnd],
+      )
+      for (const row of rows) {
+        fromDatabase.set(Number(row.seq), {
+          leafHash: new Uint8Array(row.leaf_hash),
+          index: Number(row.leaf_index),
+        })
       }
-      if (!equalBytes(row.leaf_hash, event.leafHash)) {
-        throw new BaseError(
-          'EVENT_FORK',
-          `seq ${first + i} of ${vehicle} is already stored as another event`,
-          {
-            details: {
-              vehicle,
-              seq: first + i,
-              storedId: toHex(row.leaf_hash),
-              receivedId: toHex(event.leafHash),
-            },
-          },
-        )
+    }
+    for (let i = 0; i < overlap; i++) {
+      const seq = first + i
+      const known =
+        head.pendingFrom !== undefined && seq >= head.pendingFrom
+          ? head.pending[seq - head.pendingFrom]
+          : fromDatabase.get(seq)
+      if (known === undefined)
+        throw new BaseError('INTERNAL', `seq ${seq} of ${vehicle} is missing from the log`)
+      if (!equalBytes(known.leafHash, events[i]!.leafHash)) {
+        throw new BaseError('EVENT_FORK', `seq ${seq} of ${vehicle} is already stored as another event`, {
+          details: { vehicle, seq, storedId: toHex(known.leafHash), receivedId: toHex(events[i]!.leafHash) },
+        })
       }
-      ids.push(toHex(row.leaf_hash))
-      leafIndexes.push(Number(row.leaf_index))
+      stored.push(known)
     }
   }
-  const fresh = events.slice(stored)
-  const treeSizeBefore = Number(log.tree_size)
-  if (fresh.length === 0) {
-    return { ids, leafIndexes, duplicates: stored, treeSize: treeSizeBefore, rootHash: toHex(log.root_hash) }
-  }
+  const fresh = events.slice(stored.length)
+  let timeMs = head.timeMs
+  let lastKm = head.odometerKm
+  if (fresh.length === 0) return { stored, fresh, timeMs, odometerKm: lastKm }
 
-  // The first new event continues the stored head.
-  const expectedPrev = head === undefined ? GENESIS_PREV : toBareHex(head.last_leaf_hash)
+  // The first new event continues the head.
+  const expectedPrev = head.leafHash === undefined ? GENESIS_PREV : toBareHex(head.leafHash)
   const firstFresh = fresh[0]!.envelope
   if (firstFresh.prev !== expectedPrev) {
     throw new BaseError(
       'EVENT_FORK',
-      `seq ${firstFresh.seq} of ${vehicle} does not link to the stored seq ${nextSeq - 1}`,
+      `seq ${firstFresh.seq} of ${vehicle} does not link to the stored seq ${head.nextSeq - 1}`,
       {
         details: { vehicle, seq: firstFresh.seq, prev: firstFresh.prev, storedPrev: expectedPrev },
       },
     )
   }
-  let lastTime = head === undefined ? 0 : Number(head.last_time_ms)
-  let odometer = head?.odometer_km ?? undefined
   for (const { envelope, payload } of fresh) {
-    if (envelope.time < lastTime) {
+    if (envelope.time < timeMs) {
       throw new BaseError(
         'EVENT_TIME_REGRESSION',
         `seq ${envelope.seq} of ${vehicle} is earlier than the one before`,
         {
-          details: { vehicle, seq: envelope.seq, time: envelope.time, previousTime: lastTime },
+          details: { vehicle, seq: envelope.seq, time: envelope.time, previousTime: timeMs },
         },
       )
     }
-    lastTime = envelope.time
+    timeMs = envelope.time
     if (envelope.kind === 'odometer' && payload !== undefined) {
       const km = odometerKm(payload.data)
-      if (odometer !== undefined && km < odometer) {
+      if (lastKm !== undefined && km < lastKm) {
         throw new BaseError(
           'ODOMETER_ROLLBACK',
-          `odometer of ${vehicle} went back from ${odometer} km to ${km} km`,
+          `odometer of ${vehicle} went back from ${lastKm} km to ${km} km`,
           {
-            details: { vehicle, seq: envelope.seq, km, previousKm: odometer },
+            details: { vehicle, seq: envelope.seq, km, previousKm: lastKm },
           },
         )
       }
-      odometer = km
+      lastKm = km
+    }
+    if (payload !== undefined && holdsNul(payload.data)) {
+      // PostgreSQL's jsonb cannot hold U+0000.
+      throw new BaseError('EVENT_MALFORMED', `the payload of seq ${envelope.seq} holds a U+0000 character`, {
+        details: { vehicle, seq: envelope.seq },
+      })
     }
   }
+  return { stored, fresh, timeMs, odometerKm: lastKm }
+}
 
-  // Extend the tree from the frontier.
-  const frontier = decodeFrontier(log.frontier, treeSizeBefore)
-  const nodeLevels: number[] = []
-  const nodeIndexes: number[] = []
-  const nodeHashes: Uint8Array[] = []
-  let size = treeSizeBefore
-  for (const event of fresh) {
-    let hash = event.leafHash
-    let level = 0
-    let index = size
-    // Merge while the new subtree has a left sibling of its level: each merge completes a node.
-    while (frontier.length > 0 && frontier[frontier.length - 1]!.level === level) {
-      const left = frontier.pop()!
-      hash = hashChildren(left.hash, hash)
-      level++
-      index = Math.floor(index / 2)
-      nodeLevels.push(level)
-      nodeIndexes.push(index)
-      nodeHashes.push(hash)
-    }
-    frontier.push({ level, hash })
-    ids.push(toHex(event.leafHash))
-    leafIndexes.push(size)
-    size++
-  }
-  const rootHash = foldNodes(frontier.map((node) => node.hash))
+type Writes = {
+  fresh: (PreparedEvent & { vehicleBytes: Uint8Array; index: number })[]
+  nodeLevels: number[]
+  nodeIndexes: number[]
+  nodeHashes: Uint8Array[]
+  checkpoints: { vehicleBytes: Uint8Array; seq: number; leafHash: Uint8Array; signature: Uint8Array }[]
+  heads: Map<string, Head>
+  size: number
+  rootHash: Uint8Array
+  frontier: FrontierNode[]
+}
 
+/** Every write of a group in one statement (data-modifying CTEs), each row set one multi-row insert. */
+async function writeAppends(tx: Queryable, engine: Database['engine'], writes: Writes): Promise<void> {
+  const { fresh, checkpoints } = writes
   const withPayload = fresh.filter((event) => event.payload !== undefined)
-  const payloadTexts = withPayload.map((event) => {
-    // PostgreSQL's jsonb cannot hold U+0000.
-    if (holdsNul(event.payload!.data)) {
-      throw new BaseError(
-        'EVENT_MALFORMED',
-        `the payload of seq ${event.envelope.seq} holds a U+0000 character`,
-        {
-          details: { vehicle, seq: event.envelope.seq },
-        },
-      )
-    }
-    return canonicalize(event.payload!.data)
-  })
-  const last = fresh[fresh.length - 1]!
-  // All writes in one statement (data-modifying CTEs), each row set one multi-row insert.
+  const changedHeads = [...writes.heads.values()].filter((head) => head.changed)
   const params: unknown[] = []
   const p = (value: unknown) => {
     params.push(value)
     return `$${params.length}`
   }
-  const vehicleParam = p(vehicleBytes)
   const leaves = rowSource(engine, p, [
-    { values: leafIndexes.slice(stored), type: 'bigint' },
+    { values: fresh.map((event) => event.index), type: 'bigint' },
     { bytes: fresh.map((event) => event.leafHash), fixed: HASH_BYTES },
     { bytes: fresh.map((event) => event.leafInput) },
+    { bytes: fresh.map((event) => event.vehicleBytes), fixed: 20 },
     { values: fresh.map((event) => event.envelope.seq), type: 'bigint' },
     { values: fresh.map((event) => event.envelope.time), type: 'bigint' },
     { values: fresh.map((event) => event.envelope.kind), type: 'text' },
   ])
   const nodes = rowSource(engine, p, [
-    { values: nodeLevels, type: 'smallint' },
-    { values: nodeIndexes, type: 'bigint' },
-    { bytes: nodeHashes, fixed: HASH_BYTES },
+    { values: writes.nodeLevels, type: 'smallint' },
+    { values: writes.nodeIndexes, type: 'bigint' },
+    { bytes: writes.nodeHashes, fixed: HASH_BYTES },
   ])
-  const payloadIndexes = fresh.flatMap((event, i) =>
-    event.payload === undefined ? [] : [leafIndexes[stored + i]!],
-  )
   const payloads = rowSource(engine, p, [
-    { values: payloadIndexes, type: 'bigint' },
+    { values: withPayload.map((event) => event.index), type: 'bigint' },
     { bytes: withPayload.map((event) => event.payload!.salt), fixed: SALT_BYTES },
-    { values: payloadTexts, type: 'jsonb' },
+    // jsonb does not keep key order: plain JSON.stringify is enough here (and native).
+    { values: withPayload.map((event) => JSON.stringify(event.payload!.data)), type: 'jsonb' },
   ])
-  const [leafIndex, leafHash, leafInput, seq, time, kind] = leaves.columns
-  const [nodeLevel, nodeIndex, nodeHash] = nodes.columns
-  const [payloadIndex, payloadSalt, payloadData] = payloads.columns
-  const lastSeq = p(last.envelope.seq)
-  const lastHash = p(last.leafHash)
+  const signed = rowSource(engine, p, [
+    { bytes: checkpoints.map((checkpoint) => checkpoint.vehicleBytes), fixed: 20 },
+    { values: checkpoints.map((checkpoint) => checkpoint.seq), type: 'bigint' },
+    { bytes: checkpoints.map((checkpoint) => checkpoint.leafHash), fixed: HASH_BYTES },
+    { bytes: checkpoints.map((checkpoint) => checkpoint.signature) },
+  ])
+  const head = rowSource(engine, p, [
+    { bytes: changedHeads.map((h) => h.vehicleBytes), fixed: 20 },
+    { values: changedHeads.map((h) => h.nextSeq - 1), type: 'bigint' },
+    { bytes: changedHeads.map((h) => h.leafHash!), fixed: HASH_BYTES },
+    { values: changedHeads.map((h) => h.timeMs), type: 'bigint' },
+    { values: changedHeads.map((h) => h.odometerKm ?? null), type: 'float8' },
+  ])
+  const [leafIndex, leafHash, leafInput, vehicle, seq, time, kind] = leaves.columns
   await tx.query(
     `with leaves as (
        insert into ledger_leaves (leaf_index, leaf_hash, leaf_input, vehicle, seq, time_ms, kind)
-       select ${leafIndex}, ${leafHash}, ${leafInput}, ${vehicleParam}, ${seq}, ${time}, ${kind} from ${leaves.from}
+       select ${leafIndex}, ${leafHash}, ${leafInput}, ${vehicle}, ${seq}, ${time}, ${kind} from ${leaves.from}
      ), nodes as (
-       insert into ledger_nodes (level, node_index, hash)
-       select ${nodeLevel}, ${nodeIndex}, ${nodeHash} from ${nodes.from}
+       insert into ledger_nodes (level, node_index, hash) select ${nodes.columns.join(', ')} from ${nodes.from}
      ), payloads as (
-       insert into ledger_payloads (leaf_index, salt, data)
-       select ${payloadIndex}, ${payloadSalt}, ${payloadData} from ${payloads.from}
-     ), checkpoint as (
+       insert into ledger_payloads (leaf_index, salt, data) select ${payloads.columns.join(', ')} from ${payloads.from}
+     ), checkpoints as (
        insert into ledger_checkpoints (vehicle, seq, leaf_hash, signature)
-       values (${vehicleParam}, ${lastSeq}, ${lastHash}, ${p(checkpointSignature)})
+       select ${signed.columns.join(', ')} from ${signed.from}
        on conflict (vehicle, seq) do nothing
-     ), head as (
+     ), heads as (
        insert into ledger_vehicles (vehicle, last_seq, last_leaf_hash, last_time_ms, odometer_km)
-       values (${vehicleParam}, ${lastSeq}, ${lastHash}, ${p(last.envelope.time)}, ${p(odometer ?? null)})
+       select ${head.columns.join(', ')} from ${head.from}
        on conflict (vehicle) do update set last_seq = excluded.last_seq, last_leaf_hash = excluded.last_leaf_hash,
          last_time_ms = excluded.last_time_ms, odometer_km = excluded.odometer_km, updated_at = now()
      )
-     update ledger_log set tree_size = ${p(size)}, root_hash = ${p(rootHash)}, frontier = ${p(encodeFrontier(frontier))},
-       updated_at = now() where id`,
+     update ledger_log set tree_size = ${p(writes.size)}, root_hash = ${p(writes.rootHash)},
+       frontier = ${p(encodeFrontier(writes.frontier))}, updated_at = now() where id`,
     params,
   )
-  return { ids, leafIndexes, duplicates: stored, treeSize: size, rootHash: toHex(rootHash) }
 }
 
 type SourceColumn =
@@ -440,13 +602,8 @@ function encodeFrontier(frontier: FrontierNode[]): Uint8Array {
   return bytes
 }
 
-async function recordEvidence(
-  db: Database,
-  vehicleBytes: Uint8Array,
-  events: PreparedEvent[],
-  checkpointSignature: Uint8Array,
-  error: BaseError,
-): Promise<void> {
+async function recordEvidence(db: Database, prepared: PreparedBatch, error: BaseError): Promise<void> {
+  const { vehicleBytes, events, checkpointSignature } = prepared
   const seq = typeof error.details.seq === 'number' ? error.details.seq : events[0]!.envelope.seq
   if (error.code === 'EVENT_FORK') {
     // The conflicting, vehicle-signed chain is the evidence: envelopes and signature, no payload data.
