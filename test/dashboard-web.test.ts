@@ -1,0 +1,139 @@
+/**
+ * The dashboard without a browser: its in-browser RFC 9162 verifier agrees with the node's
+ * (src/ledger/merkle.ts) on every leaf of trees of many sizes and rejects tampering; the event
+ * check accepts real envelopes and refuses altered ones; the node serves the built app with the
+ * right types, caching and SPA fallback while unknown API routes keep their JSON 404; and web/
+ * type-checks under its own tsconfig (the root `tsc -p .` leaves it out).
+ */
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { test } from 'node:test'
+import { createEventChain } from '../src/ledger/envelope.ts'
+import { buildMerkleTree } from '../src/ledger/merkle.ts'
+import { createDashboardRoutes } from '../src/node/dashboard.ts'
+import { createServer } from '../src/node/server.ts'
+import { checkEvent, envelopeLeafHash } from '../web/src/lib/event-proof.ts'
+import { fromHex, toHex } from '../web/src/lib/hex.ts'
+import { hashLeaf, rootFromInclusionProof } from '../web/src/lib/merkle.ts'
+
+const leaves = (n: number) => Array.from({ length: n }, (_, i) => new TextEncoder().encode(`leaf ${i}`))
+
+test('the browser verifier reaches the node tree root for every leaf and size', () => {
+  for (let size = 1; size <= 33; size++) {
+    const inputs = leaves(size)
+    const tree = buildMerkleTree({ leafInputs: inputs })
+    for (let treeSize = 1; treeSize <= size; treeSize++) {
+      const root = toHex(tree.rootAt(treeSize))
+      for (let index = 0; index < treeSize; index++) {
+        const auditPath = tree.inclusionProof(index, treeSize)
+        const leafHash = hashLeaf(inputs[index]!)
+        assert.equal(toHex(leafHash), toHex(tree.leafHash(index)))
+        const computed = rootFromInclusionProof({ leafIndex: index, treeSize, leafHash, auditPath })
+        assert.equal(computed && toHex(computed), root, `leaf ${index} of ${treeSize}`)
+        // The same path claimed for another index or size must not reach the root.
+        const wrongIndex = rootFromInclusionProof({
+          leafIndex: (index + 1) % treeSize,
+          treeSize,
+          leafHash,
+          auditPath,
+        })
+        if (treeSize > 1) assert.notEqual(wrongIndex && toHex(wrongIndex), root)
+        if (auditPath.length > 0) {
+          const bent = auditPath.map((h, i) =>
+            i === 0 ? Uint8Array.from(h, (b, j) => (j === 0 ? b ^ 1 : b)) : h,
+          )
+          const tampered = rootFromInclusionProof({ leafIndex: index, treeSize, leafHash, auditPath: bent })
+          assert.notEqual(tampered && toHex(tampered), root)
+        }
+      }
+    }
+  }
+  assert.equal(
+    rootFromInclusionProof({ leafIndex: 3, treeSize: 3, leafHash: new Uint8Array(32), auditPath: [] }),
+    undefined,
+  )
+})
+
+test('checkEvent verifies real envelopes against an anchored root and names what fails', async () => {
+  const chain = createEventChain({ vehicle: `0x${'ab'.repeat(20)}` })
+  const events = Array.from({ length: 7 }, (_, i) =>
+    chain.append({ kind: 'odometer', time: 1_700_000_000_000 + i, data: { km: i } }),
+  )
+  const tree = buildMerkleTree({ leafInputs: events.map((e) => e.leafInput) })
+  const anchored = { treeSize: 6, rootHash: toHex(tree.rootAt(6)) }
+  const fetchProof = async (leafHash: string, treeSize: number) => {
+    const index = events.findIndex((e) => e.id === leafHash)
+    return { leafIndex: index, treeSize, auditPath: tree.inclusionProof(index, treeSize).map(toHex) }
+  }
+  const json = JSON.parse(JSON.stringify(events[2]!.envelope))
+  assert.equal(envelopeLeafHash(json), events[2]!.id)
+  assert.deepEqual(await checkEvent({ id: events[2]!.id, index: 2, envelope: json }, anchored, fetchProof), {
+    state: 'verified',
+    leafIndex: 2,
+    treeSize: 6,
+    rootHash: anchored.rootHash,
+  })
+  const pending = await checkEvent(
+    { id: events[6]!.id, index: 6, envelope: events[6]!.envelope },
+    anchored,
+    fetchProof,
+  )
+  assert.equal(pending.state, 'pending')
+  const altered = await checkEvent(
+    { id: events[2]!.id, index: 2, envelope: { ...json, kind: 'door.unlocked' } },
+    anchored,
+    fetchProof,
+  )
+  assert.equal(altered.state, 'failed')
+  const wrongRoot = await checkEvent(
+    { id: events[2]!.id, index: 2, envelope: json },
+    { treeSize: 6, rootHash: toHex(tree.rootAt(5)) },
+    fetchProof,
+  )
+  assert.equal(wrongRoot.state, 'failed')
+  assert.equal(fromHex('0xzz'), undefined)
+})
+
+test('the node serves the dashboard: index, hashed assets, SPA fallback, API 404 kept', async () => {
+  const progress: string[] = []
+  const app = await createServer({
+    version: 'test',
+    chain: () => ({ chainId: 31337, rpcUrl: 'http://127.0.0.1:1', contracts: {} }),
+    health: async () => ({}),
+    routes: [createDashboardRoutes({ progress: (m) => progress.push(m) })],
+  })
+  try {
+    const index = await app.inject({ method: 'GET', url: '/' })
+    assert.equal(index.statusCode, 200, progress.join('\n'))
+    assert.match(index.headers['content-type'] as string, /^text\/html/)
+    assert.equal(index.headers['cache-control'], 'no-cache')
+    const script = /src="(\/assets\/[^"]+\.js)"/.exec(index.body)?.[1]
+    assert.ok(script, 'index.html names its bundle')
+    const asset = await app.inject({ method: 'GET', url: script })
+    assert.equal(asset.statusCode, 200)
+    assert.match(asset.headers['content-type'] as string, /^text\/javascript/)
+    assert.match(asset.headers['cache-control'] as string, /immutable/)
+    const deep = await app.inject({ method: 'GET', url: '/vehicles/0xabc' })
+    assert.equal(deep.statusCode, 200)
+    assert.equal(deep.body, index.body)
+    const missingAsset = await app.inject({ method: 'GET', url: '/assets/nope.js' })
+    assert.equal(missingAsset.statusCode, 404)
+    const traversal = await app.inject({ method: 'GET', url: '/assets/..%2f..%2fpackage.json' })
+    assert.equal(traversal.statusCode, 404)
+    const api = await app.inject({ method: 'GET', url: '/v1/nope' })
+    assert.equal(api.statusCode, 404)
+    assert.equal(api.json().code, 'NOT_FOUND')
+    const health = await app.inject({ method: 'GET', url: '/v1/health' })
+    assert.equal(health.statusCode, 200)
+  } finally {
+    await app.close()
+  }
+})
+
+test('web/ type-checks under its own tsconfig', () => {
+  const tsc = new URL('../node_modules/.bin/tsc', import.meta.url).pathname
+  const result = spawnSync(tsc, ['--noEmit', '-p', new URL('../web', import.meta.url).pathname], {
+    encoding: 'utf8',
+  })
+  assert.equal(result.status, 0, result.stdout + result.stderr)
+})
