@@ -6,7 +6,11 @@
  * Share one book between the chargers of one CPO (they are paid through the same channels);
  * the in-memory book serves one station process.
  */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { dirname } from 'node:path'
 import type { Address, Hash, Hex } from 'viem'
+import { BaseError } from '../errors.ts'
+import { writeFileAtomic } from '../fs-atomic.ts'
 import { type ChannelClients, claimVoucher, type SignedVoucher } from '../payments/channels.ts'
 
 export type BookEntry = {
@@ -45,6 +49,71 @@ export function memoryVoucherBook(): VoucherBook {
     },
     pending: () => [...entries.values()].filter((e) => e.newest.cumulativeAmount > e.claimed),
     all: () => [...entries.values()],
+  }
+}
+
+type BookFile = {
+  version: 1
+  channels: Record<
+    string,
+    { cumulativeAmount: string; meterWh: string; signature: Hex; payer: Address; claimed: string }
+  >
+}
+
+/**
+ * A voucher book persisted as JSON (crash-safe writes): a station keeps what the car signed
+ * across restarts, and `carchain charge claim` settles from the same file.
+ */
+export function fileVoucherBook(path: string): VoucherBook {
+  const memory = memoryVoucherBook()
+  if (existsSync(path)) {
+    let file: BookFile
+    try {
+      file = JSON.parse(readFileSync(path, 'utf8')) as BookFile
+      if (file.version !== 1) throw new Error(`version ${file.version}`)
+    } catch (error) {
+      throw new BaseError('DATA_DIR_INVALID', `${path} is not a Carchain voucher book`, {
+        details: { path },
+        cause: error,
+      })
+    }
+    for (const [channelId, e] of Object.entries(file.channels)) {
+      memory.offer(
+        {
+          channelId: channelId as Hex,
+          cumulativeAmount: BigInt(e.cumulativeAmount),
+          meterWh: BigInt(e.meterWh),
+          signature: e.signature,
+        },
+        e.payer,
+      )
+      memory.markClaimed(channelId as Hex, BigInt(e.claimed))
+    }
+  }
+  const save = () => {
+    const file: BookFile = { version: 1, channels: {} }
+    for (const e of memory.all())
+      file.channels[e.newest.channelId.toLowerCase()] = {
+        cumulativeAmount: e.newest.cumulativeAmount.toString(),
+        meterWh: e.newest.meterWh.toString(),
+        signature: e.newest.signature,
+        payer: e.payer,
+        claimed: e.claimed.toString(),
+      }
+    mkdirSync(dirname(path), { recursive: true })
+    writeFileAtomic(path, `${JSON.stringify(file, null, 2)}\n`)
+  }
+  return {
+    ...memory,
+    offer(voucher, payer) {
+      const kept = memory.offer(voucher, payer)
+      if (kept) save()
+      return kept
+    },
+    markClaimed(channelId, cumulativeAmount) {
+      memory.markClaimed(channelId, cumulativeAmount)
+      save()
+    },
   }
 }
 
