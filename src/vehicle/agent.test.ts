@@ -349,6 +349,60 @@ describe('digital keys at the car', () => {
     assert.equal((await unlock(family)).code, 'OK')
   })
 
+  test('CLI: key grant → key unlock → key list → key revoke → key list --on-chain', async (t) => {
+    const { keyCommands } = await import('../cli/commands/key.ts')
+    const keysDir = mkdtempSync(join(tmpdir(), 'carchain-keys-'))
+    t.after(() => rmSync(keysDir, { recursive: true, force: true }))
+    const io = { json: true, progress() {}, print() {}, stopSignal: new AbortController().signal }
+    const run = (name: string, flags: Record<string, string | boolean>) => {
+      const command = keyCommands.find((c) => c.path[1] === name)
+      assert.ok(command, name)
+      return command.run({ flags, positionals: [], io })
+    }
+    const chainFlags = { rpc: chain.anvil.rpcUrl, 'key-registry': domain.keyRegistry }
+    const granted = (await run('grant', {
+      ...chainFlags,
+      'owner-index': '6',
+      vehicle,
+      grantee: member.address,
+      preset: 'parcel',
+      dir: keysDir,
+    })) as { data: { file: string; link: string; grant: { grantId: Hex; maxUses: number } } }
+    assert.equal(granted.data.grant.maxUses, 1)
+    const opened = await run('unlock', {
+      link: url,
+      grant: granted.data.link,
+      'key-index': '2',
+      action: 'open_trunk',
+    })
+    assert.equal((opened.data as { code: string }).code, 'OK')
+    const again = await run('unlock', {
+      link: url,
+      grant: granted.data.file,
+      'key-index': '2',
+      action: 'OPEN_TRUNK',
+    })
+    assert.deepEqual([(again.data as { code: string }).code, again.exitCode], ['GRANT_USED_UP', 1])
+    const listed = (await run('list', { ...chainFlags, dir: keysDir })).data as { status: string }[]
+    assert.deepEqual(
+      listed.map((r) => r.status),
+      ['valid'],
+    )
+    await run('revoke', { ...chainFlags, 'owner-index': '6', grant: granted.data.file })
+    const after = (await run('list', { ...chainFlags, dir: keysDir })).data as { status: string }[]
+    assert.deepEqual(
+      after.map((r) => r.status),
+      ['revoked'],
+    )
+    const onChain = (await run('list', { ...chainFlags, vehicle, 'on-chain': true })).data as {
+      grantId: Hex
+    }[]
+    assert.ok(onChain.some((r) => r.grantId === granted.data.grant.grantId))
+    await assert.rejects(run('revoke', { ...chainFlags, 'owner-index': '7', vehicle, all: true }), {
+      code: 'CHAIN_TX_FAILED',
+    })
+  })
+
   test('online path: phone → node (chain read directly) → node-signed command the car verifies', async (t) => {
     const { createServer } = await import('../node/server.ts')
     const { CommandVerifier, keyRoutes, onlineUnlock, OnlineKeyService } = await import('../keys/online.ts')
