@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import type { BrowserContext, Page } from 'playwright-core'
+import { type SeededFleet, seedFleet } from './fleet-fixture.ts'
 import { requirePart } from './skip.ts'
 
 const chromiumPath = '/usr/bin/chromium'
@@ -24,9 +25,12 @@ const shotDir = process.env.UPDATE_SCREENSHOTS
   ? new URL('../docs/img/', import.meta.url).pathname
   : mkdtempSync(join(tmpdir(), 'carchain-shots-'))
 mkdirSync(shotDir, { recursive: true })
+/** Screenshots of made-up data never go to docs/. */
+const sampleDir = mkdtempSync(join(tmpdir(), 'carchain-shots-sample-'))
 
 let child: ChildProcessWithoutNullStreams | undefined
 let url = ''
+let fleet: SeededFleet | undefined
 let browser: BrowserContext | undefined
 let page: Page
 
@@ -34,7 +38,8 @@ before(async () => {
   if (!hasChromium) return
   child = spawn(
     process.execPath,
-    [main, 'up', '--json', '--port', '0', '--vehicles', '3', '--data', dataDir],
+    // Without the simulator: the fixture's cars keep the test deterministic and light.
+    [main, 'up', '--json', '--port', '0', '--no-sim', '--data', dataDir],
     {
       env: { ...process.env, DATABASE_URL: '', CARCHAIN_ANCHOR_INTERVAL_MS: '2000' },
     },
@@ -43,15 +48,20 @@ before(async () => {
   child.stderr.on('data', (d: Buffer) => {
     stderr += d.toString()
   })
-  url = await new Promise<string>((resolve, reject) => {
+  const info = await new Promise<{
+    url: string
+    chain: { rpcUrl: string; contracts: Record<string, string> }
+  }>((resolve, reject) => {
     let stdout = ''
     child!.stdout.on('data', (d: Buffer) => {
       stdout += d.toString()
       const line = stdout.split('\n').find((l) => l.startsWith('{"event":"up"'))
-      if (line) resolve(JSON.parse(line).url)
+      if (line) resolve(JSON.parse(line))
     })
     child!.once('exit', (code) => reject(new Error(`up exited ${code}: ${stdout}\n${stderr}`)))
   })
+  url = info.url
+  fleet = await seedFleet(info, 4)
   const { chromium } = await import('playwright-core')
   // A fresh profile per run (playwright passes it as --user-data-dir).
   browser = await chromium.launchPersistentContext(profileDir, {
@@ -79,6 +89,7 @@ const pageErrors: string[] = []
 
 after(async () => {
   await browser?.close()
+  await fleet?.cleanup()
   if (child && child.exitCode === null) {
     child.kill('SIGINT')
     await new Promise((resolve) => child!.once('exit', resolve))
@@ -117,22 +128,31 @@ test('the fleet view renders with the node health and chain', async (t) => {
 
 test('a vehicle timeline marks events verified on chain, checked in the browser', async (t) => {
   if (!requirePart(t, hasChromium, 'chromium not installed (apt-get install chromium)')) return
-  const sim = await getJson('/v1/sim/vehicles')
-  if (sim.status === 404) {
-    t.diagnostic('the node has no demo fleet yet (/v1/sim/vehicles): timeline not checked')
-    await shot('dashboard')
-    return
-  }
-  // Wait for a vehicle with events; the fleet row links to its timeline.
+  const car = fleet!.cars[0]!
   await page.goto(url)
-  const row = page.getByTestId('vehicle-row').filter({ hasText: /ago|just now/ })
-  await row.first().waitFor({ timeout: 60_000 })
-  await page.waitForTimeout(1500)
+  const row = page.getByTestId('vehicle-row').filter({ hasText: car.vin })
+  await row.waitFor({ timeout: 20_000 })
+  await page
+    .getByTestId('vehicle-row')
+    .nth(fleet!.cars.length - 1)
+    .waitFor()
+  await page.waitForTimeout(500)
   await shot('dashboard')
-  await row.first().locator('a.vehicle-link').click()
+  await row.locator('a.vehicle-link').click()
   await page.getByTestId('timeline').waitFor({ timeout: 20_000 })
-  // Anchoring runs every 2 s here; the mark appears once an anchor covers an event.
-  await page.getByTestId('verified').first().waitFor({ timeout: 60_000 })
+  // Anchoring runs every 2 s here; the mark appears once an anchor covers the events.
+  const marks = (testId: string, atLeast: number, timeout: number) =>
+    page.waitForFunction(
+      ([id, n]) => document.querySelectorAll(`[data-testid="${id}"]`).length >= (n as number),
+      [testId, atLeast] as const,
+      { timeout },
+    )
+  await marks('verified', 9, 60_000)
+  // A new errand arrives live (over the stream) and waits for the next anchor.
+  await fleet!.drive(car)
+  await marks('timeline-event', 18, 20_000)
+  assert.equal(await page.getByTestId('verify-failed').count(), 0, 'an event failed verification')
+  await marks('verified', 18, 60_000)
   assert.equal(await page.getByTestId('verify-failed').count(), 0, 'an event failed verification')
   await shot('timeline')
   assert.deepEqual(pageErrors, [])
@@ -144,14 +164,14 @@ test('a demo owner signs a key (EIP-712) and revokes it on chain', async (t) => 
   await page.getByTestId('keys-view').waitFor()
   const select = page.getByTestId('owner-select')
   if ((await select.count()) === 0) await page.getByTestId('owner-index').fill('1')
+  else await select.selectOption('1')
   await page.getByRole('button', { name: 'Sign in' }).click()
   await page.getByTestId('signed-in').waitFor({ timeout: 15_000 })
-  const vehicle = page.getByTestId('grant-vehicle')
-  if ((await vehicle.count()) === 0) {
-    t.diagnostic('no vehicle owned by the demo owner yet: grant not checked')
-    await shot('keys')
-    return
-  }
+  await page
+    .getByTestId('grant-vehicle')
+    .locator('option')
+    .first()
+    .waitFor({ state: 'attached', timeout: 15_000 })
   await page.getByTestId('grant-grantee').fill('0x90f79bf6eb2c4f870365e785982e1f101e93b906')
   await page.getByTestId('grant-sign').click()
   await page.getByTestId('grant-status').getByText('active').first().waitFor({ timeout: 15_000 })
@@ -173,6 +193,48 @@ test('charging, wallets and anchors render or say they are not available', async
     await page.locator('.state-loading').first().waitFor({ state: 'detached', timeout: 20_000 })
     await page.waitForTimeout(800)
     await shot(hash)
+  }
+  assert.deepEqual(pageErrors, [])
+})
+
+test('the charging chart draws sessions in the docs/payments.md shape', async (t) => {
+  if (!requirePart(t, hasChromium, 'chromium not installed (apt-get install chromium)')) return
+  // The answer as docs/payments.md gives it, served to the page whatever the node has mounted.
+  const base = Date.parse('2026-11-21T08:00:00Z')
+  const sessions = Array.from({ length: 8 }, (_, i) => ({
+    sessionId: `0x${(i + 1).toString(16).padStart(64, '0')}`,
+    evseId: `DE*CCH*E0000${1 + (i % 3)}`,
+    charger: `0x${'c1'.repeat(20)}`,
+    vehicle: fleet!.cars[i % fleet!.cars.length]!.vehicle,
+    payee: `0x${'cd'.repeat(20)}`,
+    channelId: `0x${'ab'.repeat(32)}`,
+    token: `0x${'00'.repeat(20)}`,
+    pricePerKWh: '300000000000000000',
+    sessionFee: '0',
+    state: i === 7 ? 'active' : 'ended',
+    code: i === 7 ? null : 'OK',
+    startedAt: new Date(base + i * 3_600_000).toISOString(),
+    endedAt: i === 7 ? null : new Date(base + i * 3_600_000 + 1_800_000).toISOString(),
+    energyWh: 4000 + ((i * 2731) % 9000),
+    amount: (BigInt(4000 + ((i * 2731) % 9000)) * 300000000000000n).toString(),
+    cumulativeAmount: '0',
+    vouchers: 6,
+    claimed: i < 5,
+  }))
+  await page.route('**/v1/charging/sessions*', (route) =>
+    route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ sessions }) }),
+  )
+  try {
+    await page.goto(`${url}/#/charging`)
+    await page.getByTestId('energy-chart').waitFor({ timeout: 15_000 })
+    assert.equal(await page.locator('.chart-bar').count(), 8)
+    assert.equal(await page.getByTestId('sessions-table').locator('tbody tr').count(), 8)
+    const text = (await page.getByTestId('charging-view').textContent()) ?? ''
+    assert.match(text, /Energy delivered/)
+    assert.match(text, /claimed on chain/)
+    await page.screenshot({ path: join(sampleDir, 'charging-sample.png') })
+  } finally {
+    await page.unroute('**/v1/charging/sessions*')
   }
   assert.deepEqual(pageErrors, [])
 })

@@ -4,8 +4,9 @@ export type ChartPoint = { key: string; label: string; energyKWh: number; cost: 
 
 export function EnergyChart(props: { points: ChartPoint[]; costUnit: string }) {
   const { points } = props
-  const width = 760
-  const height = 240
+  // Close to the card's on-screen size, so labels keep their font size.
+  const width = 1080
+  const height = 260
   const pad = { top: 16, right: 56, bottom: 36, left: 48 }
   const innerW = width - pad.left - pad.right
   const innerH = height - pad.top - pad.bottom
@@ -101,5 +102,6 @@ function niceMax(value: number): number {
 }
 
 function fmt(value: number): string {
-  return value >= 100 ? Math.round(value).toString() : value >= 10 ? value.toFixed(0) : value.toFixed(1)
+  if (value >= 10) return Math.round(value).toString()
+  return Number(value.toFixed(2)).toString()
 }

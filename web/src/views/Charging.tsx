@@ -19,6 +19,8 @@ type Session = {
   /** Base units of the token. */
   costBase: bigint | undefined
   state: string | undefined
+  /** Settled on chain (the channel's claimed amount covers it). */
+  claimed: boolean | undefined
 }
 
 const pick = (record: Record<string, unknown>, names: string[]): unknown => {
@@ -70,7 +72,14 @@ export function normaliseSession(raw: unknown, i: number): Session {
     energyWh,
     costBase,
     state: typeof state === 'string' ? state : undefined,
+    claimed: typeof r.claimed === 'boolean' ? r.claimed : undefined,
   }
+}
+
+function SessionState(props: { state: string; claimed: boolean | undefined }) {
+  if (props.state === 'active') return <Badge tone="info">charging</Badge>
+  if (props.claimed) return <Badge tone="good">ended · claimed on chain</Badge>
+  return <Badge tone={/end|clos|settl/.test(props.state) ? 'neutral' : 'warn'}>{props.state}</Badge>
 }
 
 export function ChargingView() {
@@ -163,15 +172,7 @@ export function ChargingView() {
                         <td className="num">
                           {costOf(s) === undefined ? '—' : `${costOf(s)!.toFixed(2)} ${token.symbol}`}
                         </td>
-                        <td>
-                          {s.state ? (
-                            <Badge tone={/end|clos|settl|claim/.test(s.state) ? 'good' : 'info'}>
-                              {s.state}
-                            </Badge>
-                          ) : (
-                            '—'
-                          )}
-                        </td>
+                        <td>{s.state ? <SessionState state={s.state} claimed={s.claimed} /> : '—'}</td>
                       </tr>
                     ))}
                   </tbody>
