@@ -44,3 +44,32 @@ test('voucher verification rate at the charger (reported; the bench holds the ta
   t.diagnostic(`fast path ${report.fastPerSecond}/s, plain recovery ${report.recoverPerSecond}/s`)
   assert.ok(report.fastPerSecond > report.recoverPerSecond)
 })
+
+test('fixed-base verification agrees with @noble/curves recovery on valid and tampered signatures', async () => {
+  const { secp256k1 } = await import('@noble/curves/secp256k1.js')
+  const { fixedTable, verifyRecoverable } = await import('./secp256k1-fixed.ts')
+  const big = (b: Uint8Array) => BigInt(`0x${Buffer.from(b).toString('hex')}`)
+  const sk = secp256k1.utils.randomSecretKey()
+  const pk = secp256k1.Point.fromBytes(secp256k1.getPublicKey(sk, false))
+  const table = fixedTable(pk.toAffine().x, pk.toAffine().y)
+  for (let i = 0; i < 40; i++) {
+    const digest = crypto.getRandomValues(new Uint8Array(32))
+    const sig = secp256k1.sign(digest, sk, { prehash: false, format: 'recovered' })
+    const recovery = sig[0] as 0 | 1
+    const r = big(sig.subarray(1, 33))
+    const s = big(sig.subarray(33))
+    const z = big(digest)
+    assert.ok(verifyRecoverable(table, z, r, s, recovery), `valid ${i}`)
+    assert.ok(!verifyRecoverable(table, z, r, s, (1 - recovery) as 0 | 1), `parity ${i}`)
+    assert.ok(!verifyRecoverable(table, z + 1n, r, s, recovery), `digest ${i}`)
+    assert.ok(!verifyRecoverable(table, z, r, s + 1n, recovery), `s ${i}`)
+    const tamperedR = (r + 1n) % N
+    // Whatever a tampered r recovers to, it must agree with noble: accepted only if it is this key.
+    let nobleSays = false
+    try {
+      const key = new secp256k1.Signature(tamperedR, s).addRecoveryBit(recovery).recoverPublicKey(digest)
+      nobleSays = key.equals(pk)
+    } catch {}
+    assert.equal(verifyRecoverable(table, z, tamperedR, s, recovery), nobleSays, `r ${i}`)
+  }
+})
