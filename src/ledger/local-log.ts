@@ -235,7 +235,20 @@ export async function openLocalLog(path: string): Promise<LocalLog> {
     return run
   }
   const write = async (bytes: Uint8Array, sync: boolean) => {
-    await handle.write(bytes, 0, bytes.length, size)
+    try {
+      await handle.write(bytes, 0, bytes.length, size)
+    } catch (error) {
+      // A partial write (disk full) must not leave bytes a later, shorter record would not cover.
+      await handle.truncate(size).catch(() => {})
+      throw new BaseError(
+        'DATA_DIR_INVALID',
+        `cannot write the local log ${path}: ${(error as Error).message}`,
+        {
+          details: { path },
+          cause: error,
+        },
+      )
+    }
     size += bytes.length
     if (sync) await handle.datasync()
   }
