@@ -192,12 +192,13 @@ export class VehicleAgent {
   }
 
   async #act(decision: AccessDecision, eventId: Hex): Promise<void> {
-    const outcome = this.model.apply(decision.action)
-    await this.recorder.record(outcome.kind, {
+    // record, then act: a car that cannot record does not act (the link answers INTERNAL)
+    await this.recorder.record(VehicleModel.eventKind(decision.action), {
       via: decision.rental ? 'rental' : 'key',
       grantId: decision.grantId,
       access: eventId,
     })
+    this.model.apply(decision.action)
     if (decision.rental) return
     const notice: OwnerNotice = {
       vehicle: this.vehicle,

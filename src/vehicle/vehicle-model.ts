@@ -42,6 +42,11 @@ export class VehicleModel {
     }
   }
 
+  /** The event kind that records `action` (known before acting, so it is recorded first). */
+  static eventKind(action: number): EventKind {
+    return actionKinds[action] ?? 'telemetry'
+  }
+
   status(): VehicleStatus {
     return { ...this.#status }
   }
@@ -70,7 +75,7 @@ export class VehicleModel {
         s.chargePortOpen = true
         break
     }
-    const kind = actionKinds[action] ?? 'telemetry'
+    const kind = VehicleModel.eventKind(action)
     return { kind, changed: JSON.stringify(s) !== before, status: this.status() }
   }
 
