@@ -21,11 +21,12 @@ import { type Database, openDatabase, redactUrl } from '../db/database.ts'
 import { migrate } from '../db/migrate.ts'
 import { BaseError } from '../errors.ts'
 import { getLogId } from '../ledger/anchor.ts'
+import { type Fleet, simRoutes, startFleet } from '../sim/fleet.ts'
 import { type AnchoringScheduler, startAnchoring } from './anchoring.ts'
 import { authRoutes } from './auth.ts'
 import type { NodeContext } from './context.ts'
-import { logRoutes } from './log-routes.ts'
 import { createDashboardRoutes } from './dashboard.ts'
+import { logRoutes } from './log-routes.ts'
 import { type ChainInfo, createServer } from './server.ts'
 import { createNodeEvents, streamRoutes } from './stream.ts'
 import { vehicleRoutes } from './vehicle-routes.ts'
@@ -43,6 +44,7 @@ export type RunningNode = {
   readonly context: NodeContext
   readonly anchoring: AnchoringScheduler
   readonly server: FastifyInstance
+  readonly fleet: Fleet | undefined
   /** Stops everything this node started, in reverse order. Idempotent. */
   stop(): Promise<void>
 }
@@ -132,6 +134,7 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
       log: (message) => progress(message),
     })
     undo.push(() => anchoring.stop())
+    let fleet: Fleet | undefined
     const server = await createServer({
       version: carchainVersion,
       chain: () => chain,
@@ -153,6 +156,7 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
         vehicleRoutes(context),
         authRoutes(context),
         streamRoutes(context.events),
+        simRoutes(() => fleet),
         createDashboardRoutes({ progress }),
       ],
     })
@@ -172,7 +176,19 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
     }
     const { port } = server.server.address() as AddressInfo
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
-    return { url, chain, clients, deployment, db, context, anchoring, server, stop }
+    if (config.sim) {
+      progress(`starting the demo fleet (${config.vehicles} vehicles)`)
+      fleet = await startFleet({
+        context,
+        nodeUrl: url,
+        dataDir: config.dataDir,
+        vehicles: config.vehicles,
+        progress,
+      })
+      const started = fleet
+      undo.push(() => started.stop())
+    }
+    return { url, chain, clients, deployment, db, context, anchoring, server, fleet, stop }
   } catch (error) {
     await stop()
     throw error

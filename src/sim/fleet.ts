@@ -1,0 +1,278 @@
+/**
+ * The demo fleet behind `npm start`: certified cars registered on chain, each a full in-car agent
+ * (key store, offline key checks over its link, crash-safe ledger uploading to the node), driven
+ * by a scenario that exercises every flow within the first minute. Owners, the parcel agent and
+ * the renter are accounts of the development mnemonic, so any wallet or `cast` can join in.
+ *
+ * Everything lives in `<data>/fleet` and `<data>/pki`: a restart finds its cars, keys and ledgers
+ * again and goes on where they stopped.
+ *
+ * Demo shortcuts, all documented in docs/simulator.md: one software key store holds every car's
+ * keys (a real car's live in its own secure element); the operator (development account 0) is
+ * the OEM, the CPO and the token's minter.
+ */
+import { createHash } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import { type Address, getAddress, parseEther, parseUnits } from 'viem'
+import { developmentAccount } from '../chain/clients.ts'
+import { demoTokenAbi, vehicleRegistryAbi } from '../chain/generated/index.ts'
+import { writeFileAtomic } from '../fs-atomic.ts'
+import { fromPem, parseCertificate } from '../identity/certificate.ts'
+import { DEV_PASSPHRASE, PkiDirectory } from '../identity/pki-directory.ts'
+import { SoftwareKeyStore } from '../identity/software-keystore.ts'
+import type { NodeContext } from '../node/context.ts'
+import { registerVehicle } from '../node/vehicle-routes.ts'
+import { VehicleAgent } from '../vehicle/agent.ts'
+import { httpBatchTransport, keyStoreP256Signer, VehicleLedger } from '../vehicle/ledger.ts'
+import { runScenario, type SimActivity } from './scenario.ts'
+
+/** The demo keystore's KDF: its passphrase is public anyway, so start-up stays quick. */
+const DEMO_SCRYPT = { n: 2 ** 12, r: 8, p: 1 }
+/** Demo owners are development accounts 1..OWNER_COUNT (the courier and renter: scenario.ts). */
+export const OWNER_COUNT = 5
+
+export type FleetVehicleRecord = {
+  vin: string
+  vehicle: Address
+  ownerIndex: number
+  identityKey: string
+  walletKey: string
+  cert: string
+  chain: string
+}
+type FleetState = { version: 1; vehicles: FleetVehicleRecord[] }
+
+export type SimVehicle = { vehicle: Address; vin: string; owner: Address; ownerIndex: number; link: string }
+
+export type Fleet = {
+  readonly vehicles: () => SimVehicle[]
+  readonly agents: ReadonlyMap<Address, VehicleAgent>
+  readonly activity: SimActivity
+  stop(): Promise<void>
+}
+
+export type StartFleetParameters = {
+  context: NodeContext
+  nodeUrl: string
+  dataDir: string
+  vehicles: number
+  progress?: (message: string) => void
+  /** Run the scenario loop (default true); tests drive flows themselves. */
+  scenario?: boolean
+}
+
+/** A VIN that passes ISO 3779 checks: a fixed WMI/VDS and the car's number. */
+export function demoVin(index: number): string {
+  return `WCC0DEM0${String(index).padStart(9, '0')}`
+}
+
+export async function startFleet(parameters: StartFleetParameters): Promise<Fleet> {
+  const { context, dataDir, progress = () => {} } = parameters
+  const { clients } = context
+  const fleetDir = join(dataDir, 'fleet')
+  const pkiDir = join(dataDir, 'pki')
+  mkdirSync(fleetDir, { recursive: true })
+
+  const pki = new PkiDirectory({ dir: pkiDir, passphrase: DEV_PASSPHRASE, scrypt: DEMO_SCRYPT })
+  if (!existsSync(join(pkiDir, 'pki.json'))) {
+    progress('creating the demo OEM and CPO certificate hierarchies')
+    await pki.init()
+  }
+  await trustPki(context, pkiDir)
+
+  const statePath = join(fleetDir, 'fleet.json')
+  const state: FleetState = existsSync(statePath)
+    ? JSON.parse(readFileSync(statePath, 'utf8'))
+    : { version: 1, vehicles: [] }
+  for (let i = state.vehicles.length; i < parameters.vehicles; i++) {
+    const vin = demoVin(i + 1)
+    const issued = await pki.issueVehicle({ vin, chainId: clients.chain.id })
+    const walletKey = `${issued.key}-wallet` // PkiDirectory's label for the car's wallet key
+    const store = keyStore(pkiDir)
+    const vehicle = getAddress(await store.ethereumAddress(walletKey))
+    state.vehicles.push({
+      vin,
+      vehicle,
+      ownerIndex: 1 + (i % OWNER_COUNT),
+      identityKey: issued.key,
+      walletKey,
+      cert: issued.cert,
+      chain: issued.chain,
+    })
+    writeFileAtomic(statePath, `${JSON.stringify(state, null, 2)}\n`)
+  }
+  const records = state.vehicles.slice(0, parameters.vehicles)
+  progress(`registering ${records.length} vehicles on chain`)
+  await registerOnChain(context, records)
+
+  const store = keyStore(pkiDir)
+  const agents = new Map<Address, VehicleAgent>()
+  const ledgers = new Map<Address, VehicleLedger>()
+  for (const record of records) {
+    const roots = [join(pkiDir, 'subca', 'oem.pem'), join(pkiDir, 'roots', 'oem.pem')].map((p) =>
+      readFileSync(p, 'utf8'),
+    )
+    await registerVehicle(context, { certificate: readFileSync(record.cert, 'utf8'), chain: roots })
+    const dir = join(fleetDir, record.vin)
+    const ledger = await VehicleLedger.open({
+      vehicle: record.vehicle,
+      dir,
+      signer: keyStoreP256Signer(store, record.identityKey),
+      transport: httpBatchTransport(parameters.nodeUrl),
+      onUploadError: (error) => progress(`${record.vin}: upload failed (${error.code}); retrying`),
+    })
+    const agent = await VehicleAgent.create({
+      dir,
+      keys: { store, identityKey: record.identityKey, walletKey: record.walletKey },
+      chain: {
+        client: clients.publicClient,
+        chainId: clients.chain.id,
+        vehicleRegistry: context.contracts.VehicleRegistry,
+        keyRegistry: context.contracts.KeyRegistry,
+      },
+      recorder: ledger,
+      link: { host: '127.0.0.1', port: 0 },
+      plugins: [ledger],
+    })
+    agent.onNotice((notice) => context.events.publish('access', { ...notice, notice: true }))
+    agent.link.onAttempt((attempt) =>
+      context.events.publish('access', { vehicle: record.vehicle, ...(attempt as object) }),
+    )
+    await agent.start()
+    agents.set(record.vehicle, agent)
+    ledgers.set(record.vehicle, ledger)
+  }
+  progress(`${agents.size} vehicles running`)
+
+  const vehicles = (): SimVehicle[] =>
+    records.map((r) => ({
+      vehicle: r.vehicle,
+      vin: r.vin,
+      owner: developmentAccount(r.ownerIndex).address,
+      ownerIndex: r.ownerIndex,
+      link: agents.get(r.vehicle)!.link.url,
+    }))
+
+  const scenario =
+    parameters.scenario === false ? undefined : runScenario({ context, vehicles, agents, progress })
+  return {
+    vehicles,
+    agents,
+    activity: scenario?.activity ?? { counts: {}, last: [] },
+    async stop() {
+      await scenario?.stop()
+      for (const agent of agents.values()) await agent.stop()
+      await store.close()
+      await pki.close()
+    },
+  }
+}
+
+/** `/v1/sim/*`: mounted before the fleet exists (the server starts first); empty until it does. */
+export function simRoutes(fleet: () => Fleet | undefined) {
+  return (app: FastifyInstance) => {
+    app.get(
+      '/v1/sim/vehicles',
+      { schema: { summary: 'The demo fleet: each car, its owner (development mnemonic index) and link' } },
+      async () => fleet()?.vehicles() ?? [],
+    )
+    app.get(
+      '/v1/sim/activity',
+      { schema: { summary: 'What the simulator did: counts per flow and the latest actions' } },
+      async () => fleet()?.activity ?? { counts: {}, last: [] },
+    )
+  }
+}
+
+function keyStore(pkiDir: string): SoftwareKeyStore {
+  return new SoftwareKeyStore({
+    dir: join(pkiDir, 'keystore'),
+    passphrase: DEV_PASSPHRASE,
+    scrypt: DEMO_SCRYPT,
+  })
+}
+
+async function send(
+  context: NodeContext,
+  request: Parameters<NodeContext['clients']['walletClient']['writeContract']>[0],
+) {
+  const hash = await context.clients.walletClient.writeContract(request)
+  const receipt = await context.clients.publicClient.waitForTransactionReceipt({ hash })
+  return receipt
+}
+
+/** The operator is the demo OEM and CPO; the registry trusts the demo roots. Idempotent. */
+async function trustPki(context: NodeContext, pkiDir: string) {
+  const { publicClient, account } = context.clients
+  const registry = context.contracts.VehicleRegistry
+  const read = <T>(functionName: string, args: readonly unknown[]) =>
+    publicClient.readContract({
+      address: registry,
+      abi: vehicleRegistryAbi,
+      functionName,
+      args,
+    } as never) as Promise<T>
+  if (!(await read<boolean>('isOem', [account.address])))
+    await send(context, {
+      address: registry,
+      abi: vehicleRegistryAbi,
+      functionName: 'setOem',
+      args: [account.address, true],
+    } as never)
+  if (!(await read<boolean>('isCpo', [account.address])))
+    await send(context, {
+      address: registry,
+      abi: vehicleRegistryAbi,
+      functionName: 'setCpo',
+      args: [account.address, true],
+    } as never)
+  for (const [role, file] of [
+    [0, 'oem.pem'],
+    [1, 'cpo.pem'],
+  ] as const) {
+    const root = parseCertificate(fromPem(readFileSync(join(pkiDir, 'roots', file), 'utf8'))[0]!)
+    const fingerprint = `0x${root.fingerprint}` as const
+    if (!(await read<boolean>('isTrustedRoot', [role, fingerprint])))
+      await send(context, {
+        address: registry,
+        abi: vehicleRegistryAbi,
+        functionName: 'setTrustedRoot',
+        args: [role, fingerprint, true],
+      } as never)
+  }
+}
+
+/** Mints each car's title to its owner and funds its wallet (gas and demo tokens). Idempotent. */
+async function registerOnChain(context: NodeContext, records: FleetVehicleRecord[]) {
+  const { publicClient } = context.clients
+  for (const record of records) {
+    const registered = await publicClient.readContract({
+      address: context.contracts.VehicleRegistry,
+      abi: vehicleRegistryAbi,
+      functionName: 'isRegistered',
+      args: [record.vehicle],
+    })
+    if (registered) continue
+    const cert = parseCertificate(readFileSync(record.cert, 'utf8'))
+    const vinHash = `0x${createHash('sha256').update(record.vin).digest('hex')}` as const
+    await send(context, {
+      address: context.contracts.VehicleRegistry,
+      abi: vehicleRegistryAbi,
+      functionName: 'registerVehicle',
+      args: [record.vehicle, developmentAccount(record.ownerIndex).address, `0x${cert.fingerprint}`, vinHash],
+    } as never)
+    const hash = await context.clients.walletClient.sendTransaction({
+      to: record.vehicle,
+      value: parseEther('10'),
+    } as never)
+    await publicClient.waitForTransactionReceipt({ hash })
+    await send(context, {
+      address: context.contracts.Token,
+      abi: demoTokenAbi,
+      functionName: 'mint',
+      args: [record.vehicle, parseUnits('1000', 18)],
+    } as never)
+  }
+}

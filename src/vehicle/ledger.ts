@@ -1,0 +1,168 @@
+/**
+ * The vehicle's ledger: every event it makes goes into its crash-safe local log (durable before
+ * the call returns), and an uploader sends the unacknowledged tail to the node in signed batches
+ * until the node acknowledges them — retried with backoff, idempotent on re-send (the node
+ * answers a re-sent batch with the same ids), so a crash on either side loses nothing and
+ * duplicates nothing.
+ *
+ * It is the agent's `AccessRecorder` and a `VehicleAgentPlugin` (the uploader starts and stops
+ * with the agent).
+ */
+import { createHash } from 'node:crypto'
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Hex } from 'viem'
+import { BaseError, toBaseError } from '../errors.ts'
+import type { KeyRef, KeyStore } from '../identity/keystore.ts'
+import type { AccessRecorder } from '../keys/recorder.ts'
+import { createEventChain, type EventChain, type EventKind, type P256Signer } from '../ledger/envelope.ts'
+import { type BatchJson, createBatch } from '../ledger/ingest.ts'
+import type { JsonValue } from '../ledger/jcs.ts'
+import { type LocalLog, openLocalLog } from '../ledger/local-log.ts'
+import type { VehicleAgentPlugin } from './agent.ts'
+
+/** Moves a batch to the node; resolves with the node's acknowledgement once it is durable there. */
+export type BatchTransport = {
+  send(batch: BatchJson): Promise<{ ids: readonly string[]; treeSize: number }>
+}
+
+/** HTTP transport: `POST <node>/v1/vehicles/{vehicle}/events`. */
+export function httpBatchTransport(nodeUrl: string, timeoutMs = 30_000): BatchTransport {
+  return {
+    async send(batch) {
+      let response: Response
+      try {
+        response = await fetch(`${nodeUrl}/v1/vehicles/${batch.vehicle}/events`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(batch),
+          signal: AbortSignal.timeout(timeoutMs),
+        })
+      } catch (error) {
+        throw new BaseError('TIMEOUT', `the node at ${nodeUrl} did not answer`, { cause: error })
+      }
+      const body = (await response.json().catch(() => ({}))) as {
+        code?: string
+        message?: string
+        ids?: string[]
+        treeSize?: number
+      }
+      if (!response.ok)
+        throw new BaseError(
+          (body.code as never) ?? 'INTERNAL',
+          body.message ?? `the node answered ${response.status}`,
+          {
+            details: { status: response.status },
+          },
+        )
+      return { ids: body.ids ?? [], treeSize: body.treeSize ?? 0 }
+    },
+  }
+}
+
+/** A P-256 checkpoint signer over a key store: ECDSA over SHA-256(message). */
+export function keyStoreP256Signer(store: KeyStore, ref: KeyRef): P256Signer {
+  return { sign: (message) => store.signDigest(ref, createHash('sha256').update(message).digest()) }
+}
+
+export type VehicleLedgerOptions = {
+  vehicle: string
+  /** The vehicle's directory (the log lives in `<dir>/ledger.log`). */
+  dir: string
+  signer: P256Signer
+  transport: BatchTransport
+  /** How often the uploader looks for new events (default 1000 ms). */
+  uploadIntervalMs?: number
+  /** Most events per batch (default 500). */
+  maxBatchEvents?: number
+  clock?: () => number
+  /** Told of failed uploads (first and every tenth). */
+  onUploadError?: (error: BaseError) => void
+}
+
+export class VehicleLedger implements AccessRecorder, VehicleAgentPlugin {
+  readonly name = 'ledger'
+  readonly #options: VehicleLedgerOptions
+  readonly #log: LocalLog
+  readonly #chain: EventChain
+  #queue: Promise<unknown> = Promise.resolve()
+  #timer: NodeJS.Timeout | undefined
+  #uploading: Promise<void> | undefined
+  #failures = 0
+  #nextAttemptAt = 0
+  #lastTimeMs = 0
+
+  private constructor(options: VehicleLedgerOptions, log: LocalLog) {
+    this.#options = options
+    this.#log = log
+    this.#chain = createEventChain({ vehicle: options.vehicle, head: log.head() })
+    this.#lastTimeMs = log.entries().at(-1)?.envelope.time ?? 0
+  }
+
+  /** Opens (or recovers) the local log and resumes the chain where it stopped. */
+  static async open(options: VehicleLedgerOptions): Promise<VehicleLedger> {
+    await mkdir(options.dir, { recursive: true })
+    return new VehicleLedger(options, await openLocalLog(join(options.dir, 'ledger.log')))
+  }
+
+  /** Records one event; resolves with its id once it is on disk. Calls are kept in order. */
+  record(kind: EventKind, data: JsonValue): Promise<Hex> {
+    const next = this.#queue.then(async () => {
+      // Time never goes backwards in a chain (the node refuses it), even if the clock does.
+      const time = Math.max((this.#options.clock ?? Date.now)(), this.#lastTimeMs)
+      const event = this.#chain.append({ kind, time, data })
+      await this.#log.append([event])
+      this.#lastTimeMs = time
+      return event.id
+    })
+    this.#queue = next.catch(() => {})
+    return next
+  }
+
+  /** Events not yet acknowledged by the node. */
+  pending(): number {
+    return this.#log.unacknowledged().length
+  }
+
+  /** Sends what is pending now; resolves when the node acknowledged it (or throws). */
+  async flush(): Promise<void> {
+    await this.#queue
+    while (this.#log.unacknowledged().length > 0) await this.#uploadOnce()
+  }
+
+  async #uploadOnce(): Promise<void> {
+    const pending = this.#log.unacknowledged().slice(0, this.#options.maxBatchEvents ?? 500)
+    if (pending.length === 0) return
+    const batch = await createBatch({ events: pending, signer: this.#options.signer })
+    await this.#options.transport.send(batch)
+    await this.#log.acknowledge(pending.at(-1)!.envelope.seq)
+    if (this.#log.entries().length > 5000) await this.#log.compact()
+  }
+
+  start(): void {
+    this.#timer = setInterval(() => {
+      if (this.#uploading || Date.now() < this.#nextAttemptAt) return
+      this.#uploading = this.#uploadOnce()
+        .then(() => {
+          this.#failures = 0
+        })
+        .catch((error: unknown) => {
+          this.#failures += 1
+          this.#nextAttemptAt = Date.now() + Math.min(30_000, 250 * 2 ** Math.min(this.#failures, 7))
+          if (this.#failures === 1 || this.#failures % 10 === 0)
+            this.#options.onUploadError?.(toBaseError(error))
+        })
+        .finally(() => {
+          this.#uploading = undefined
+        })
+    }, this.#options.uploadIntervalMs ?? 1000)
+    this.#timer.unref()
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer)
+    await this.#uploading
+    await this.#queue
+    await this.#log.close()
+  }
+}
