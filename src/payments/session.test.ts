@@ -299,6 +299,28 @@ test('the car refuses overbilling, bad signatures and expired tariffs', async (t
     )
     await sending
   })
+  await t.test('an offered certificate that is not the TLS peer’s', async () => {
+    const [c, s] = memoryTransportPair({ carSeesCertificate: world.pki.cpo.sub.der })
+    const charger = scriptedCharger(s, {
+      signer: registered.signer,
+      evseId: registered.evseId,
+      certificatePem,
+      chainPem,
+      domain: world.domain,
+      tariff: tariff(),
+      script: async () => [],
+    })
+    await assert.rejects(
+      runChargingSession({
+        transport: c,
+        wallet: car.wallet,
+        clients: car.clients,
+        contracts: { channels: world.domain.verifyingContract },
+      }),
+      codeOf('UNAUTHENTICATED'),
+    )
+    await charger
+  })
   await t.test('a price above the owner’s maximum', async () => {
     await assert.rejects(
       run(tariff({ pricePerKWh: 2n * TOKEN }), async () => []),

@@ -230,6 +230,8 @@ export function createCarWallet(parameters: CreateCarWalletParameters): CarWalle
         return await parameters.checkCharger(charger)
       } catch (error) {
         const cause = toBaseError(error)
+        // An unreachable chain is not a verdict on the charger: pass it on as it is.
+        if (!/^(CERT_|CRL_|CHARGER_NOT_REGISTERED)/.test(cause.code)) throw cause
         throw new BaseError(
           'POLICY_DENIED',
           `charger ${charger.address} is not acceptable: ${cause.shortMessage}`,
