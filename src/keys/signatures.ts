@@ -13,6 +13,7 @@ import { ethereumAddressOf } from '../identity/keystore.ts'
 
 const { Point } = secp256k1
 const Fn = Point.Fn
+const Fp = Point.Fp
 const N = Fn.ORDER
 const HALF_N = N >> 1n
 
@@ -71,7 +72,12 @@ function verifyWithPoint(
   // multiplyUnsafe is fine: every input here is public (no secret-dependent timing to protect).
   const sum = (u1 === 0n ? Point.ZERO : Point.BASE.multiplyUnsafe(u1)).add(point.multiplyUnsafe(u2))
   if (sum.is0()) return false
-  return Fn.create(sum.toAffine().x) === parsed.r
+  // x(R) mod n == r, checked in projective coordinates (x = X/Z) to save a field inversion:
+  // X == r·Z, or X == (r + n)·Z when r + n is still a field element (x ≥ n, very rare)
+  const { X, Z } = sum
+  if (Fp.eql(X, Fp.mul(parsed.r, Z))) return true
+  const rn = parsed.r + N
+  return rn < Fp.ORDER && Fp.eql(X, Fp.mul(rn, Z))
 }
 
 export type SignerKeyCacheOptions = {
