@@ -40,7 +40,7 @@ test('the fast path agrees with EIP-712 recovery and refuses what the contract r
 })
 
 test('voucher verification rate at the charger (reported; the bench holds the target)', async (t) => {
-  const report = await measureVoucherVerification({ count: 600 })
+  const report = await measureVoucherVerification({ count: 300, rounds: 2 })
   t.diagnostic(`fast path ${report.fastPerSecond}/s, plain recovery ${report.recoverPerSecond}/s`)
   assert.ok(report.fastPerSecond > report.recoverPerSecond)
 })
