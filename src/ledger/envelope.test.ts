@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { existsSync, readFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
+import fc from 'fast-check'
 import { requirePart } from '../../test/skip.ts'
 import { isErrorCode } from '../errors.ts'
 import {
@@ -10,6 +11,7 @@ import {
   createEventChain,
   encodeEnvelope,
   envelopeLeafHash,
+  eventKinds,
   GENESIS_PREV,
   parseEnvelope,
   parseEnvelopeBytes,
@@ -19,6 +21,7 @@ import {
   verifyP256,
   verifyPayload,
 } from './envelope.ts'
+import { canonicalizeToBytes } from './jcs.ts'
 import { hashLeaf, sha256 } from './merkle.ts'
 import { aP256Signer } from './testing.ts'
 
@@ -126,6 +129,25 @@ describe('envelope', () => {
     )
     assert.deepEqual(envelopeLeafHash(event.envelope), event.leafHash)
     assert.deepEqual(encodeEnvelope(event.envelope), event.leafInput)
+  })
+
+  it('the fast envelope encoding is exactly JCS', () => {
+    const hex = (length: number) => fc.stringMatching(new RegExp(`^[0-9a-f]{${length}}$`))
+    fc.assert(
+      fc.property(
+        hex(40),
+        fc.nat(),
+        fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+        fc.constantFrom(...eventKinds),
+        hex(64),
+        hex(64),
+        (address, seq, time, kind, prev, commit) => {
+          const envelope = { v: 1 as const, vehicle: `0x${address}` as const, seq, time, kind, prev, commit }
+          assert.deepEqual(encodeEnvelope(envelope), canonicalizeToBytes(envelope))
+        },
+      ),
+      { numRuns: 300 },
+    )
   })
 
   it('parses payloads strictly', () => {

@@ -138,7 +138,34 @@ export function parseEnvelopeBytes(leafInput: Uint8Array): Envelope {
 
 /** The envelope's canonical bytes (RFC 8785): the RFC 9162 leaf input. */
 export function encodeEnvelope(envelope: Envelope): Uint8Array {
+  // Fast path for a well-formed envelope: its JCS form is this template (keys in code-unit order;
+  // the strings are hex, an address and a kind, none needing escapes; the numbers are safe
+  // integers, which ES prints as JCS does). Anything else goes through the general algorithm.
+  if (isWellFormed(envelope)) {
+    const { commit, kind, prev, seq, time, vehicle } = envelope
+    return encoder.encode(
+      `{"commit":"${commit}","kind":"${kind}","prev":"${prev}","seq":${seq},"time":${time},"v":1,"vehicle":"${vehicle}"}`,
+    )
+  }
   return canonicalizeToBytes(envelope)
+}
+
+const encoder = new TextEncoder()
+
+function isWellFormed(envelope: Envelope): boolean {
+  const { v, vehicle, seq, time, kind, prev, commit } = envelope
+  return (
+    v === 1 &&
+    Number.isSafeInteger(seq) &&
+    seq >= 0 &&
+    Number.isSafeInteger(time) &&
+    time >= 0 &&
+    kindSet.has(kind) &&
+    vehiclePattern.test(vehicle) &&
+    hash64Pattern.test(prev) &&
+    hash64Pattern.test(commit) &&
+    Object.keys(envelope).length === envelopeKeys.length
+  )
 }
 
 /** The envelope's leaf hash: SHA-256(0x00 ‖ JCS(envelope)). */
@@ -187,8 +214,12 @@ export function payloadToJson(payload: Payload): PayloadJson {
   return { salt: toHex(payload.salt), data: payload.data }
 }
 
-/** Parses `{"salt":"0x…","data":…}` strictly; throws EVENT_MALFORMED. */
-export function parsePayload(value: unknown): Payload {
+/**
+ * Parses `{"salt":"0x…","data":…}` strictly; throws EVENT_MALFORMED. `canonicalize: false`
+ * skips checking `data` is canonicalizable, for callers that compute its commit next (which
+ * checks it anyway).
+ */
+export function parsePayload(value: unknown, options: { canonicalize?: boolean } = {}): Payload {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw malformed('a payload must be a JSON object {salt, data}', {})
   }
@@ -198,7 +229,7 @@ export function parsePayload(value: unknown): Payload {
   }
   const record = value as { salt: unknown; data: unknown }
   const salt = fromHex(record.salt, 'payload.salt', SALT_BYTES, 'EVENT_MALFORMED')
-  canonicalize(record.data)
+  if (options.canonicalize !== false) canonicalize(record.data)
   return { salt, data: record.data as JsonValue }
 }
 
