@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto'
 import { getAddress, keccak256, toBytes } from 'viem'
 import { connectChain, developmentAccount } from '../src/chain/clients.ts'
-import { vehicleRegistryAbi } from '../src/chain/generated/index.ts'
+import { demoTokenAbi, vehicleRegistryAbi } from '../src/chain/generated/index.ts'
 import { toPem } from '../src/identity/certificate.ts'
 import { aPki, aVin } from '../src/identity/pki.testkit.ts'
 import { createEventChain, type EventChain, type EventKind } from '../src/ledger/envelope.ts'
@@ -97,6 +97,14 @@ export async function seedFleet(info: NodeInfo, count = 3): Promise<SeededFleet>
       certificate: toPem('CERTIFICATE', issued.cert.der),
       chain: [toPem('CERTIFICATE', pki.oem.sub.der), toPem('CERTIFICATE', pki.oem.root.der)],
     })
+    // Pocket money for the car's wallet (the demo token's owner is the deployer).
+    const minted = await walletClient.writeContract({
+      address: info.chain.contracts.Token as `0x${string}`,
+      abi: demoTokenAbi,
+      functionName: 'mint',
+      args: [vehicle, (40n + BigInt(n) * 17n) * 10n ** 18n + 250n * 10n ** 15n],
+    } as never)
+    await publicClient.waitForTransactionReceipt({ hash: minted })
     odometers.set(vehicle, 12_000 + n * 8_731.4)
     errands.set(vehicle, 0)
     cars.push({

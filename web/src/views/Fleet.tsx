@@ -45,6 +45,24 @@ export function FleetView() {
           ? { state: 'loading' }
           : vehicles
 
+  useEffect(() => {
+    if (list.state === 'ok') for (const v of list.data) if (v.vin) vins.set(v.vehicle.toLowerCase(), v.vin)
+  })
+  // Until the stream brings news, the feed starts from each vehicle's last event.
+  const shownFeed =
+    feed.length > 0 || list.state !== 'ok'
+      ? feed
+      : list.data
+          .filter((v) => v.lastEvent)
+          .sort((a, b) => b.lastEvent!.timeMs - a.lastEvent!.timeMs)
+          .slice(0, 10)
+          .map((v) => ({
+            key: `last-${v.vehicle}`,
+            text: `${kindLabel(v.lastEvent!.kind)} · ${v.vin ? `…${v.vin.slice(-8)}` : v.vehicle.slice(0, 8)}`,
+            vehicle: v.vehicle,
+            timeMs: v.lastEvent!.timeMs,
+            tone: kindTone(v.lastEvent!.kind),
+          }))
   const count = list.state === 'ok' ? list.data.length : undefined
   const active =
     list.state === 'ok'
@@ -164,11 +182,11 @@ export function FleetView() {
           </Load>
         </Card>
         <Card title="Live activity" className="card-feed">
-          {feed.length === 0 ? (
+          {shownFeed.length === 0 ? (
             <Empty>Events, anchors, charging and access attempts appear here as they happen.</Empty>
           ) : (
             <ul className="feed" data-testid="feed">
-              {feed.map((item) => (
+              {shownFeed.map((item) => (
                 <li key={item.key}>
                   <span className={`dot dot-${item.tone}`} aria-hidden="true" />
                   <span className="feed-text">
@@ -198,6 +216,8 @@ function fromSim(v: SimVehicle): Vehicle {
 }
 
 let feedCounter = 0
+/** VIN by lowercase address, so stream messages (which carry only the address) read well. */
+const vins = new Map<string, string>()
 
 function feedItem(message: StreamMessage): FeedItem | undefined {
   const key = `${Date.now()}-${feedCounter++}`
@@ -205,7 +225,7 @@ function feedItem(message: StreamMessage): FeedItem | undefined {
     case 'event':
       return {
         key,
-        text: `${kindLabel(message.data.kind)} · ${message.data.vehicle.slice(0, 8)}…`,
+        text: `${kindLabel(message.data.kind)} · ${vins.get(message.data.vehicle.toLowerCase()) ?? `${message.data.vehicle.slice(0, 8)}…`}`,
         vehicle: message.data.vehicle,
         timeMs: message.data.timeMs ?? Date.now(),
         tone: kindTone(message.data.kind),
