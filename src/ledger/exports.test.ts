@@ -1,0 +1,87 @@
+/**
+ * The ledger's public API (runtime exports per module): a change here is a change other parts
+ * and integrators see, so it must show up in review. Update the list deliberately.
+ */
+import assert from 'node:assert/strict'
+import { it } from 'node:test'
+
+const expected: Record<string, string[]> = {
+  bytes: ['equalBytes', 'fromBase64', 'fromHex', 'toBareHex', 'toBase64', 'toHex'],
+  envelope: [
+    'GENESIS_PREV',
+    'P256_PUBLIC_KEY_BYTES',
+    'SALT_BYTES',
+    'SIGNATURE_BYTES',
+    'buildEvent',
+    'computeCommit',
+    'createEventChain',
+    'createPayload',
+    'encodeEnvelope',
+    'envelopeLeafHash',
+    'eventId',
+    'eventKinds',
+    'isVehicleAddress',
+    'odometerKm',
+    'p256PublicKey',
+    'parseEnvelope',
+    'parseEnvelopeBytes',
+    'parsePayload',
+    'payloadToJson',
+    'signCheckpoint',
+    'verifyCheckpointSignature',
+    'verifyP256',
+    'verifyPayload',
+  ],
+  ingest: [
+    'MAX_BATCH_EVENTS',
+    'createBatch',
+    'createBatchIngester',
+    'ingestBatch',
+    'parseBatch',
+    'verifyBatch',
+  ],
+  jcs: ['JCS_MAX_DEPTH', 'canonicalize', 'canonicalizeToBytes'],
+  'local-log': ['MAX_RECORD_BYTES', 'openLocalLog'],
+  merkle: [
+    'EMPTY_ROOT',
+    'HASH_BYTES',
+    'buildMerkleTree',
+    'consistencyProofPlan',
+    'foldNodes',
+    'hashChildren',
+    'hashLeaf',
+    'inclusionProofPlan',
+    'rangeNodes',
+    'resolvePlan',
+    'rootFromInclusionProof',
+    'sha256',
+    'splitPoint',
+    'verifyConsistency',
+    'verifyInclusion',
+  ],
+  store: [
+    'MAX_ENTRIES_PAGE',
+    'appendBatch',
+    'appendBatches',
+    'createLedgerStore',
+    'erasePayload',
+    'eraseVehicle',
+    'getAlerts',
+    'getCheckpoint',
+    'getConsistencyProof',
+    'getEntries',
+    'getEvent',
+    'getInclusionProof',
+    'getPayload',
+    'getRootAt',
+    'getVehicleHead',
+  ],
+  verify: ['createDisclosure', 'verifyDisclosure', 'verifyEvent'],
+}
+
+it('the ledger modules export exactly the reviewed API', async () => {
+  for (const [name, exports] of Object.entries(expected)) {
+    const module = await import(`./${name}.ts`)
+    assert.deepEqual(Object.keys(module).sort(), exports, name)
+  }
+})
