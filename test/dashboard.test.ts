@@ -178,6 +178,14 @@ test('a demo owner signs a key (EIP-712) and revokes it on chain', async (t) => 
   await shot('keys')
   await page.getByTestId('grant-revoke').first().click()
   await page.getByTestId('grant-status').getByText('revoked').first().waitFor({ timeout: 20_000 })
+  // Signed in with Ethereum as the owner, the timeline shows the payloads too.
+  const signedIn = (await page.getByTestId('signed-in').textContent()) ?? ''
+  if (signedIn.includes('Sign-In with Ethereum session')) {
+    await page.goto(`${url}/#/vehicles/${fleet!.cars[0]!.vehicle.toLowerCase()}`)
+    await page.getByTestId('timeline').waitFor({ timeout: 20_000 })
+    await page.getByRole('button', { name: 'show data' }).first().click()
+    assert.match((await page.locator('.payload').first().textContent()) ?? '', /"/)
+  } else t.diagnostic('the node offers no Sign-In with Ethereum: payloads not checked')
   assert.deepEqual(pageErrors, [])
 })
 
