@@ -3,8 +3,14 @@
  * list of them.
  */
 import type { Command } from '../command.ts'
+import { chargeCommands } from './charge.ts'
 import { keyCommands } from './key.ts'
 import { pkiCommands } from './pki.ts'
 import { nodeCommands } from './up.ts'
 
-export const commands: readonly Command[] = [...nodeCommands, ...pkiCommands, ...keyCommands]
+export const commands: readonly Command[] = [
+  ...nodeCommands,
+  ...pkiCommands,
+  ...keyCommands,
+  ...chargeCommands,
+]
