@@ -1,8 +1,9 @@
 /**
  * secp256k1 ECDSA verification against a known public key with fixed-base tables: the charger's
  * hot path (verify-voucher.ts). For a key Q (and the generator G) it precomputes, per 8-bit window
- * i, the affine points d·2^(8i)·Q for d = 1..128; a scalar then costs at most 33 mixed additions
- * (signed radix-256 digits), no doublings, and one final inversion.
+ * i, the affine points d·2^(8i)·Q for d = 1..128 (12-bit windows for G, shared by all keys); a
+ * check then costs at most 33 + 22 mixed additions (signed digits), no doublings, and two
+ * inversions, which a batch shares.
  *
  * `verifyRecoverable` answers exactly what ecrecover + compare would: R = u1·G + u2·Q must have
  * x = r (not r + n) and the y parity given by v. It is cross-checked against @noble/curves in the
@@ -10,8 +11,6 @@
  */
 const P = 0xfffffffffffffffffffffffffffffffffffffffffffffffffffffffefffffc2fn
 const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n
-const WINDOWS = 33
-const HALF = 128
 
 // V8's BigInt remainder beats folding the high half by 2^256 ≡ 0x1000003D1 (measured).
 const red = (x: bigint) => x % P
@@ -97,46 +96,55 @@ function toAffineAll(points: Jacobian[]): { x: bigint; y: bigint }[] {
   return out
 }
 
-/** The window tables of one point: xs/ys[i·128 + d − 1] = d·2^(8i)·point, affine. */
-export type FixedTable = { readonly xs: bigint[]; readonly ys: bigint[] }
+/**
+ * The window tables of one point for `bits`-bit windows: xs/ys[i·half + d − 1] = d·2^(bits·i)·point
+ * (affine, d = 1..half, half = 2^(bits−1)).
+ */
+export type FixedTable = { readonly bits: number; readonly xs: bigint[]; readonly ys: bigint[] }
 
-/** Builds the tables for an affine point (~4,200 additions, a few ms). */
-export function fixedTable(x: bigint, y: bigint): FixedTable {
+/** Builds the tables for an affine point: 8-bit windows take ~4,200 additions (a few ms). */
+export function fixedTable(x: bigint, y: bigint, bits = 8): FixedTable {
+  const half = 1 << (bits - 1)
+  const windows = Math.ceil(256 / bits) + 1
   const xs: bigint[] = []
   const ys: bigint[] = []
   let base = { x, y }
-  for (let w = 0; w < WINDOWS; w++) {
+  for (let w = 0; w < windows; w++) {
     const row: Jacobian[] = []
     let acc: Jacobian = { x: base.x, y: base.y, z: 1n }
     row.push(acc)
-    for (let d = 2; d <= HALF; d++) {
+    for (let d = 2; d <= half; d++) {
       acc = addAffine(acc, base.x, base.y)
       row.push(acc)
     }
-    // 256·base = 2·(128·base): the next window's base.
+    // 2^bits·base = 2·(half·base): the next window's base.
     row.push(double(acc))
     const affine = toAffineAll(row)
-    for (let d = 0; d < HALF; d++) {
+    for (let d = 0; d < half; d++) {
       xs.push((affine[d] as { x: bigint }).x)
       ys.push((affine[d] as { y: bigint }).y)
     }
-    base = affine[HALF] as { x: bigint; y: bigint }
+    base = affine[half] as { x: bigint; y: bigint }
   }
-  return { xs, ys }
+  return { bits, xs, ys }
 }
 
 function accumulate(acc: Jacobian, table: FixedTable, scalar: bigint): Jacobian {
+  const { bits } = table
+  const half = 1 << (bits - 1)
+  const mask = BigInt((1 << bits) - 1)
+  const shift = BigInt(bits)
   let k = scalar
   let out = acc
-  for (let w = 0; w < WINDOWS && k !== 0n; w++) {
-    let d = Number(k & 0xffn)
-    k >>= 8n
-    if (d > HALF) {
-      d -= 256
+  for (let w = 0; k !== 0n; w++) {
+    let d = Number(k & mask)
+    k >>= shift
+    if (d > half) {
+      d -= 1 << bits
       k += 1n
     }
     if (d === 0) continue
-    const at = w * HALF + Math.abs(d) - 1
+    const at = w * half + Math.abs(d) - 1
     const y = table.ys[at] as bigint
     out = addAffine(out, table.xs[at] as bigint, d < 0 ? P - y : y)
   }
@@ -147,11 +155,61 @@ const GX = 0x79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798n
 const GY = 0x483ada7726a3c4655da4fbfc0e1108a8fd17b448a68554199c47d08ffb10d4b8n
 let generatorTable: FixedTable | undefined
 
+/** G's tables use 12-bit windows (~45k points, built once on first use): 22 additions per u1·G. */
+function generator(): FixedTable {
+  generatorTable ??= fixedTable(GX, GY, 12)
+  return generatorTable
+}
+
+/** One signature to check: the key's table, the digest as an integer, r, s and the recovery bit. */
+export type RecoverableCheck = {
+  readonly key: FixedTable
+  readonly z: bigint
+  readonly r: bigint
+  readonly s: bigint
+  readonly recovery: 0 | 1
+}
+
 /**
- * Whether (r, s, recovery) over `z` (the 32-byte digest as an integer) is a signature by the key
- * whose table is `key`, with R's y parity equal to `recovery` — i.e. ecrecover returns that key.
- * The caller checks 0 < r < n and 0 < s ≤ n/2.
+ * Whether each (r, s, recovery) over z is a signature by its key with R's y parity equal to
+ * `recovery` — i.e. ecrecover returns that key. The caller checks 0 < r < n and 0 < s ≤ n/2.
+ * A batch shares its two modular inversions (Montgomery's trick), which is most of the saving
+ * when a charger checks vouchers from many sessions at once.
  */
+export function verifyRecoverableBatch(checks: readonly RecoverableCheck[]): boolean[] {
+  if (checks.length === 0) return []
+  const G = generator()
+  // s⁻¹ mod n for all at once.
+  const prefix: bigint[] = []
+  let running = 1n
+  for (const c of checks) {
+    prefix.push(running)
+    running = (running * c.s) % N
+  }
+  let inv = invertMod(running, N)
+  const w: bigint[] = new Array(checks.length)
+  for (let k = checks.length - 1; k >= 0; k--) {
+    const c = checks[k] as RecoverableCheck
+    w[k] = (inv * (prefix[k] as bigint)) % N
+    inv = (inv * c.s) % N
+  }
+  const points = checks.map((c, k) => {
+    const wk = w[k] as bigint
+    return accumulate(accumulate({ x: 0n, y: 1n, z: 0n }, G, ((c.z % N) * wk) % N), c.key, (c.r * wk) % N)
+  })
+  const ok = points.map((R, k) => R.z !== 0n && R.x === mul((checks[k] as RecoverableCheck).r, mul(R.z, R.z)))
+  const live = points.filter((_, k) => ok[k])
+  if (live.length === 0) return ok
+  const affine = toAffineAll(live)
+  let next = 0
+  return ok.map((good, k) => {
+    if (!good) return false
+    const y = (affine[next++] as { y: bigint }).y
+    return Number(y & 1n) === (checks[k] as RecoverableCheck).recovery
+  })
+}
+
+/** `verifyRecoverableBatch` for one signature. */
 export function verifyRecoverable(
   key: FixedTable,
   z: bigint,
@@ -159,15 +217,5 @@ export function verifyRecoverable(
   s: bigint,
   recovery: 0 | 1,
 ): boolean {
-  generatorTable ??= fixedTable(GX, GY)
-  const w = invertMod(s, N)
-  const u1 = ((z % N) * w) % N
-  const u2 = (r * w) % N
-  const R = accumulate(accumulate({ x: 0n, y: 1n, z: 0n }, generatorTable, u1), key, u2)
-  if (R.z === 0n) return false
-  const zz = mul(R.z, R.z)
-  if (R.x !== mul(r, zz)) return false
-  const zi = invertMod(R.z, P)
-  const y = mul(R.y, mul(zi, mul(zi, zi)))
-  return Number(y & 1n) === recovery
+  return verifyRecoverableBatch([{ key, z, r, s, recovery }])[0] as boolean
 }

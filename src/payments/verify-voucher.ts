@@ -14,7 +14,12 @@ import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { keccak_256 } from '@noble/hashes/sha3.js'
 import type { Address, Hex } from 'viem'
 import { ethereumAddressOf } from '../identity/keystore.ts'
-import { type FixedTable, fixedTable, verifyRecoverable } from './secp256k1-fixed.ts'
+import {
+  type FixedTable,
+  fixedTable,
+  type RecoverableCheck,
+  verifyRecoverableBatch,
+} from './secp256k1-fixed.ts'
 import type { PaymentsDomain, Voucher } from './typed-data.ts'
 
 const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n
@@ -45,6 +50,11 @@ export type VoucherVerifier = {
   digest(voucher: Voucher): Uint8Array
   /** Whether `signature` is `payer`'s valid, low-s signature of `voucher`. Never throws. */
   verify(voucher: Voucher, signature: Hex, payer: Address): boolean
+  /**
+   * `verify` for many vouchers at once (e.g. from many sessions), sharing the modular inversions;
+   * one verdict per item, in order.
+   */
+  verifyMany(items: readonly { voucher: Voucher; signature: Hex; payer: Address }[]): boolean[]
 }
 
 /** A verifier for one domain (chain + ChargingChannels deployment); caches up to `maxPayers` keys. */
@@ -84,32 +94,44 @@ export function createVoucherVerifier(
     return keccak_256(outer)
   }
 
+  /** Parses and checks what needs no curve arithmetic; a check for the batch, or a verdict. */
+  const prepare = (voucher: Voucher, signature: Hex, payer: Address): RecoverableCheck | boolean => {
+    try {
+      const sig = hexBytes(signature)
+      if (sig.length !== 65) return false
+      const v = sig[64] as number
+      if (v !== 27 && v !== 28) return false
+      const r = toBig(sig.subarray(0, 32))
+      const s = toBig(sig.subarray(32, 64))
+      if (r === 0n || r >= N || s === 0n || s > HALF_N) return false
+      const hash = digest(voucher)
+      const id = payer.toLowerCase()
+      const key = keys.get(id)
+      if (key) return { key, z: toBig(hash), r, s, recovery: (v - 27) as 0 | 1 }
+      // First voucher of this payer: recover once, then keep the key's tables.
+      const recovered = new secp256k1.Signature(r, s).addRecoveryBit(v - 27).recoverPublicKey(hash)
+      if (ethereumAddressOf(recovered.toBytes(false)).toLowerCase() !== id) return false
+      if (keys.size >= maxPayers) keys.clear()
+      const affine = recovered.toAffine()
+      keys.set(id, fixedTable(affine.x, affine.y))
+      return true
+    } catch {
+      return false
+    }
+  }
+
   return {
     digest,
     verify(voucher, signature, payer) {
-      try {
-        const sig = hexBytes(signature)
-        if (sig.length !== 65) return false
-        const v = sig[64] as number
-        if (v !== 27 && v !== 28) return false
-        const r = toBig(sig.subarray(0, 32))
-        const s = toBig(sig.subarray(32, 64))
-        if (r === 0n || r >= N || s === 0n || s > HALF_N) return false
-        const hash = digest(voucher)
-        const id = payer.toLowerCase()
-        const Q = keys.get(id)
-        if (!Q) {
-          const recovered = new secp256k1.Signature(r, s).addRecoveryBit(v - 27).recoverPublicKey(hash)
-          if (ethereumAddressOf(recovered.toBytes(false)).toLowerCase() !== id) return false
-          if (keys.size >= maxPayers) keys.clear()
-          const affine = recovered.toAffine()
-          keys.set(id, fixedTable(affine.x, affine.y))
-          return true
-        }
-        return verifyRecoverable(Q, toBig(hash), r, s, (v - 27) as 0 | 1)
-      } catch {
-        return false
-      }
+      const prepared = prepare(voucher, signature, payer)
+      return typeof prepared === 'boolean' ? prepared : (verifyRecoverableBatch([prepared])[0] as boolean)
+    },
+    verifyMany(items) {
+      const prepared = items.map((item) => prepare(item.voucher, item.signature, item.payer))
+      const checks = prepared.filter((p): p is RecoverableCheck => typeof p !== 'boolean')
+      const results = verifyRecoverableBatch(checks)
+      let next = 0
+      return prepared.map((p) => (typeof p === 'boolean' ? p : (results[next++] as boolean)))
     },
   }
 }
