@@ -39,6 +39,7 @@ export const errorCodes = {
   DATA_DIR_LOCKED: code(409, 'Another Carchain process is using this data directory.', true),
   PORT_IN_USE: code(409, 'The port is already taken.', true),
   // chain
+  NODE_UNREACHABLE: code(503, 'The Carchain node does not answer.', true),
   CHAIN_UNREACHABLE: code(503, 'The Ethereum JSON-RPC endpoint does not answer.', true),
   CHAIN_START_FAILED: code(500, 'The embedded anvil process could not be started.'),
   CHAIN_MISMATCH: code(409, 'The chain is not the one the data directory was deployed to.'),

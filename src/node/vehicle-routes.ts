@@ -8,16 +8,19 @@
  * certificate's fingerprint for the vehicle's address. From then on every batch is authenticated
  * by its checkpoint signature with the certified key, so no vehicle can upload for another.
  */
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { type Address, getAddress } from 'viem'
 import { vehicleRegistryAbi } from '../chain/generated/index.ts'
 import { BaseError } from '../errors.ts'
 import { fromPem, parseCertificate } from '../identity/certificate.ts'
 import { validateCertificate } from '../identity/validate.ts'
+import { listAnchors } from '../ledger/anchor.ts'
 import { fromHex, type Hex, toHex } from '../ledger/bytes.ts'
 import type { VehicleAddress } from '../ledger/envelope.ts'
 import { ingestBatch } from '../ledger/ingest.ts'
+import { erasePayload, eraseVehicle, getEvent } from '../ledger/store.ts'
 import { listVehicleEvents, summarizeVehicles } from '../ledger/timeline.ts'
+import { createDisclosure } from '../ledger/verify.ts'
 import { sessionAddress } from './auth.ts'
 import type { NodeContext } from './context.ts'
 
@@ -233,6 +236,78 @@ export function vehicleRoutes(context: NodeContext) {
           events,
           payloads: withPayloads ? 'included' : reader ? 'forbidden' : 'sign in to read payloads',
         }
+      },
+    )
+
+    /** The signed-in owner or manager of `vehicle`, or UNAUTHENTICATED / FORBIDDEN. */
+    const requireOwner = async (request: FastifyRequest, vehicle: Address) => {
+      const reader = await sessionAddress(db, request)
+      if (!reader) throw new BaseError('UNAUTHENTICATED', 'sign in with Ethereum (POST /v1/auth/siwe) first')
+      if (!(await mayReadPayloads(context, vehicle, reader)))
+        throw new BaseError('FORBIDDEN', `${reader} is neither the owner nor a manager of ${vehicle}`, {
+          details: { reader, vehicle },
+        })
+      return reader
+    }
+    const eventParams = {
+      type: 'object',
+      properties: { id: { type: 'string', pattern: '^0x[0-9a-fA-F]{64}$' } },
+    } as const
+
+    app.get(
+      '/v1/events/:id/disclosure',
+      {
+        schema: {
+          summary:
+            'A disclosure bundle (envelope, payload, inclusion proof at the anchored size) — owner or manager only',
+          params: eventParams,
+        },
+      },
+      async (request) => {
+        const id = (request.params as { id: Hex }).id.toLowerCase() as Hex
+        const event = await getEvent(db, id)
+        await requireOwner(request, getAddress(event.envelope.vehicle))
+        const [anchored] = await listAnchors(db, 1)
+        if (!anchored || anchored.treeSize <= event.index)
+          throw new BaseError(
+            'NOT_FOUND',
+            `event ${id} is not anchored yet; try again after the next anchor`,
+            {
+              details: { id, index: event.index, anchoredTreeSize: anchored?.treeSize ?? 0 },
+            },
+          )
+        return createDisclosure(db, { id, treeSize: anchored.treeSize })
+      },
+    )
+
+    app.delete(
+      '/v1/events/:id/payload',
+      {
+        schema: {
+          summary: 'Erase one event’s payload (its proofs stay valid) — owner or manager only',
+          params: eventParams,
+        },
+      },
+      async (request) => {
+        const id = (request.params as { id: Hex }).id.toLowerCase() as Hex
+        const event = await getEvent(db, id)
+        const by = await requireOwner(request, getAddress(event.envelope.vehicle))
+        return { erased: (await erasePayload(db, id)) ? 1 : 0, by }
+      },
+    )
+
+    app.delete(
+      '/v1/vehicles/:vehicle/payloads',
+      {
+        schema: {
+          summary: 'Erase every payload of a vehicle (right to erasure) — owner or manager only',
+          params: { type: 'object', properties: { vehicle: address } },
+        },
+      },
+      async (request) => {
+        const vehicle = getAddress((request.params as { vehicle: string }).vehicle)
+        const by = await requireOwner(request, vehicle)
+        return { erased: await eraseVehicle(db, vehicle.toLowerCase() as VehicleAddress), by }
       },
     )
 

@@ -5,6 +5,7 @@
 import type { Command } from '../command.ts'
 import { chargeCommands } from './charge.ts'
 import { keyCommands } from './key.ts'
+import { ledgerCommands } from './ledger.ts'
 import { pkiCommands } from './pki.ts'
 import { nodeCommands } from './up.ts'
 
@@ -13,4 +14,5 @@ export const commands: readonly Command[] = [
   ...pkiCommands,
   ...keyCommands,
   ...chargeCommands,
+  ...ledgerCommands,
 ]
