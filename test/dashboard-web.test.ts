@@ -72,6 +72,7 @@ test('checkEvent verifies real envelopes against an anchored root and names what
     leafIndex: 2,
     treeSize: 6,
     rootHash: anchored.rootHash,
+    auditPathLength: tree.inclusionProof(2, 6).length,
   })
   const pending = await checkEvent(
     { id: events[6]!.id, index: 6, envelope: events[6]!.envelope },

@@ -154,6 +154,9 @@ test('a vehicle timeline marks events verified on chain, checked in the browser'
   assert.equal(await page.getByTestId('verify-failed').count(), 0, 'an event failed verification')
   await marks('verified', 18, 60_000)
   assert.equal(await page.getByTestId('verify-failed').count(), 0, 'an event failed verification')
+  // The mark opens the steps of the check.
+  await page.getByTestId('verified').nth(1).click()
+  assert.match((await page.getByTestId('proof-details').textContent()) ?? '', /leaf \d+ of \d+/)
   await shot('timeline')
   assert.deepEqual(pageErrors, [])
 })

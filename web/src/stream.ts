@@ -12,6 +12,7 @@ export type StreamMessage =
   | { type: 'anchor'; data: { treeSize: number; rootHash: string; txHash: string } }
   | { type: 'charging'; data: Record<string, unknown> }
   | { type: 'access'; data: Record<string, unknown> }
+  | { type: 'alert'; data: { vehicle: string; code: string; message: string } }
 
 export type StreamState = 'connecting' | 'live' | 'unavailable'
 
@@ -40,7 +41,7 @@ function open() {
       setTimeout(open, 15_000)
     } else setState('connecting')
   }
-  for (const type of ['event', 'anchor', 'charging', 'access'] as const) {
+  for (const type of ['event', 'anchor', 'charging', 'access', 'alert'] as const) {
     source.addEventListener(type, (raw) => {
       let data: unknown
       try {

@@ -41,7 +41,7 @@ export type InclusionProofResponse = { leafIndex: number; treeSize: number; audi
 
 /** The outcome, with a sentence for the person looking at it. */
 export type EventCheck =
-  | { state: 'verified'; leafIndex: number; treeSize: number; rootHash: string }
+  | { state: 'verified'; leafIndex: number; treeSize: number; rootHash: string; auditPathLength: number }
   | { state: 'pending'; reason: string }
   | { state: 'failed'; reason: string }
 
@@ -81,5 +81,6 @@ export async function checkEvent(
     leafIndex: proof.leafIndex,
     treeSize: anchored.treeSize,
     rootHash: anchored.rootHash,
+    auditPathLength: auditPath.length,
   }
 }

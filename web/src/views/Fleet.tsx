@@ -241,5 +241,13 @@ function feedItem(message: StreamMessage): FeedItem | undefined {
       return { key, text: 'Charging session update', timeMs: Date.now(), tone: 'teal' }
     case 'access':
       return { key, text: 'Access attempt at a vehicle', timeMs: Date.now(), tone: 'blue' }
+    case 'alert':
+      return {
+        key,
+        text: `${message.data.code}: ${message.data.message}`,
+        vehicle: message.data.vehicle,
+        timeMs: Date.now(),
+        tone: 'red',
+      }
   }
 }

@@ -186,6 +186,7 @@ function Timeline(props: { events: LedgerEvent[] }) {
   const head = anchored.state === 'ok' ? anchored.data : undefined
   const checks = useChecks(props.events, head)
   const [open, setOpen] = useState<string>()
+  const [proofOpen, setProofOpen] = useState<string>()
   return (
     <ol className="timeline" data-testid="timeline">
       {props.events.map((event, i) => {
@@ -209,7 +210,11 @@ function Timeline(props: { events: LedgerEvent[] }) {
                 <span className="dim">seq {event.seq}</span>
                 <span className="spacer" />
                 {linked === false && <Badge tone="bad">chain broken</Badge>}
-                <VerifyMark check={checks.get(event.id)} anchoredState={anchored.state} />
+                <VerifyMark
+                  check={checks.get(event.id)}
+                  anchoredState={anchored.state}
+                  onToggle={() => setProofOpen(proofOpen === event.id ? undefined : event.id)}
+                />
               </div>
               <div className="timeline-row small">
                 <span className="dim">id</span> <Address value={event.id} keep={8} />
@@ -236,6 +241,9 @@ function Timeline(props: { events: LedgerEvent[] }) {
               {open === event.id && event.payload && (
                 <pre className="payload">{JSON.stringify(event.payload.data, null, 2)}</pre>
               )}
+              {proofOpen === event.id && checks.get(event.id) && (
+                <ProofDetails event={event} check={checks.get(event.id)!} />
+              )}
             </div>
           </li>
         )
@@ -244,7 +252,7 @@ function Timeline(props: { events: LedgerEvent[] }) {
   )
 }
 
-function VerifyMark(props: { check: EventCheck | undefined; anchoredState: string }) {
+function VerifyMark(props: { check: EventCheck | undefined; anchoredState: string; onToggle(): void }) {
   const { check } = props
   if (!check) {
     if (props.anchoredState === 'unavailable' || props.anchoredState === 'error')
@@ -255,28 +263,63 @@ function VerifyMark(props: { check: EventCheck | undefined; anchoredState: strin
       )
     return <Badge tone="neutral">checking…</Badge>
   }
-  if (check.state === 'verified')
-    return (
-      <span data-testid="verified">
-        <Badge
-          tone="good"
-          title={`Leaf ${check.leafIndex} is in the tree of ${check.treeSize} events whose root ${check.rootHash} is anchored in LedgerAnchor`}
-        >
-          ✓ verified on chain
-        </Badge>
-      </span>
-    )
-  if (check.state === 'pending')
-    return (
-      <Badge tone="info" title={check.reason}>
-        ◷ awaiting anchor
-      </Badge>
-    )
+  const [tone, label, testId] =
+    check.state === 'verified'
+      ? (['good', '✓ verified on chain', 'verified'] as const)
+      : check.state === 'pending'
+        ? (['info', '◷ awaiting anchor', 'pending'] as const)
+        : (['bad', '✗ does not verify', 'verify-failed'] as const)
   return (
-    <span data-testid="verify-failed">
-      <Badge tone="bad" title={check.reason}>
-        ✗ does not verify
-      </Badge>
-    </span>
+    <button
+      type="button"
+      className="mark-button"
+      data-testid={testId}
+      onClick={props.onToggle}
+      title="Show how this was checked"
+    >
+      <Badge tone={tone}>{label}</Badge>
+    </button>
+  )
+}
+
+/** The steps of the check, so a reader can see what was compared with what. */
+function ProofDetails(props: { event: LedgerEvent; check: EventCheck }) {
+  const { chain, checkpoint } = useNode()
+  const { check, event } = props
+  const contract = chain?.info.contracts.LedgerAnchor
+  const logId = checkpoint.state === 'ok' ? checkpoint.data.logId : undefined
+  return (
+    <dl className="proof" data-testid="proof-details">
+      <dt>Leaf hash</dt>
+      <dd>
+        SHA-256(0x00 ‖ JCS(envelope)) computed in this browser = event id{' '}
+        <Address value={event.id} keep={10} />
+      </dd>
+      {check.state === 'verified' && (
+        <>
+          <dt>Inclusion</dt>
+          <dd>
+            leaf {check.leafIndex} of {check.treeSize.toLocaleString()}, audit path of {check.auditPathLength}{' '}
+            hashes (RFC 9162 §2.1.3.2)
+          </dd>
+          <dt>Root</dt>
+          <dd>
+            <Address value={check.rootHash} keep={12} /> — equals <code>LedgerAnchor.latest(logId)</code> read
+            from the chain
+          </dd>
+        </>
+      )}
+      {check.state !== 'verified' && (
+        <>
+          <dt>{check.state === 'pending' ? 'Waiting' : 'Failed'}</dt>
+          <dd>{check.reason}</dd>
+        </>
+      )}
+      <dt>Contract</dt>
+      <dd>
+        <Address value={contract} keep={8} /> on chain {chain?.info.chainId ?? '—'}, log{' '}
+        <Address value={logId} />
+      </dd>
+    </dl>
   )
 }
