@@ -17,7 +17,7 @@ import {
   BaseError as ViemBaseError,
   type WalletClient,
 } from 'viem'
-import { chargingChannelsAbi } from '../chain/generated/index.ts'
+import { chargingChannelsAbi, demoTokenAbi } from '../chain/generated/index.ts'
 import { BaseError, type ErrorCode } from '../errors.ts'
 import { signPermit } from './permit.ts'
 import { minAmount } from './pricing.ts'
@@ -41,6 +41,12 @@ export type OnChainChannel = {
   readonly expiresAt: bigint
   readonly closed: boolean
 }
+
+/** The contract's ABI plus the ERC-20 (OpenZeppelin, ERC-6093) errors a transfer may revert with. */
+const channelsAndTokenErrors = [
+  ...chargingChannelsAbi,
+  ...demoTokenAbi.filter((item) => item.type === 'error'),
+]
 
 const revertCodes: Record<string, ErrorCode> = {
   ChargingChannelsUnknownChannel: 'CHANNEL_STATE',
@@ -86,7 +92,7 @@ async function send(
   let txHash: Hash
   try {
     txHash = await clients.walletClient.writeContract({
-      abi: chargingChannelsAbi,
+      abi: channelsAndTokenErrors,
       ...request,
     } as never)
   } catch (error) {

@@ -18,6 +18,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto'
 import type { Address, Hash, Hex } from 'viem'
+import { demoTokenAbi } from '../chain/generated/index.ts'
 import { BaseError, toBaseError } from '../errors.ts'
 import { toDer } from '../identity/certificate.ts'
 import { type ChannelClients, ensureChannel } from './channels.ts'
@@ -35,7 +36,7 @@ export type ChargingSessionParameters = {
   readonly contracts: { readonly channels: Address }
   /** Stop after this much energy, Wh (default: until the charger stops). */
   readonly stopAtWh?: number
-  /** Deposit of a new channel (default 5 × the session cap). */
+  /** Deposit of a new channel (default 5 × the session cap, at most the wallet's balance). */
   readonly channelDeposit?: bigint
   /** Lifetime of a new channel (default 30 days) and the least left on a reused one (default 1 day). */
   readonly channelValiditySec?: number
@@ -144,7 +145,18 @@ export async function runChargingSession(
       payee,
       token: tariff.token,
       minAvailable: sessionBudget,
-      deposit: parameters.channelDeposit ?? wallet.policy.maxPerSession * 5n,
+      // Default: five sessions' worth, but no more than the wallet holds.
+      deposit:
+        parameters.channelDeposit ??
+        minAmount(
+          wallet.policy.maxPerSession * 5n,
+          await parameters.clients.publicClient.readContract({
+            address: tariff.token,
+            abi: demoTokenAbi,
+            functionName: 'balanceOf',
+            args: [wallet.address],
+          }),
+        ),
       validitySec: parameters.channelValiditySec ?? 30 * DAY_SEC,
       minValiditySec: parameters.minChannelValiditySec ?? DAY_SEC,
     })

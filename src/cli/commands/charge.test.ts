@@ -82,3 +82,161 @@ test('carchain charge wallet, pay and charge channels', async () => {
   const listed = await cli(['charge', 'channels', '--wallet', 'car'])
   assert.deepEqual(listed.json, { channels: [] })
 })
+
+test('carchain charge station and charge session over mutual TLS, settled by the final claim', async () => {
+  const { aPki } = await import('../../identity/pki.testkit.ts')
+  const { keyStoreAccount } = await import('../../identity/account.ts')
+  const { toPem } = await import('../../identity/certificate.ts')
+  const { evseIdHash } = await import('../../payments/charger-check.ts')
+  const { vehicleRegistryAbi } = await import('../../chain/generated/index.ts')
+  const { createWalletClient, http } = await import('viem')
+  const { writeFileSync } = await import('node:fs')
+  const pki = await aPki()
+  try {
+    const { publicClient, walletClient } = chain.clients
+    const registry = chain.deployment.contracts.VehicleRegistry.address
+    const token = chain.deployment.contracts.Token.address
+    const wait = (hash: `0x${string}`) => publicClient.waitForTransactionReceipt({ hash })
+    const evseId = 'DE*CLI*E00001'
+    const charger = await pki.aCharger({ evseId })
+    const vehicle = await pki.aVehicle()
+    const chargerWallet = await keyStoreAccount(
+      pki.store,
+      await pki.store.generate('secp256k1', 'charger-wallet'),
+    )
+    const cpo = await keyStoreAccount(pki.store, await pki.store.generate('secp256k1', 'cpo'))
+    const car = await keyStoreAccount(pki.store, await pki.store.generate('secp256k1', 'car-wallet'))
+    for (const to of [cpo.address, car.address])
+      await wait(await walletClient.sendTransaction({ to, value: parseEther('1') }))
+    await wait(
+      await walletClient.writeContract({
+        address: token,
+        abi: demoTokenAbi,
+        functionName: 'mint',
+        args: [car.address, parseEther('100')],
+      }),
+    )
+    await wait(
+      await walletClient.writeContract({
+        address: registry,
+        abi: vehicleRegistryAbi,
+        functionName: 'setCpo',
+        args: [cpo.address, true],
+      }),
+    )
+    const cpoClient = createWalletClient({
+      chain: chain.clients.chain,
+      transport: http(chain.anvil.rpcUrl),
+      account: cpo,
+    })
+    await wait(
+      await cpoClient.writeContract({
+        address: registry,
+        abi: vehicleRegistryAbi,
+        functionName: 'registerCharger',
+        args: [chargerWallet.address, `0x${charger.cert.fingerprint}`, evseIdHash(evseId)],
+      }),
+    )
+    const file = (name: string, der: Uint8Array) => {
+      const path = join(dir, name)
+      writeFileSync(path, toPem('CERTIFICATE', der))
+      return path
+    }
+    const common = [
+      '--rpc',
+      chain.anvil.rpcUrl,
+      '--data',
+      join(dir, 'data'),
+      '--keystore',
+      pki.dir,
+      '--passphrase',
+      'test',
+      '--json',
+    ]
+    let out = ''
+    const write = process.stdout.write.bind(process.stdout)
+    process.stdout.write = ((chunk: string) => {
+      out += chunk
+      return true
+    }) as typeof process.stdout.write
+    const stop = new AbortController()
+    try {
+      const station = runCli(
+        [
+          'charge',
+          'station',
+          '--wallet',
+          'charger-wallet',
+          '--cpo-key',
+          'cpo',
+          '--identity-key',
+          charger.keyRef,
+          '--cert',
+          file('charger.pem', charger.cert.der),
+          '--chain',
+          file('cpo-sub.pem', pki.cpo.sub.der),
+          '--oem-root',
+          file('oem-root.pem', pki.oem.root.der),
+          '--evse',
+          evseId,
+          '--port',
+          '0',
+          '--power-w',
+          '300000',
+          '--fee',
+          '0.5',
+          ...common,
+        ],
+        stop.signal,
+      )
+      let port: string | undefined
+      for (let i = 0; i < 200 && !port; i++) {
+        port = /listening on TLS port (\d+)/.exec(out)?.[1]
+        if (!port) await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      assert.ok(port, `the station did not start: ${out}`)
+      out = ''
+      const sessionCode = await runCli(
+        [
+          'charge',
+          'session',
+          '--wallet',
+          'car-wallet',
+          '--identity-key',
+          vehicle.keyRef,
+          '--cert',
+          file('car.pem', vehicle.cert.der),
+          '--chain',
+          file('oem-sub.pem', pki.oem.sub.der),
+          '--cpo-root',
+          file('cpo-root.pem', pki.cpo.root.der),
+          '--link',
+          `127.0.0.1:${port}`,
+          '--stop-at-wh',
+          '200',
+          ...common,
+        ],
+        new AbortController().signal,
+      )
+      const session = JSON.parse(out.trim().split('\n').at(-1)!) as Record<string, unknown>
+      assert.equal(sessionCode, 0, out)
+      assert.equal(session.evseId, evseId)
+      assert.equal(session.channelAction, 'opened')
+      stop.abort('SIGTERM')
+      assert.equal(await station, 0)
+    } finally {
+      process.stdout.write = write
+      stop.abort()
+    }
+    // The station's final claim paid the CPO exactly what the car signed.
+    const paid = await publicClient.readContract({
+      address: token,
+      abi: demoTokenAbi,
+      functionName: 'balanceOf',
+      args: [cpo.address],
+    })
+    assert.ok(paid > 0n)
+  } finally {
+    await pki.cleanup()
+  }
+})
