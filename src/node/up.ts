@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
+import type { LocalAccount } from 'viem'
 import { type Anvil, startAnvil } from '../chain/anvil.ts'
 import {
   type ChainClients,
@@ -20,6 +21,7 @@ import { lockDataDir } from '../data-dir.ts'
 import { type Database, openDatabase, redactUrl } from '../db/database.ts'
 import { migrate } from '../db/migrate.ts'
 import { BaseError } from '../errors.ts'
+import { keyRoutes } from '../keys/online.ts'
 import { getLogId } from '../ledger/anchor.ts'
 import { type Fleet, simRoutes, startFleet } from '../sim/fleet.ts'
 import { type AnchoringScheduler, startAnchoring } from './anchoring.ts'
@@ -27,6 +29,7 @@ import { authRoutes } from './auth.ts'
 import type { NodeContext } from './context.ts'
 import { createDashboardRoutes } from './dashboard.ts'
 import { logRoutes } from './log-routes.ts'
+import { startMqttIngest } from './mqtt.ts'
 import { type ChainInfo, createServer } from './server.ts'
 import { createNodeEvents, streamRoutes } from './stream.ts'
 import { vehicleRoutes } from './vehicle-routes.ts'
@@ -157,6 +160,13 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
         authRoutes(context),
         streamRoutes(context.events),
         simRoutes(() => fleet),
+        (app) =>
+          keyRoutes(app, {
+            client: clients.publicClient,
+            domain: { chainId: clients.chain.id, keyRegistry: contracts.KeyRegistry },
+            vehicleRegistry: contracts.VehicleRegistry,
+            signer: clients.account as LocalAccount,
+          }),
         createDashboardRoutes({ progress }),
       ],
     })
@@ -176,11 +186,17 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
     }
     const { port } = server.server.address() as AddressInfo
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
+    if (config.mqttUrl) {
+      progress(`subscribing to vehicle uploads on ${config.mqttUrl}`)
+      const ingest = await startMqttIngest(context, config.mqttUrl)
+      undo.push(() => ingest.stop())
+    }
     if (config.sim) {
       progress(`starting the demo fleet (${config.vehicles} vehicles)`)
       fleet = await startFleet({
         context,
         nodeUrl: url,
+        mqttUrl: config.mqttUrl,
         dataDir: config.dataDir,
         vehicles: config.vehicles,
         progress,

@@ -23,9 +23,15 @@ import { fromPem, parseCertificate } from '../identity/certificate.ts'
 import { DEV_PASSPHRASE, PkiDirectory } from '../identity/pki-directory.ts'
 import { SoftwareKeyStore } from '../identity/software-keystore.ts'
 import type { NodeContext } from '../node/context.ts'
+import { connectMqtt } from '../node/mqtt.ts'
 import { registerVehicle } from '../node/vehicle-routes.ts'
 import { VehicleAgent } from '../vehicle/agent.ts'
-import { httpBatchTransport, keyStoreP256Signer, VehicleLedger } from '../vehicle/ledger.ts'
+import {
+  httpBatchTransport,
+  keyStoreP256Signer,
+  mqttBatchTransport,
+  VehicleLedger,
+} from '../vehicle/ledger.ts'
 import { runScenario, type SimActivity } from './scenario.ts'
 
 /** The demo keystore's KDF: its passphrase is public anyway, so start-up stays quick. */
@@ -56,6 +62,8 @@ export type Fleet = {
 export type StartFleetParameters = {
   context: NodeContext
   nodeUrl: string
+  /** Upload over this MQTT broker instead of HTTP. */
+  mqttUrl?: string | undefined
   dataDir: string
   vehicles: number
   progress?: (message: string) => void
@@ -120,7 +128,12 @@ export async function startFleet(parameters: StartFleetParameters): Promise<Flee
       vehicle: record.vehicle,
       dir,
       signer: keyStoreP256Signer(store, record.identityKey),
-      transport: httpBatchTransport(parameters.nodeUrl),
+      transport: parameters.mqttUrl
+        ? await mqttBatchTransport(
+            await connectMqtt(parameters.mqttUrl, `carchain-car-${record.vehicle}`),
+            record.vehicle,
+          )
+        : httpBatchTransport(parameters.nodeUrl),
       onUploadError: (error) => progress(`${record.vin}: upload failed (${error.code}); retrying`),
     })
     const agent = await VehicleAgent.create({

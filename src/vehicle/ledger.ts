@@ -11,6 +11,7 @@
 import { createHash } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
+import type { MqttClient } from 'mqtt'
 import type { Hex } from 'viem'
 import { BaseError, toBaseError } from '../errors.ts'
 import type { KeyRef, KeyStore } from '../identity/keystore.ts'
@@ -19,11 +20,14 @@ import { createEventChain, type EventChain, type EventKind, type P256Signer } fr
 import { type BatchJson, createBatch } from '../ledger/ingest.ts'
 import type { JsonValue } from '../ledger/jcs.ts'
 import { type LocalLog, openLocalLog } from '../ledger/local-log.ts'
+import { acksTopic, eventsTopic } from '../ledger/topics.ts'
 import type { VehicleAgentPlugin } from './agent.ts'
 
 /** Moves a batch to the node; resolves with the node's acknowledgement once it is durable there. */
 export type BatchTransport = {
   send(batch: BatchJson): Promise<{ ids: readonly string[]; treeSize: number }>
+  /** Releases the connection (the ledger calls it on stop). */
+  close?(): Promise<void>
 }
 
 /** HTTP transport: `POST <node>/v1/vehicles/{vehicle}/events`. */
@@ -58,6 +62,68 @@ export function httpBatchTransport(nodeUrl: string, timeoutMs = 30_000): BatchTr
       return { ids: body.ids ?? [], treeSize: body.treeSize ?? 0 }
     },
   }
+}
+
+/**
+ * MQTT transport (src/node/mqtt.ts has the protocol): publishes the batch with QoS 1 and waits for
+ * the node's ack for the batch's checkpoint on the vehicle's acks topic.
+ */
+export async function mqttBatchTransport(
+  client: MqttClient,
+  vehicle: string,
+  timeoutMs = 30_000,
+): Promise<BatchTransport> {
+  const waiting = new Map<string, (ack: MqttAck) => void>()
+  client.on('message', (topic, message) => {
+    if (topic !== acksTopic(vehicle)) return
+    try {
+      const ack = JSON.parse(message.toString('utf8')) as MqttAck
+      waiting.get(String(ack.leafHash))?.(ack)
+    } catch {
+      // not an ack of ours
+    }
+  })
+  await client.subscribeAsync(acksTopic(vehicle), { qos: 1 })
+  return {
+    async send(batch) {
+      const key = batch.checkpoint.leafHash
+      const ack = await new Promise<MqttAck>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiting.delete(key)
+          reject(
+            new BaseError('TIMEOUT', `no ack from a node within ${timeoutMs} ms`, {
+              details: { leafHash: key },
+            }),
+          )
+        }, timeoutMs)
+        waiting.set(key, (a) => {
+          clearTimeout(timer)
+          waiting.delete(key)
+          resolve(a)
+        })
+        client
+          .publishAsync(eventsTopic(vehicle), JSON.stringify(batch), { qos: 1 })
+          .catch((error: unknown) => {
+            clearTimeout(timer)
+            waiting.delete(key)
+            reject(new BaseError('TIMEOUT', 'the MQTT broker did not take the batch', { cause: error }))
+          })
+      })
+      if (!ack.ok)
+        throw new BaseError((ack.code as never) ?? 'INTERNAL', ack.message ?? 'the node refused the batch')
+      return { ids: ack.ids ?? [], treeSize: ack.treeSize ?? 0 }
+    },
+    close: () => client.endAsync(),
+  }
+}
+
+type MqttAck = {
+  leafHash: string
+  ok: boolean
+  ids?: string[]
+  treeSize?: number
+  code?: string
+  message?: string
 }
 
 /** A P-256 checkpoint signer over a key store: ECDSA over SHA-256(message). */
@@ -164,5 +230,6 @@ export class VehicleLedger implements AccessRecorder, VehicleAgentPlugin {
     await this.#uploading
     await this.#queue
     await this.#log.close()
+    await this.#options.transport.close?.()
   }
 }
