@@ -34,7 +34,7 @@ export type ChargingSessionParameters = {
   /** Clients whose wallet client sends as `wallet.account` (opening a channel). */
   readonly clients: ChannelClients
   readonly contracts: { readonly channels: Address }
-  /** Stop after this much energy, Wh (default: until the charger stops). */
+  /** Stop after this much energy, Wh (default: until the charger stops or the session budget is spent). */
   readonly stopAtWh?: number
   /** Deposit of a new channel (default 5 × the session cap, at most the wallet's balance). */
   readonly channelDeposit?: bigint
@@ -163,6 +163,13 @@ export async function runChargingSession(
   } catch (error) {
     return refuse(error)
   }
+  // The most energy the session budget pays for; the charger's meter stops there (as ISO 15118's
+  // EVMaximumEnergyRequest), so the cap ends a session normally instead of refusing a reading.
+  const budgetWh =
+    tariff.pricePerKWh > 0n ? ((sessionBudget - tariff.sessionFee) * 1000n) / tariff.pricePerKWh : undefined
+  const stopAtWh = parameters.stopAtWh === undefined ? undefined : BigInt(parameters.stopAtWh)
+  const maxWh =
+    budgetWh === undefined ? stopAtWh : stopAtWh === undefined ? budgetWh : minAmount(budgetWh, stopAtWh)
   const channelId = ensured.record.channelId
   const base: VoucherBase = wallet.baseOf(channelId)
   const sessionId = `0x${randomBytes(32).toString('hex')}` as Hex
@@ -177,7 +184,7 @@ export async function runChargingSession(
       meterWh: Number(base.meterWh),
       signature: wallet.channel(channelId)?.signature ?? null,
     },
-    maxWh: parameters.stopAtWh ?? 0,
+    maxWh: Number(maxWh ?? 0n),
   })
   const started = await wallet.record('charging.started', {
     sessionId,
@@ -276,9 +283,9 @@ export async function runChargingSession(
       lastTimeMs = reading.timeMs
       vouchers += 1
       await transport.send({ type: 'voucher', ...voucherToJson(voucher), signature })
-      if (parameters.stopAtWh !== undefined && lastWh >= BigInt(parameters.stopAtWh)) {
+      if (maxWh !== undefined && lastWh >= maxWh) {
         stoppedBy = 'car'
-        await transport.send(stopMessage('OK', `reached ${parameters.stopAtWh} Wh`))
+        await transport.send(stopMessage('OK', `reached ${maxWh} Wh`))
         break
       }
     }

@@ -14,7 +14,8 @@ export interface MeterSession {
 }
 
 export interface Meter {
-  open(sessionId: Hex): MeterSession
+  /** Starts delivery; `maxWh` is the most the car asked for (the meter stops there, exactly). */
+  open(sessionId: Hex, options?: { maxWh?: bigint }): MeterSession
 }
 
 /** A clock the simulated meter can read and, in virtual time, advance. */
@@ -40,8 +41,16 @@ export function simulatedMeter(options: SimulatedMeterOptions = {}): Meter {
   const intervalMs = options.intervalMs ?? 1_000
   const clock = options.clock ?? { now: Date.now }
   return {
-    open() {
+    open(_sessionId, openOptions = {}) {
       const startMs = clock.now()
+      const limits = [
+        options.limitWh,
+        openOptions.maxWh === undefined ? undefined : Number(openOptions.maxWh),
+      ]
+      const limitWh = limits.reduce<number | undefined>(
+        (min, l) => (l === undefined ? min : min === undefined ? l : Math.min(min, l)),
+        undefined,
+      )
       let closed = false
       return {
         async next() {
@@ -50,8 +59,8 @@ export function simulatedMeter(options: SimulatedMeterOptions = {}): Meter {
           else await new Promise((resolve) => setTimeout(resolve, intervalMs))
           const elapsedMs = clock.now() - startMs
           let sessionWh = Math.floor((powerW * elapsedMs) / 3_600_000)
-          if (options.limitWh !== undefined && sessionWh >= options.limitWh) {
-            sessionWh = options.limitWh
+          if (limitWh !== undefined && sessionWh >= limitWh) {
+            sessionWh = limitWh
             closed = true
           }
           return { sessionWh: BigInt(sessionWh), timeMs: BigInt(clock.now()) }

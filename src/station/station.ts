@@ -221,7 +221,7 @@ export function createChargingStation(parameters: CreateChargingStationParameter
         channelId: start.channelId,
         tariff: tariffToJson(tariff),
       })
-      meterSession = parameters.meter.open(start.sessionId)
+      meterSession = parameters.meter.open(start.sessionId, start.maxWh > 0n ? { maxWh: start.maxWh } : {})
       for (;;) {
         const sample = await meterSession.next()
         if (!sample) {
