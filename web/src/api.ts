@@ -128,3 +128,24 @@ export function useApi<T>(path: string | null, refreshKey: unknown = 0): Loadabl
   // A stable object while nothing changed, so it can be a dependency of memos and effects.
   return useMemo(() => ({ ...result, reload }), [result, reload])
 }
+
+/**
+ * A refresh key that `poke` bumps at most once per `minIntervalMs`: a busy fleet sends dozens of
+ * stream messages a second, and each must not become a request.
+ */
+export function useThrottledTick(minIntervalMs: number): [number, () => void] {
+  const [tick, setTick] = useState(0)
+  const timer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined)
+  const last = useRef(0)
+  const poke = useCallback(() => {
+    if (timer.current !== undefined) return
+    const waitMs = Math.max(0, last.current + minIntervalMs - Date.now())
+    timer.current = setTimeout(() => {
+      timer.current = undefined
+      last.current = Date.now()
+      setTick((t) => t + 1)
+    }, waitMs)
+  }, [minIntervalMs])
+  useEffect(() => () => clearTimeout(timer.current), [])
+  return [tick, poke]
+}

@@ -3,7 +3,7 @@
  * likely field names), so the view keeps working while docs/payments.md settles.
  */
 import { useCallback, useEffect, useState } from 'react'
-import { useApi } from '../api.ts'
+import { useApi, useThrottledTick } from '../api.ts'
 import { demoTokenAbi } from '../chain.ts'
 import { EnergyChart } from '../components/EnergyChart.tsx'
 import { Address, Badge, Card, Empty, formatTime, Load, Stat } from '../components/ui.tsx'
@@ -84,11 +84,14 @@ function SessionState(props: { state: string; claimed: boolean | undefined }) {
 
 export function ChargingView() {
   const { chain } = useNode()
-  const [refresh, setRefresh] = useState(0)
+  const [refresh, poke] = useThrottledTick(2000)
   const sessions = useApi<{ sessions: unknown[] } | unknown[]>('/v1/charging/sessions', refresh)
-  const onMessage = useCallback((message: StreamMessage) => {
-    if (message.type === 'charging') setRefresh((r) => r + 1)
-  }, [])
+  const onMessage = useCallback(
+    (message: StreamMessage) => {
+      if (message.type === 'charging') poke()
+    },
+    [poke],
+  )
   useStream(onMessage)
   const [token, setToken] = useState({ symbol: 'tokens', decimals: 18 })
   useEffect(() => {

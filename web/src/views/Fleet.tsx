@@ -1,6 +1,7 @@
 /** The fleet at a glance: every vehicle, its last event and odometer, updated live. */
 import { useCallback, useEffect, useState } from 'react'
-import { type Loadable, type SimVehicle, useApi, type Vehicle } from '../api.ts'
+import { scopeNames } from '../../../src/keys/typed-data.ts'
+import { type Loadable, type SimVehicle, useApi, useThrottledTick, type Vehicle } from '../api.ts'
 import { Address, ago, Badge, Card, Empty, kindLabel, kindTone, Load, Stat } from '../components/ui.tsx'
 import { useNode } from '../node-context.tsx'
 import { type StreamMessage, useStream } from '../stream.ts'
@@ -10,7 +11,8 @@ type FeedItem = { key: string; text: string; vehicle?: string; timeMs: number; t
 export function FleetView() {
   const { checkpoint, anchored } = useNode()
   const [refresh, setRefresh] = useState(0)
-  const vehicles = useApi<{ vehicles: Vehicle[] }>('/v1/vehicles', refresh)
+  const [live, poke] = useThrottledTick(1500)
+  const vehicles = useApi<{ vehicles: Vehicle[] }>('/v1/vehicles', `${refresh}/${live}`)
   const sim = useApi<SimVehicle[]>(vehicles.state === 'unavailable' ? '/v1/sim/vehicles' : null)
   const [feed, setFeed] = useState<FeedItem[]>([])
   const [flash, setFlash] = useState<Record<string, number>>({})
@@ -26,14 +28,17 @@ export function FleetView() {
     return () => clearInterval(timer)
   }, [])
 
-  const onMessage = useCallback((message: StreamMessage) => {
-    const item = feedItem(message)
-    if (item) setFeed((items) => [item, ...items].slice(0, 14))
-    if (message.type === 'event') {
-      setFlash((f) => ({ ...f, [message.data.vehicle.toLowerCase()]: Date.now() }))
-      setRefresh((r) => r + 1)
-    }
-  }, [])
+  const onMessage = useCallback(
+    (message: StreamMessage) => {
+      const item = feedItem(message)
+      if (item) setFeed((items) => [item, ...items].slice(0, 14))
+      if (message.type === 'event') {
+        setFlash((f) => ({ ...f, [message.data.vehicle.toLowerCase()]: Date.now() }))
+        poke()
+      }
+    },
+    [poke],
+  )
   useStream(onMessage)
 
   const list: Loadable<Vehicle[]> =
@@ -58,7 +63,7 @@ export function FleetView() {
           .slice(0, 10)
           .map((v) => ({
             key: `last-${v.vehicle}`,
-            text: `${kindLabel(v.lastEvent!.kind)} · ${v.vin ? `…${v.vin.slice(-8)}` : v.vehicle.slice(0, 8)}`,
+            text: `${kindLabel(v.lastEvent!.kind)} · ${shortVehicle(v.vehicle, v.vin)}`,
             vehicle: v.vehicle,
             timeMs: v.lastEvent!.timeMs,
             tone: kindTone(v.lastEvent!.kind),
@@ -130,7 +135,6 @@ export function FleetView() {
                       <th>Last event</th>
                       <th className="num">Odometer</th>
                       <th className="num">Events</th>
-                      <th>Title</th>
                     </tr>
                   </thead>
                   <tbody>
@@ -142,7 +146,10 @@ export function FleetView() {
                       >
                         <td>
                           <a className="vehicle-link" href={`#/vehicles/${v.vehicle}`}>
-                            <span className="vin">{v.vin || 'unknown VIN'}</span>
+                            <span className="vin">
+                              {v.vin || 'unknown VIN'}{' '}
+                              {!v.registered && <Badge tone="warn">not registered</Badge>}
+                            </span>
                             <Address value={v.vehicle} />
                           </a>
                         </td>
@@ -166,13 +173,6 @@ export function FleetView() {
                             : `${Math.round(v.odometerKm).toLocaleString()} km`}
                         </td>
                         <td className="num">{Number.isFinite(v.events) ? v.events.toLocaleString() : '—'}</td>
-                        <td>
-                          {v.registered ? (
-                            <Badge tone="good">registered</Badge>
-                          ) : (
-                            <Badge tone="neutral">unregistered</Badge>
-                          )}
-                        </td>
                       </tr>
                     ))}
                   </tbody>
@@ -216,6 +216,11 @@ function fromSim(v: SimVehicle): Vehicle {
 }
 
 let feedCounter = 0
+
+/** The VIN's serial part (its last 8 characters), else the address's start: fits the feed. */
+function shortVehicle(address: string, vin = vins.get(address.toLowerCase())): string {
+  return vin ? `…${vin.slice(-8)}` : `${address.slice(0, 8)}…`
+}
 /** VIN by lowercase address, so stream messages (which carry only the address) read well. */
 const vins = new Map<string, string>()
 
@@ -225,7 +230,7 @@ function feedItem(message: StreamMessage): FeedItem | undefined {
     case 'event':
       return {
         key,
-        text: `${kindLabel(message.data.kind)} · ${vins.get(message.data.vehicle.toLowerCase()) ?? `${message.data.vehicle.slice(0, 8)}…`}`,
+        text: `${kindLabel(message.data.kind)} · ${shortVehicle(message.data.vehicle)}`,
         vehicle: message.data.vehicle,
         timeMs: message.data.timeMs ?? Date.now(),
         tone: kindTone(message.data.kind),
@@ -237,10 +242,20 @@ function feedItem(message: StreamMessage): FeedItem | undefined {
         timeMs: Date.now(),
         tone: 'violet',
       }
-    case 'charging':
-      return { key, text: 'Charging session update', timeMs: Date.now(), tone: 'teal' }
+    case 'charging': {
+      const d = message.data
+      const vehicle = typeof d.vehicle === 'string' ? d.vehicle : undefined
+      const what = typeof d.state === 'string' ? d.state : typeof d.type === 'string' ? d.type : 'update'
+      return {
+        key,
+        text: `Charging ${what}${vehicle ? ` · ${shortVehicle(vehicle)}` : ''}`,
+        ...(vehicle ? { vehicle } : {}),
+        timeMs: Date.now(),
+        tone: 'teal',
+      }
+    }
     case 'access':
-      return { key, text: 'Access attempt at a vehicle', timeMs: Date.now(), tone: 'blue' }
+      return accessItem(key, message.data)
     case 'alert':
       return {
         key,
@@ -249,5 +264,33 @@ function feedItem(message: StreamMessage): FeedItem | undefined {
         timeMs: Date.now(),
         tone: 'red',
       }
+  }
+}
+
+/** A key used at a car: the decision (the node also relays a notice of the same attempt, skipped). */
+function accessItem(key: string, data: Record<string, unknown>): FeedItem | undefined {
+  if (data.notice) return undefined
+  const decision = (data.decision ?? {}) as {
+    action?: unknown
+    ok?: unknown
+    code?: unknown
+    rental?: unknown
+  }
+  const rawAction = decision.action ?? data.action
+  const action =
+    typeof rawAction === 'number'
+      ? (scopeNames(rawAction)[0] ?? String(rawAction))
+      : typeof rawAction === 'string'
+        ? rawAction
+        : 'access'
+  const code = String(decision.code ?? data.code ?? '')
+  const ok = decision.ok === true || code === 'OK'
+  const vehicle = typeof data.vehicle === 'string' ? data.vehicle : undefined
+  return {
+    key,
+    text: `${kindLabel(action.toLowerCase())} ${ok ? 'granted' : `denied (${code || 'refused'})`}${decision.rental ? ' · rental' : ''}${vehicle ? ` · ${shortVehicle(vehicle)}` : ''}`,
+    ...(vehicle ? { vehicle } : {}),
+    timeMs: Date.now(),
+    tone: ok ? 'violet' : 'red',
   }
 }

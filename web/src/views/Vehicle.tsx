@@ -4,7 +4,7 @@
  * LedgerAnchor contract (read on chain, not from the node), and the per-vehicle hash chain.
  */
 import { useCallback, useEffect, useState } from 'react'
-import { callApi, type LedgerEvent, useApi, type Vehicle } from '../api.ts'
+import { callApi, type LedgerEvent, useApi, useThrottledTick, type Vehicle } from '../api.ts'
 import { demoTokenAbi } from '../chain.ts'
 import {
   Address,
@@ -31,16 +31,16 @@ const PAGE = 50
 
 export function VehicleView(props: { vehicle: string }) {
   const { vehicle } = props
-  const [refresh, setRefresh] = useState(0)
+  const [refresh, poke] = useThrottledTick(1500)
   const info = useApi<Vehicle>(`/v1/vehicles/${vehicle}`, refresh)
   const page = useApi<{ events: LedgerEvent[] }>(`/v1/vehicles/${vehicle}/events?limit=${PAGE}`, refresh)
   const [older, setOlder] = useState<LedgerEvent[]>([])
   const [olderDone, setOlderDone] = useState(false)
   const onMessage = useCallback(
     (message: StreamMessage) => {
-      if (message.type === 'event' && message.data.vehicle.toLowerCase() === vehicle) setRefresh((r) => r + 1)
+      if (message.type === 'event' && message.data.vehicle.toLowerCase() === vehicle) poke()
     },
-    [vehicle],
+    [vehicle, poke],
   )
   useStream(onMessage)
 
