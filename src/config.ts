@@ -4,6 +4,7 @@
  */
 import { resolve } from 'node:path'
 import { BaseError } from './errors.ts'
+import { defaultRateLimit, type RateLimitConfig } from './node/rate-limit.ts'
 
 export type NodeConfig = {
   /** Data directory: chain snapshot, PGlite files, deployments, keys. */
@@ -27,6 +28,12 @@ export type NodeConfig = {
   readonly anchorEveryEvents: number
   /** …or after this long with anything new (`CARCHAIN_ANCHOR_INTERVAL_MS`, default 10 s). */
   readonly anchorIntervalMs: number
+  /**
+   * Per-client request budgets per minute: `CARCHAIN_RATE_LIMIT_API` (public reads, default 1200),
+   * `CARCHAIN_RATE_LIMIT_AUTH` (sign-in, default 60), `CARCHAIN_RATE_LIMIT_INGEST` (batches per
+   * vehicle, default 1200).
+   */
+  readonly rateLimit: RateLimitConfig
 }
 
 export type ConfigSources = {
@@ -93,5 +100,11 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
     mqttUrl: checkUrl(flags.mqtt ?? env.CARCHAIN_MQTT_URL, '--mqtt', ['mqtt:', 'mqtts:', 'ws:', 'wss:']),
     anchorEveryEvents: positive('CARCHAIN_ANCHOR_EVERY', 1000),
     anchorIntervalMs: positive('CARCHAIN_ANCHOR_INTERVAL_MS', 10_000),
+    rateLimit: {
+      windowMs: defaultRateLimit.windowMs,
+      apiMax: positive('CARCHAIN_RATE_LIMIT_API', defaultRateLimit.apiMax),
+      authMax: positive('CARCHAIN_RATE_LIMIT_AUTH', defaultRateLimit.authMax),
+      ingestMax: positive('CARCHAIN_RATE_LIMIT_INGEST', defaultRateLimit.ingestMax),
+    },
   }
 }

@@ -6,6 +6,7 @@
 import swagger from '@fastify/swagger'
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
 import { BaseError, errorCodes, toBaseError } from '../errors.ts'
+import { defaultRateLimit, type RateLimitConfig, registerRateLimit } from './rate-limit.ts'
 
 /** What the node tells about its chain (DESIGN.md "Interfaces": `GET /v1/chain`). */
 export type ChainInfo = {
@@ -24,6 +25,8 @@ export type CreateServerParameters = {
   /** More routes from the domains (ledger log API, vehicles, keys…). */
   routes?: readonly NodeRoutes[]
   logger?: boolean
+  /** Per-client request budgets (src/node/rate-limit.ts); `false` turns them off. */
+  rateLimit?: RateLimitConfig | false
 }
 
 export const errorSchema = {
@@ -50,6 +53,8 @@ export async function createServer(parameters: CreateServerParameters): Promise<
       },
     },
   })
+
+  if (parameters.rateLimit !== false) await registerRateLimit(app, parameters.rateLimit ?? defaultRateLimit)
 
   app.setErrorHandler((thrown: FastifyError | BaseError, _request, reply) => {
     let error: BaseError

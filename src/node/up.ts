@@ -24,6 +24,7 @@ import { BaseError } from '../errors.ts'
 import { keyRoutes } from '../keys/online.ts'
 import { getLogId } from '../ledger/anchor.ts'
 import { type Fleet, simRoutes, startFleet } from '../sim/fleet.ts'
+import { chargingRoutes } from '../station/routes.ts'
 import { type AnchoringScheduler, startAnchoring } from './anchoring.ts'
 import { authRoutes } from './auth.ts'
 import type { NodeContext } from './context.ts'
@@ -141,6 +142,7 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
     const server = await createServer({
       version: carchainVersion,
       chain: () => chain,
+      rateLimit: config.rateLimit,
       health: async () => {
         const parts: Record<string, string> = {}
         parts.chain = await clients.publicClient.getBlockNumber().then(
@@ -160,6 +162,7 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
         authRoutes(context),
         streamRoutes(context.events),
         simRoutes(() => fleet),
+        (app) => chargingRoutes(app, { sessions: () => fleet?.chargingSessions() ?? [] }),
         (app) =>
           keyRoutes(app, {
             client: clients.publicClient,
