@@ -24,6 +24,7 @@ import {
   type EventCheck,
   type InclusionProofResponse,
 } from '../lib/event-proof.ts'
+import { shortHex } from '../lib/hex.ts'
 import { useNode } from '../node-context.tsx'
 import { type StreamMessage, useStream } from '../stream.ts'
 
@@ -219,6 +220,9 @@ function Timeline(props: { events: LedgerEvent[] }) {
               <div className="timeline-row small">
                 <span className="dim">id</span> <Address value={event.id} keep={8} />
                 <span className="dim">log index {event.index}</span>
+                {event.payload && open !== event.id && (
+                  <span className="payload-summary">{summarise(event.payload.data)}</span>
+                )}
                 {event.erased ? (
                   <Badge tone="neutral">payload erased</Badge>
                 ) : event.payload ? (
@@ -322,4 +326,17 @@ function ProofDetails(props: { event: LedgerEvent; check: EventCheck }) {
       </dd>
     </dl>
   )
+}
+
+/** A few `key: value` pairs of a payload, for the timeline row (the whole data is one click away). */
+function summarise(data: unknown): string {
+  if (typeof data !== 'object' || data === null) return data === undefined ? '' : String(data)
+  return Object.entries(data as Record<string, unknown>)
+    .filter(([, value]) => value === null || typeof value !== 'object')
+    .slice(0, 3)
+    .map(([key, value]) => {
+      const text = typeof value === 'number' ? value.toLocaleString() : String(value)
+      return `${key}: ${/^0x[0-9a-fA-F]{16,}$/.test(text) ? shortHex(text) : text}`
+    })
+    .join(' · ')
 }
