@@ -56,7 +56,8 @@ function newestMtimeMs(path: string): number {
   if (!stat.isDirectory()) return stat.mtimeMs
   let newest = stat.mtimeMs
   for (const entry of readdirSync(path, { withFileTypes: true })) {
-    if (entry.name === 'dist' || entry.name.startsWith('.') || entry.name === 'node_modules') continue
+    // The build itself, builds in progress (.dist-build-*) and swapped-out ones (dist.old-*).
+    if (entry.name.startsWith('dist') || entry.name.startsWith('.') || entry.name === 'node_modules') continue
     newest = Math.max(newest, newestMtimeMs(join(path, entry.name)))
   }
   return newest
