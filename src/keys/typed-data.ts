@@ -268,8 +268,17 @@ export function parseGrant(value: unknown): KeyGrant {
   if ((scopes & ALL_SCOPES) !== scopes)
     throw invalid('grant.scopes has undefined bits', 'grant.scopes', scopes)
   const purpose = record.purpose
-  if (typeof purpose !== 'string' || Buffer.byteLength(purpose) > MAX_PURPOSE_BYTES)
-    throw invalid(`grant.purpose must be a string of at most ${MAX_PURPOSE_BYTES} bytes`, 'grant.purpose')
+  // Well-formed Unicode only: a lone surrogate has no UTF-8 form, so the car could not record
+  // the attempt (JCS refuses it) and EIP-712 would hash a different string than the one shown.
+  if (
+    typeof purpose !== 'string' ||
+    Buffer.byteLength(purpose) > MAX_PURPOSE_BYTES ||
+    !purpose.isWellFormed()
+  )
+    throw invalid(
+      `grant.purpose must be well-formed Unicode of at most ${MAX_PURPOSE_BYTES} bytes`,
+      'grant.purpose',
+    )
   const grant: KeyGrant = {
     vehicle: parseAddress(record.vehicle, 'grant.vehicle'),
     grantee: parseAddress(record.grantee, 'grant.grantee'),
