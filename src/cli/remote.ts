@@ -39,7 +39,9 @@ export async function nodeJson<T>(
     details?: Record<string, unknown>
   }
   if (!response.ok) {
-    const code = (body.code && body.code in errorCodes ? body.code : 'INTERNAL') as ErrorCode
+    const code = (
+      typeof body.code === 'string' && Object.hasOwn(errorCodes, body.code) ? body.code : 'INTERNAL'
+    ) as ErrorCode
     throw new BaseError(code, body.message ?? `the node answered HTTP ${response.status}`, {
       details: body.details ?? {},
     })

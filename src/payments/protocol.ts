@@ -81,7 +81,7 @@ function expect(message: Message, type: string): Record<string, unknown> {
 /** The error a peer's non-OK stop stands for (its code, when it is a known one). */
 export function stopError(message: Message): BaseError {
   const code =
-    typeof message.code === 'string' && message.code in errorCodes
+    typeof message.code === 'string' && Object.hasOwn(errorCodes, message.code)
       ? (message.code as ErrorCode)
       : 'PEER_CLOSED'
   return new BaseError(code, `the peer stopped the session: ${String(message.message ?? message.code)}`, {
