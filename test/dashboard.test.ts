@@ -13,6 +13,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import type { BrowserContext, Page } from 'playwright-core'
+import { developmentAccount } from '../src/chain/clients.ts'
+import { decodeShareLink, grantSigner, sharedKeyDomain } from '../src/keys/grant.ts'
 import { type SeededFleet, seedFleet } from './fleet-fixture.ts'
 import { requirePart } from './skip.ts'
 
@@ -178,6 +180,11 @@ test('a demo owner signs a key (EIP-712) and revokes it on chain', async (t) => 
   await page.getByTestId('grant-grantee').fill('0x90f79bf6eb2c4f870365e785982e1f101e93b906')
   await page.getByTestId('grant-sign').click()
   await page.getByTestId('grant-status').getByText('active').first().waitFor({ timeout: 15_000 })
+  // The share link is what a grantee's phone presents: the car's own code must accept its signer.
+  const shared = decodeShareLink(await page.getByTestId('share-link').inputValue())
+  assert.equal(grantSigner(sharedKeyDomain(shared), shared), developmentAccount(1).address.toLowerCase())
+  const owned = fleet!.cars.filter((c) => c.ownerIndex === 1).map((c) => c.vehicle.toLowerCase())
+  assert.ok(owned.includes(shared.grant.vehicle), `${shared.grant.vehicle} is not owner 1's`)
   await shot('keys')
   await page.getByTestId('grant-revoke').first().click()
   await page.getByTestId('grant-status').getByText('revoked').first().waitFor({ timeout: 20_000 })
@@ -188,6 +195,8 @@ test('a demo owner signs a key (EIP-712) and revokes it on chain', async (t) => 
     await page.getByTestId('timeline').waitFor({ timeout: 20_000 })
     await page.getByRole('button', { name: 'show data' }).first().click()
     assert.match((await page.locator('.payload').first().textContent()) ?? '', /"/)
+    await page.locator('.payload-summary').first().waitFor()
+    await shot('timeline-owner')
   } else t.diagnostic('the node offers no Sign-In with Ethereum: payloads not checked')
   assert.deepEqual(pageErrors, [])
 })

@@ -358,7 +358,15 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
       {message && (
         <div className={`state ${message.tone === 'good' ? 'state-good' : 'state-error'}`} role="status">
           {message.text}
-          {message.link && <textarea className="share-link" readOnly value={message.link} rows={3} />}
+          {message.link && (
+            <textarea
+              className="share-link"
+              readOnly
+              value={message.link}
+              rows={3}
+              data-testid="share-link"
+            />
+          )}
         </div>
       )}
     </Card>
