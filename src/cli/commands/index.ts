@@ -3,6 +3,7 @@
  * list of them.
  */
 import type { Command } from '../command.ts'
+import { benchCommands } from './bench.ts'
 import { chargeCommands } from './charge.ts'
 import { keyCommands } from './key.ts'
 import { ledgerCommands } from './ledger.ts'
@@ -15,4 +16,5 @@ export const commands: readonly Command[] = [
   ...keyCommands,
   ...chargeCommands,
   ...ledgerCommands,
+  ...benchCommands,
 ]

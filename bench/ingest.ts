@@ -1,0 +1,281 @@
+/**
+ * Ledger ingest (issue 4 "Performance"): sustained throughput of the node's ingest path —
+ * `createBatchIngester` (group commit), fed JSON batches from many vehicles at once, each
+ * vehicle sending its next batch when the last was acknowledged. Every event is parsed, its
+ * payload commitment and the batch's P-256 checkpoint signature are verified, and it is durable
+ * in the database and in the Merkle log when acknowledged.
+ *
+ * Each round, right after the ingest, the same rows (leaves and payloads) go into copies of the
+ * tables (same indexes) by plain multi-row INSERTs in commits of the same size: the raw-insert
+ * ratio is taken per round.
+ *
+ * Runs in a child process (`node bench/ingest.ts --engine pglite|postgres [--quick]`, one JSON
+ * line on stdout), so the node's peak memory under ingest is its own, not the bench's.
+ */
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { Database } from '../src/db/database.ts'
+import { openDatabase } from '../src/db/database.ts'
+import { migrate } from '../src/db/migrate.ts'
+import { BaseError } from '../src/errors.ts'
+import { toBareHex } from '../src/ledger/bytes.ts'
+import {
+  type BuiltEvent,
+  createEventChain,
+  encodeEnvelope,
+  type VehicleAddress,
+} from '../src/ledger/envelope.ts'
+import { createBatch, createBatchIngester } from '../src/ledger/ingest.ts'
+import { aP256Signer } from '../src/ledger/testing.ts'
+import { freshDatabase } from '../test/database.ts'
+
+export type IngestEngine = 'pglite' | 'postgres'
+
+/** What the child reports. */
+export type IngestReport = {
+  engine: IngestEngine
+  vehicles: number
+  eventsPerBatch: number
+  eventsPerRound: number
+  /** Events per second, one per measured round. */
+  ingestPerSecond: number[]
+  rawInsertPerSecond: number[]
+  /** ingest / raw, per round. */
+  ratios: number[]
+  /** Resident memory of the process: before the first round (batches built) and at its peak. */
+  rssBeforeMb: number
+  rssPeakMb: number
+  /** The JSON batches held in memory by the bench itself (counted in the RSS). */
+  batchesMb: number
+}
+
+type Workload = { vehicles: number; batchesPerVehicle: number; eventsPerBatch: number; rounds: number }
+
+function workload(quick: boolean): Workload {
+  return quick
+    ? { vehicles: 16, batchesPerVehicle: 2, eventsPerBatch: 100, rounds: 2 }
+    : { vehicles: 64, batchesPerVehicle: 4, eventsPerBatch: 100, rounds: 3 }
+}
+
+const kinds = [
+  'telemetry',
+  'telemetry',
+  'telemetry',
+  'driving.behavior',
+  'door.unlocked',
+  'door.locked',
+] as const
+
+type Car = {
+  vehicle: VehicleAddress
+  publicKey: Uint8Array
+  /** Per round (warm-up first), its batches: JSON text as received, and the built events. */
+  rounds: { json: string; events: BuiltEvent[] }[][]
+}
+
+async function buildCars(w: Workload): Promise<Car[]> {
+  const cars: Car[] = []
+  const startMs = Date.now() - 86_400_000
+  for (let c = 0; c < w.vehicles; c++) {
+    const { signer, publicKey } = aP256Signer()
+    const vehicle = `0x${(c + 1).toString(16).padStart(40, 'b')}` as VehicleAddress
+    const chain = createEventChain({ vehicle })
+    const rounds: Car['rounds'] = []
+    for (let r = 0; r < w.rounds + 1; r++) {
+      const batches: Car['rounds'][number] = []
+      for (let b = 0; b < w.batchesPerVehicle; b++) {
+        const events: BuiltEvent[] = []
+        for (let e = 0; e < w.eventsPerBatch; e++) {
+          const seq = chain.head().nextSeq
+          const kind = kinds[seq % kinds.length]!
+          events.push(
+            chain.append({
+              kind,
+              time: startMs + seq * 1000,
+              data:
+                kind === 'telemetry'
+                  ? { speedKmh: seq % 130, socPct: 80 - (seq % 50), lat: 48.137 + seq * 1e-5, lon: 11.575 }
+                  : { seq, note: 'bench' },
+            }),
+          )
+        }
+        batches.push({ json: JSON.stringify(await createBatch({ events, signer })), events })
+      }
+      rounds.push(batches)
+    }
+    cars.push({ vehicle, publicKey, rounds })
+  }
+  return cars
+}
+
+async function openEngine(engine: IngestEngine): Promise<{ db: Database; close: () => Promise<void> }> {
+  if (engine === 'postgres') {
+    const db = await freshDatabase('postgres')
+    return { db, close: () => db.close() }
+  }
+  // On disk, as `carchain up` keeps it (the data dir), not in memory.
+  const dir = mkdtempSync(join(tmpdir(), 'carchain-bench-pglite-'))
+  const db = await openDatabase({ engine: 'pglite', dataDir: join(dir, 'db') })
+  await migrate(db)
+  return {
+    db,
+    close: async () => {
+      await db.close()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+/** The raw path: the same leaf and payload rows, multi-row INSERTs, no checks, no tree. */
+async function rawInsert(db: Database, groups: BuiltEvent[][], firstIndex: number): Promise<void> {
+  let index = firstIndex
+  for (const events of groups) {
+    const indexes = events.map(() => index++)
+    const hex = (values: Uint8Array[]) => values.map(toBareHex)
+    await db.transaction(async (tx) => {
+      await tx.query(
+        `insert into bench_raw_leaves (leaf_index, leaf_hash, leaf_input, vehicle, seq, time_ms, kind)
+         select i, decode(h, 'hex'), decode(input, 'hex'), decode(v, 'hex'), s, t, k
+           from unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[])
+             as r(i, h, input, v, s, t, k)`,
+        [
+          indexes,
+          hex(events.map((e) => e.leafHash)),
+          hex(events.map((e) => encodeEnvelope(e.envelope))),
+          events.map((e) => e.envelope.vehicle.slice(2)),
+          events.map((e) => e.envelope.seq),
+          events.map((e) => e.envelope.time),
+          events.map((e) => e.envelope.kind),
+        ],
+      )
+      await tx.query(
+        `insert into bench_raw_payloads (leaf_index, salt, data)
+         select i, decode(s, 'hex'), d from unnest($1::bigint[], $2::text[], $3::jsonb[]) as r(i, s, d)`,
+        [indexes, hex(events.map((e) => e.payload.salt)), events.map((e) => JSON.stringify(e.payload.data))],
+      )
+    })
+  }
+}
+
+/** Runs the ingest benchmark in this process (the child). */
+export async function runIngest(engine: IngestEngine, quick: boolean): Promise<IngestReport> {
+  const w = workload(quick)
+  const cars = await buildCars(w)
+  const batchesMb =
+    cars.reduce((sum, car) => sum + car.rounds.flat().reduce((s, b) => s + b.json.length, 0), 0) / 2 ** 20
+  const { db, close } = await openEngine(engine)
+  try {
+    await db.exec(`create table bench_raw_leaves (like ledger_leaves including all);
+                   create table bench_raw_payloads (like ledger_payloads including all);`)
+    const keys = new Map(cars.map((car) => [car.vehicle, car.publicKey]))
+    const ingester = createBatchIngester(db, { resolveVehicleKey: async (vehicle) => keys.get(vehicle) })
+    const maxGroupBatches = 64
+    const eventsPerRound = w.vehicles * w.batchesPerVehicle * w.eventsPerBatch
+    let rssPeak = 0
+    const sampler = setInterval(() => {
+      rssPeak = Math.max(rssPeak, process.memoryUsage.rss())
+    }, 50)
+    const rssBefore = process.memoryUsage.rss()
+    const ingestPerSecond: number[] = []
+    const rawInsertPerSecond: number[] = []
+    const ratios: number[] = []
+    let rawIndex = 0
+    for (let r = 0; r < w.rounds + 1; r++) {
+      const started = performance.now()
+      await Promise.all(
+        cars.map(async (car) => {
+          for (const batch of car.rounds[r]!) {
+            const result = await ingester.ingest(JSON.parse(batch.json))
+            if (result.ids.length !== w.eventsPerBatch)
+              throw new BaseError('INTERNAL', `ingest acknowledged ${result.ids.length} events`)
+          }
+        }),
+      )
+      const ingestRate = eventsPerRound / ((performance.now() - started) / 1000)
+      // The same rows, in commits of the ingester's largest group, vehicles interleaved as they arrived.
+      const batches: BuiltEvent[][] = []
+      for (let b = 0; b < w.batchesPerVehicle; b++)
+        for (const car of cars) batches.push(car.rounds[r]![b]!.events)
+      const groups: BuiltEvent[][] = []
+      for (let i = 0; i < batches.length; i += maxGroupBatches)
+        groups.push(batches.slice(i, i + maxGroupBatches).flat())
+      const rawStarted = performance.now()
+      await rawInsert(db, groups, rawIndex)
+      rawIndex += eventsPerRound
+      const rawRate = eventsPerRound / ((performance.now() - rawStarted) / 1000)
+      if (r > 0) {
+        ingestPerSecond.push(ingestRate)
+        rawInsertPerSecond.push(rawRate)
+        ratios.push(ingestRate / rawRate)
+      }
+      process.stderr.write(
+        `ingest ${engine} round ${r === 0 ? 'warm-up' : r}: ${Math.round(ingestRate)} events/s, raw insert ${Math.round(rawRate)} rows/s\n`,
+      )
+    }
+    clearInterval(sampler)
+    const { rows } = await db.query<{ tree_size: bigint }>('select tree_size from ledger_log')
+    if (Number(rows[0]!.tree_size) !== eventsPerRound * (w.rounds + 1))
+      throw new BaseError('INTERNAL', `the log holds ${rows[0]!.tree_size} events`)
+    return {
+      engine,
+      vehicles: w.vehicles,
+      eventsPerBatch: w.eventsPerBatch,
+      eventsPerRound,
+      ingestPerSecond,
+      rawInsertPerSecond,
+      ratios,
+      rssBeforeMb: rssBefore / 2 ** 20,
+      rssPeakMb: Math.max(rssPeak, process.memoryUsage.rss()) / 2 ** 20,
+      batchesMb,
+    }
+  } finally {
+    await close()
+  }
+}
+
+/** Runs the ingest benchmark in a child process and resolves with its report. */
+export function runIngestChild(
+  engine: IngestEngine,
+  quick: boolean,
+  progress: (line: string) => void,
+): Promise<IngestReport> {
+  const script = fileURLToPath(import.meta.url)
+  const child = spawn(process.execPath, [script, '--engine', engine, ...(quick ? ['--quick'] : [])], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: process.env,
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk) => {
+    stdout += chunk
+  })
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk
+    for (const line of String(chunk).split('\n')) if (line.startsWith('ingest ')) progress(line)
+  })
+  return new Promise((resolve, reject) => {
+    child.on('error', reject)
+    child.on('close', (code) => {
+      if (code !== 0) {
+        reject(
+          new BaseError(
+            'INTERNAL',
+            `the ingest bench (${engine}) exited ${code}: ${stderr.trim().split('\n').at(-1)}`,
+          ),
+        )
+        return
+      }
+      resolve(JSON.parse(stdout.trim().split('\n').at(-1)!) as IngestReport)
+    })
+  })
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const engineIndex = process.argv.indexOf('--engine')
+  const engine = (engineIndex >= 0 ? process.argv[engineIndex + 1] : 'pglite') as IngestEngine
+  const report = await runIngest(engine, process.argv.includes('--quick'))
+  process.stdout.write(`${JSON.stringify(report)}\n`)
+}

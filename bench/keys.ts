@@ -1,0 +1,309 @@
+/**
+ * Digital-key figures (issue 5 "Performance"), on a real anvil with the contracts:
+ *
+ * - `unlock.e2e_over_floor`: the car as the demo fleet composes it (VehicleAgent, its chain cache,
+ *   file use counters, VehicleLedger as the recorder, the WebSocket link), timed at the car from the
+ *   request frame's arrival to the answer handed to the socket; over the fastest secp256k1
+ *   verification measured in the same round (OpenSSL, noble, noble with a cached key table).
+ * - `unlock.online_over_offline`: the phone's view of one unlock. Offline: challenge (already
+ *   pushed by the car), sign, send, result over the loopback link. Online: the node's HTTP routes
+ *   (`keyRoutes`: challenge, sign, unlock — the node reads the chain per request and signs a
+ *   command), then the car's check of that command (`CommandVerifier`).
+ * - `keys.gas_revoke`: receipt gas of one `KeyRegistry.revoke`.
+ */
+import { createSign, generateKeyPairSync, verify as opensslVerify, randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { secp256k1 } from '@noble/curves/secp256k1.js'
+import Fastify from 'fastify'
+import type { Address } from 'viem'
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
+import { vehicleRegistryAbi } from '../src/chain/generated/index.ts'
+import { BaseError } from '../src/errors.ts'
+import { newGrantId, signAccessRequest } from '../src/keys/grant.ts'
+import { buildRequest, LinkClient } from '../src/keys/link-client.ts'
+import { CommandVerifier, keyRoutes, onlineUnlock } from '../src/keys/online.ts'
+import { revokeGrant } from '../src/keys/registry.ts'
+import { SignerKeyCache } from '../src/keys/signatures.ts'
+import { aGrant, testAccount } from '../src/keys/testing.ts'
+import { type KeyDomain, Scope } from '../src/keys/typed-data.ts'
+import { aP256Signer } from '../src/ledger/testing.ts'
+import { VehicleAgent } from '../src/vehicle/agent.ts'
+import { VehicleLedger } from '../src/vehicle/ledger.ts'
+import type { TestChain } from '../test/chain.ts'
+import {
+  type BenchOptions,
+  type BenchResult,
+  countResult,
+  median,
+  repeat,
+  resultOf,
+  round3,
+} from './harness.ts'
+
+export const keyNames = [
+  { name: 'unlock.e2e_over_floor', unit: '×' },
+  { name: 'unlock.online_over_offline', unit: '×' },
+  { name: 'keys.gas_revoke', unit: 'gas' },
+] as const
+
+/** Microseconds per secp256k1 verification with OpenSSL and noble (`count` timed in one loop). */
+function primitiveFloors(count: number): { openssl: number; noble: number } {
+  const digest = randomBytes(32)
+  // OpenSSL (node:crypto): ECDSA over SHA-256 of the 32 bytes (one extra tiny hash; OpenSSL
+  // cannot take a Keccak digest as is).
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'secp256k1' })
+  const derSignature = createSign('sha256').update(digest).sign(privateKey)
+  // noble: the plain verification, and the car's cached signer with its precomputed table.
+  const secret = secp256k1.utils.randomSecretKey()
+  const nobleSignature = secp256k1.sign(digest, secret, { prehash: false })
+  const noblePublic = secp256k1.getPublicKey(secret)
+  const perOp = (check: () => boolean) => {
+    for (let i = 0; i < 20; i++) check()
+    const started = performance.now()
+    for (let i = 0; i < count; i++)
+      if (!check()) throw new BaseError('INTERNAL', 'a valid secp256k1 signature failed to verify')
+    return ((performance.now() - started) * 1000) / count
+  }
+  const openssl = perOp(() => opensslVerify('sha256', digest, publicKey, derSignature))
+  const noble = perOp(() => secp256k1.verify(nobleSignature, digest, noblePublic, { prehash: false }))
+  return { openssl, noble }
+}
+
+async function cachedSignerFloor(count: number): Promise<number> {
+  const digest = randomBytes(32)
+  const account = privateKeyToAccount(generatePrivateKey())
+  const signature = Buffer.from((await account.sign({ hash: `0x${digest.toString('hex')}` })).slice(2), 'hex')
+  const cache = new SignerKeyCache()
+  const check = () => cache.verify(account.address, digest, signature)
+  for (let i = 0; i < 20; i++) check()
+  const started = performance.now()
+  for (let i = 0; i < count; i++)
+    if (!check()) throw new BaseError('INTERNAL', 'a valid secp256k1 signature failed to verify')
+  return ((performance.now() - started) * 1000) / count
+}
+
+/** The floor of one round: the fastest primitive, and all three for the detail. */
+async function floorMicros(count: number) {
+  const { openssl, noble } = primitiveFloors(count)
+  const nobleCached = await cachedSignerFloor(count)
+  return { fastest: Math.min(openssl, noble, nobleCached), openssl, noble, nobleCached }
+}
+
+export async function benchKeys(chain: TestChain, options: BenchOptions): Promise<BenchResult[]> {
+  const owner = testAccount(1)
+  const member = testAccount(2)
+  const vehicle = testAccount(10).address.toLowerCase() as Address
+  const admin = chain.clients
+  const contracts = chain.deployment.contracts
+  const registry = contracts.VehicleRegistry.address as Address
+  const keyRegistry = contracts.KeyRegistry.address as Address
+  for (const [functionName, args] of [
+    ['setOem', [admin.account.address, true]],
+    ['registerVehicle', [vehicle, owner.address, `0x${'11'.repeat(32)}`, `0x${'22'.repeat(32)}`]],
+  ] as const) {
+    const hash = await admin.walletClient.writeContract({
+      address: registry,
+      abi: vehicleRegistryAbi,
+      functionName,
+      args: args as never,
+    })
+    await admin.publicClient.waitForTransactionReceipt({ hash })
+  }
+  const domain: KeyDomain = { chainId: admin.chain.id, keyRegistry }
+
+  // The car, composed as the demo fleet composes it (src/sim/fleet.ts), without the uploader.
+  const dir = mkdtempSync(join(tmpdir(), 'carchain-bench-car-'))
+  const ledger = await VehicleLedger.open({
+    vehicle,
+    dir,
+    signer: aP256Signer().signer,
+    transport: { send: async () => ({ ids: [], treeSize: 0 }) },
+  })
+  // The link reads the clock once when a frame arrives: the first read after the phone sent is
+  // the arrival time.
+  let armed = false
+  let arrivedAt = 0
+  const clock = () => {
+    const now = performance.timeOrigin + performance.now()
+    if (armed) {
+      armed = false
+      arrivedAt = now
+    }
+    return now
+  }
+  const agent = await VehicleAgent.create({
+    dir,
+    vehicle,
+    chain: {
+      client: admin.publicClient,
+      chainId: admin.chain.id,
+      vehicleRegistry: registry,
+      keyRegistry,
+      syncIntervalMs: 600_000,
+    },
+    recorder: ledger,
+    clock,
+  })
+  const url = await agent.start()
+  let carSideMs = 0
+  agent.link.onAttempt((attempt) => {
+    if (attempt.code !== 'OK')
+      throw new BaseError('INTERNAL', `the car refused the bench unlock: ${attempt.code}`)
+    carSideMs = performance.timeOrigin + performance.now() - arrivedAt
+  })
+
+  // The node's online path, on loopback, reading the same chain.
+  const app = Fastify({ logger: false })
+  keyRoutes(app, { client: admin.publicClient, domain, vehicleRegistry: registry, signer: testAccount(0) })
+  const nodeUrl = await app.listen({ host: '127.0.0.1', port: 0 })
+  const commandVerifier = new CommandVerifier({ vehicle, domain, trustedNode: testAccount(0).address })
+
+  const grant = await aGrant({ signer: owner, domain, vehicle, grantee: member.address })
+  const link = await LinkClient.connect(url)
+  const offlineUnlock = async () => {
+    const started = performance.now()
+    const challenge = await link.challenge()
+    const request = await buildRequest({
+      signer: member,
+      domain,
+      grant,
+      action: Scope.UNLOCK,
+      challenge: challenge.challenge,
+    })
+    armed = true
+    link.send(request)
+    const result = await link.result()
+    const phoneMs = performance.now() - started
+    if (!result.ok) throw new BaseError('INTERNAL', `offline unlock refused: ${result.code}`)
+    return { phoneMs, carMs: carSideMs }
+  }
+  const onlineUnlockOnce = async () => {
+    const started = performance.now()
+    const signed = await onlineUnlock({
+      nodeUrl,
+      signer: member,
+      domain,
+      vehicle,
+      grant,
+      action: Scope.UNLOCK,
+    })
+    const verdict = commandVerifier.verify(signed)
+    if (verdict !== 'OK') throw new BaseError('INTERNAL', `the car refused the node's command: ${verdict}`)
+    return performance.now() - started
+  }
+
+  // The decision alone (AccessController.decide, cached grant signer and grantee key), without
+  // the link and the recorder: to tell where the car-side time goes.
+  const decisionMicros = async (count: number) => {
+    const attempts = []
+    for (let i = 0; i < count; i++) {
+      const challenge = randomBytes(32)
+      const signature = await signAccessRequest(member, domain, {
+        grantId: grant.grant.grantId,
+        action: Scope.UNLOCK,
+        challenge: `0x${challenge.toString('hex')}`,
+      })
+      attempts.push({
+        grant,
+        action: Scope.UNLOCK,
+        challenge,
+        signature: Buffer.from(signature.slice(2), 'hex'),
+      })
+    }
+    const started = performance.now()
+    for (const attempt of attempts)
+      if (!agent.controller.decide(attempt).ok)
+        throw new BaseError('INTERNAL', 'the car refused the bench decision')
+    return ((performance.now() - started) * 1000) / count
+  }
+
+  const perRound = options.quick ? 15 : 60
+  const floorCount = options.quick ? 100 : 400
+  const floors: Awaited<ReturnType<typeof floorMicros>>[] = []
+  const decisions: number[] = []
+  const carMedians: number[] = []
+  const offlineMedians: number[] = []
+  const onlineMedians: number[] = []
+  try {
+    const rounds = await repeat(options.quick ? 2 : 5, 1, async (round) => {
+      const floor = await floorMicros(floorCount)
+      const decision = await decisionMicros(options.quick ? 20 : 50)
+      const car: number[] = []
+      const offline: number[] = []
+      const online: number[] = []
+      for (let i = 0; i < perRound; i++) {
+        const unlocked = await offlineUnlock()
+        car.push(unlocked.carMs)
+        offline.push(unlocked.phoneMs)
+        online.push(await onlineUnlockOnce())
+      }
+      const carMs = median(car)
+      if (round >= 0) {
+        floors.push(floor)
+        decisions.push(decision)
+        carMedians.push(carMs)
+        offlineMedians.push(median(offline))
+        onlineMedians.push(median(online))
+        options.progress(
+          `unlock round ${round + 1}: car ${(carMs * 1000).toFixed(0)} µs (decision ${decision.toFixed(0)} µs), floor ${floor.fastest.toFixed(0)} µs, phone offline ${median(offline).toFixed(2)} ms, online ${median(online).toFixed(2)} ms`,
+        )
+      }
+      return {
+        overFloor: (carMs * 1000) / floor.fastest,
+        onlineOverOffline: median(online) / median(offline),
+      }
+    })
+    const revoke = await revokeGrant(await chain.as(1), { keyRegistry, vehicle, grantId: newGrantId() })
+    const micros = (values: number[]) => values.map((v) => round3(v * 1000))
+    return [
+      resultOf(
+        'unlock.e2e_over_floor',
+        '×',
+        rounds.map((r) => r.overFloor),
+        { op: '<=', value: 1.5, source: 'issue 5' },
+        {
+          what: 'car-side unlock (request frame in → decision → answer sent, VehicleAgent + VehicleLedger) / fastest secp256k1 verify',
+          carSideMicros: micros(carMedians),
+          floorMicros: floors.map((f) => round3(f.fastest)),
+          decisionMicros: decisions.map(round3),
+          decisionOverFloor: round3(median(decisions.map((d, i) => d / floors[i]!.fastest))),
+          primitivesMicros: {
+            openssl: round3(median(floors.map((f) => f.openssl))),
+            noble: round3(median(floors.map((f) => f.noble))),
+            nobleCachedKey: round3(median(floors.map((f) => f.nobleCached))),
+          },
+          unlocksPerRound: perRound,
+        },
+      ),
+      resultOf(
+        'unlock.online_over_offline',
+        '×',
+        rounds.map((r) => r.onlineOverOffline),
+        { op: '>=', value: 6, source: 'issue 5 (Porsche)' },
+        {
+          what: "phone's view: node over HTTP (chain read per request, node-signed command, car checks it) / offline link",
+          onlineMs: onlineMedians.map(round3),
+          offlineMs: offlineMedians.map(round3),
+          unlocksPerRound: perRound,
+        },
+      ),
+      countResult(
+        'keys.gas_revoke',
+        'gas',
+        Number(revoke.gasUsed),
+        { op: '<=', value: 50_000, source: 'issue 5' },
+        {
+          what: 'KeyRegistry.revoke(vehicle, grantId) by the owner, receipt gas',
+        },
+      ),
+    ]
+  } finally {
+    link.close()
+    await app.close()
+    await agent.stop()
+    await ledger.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
