@@ -1,7 +1,7 @@
 /**
  * The demo fleet as `npm start` runs it (two cars, to keep the test short): certified cars on
  * chain, owners from the development mnemonic, every car's link reachable, trips uploaded and
- * anchored, the parcel and rental flows done — and a restart goes on with the same cars.
+ * anchored, the parcel, rental, charging (claimed on chain) and parking flows done — and a restart goes on with the same cars.
  */
 import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -49,14 +49,23 @@ test('the fleet runs every flow, uploads and anchors', async () => {
       assert.match(v.link, /^ws:\/\/127\.0\.0\.1:\d+$/)
     }
     firstVehicles = vehicles
-    const activity = await waitFor('parcel, rental and a trip', async () => {
+    const activity = await waitFor('parcel, rental, a trip, charging and parking', async () => {
       const a = await json(node, '/v1/sim/activity')
-      return a.counts.parcel && a.counts.rental && a.counts.trip ? a : undefined
+      return a.counts.parcel && a.counts.rental && a.counts.trip && a.counts.charging && a.counts.parking
+        ? a
+        : undefined
     })
     const parcel = activity.last.find((e: { flow: string }) => e.flow === 'parcel')
     assert.match(parcel.detail, /trunk OK, second use GRANT_USED_UP/)
     const rental = activity.last.find((e: { flow: string }) => e.flow === 'rental')
     assert.match(rental.detail, /renter unlock OK, lock OK/)
+    // The charging session was paid over a channel and the station claimed it on chain.
+    const claimed = await waitFor('a charging session claimed on chain', async () => {
+      const { sessions } = await json(node, '/v1/charging/sessions')
+      return sessions.find((x: { code: string; claimed: boolean }) => x.code === 'OK' && x.claimed)
+    })
+    assert.equal(claimed.energyWh, 1500)
+    assert.ok(BigInt(claimed.amount) > 0n)
     const checkpoint = await waitFor('an anchor', async () => {
       const c = await json(node, '/v1/log/checkpoint')
       return c.anchored && c.anchored.treeSize > 0 ? c : undefined

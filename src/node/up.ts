@@ -162,7 +162,14 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
         authRoutes(context),
         streamRoutes(context.events),
         simRoutes(() => fleet),
-        (app) => chargingRoutes(app, { sessions: () => fleet?.chargingSessions() ?? [] }),
+        (app) =>
+          chargingRoutes(app, {
+            sessions: () => fleet?.chargingSessions() ?? [],
+            // read per request: the fleet starts after the server
+            get book() {
+              return fleet?.chargingBook
+            },
+          }),
         (app) =>
           keyRoutes(app, {
             client: clients.publicClient,

@@ -11,11 +11,10 @@
  * keys (a real car's live in its own secure element); the operator (development account 0) is
  * the OEM, the CPO and the token's minter.
  */
-import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { type Address, getAddress, parseEther, parseUnits } from 'viem'
+import { type Address, formatUnits, getAddress, keccak256, parseEther, parseUnits, stringToBytes } from 'viem'
 import { developmentAccount } from '../chain/clients.ts'
 import { demoTokenAbi, vehicleRegistryAbi } from '../chain/generated/index.ts'
 import { writeFileAtomic } from '../fs-atomic.ts'
@@ -25,6 +24,8 @@ import { SoftwareKeyStore } from '../identity/software-keystore.ts'
 import type { NodeContext } from '../node/context.ts'
 import { connectMqtt } from '../node/mqtt.ts'
 import { registerVehicle } from '../node/vehicle-routes.ts'
+import type { StationSession } from '../station/station.ts'
+import type { VoucherBook } from '../station/vouchers.ts'
 import { VehicleAgent } from '../vehicle/agent.ts'
 import {
   httpBatchTransport,
@@ -32,7 +33,8 @@ import {
   mqttBatchTransport,
   VehicleLedger,
 } from '../vehicle/ledger.ts'
-import { runScenario, type SimActivity } from './scenario.ts'
+import { carWallet, chargeCar, PARKING_INDEX, payParking, startChargePoints } from './charging.ts'
+import { runScenario, type ScenarioPayments, type SimActivity } from './scenario.ts'
 
 /** The demo keystore's KDF: its passphrase is public anyway, so start-up stays quick. */
 const DEMO_SCRYPT = { n: 2 ** 12, r: 8, p: 1 }
@@ -54,6 +56,10 @@ export type SimVehicle = { vehicle: Address; vin: string; owner: Address; ownerI
 
 export type Fleet = {
   readonly vehicles: () => SimVehicle[]
+  /** The demo chargers' sessions, newest first (`GET /v1/charging/sessions`). */
+  chargingSessions(): StationSession[]
+  /** The CPO's voucher book: which sessions are claimed on chain. */
+  readonly chargingBook: VoucherBook
   readonly agents: ReadonlyMap<Address, VehicleAgent>
   readonly activity: SimActivity
   stop(): Promise<void>
@@ -159,6 +165,41 @@ export async function startFleet(parameters: StartFleetParameters): Promise<Flee
   }
   progress(`${agents.size} vehicles running`)
 
+  const chargePoints = await startChargePoints({ context, pki, pkiDir, store, dataDir, count: 2 })
+  progress(`${chargePoints.chargers.length} chargers running`)
+  const wallets = new Map(
+    records.map((r) => [
+      r.vehicle,
+      carWallet(context, agents.get(r.vehicle)!, join(fleetDir, r.vin), pkiDir),
+    ]),
+  )
+  const oemSubCa = pemDer(join(pkiDir, 'subca', 'oem.pem'))
+  const payments: ScenarioPayments = {
+    async charge(car, energyWh) {
+      const record = records.find((r) => r.vehicle === car.vehicle)!
+      const charger = chargePoints.chargers[records.indexOf(record) % chargePoints.chargers.length]!
+      const result = await chargeCar({
+        agent: agents.get(car.vehicle)!,
+        identity: { store, keyRef: record.identityKey, certificate: pemDer(record.cert), chain: [oemSubCa] },
+        charger,
+        wallet: wallets.get(car.vehicle)!,
+        pkiDir,
+        channels: context.contracts.ChargingChannels,
+        energyWh,
+      })
+      return `${Number(result.energyWh) / 1000} kWh at ${charger.evseId}, ${formatUnits(result.amount, 18)} cEUR (${result.channelAction} channel)`
+    },
+    async payParking(car) {
+      const paid = await payParking(
+        context,
+        wallets.get(car.vehicle)!,
+        developmentAccount(PARKING_INDEX).address,
+        'parking P3',
+      )
+      return `2.5 cEUR to the parking operator, tx ${paid.txHash.slice(0, 10)}…`
+    },
+  }
+
   const vehicles = (): SimVehicle[] =>
     records.map((r) => ({
       vehicle: r.vehicle,
@@ -169,13 +210,19 @@ export async function startFleet(parameters: StartFleetParameters): Promise<Flee
     }))
 
   const scenario =
-    parameters.scenario === false ? undefined : runScenario({ context, vehicles, agents, progress })
+    parameters.scenario === false ? undefined : runScenario({ context, vehicles, agents, payments, progress })
   return {
     vehicles,
     agents,
+    chargingBook: chargePoints.book,
+    chargingSessions: () =>
+      chargePoints.chargers
+        .flatMap((c) => c.station.sessions())
+        .sort((a, b) => b.startedAtMs - a.startedAtMs),
     activity: scenario?.activity ?? { counts: {}, last: [] },
     async stop() {
       await scenario?.stop()
+      await chargePoints.stop()
       for (const agent of agents.values()) await agent.stop()
       await store.close()
       await pki.close()
@@ -198,6 +245,8 @@ export function simRoutes(fleet: () => Fleet | undefined) {
     )
   }
 }
+
+const pemDer = (path: string) => fromPem(readFileSync(path, 'utf8'))[0]!
 
 function keyStore(pkiDir: string): SoftwareKeyStore {
   return new SoftwareKeyStore({
@@ -269,7 +318,7 @@ async function registerOnChain(context: NodeContext, records: FleetVehicleRecord
     })
     if (registered) continue
     const cert = parseCertificate(readFileSync(record.cert, 'utf8'))
-    const vinHash = `0x${createHash('sha256').update(record.vin).digest('hex')}` as const
+    const vinHash = keccak256(stringToBytes(record.vin))
     await send(context, {
       address: context.contracts.VehicleRegistry,
       abi: vehicleRegistryAbi,

@@ -26,8 +26,15 @@ export type SimActivity = {
   last: { timeMs: number; vehicle: string; flow: string; detail: string }[]
 }
 
+/** The payment flows the fleet provides; each resolves with a line for the activity log. */
+export type ScenarioPayments = {
+  charge(car: SimVehicle, energyWh: number): Promise<string>
+  payParking(car: SimVehicle): Promise<string>
+}
+
 export type RunScenarioParameters = {
   context: NodeContext
+  payments: ScenarioPayments
   vehicles: () => SimVehicle[]
   agents: ReadonlyMap<Address, VehicleAgent>
   progress: (message: string) => void
@@ -133,6 +140,8 @@ export function runScenario(parameters: RunScenarioParameters): {
         await record('odometer', { km })
         await record('trip.ended', { trip, distanceKm, durationMin: Math.round(distanceKm * 1.6) })
         await record('parking.started', { name: to.name, lat: to.lat, lon: to.lon })
+        if (trip % 4 === 0) note(car.vehicle, 'charging', await parameters.payments.charge(car, 1500))
+        if (trip % 3 === 0) note(car.vehicle, 'parking', await parameters.payments.payParking(car))
         const locked = await use(car, Scope.LOCK, await ownerKey(car), car.ownerIndex)
         note(car.vehicle, 'trip', `${distanceKm} km to ${to.name}`)
         note(car.vehicle, 'lock', locked.code)
@@ -194,6 +203,14 @@ export function runScenario(parameters: RunScenarioParameters): {
     const specials = [
       cars[0] && sleep(2000, controller.signal).then(() => parcel(cars[0]!)),
       cars[1] && sleep(4000, controller.signal).then(() => rental(cars[1]!)),
+      cars[0] &&
+        sleep(3000, controller.signal)
+          .then(() => parameters.payments.charge(cars.at(-1)!, 1500))
+          .then((line) => note(cars.at(-1)!.vehicle, 'charging', line)),
+      cars[0] &&
+        sleep(5000, controller.signal)
+          .then(() => parameters.payments.payParking(cars[0]!))
+          .then((line) => note(cars[0]!.vehicle, 'parking', line)),
     ].map((p) => p?.catch((error: unknown) => progress(`scenario: ${toBaseError(error).shortMessage}`)))
     await Promise.all([...drives, ...specials])
   })()

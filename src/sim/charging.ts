@@ -1,0 +1,206 @@
+/**
+ * The demo's charge points and the cars' wallets: two chargers of the demo CPO (certificate for
+ * mutual TLS, a secp256k1 key registered on chain as the charger's identity, a simulated meter,
+ * a signed tariff, claims on chain every few seconds), and each car's wallet under its owner's
+ * policy. A session runs exactly as in a real car: mutual TLS 1.3 with certificates of the right
+ * role, a payment channel opened with a permit (or reused), a voucher per signed meter reading.
+ */
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import type { AddressInfo, Server } from 'node:net'
+import { join } from 'node:path'
+import { type Address, createWalletClient, http, keccak256, parseUnits, stringToBytes } from 'viem'
+import { vehicleRegistryAbi } from '../chain/generated/index.ts'
+import { keyStoreAccount } from '../identity/account.ts'
+import { fromPem } from '../identity/certificate.ts'
+import type { PkiDirectory } from '../identity/pki-directory.ts'
+import type { SoftwareKeyStore } from '../identity/software-keystore.ts'
+import { connectIdentity, createIdentityServer } from '../identity/tls.ts'
+import type { NodeContext } from '../node/context.ts'
+import type { ChannelClients } from '../payments/channels.ts'
+import { createChargerChecker } from '../payments/charger-check.ts'
+import { type PayReturnType, pay } from '../payments/pay.ts'
+import { type ChargingSessionResult, runChargingSession } from '../payments/session.ts'
+import { tlsTransport } from '../payments/transport.ts'
+import { type CarWallet, createCarWallet } from '../payments/wallet.ts'
+import { simulatedMeter } from '../station/meter.ts'
+import { type ChargingStation, createChargingStation } from '../station/station.ts'
+import { fileVoucherBook, type VoucherBook } from '../station/vouchers.ts'
+import type { VehicleAgent } from '../vehicle/agent.ts'
+
+const TOKEN = 10n ** 18n
+/** The parking operator the demo cars pay (development account 7). */
+export const PARKING_INDEX = 7
+
+export type DemoCharger = { evseId: string; address: Address; port: number; station: ChargingStation }
+
+export type ChargePoints = {
+  chargers: DemoCharger[]
+  /** The CPO's voucher book, shared by its chargers (one channel serves them all). */
+  book: VoucherBook
+  stop(): Promise<void>
+}
+
+const pemDer = (path: string) => fromPem(readFileSync(path, 'utf8'))[0]!
+
+/** Starts the demo charge points (idempotent registration on chain). */
+export async function startChargePoints(parameters: {
+  context: NodeContext
+  pki: PkiDirectory
+  pkiDir: string
+  store: SoftwareKeyStore
+  dataDir: string
+  count: number
+}): Promise<ChargePoints> {
+  const { context, pki, pkiDir, store } = parameters
+  const { clients, contracts } = context
+  const chargers: DemoCharger[] = []
+  const servers: Server[] = []
+  const schedulers: { stop(): Promise<void> }[] = []
+  // The vouchers survive a restart, so nothing signed to the CPO goes unclaimed.
+  const book = fileVoucherBook(join(parameters.dataDir, 'fleet', 'cpo-vouchers.json'))
+  for (let i = 1; i <= parameters.count; i++) {
+    const evseId = `DE*CCH*E${String(i).padStart(5, '0')}`
+    const issued = await pki.issueCharger({ evseId })
+    const walletLabel = `charger-${evseId.replace(/[^A-Za-z0-9]/g, '_')}-wallet`
+    const walletRef = (await store.find(walletLabel)) ?? (await store.generate('secp256k1', walletLabel))
+    const signer = await keyStoreAccount(store, walletRef)
+    const registered = await clients.publicClient.readContract({
+      address: contracts.VehicleRegistry,
+      abi: vehicleRegistryAbi,
+      functionName: 'isChargerActive',
+      args: [signer.address],
+    })
+    const certificate = pemDer(issued.cert)
+    if (!registered) {
+      const fingerprint = `0x${createHash('sha256').update(certificate).digest('hex')}` as const
+      const evseIdHash = keccak256(stringToBytes(evseId))
+      const hash = await clients.walletClient.writeContract({
+        address: contracts.VehicleRegistry,
+        abi: vehicleRegistryAbi,
+        functionName: 'registerCharger',
+        args: [signer.address, fingerprint, evseIdHash],
+      })
+      await clients.publicClient.waitForTransactionReceipt({ hash })
+    }
+    const station = createChargingStation({
+      signer,
+      evseId,
+      certificatePem: readFileSync(issued.cert, 'utf8'),
+      chainPem: [readFileSync(join(pkiDir, 'subca', 'cpo.pem'), 'utf8')],
+      domain: { chainId: clients.chain.id, verifyingContract: contracts.ChargingChannels },
+      publicClient: clients.publicClient,
+      settlement: { publicClient: clients.publicClient, walletClient: clients.walletClient },
+      payee: clients.account.address,
+      book,
+      tariff: { token: contracts.Token, pricePerKWh: (35n * TOKEN) / 100n, sessionFee: TOKEN / 2n },
+      // A 300 kW charger reading every second: a demo session delivers its kWh in seconds.
+      meter: simulatedMeter({ powerW: 300_000, intervalMs: 1000 }),
+      record: async (kind, data) => {
+        context.events.publish('charging', { evseId, kind, data })
+        return `${evseId}:${kind}`
+      },
+    })
+    const server = await createIdentityServer(
+      {
+        identity: {
+          store,
+          keyRef: issued.key,
+          certificate,
+          chain: [pemDer(join(pkiDir, 'subca', 'cpo.pem'))],
+        },
+        peer: { role: 'vehicle', trustAnchors: { oem: [pemDer(join(pkiDir, 'roots', 'oem.pem'))] } },
+      },
+      (session) => {
+        station.serve(tlsTransport(session)).catch(() => {})
+      },
+    )
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    servers.push(server)
+    schedulers.push(station.startClaimScheduler(10_000))
+    chargers.push({ evseId, address: signer.address, port: (server.address() as AddressInfo).port, station })
+  }
+  return {
+    chargers,
+    book,
+    async stop() {
+      for (const scheduler of schedulers) await scheduler.stop()
+      for (const server of servers) server.close()
+    },
+  }
+}
+
+/** A car's wallet under its owner's demo policy, recording payments on the car's ledger. */
+export function carWallet(
+  context: NodeContext,
+  agent: VehicleAgent,
+  dir: string,
+  pkiDir: string,
+): { wallet: CarWallet; clients: ChannelClients } {
+  const { clients, contracts } = context
+  const account = agent.wallet()
+  const wallet = createCarWallet({
+    account,
+    domain: { chainId: clients.chain.id, verifyingContract: contracts.ChargingChannels },
+    policy: {
+      maxPerSession: 40n * TOKEN,
+      maxPerDay: 200n * TOKEN,
+      maxPricePerKWh: TOKEN,
+      tokens: [contracts.Token],
+    },
+    statePath: join(dir, 'wallet.json'),
+    checkCharger: createChargerChecker({
+      publicClient: clients.publicClient,
+      vehicleRegistry: contracts.VehicleRegistry,
+      trustAnchors: { cpo: [pemDer(join(pkiDir, 'roots', 'cpo.pem'))] },
+    }),
+    record: (kind, data) => agent.recorder.record(kind, data),
+  })
+  const walletClient = createWalletClient({ chain: clients.chain, transport: http(clients.rpcUrl), account })
+  return { wallet, clients: { publicClient: clients.publicClient, walletClient } }
+}
+
+/** One charging session of a car at a charger, over mutual TLS. */
+export async function chargeCar(parameters: {
+  agent: VehicleAgent
+  identity: { store: SoftwareKeyStore; keyRef: string; certificate: Uint8Array; chain: Uint8Array[] }
+  charger: DemoCharger
+  wallet: { wallet: CarWallet; clients: ChannelClients }
+  pkiDir: string
+  channels: Address
+  energyWh: number
+}): Promise<ChargingSessionResult> {
+  const session = await connectIdentity({
+    identity: parameters.identity,
+    peer: { role: 'charger', trustAnchors: { cpo: [pemDer(join(parameters.pkiDir, 'roots', 'cpo.pem'))] } },
+    host: '127.0.0.1',
+    port: parameters.charger.port,
+  })
+  try {
+    return await runChargingSession({
+      transport: tlsTransport(session),
+      wallet: parameters.wallet.wallet,
+      clients: parameters.wallet.clients,
+      contracts: { channels: parameters.channels },
+      stopAtWh: parameters.energyWh,
+      channelDeposit: 50n * TOKEN,
+    })
+  } finally {
+    session.socket.destroy()
+  }
+}
+
+/** A one-shot parking payment under the same policy. */
+export function payParking(
+  context: NodeContext,
+  wallet: { wallet: CarWallet; clients: ChannelClients },
+  to: Address,
+  memo: string,
+): Promise<PayReturnType> {
+  return pay(wallet.clients, wallet.wallet, {
+    token: context.contracts.Token,
+    to,
+    amount: parseUnits('2.5', 18),
+    memo,
+  })
+}
