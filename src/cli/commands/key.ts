@@ -15,8 +15,7 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type Address, createPublicClient, type Hex, http, type LocalAccount } from 'viem'
-import { privateKeyToAccount } from 'viem/accounts'
-import { type ChainClients, connectChain, developmentAccount } from '../../chain/clients.ts'
+import { type ChainClients, connectChain } from '../../chain/clients.ts'
 import { BaseError } from '../../errors.ts'
 import { decodeShareLink, encodeShareLink, issueGrant, type SharedKey, sharedKey } from '../../keys/grant.ts'
 import { requestAccess } from '../../keys/link-client.ts'
@@ -39,6 +38,7 @@ import {
 } from '../../keys/typed-data.ts'
 import type { Command, FlagSpec, ParsedFlags } from '../command.ts'
 import { integerFlag, requiredStringFlag, stringFlag } from '../flags.ts'
+import { accountFromFlags } from '../remote.ts'
 
 const chainFlags: Record<string, FlagSpec> = {
   node: {
@@ -138,21 +138,6 @@ function domainOf(info: ChainInfo): KeyDomain {
   }
 }
 
-function accountFrom(flags: ParsedFlags, keyFlag: string, indexFlag: string): LocalAccount {
-  const key =
-    stringFlag(flags, keyFlag) ?? (keyFlag === 'owner-key' ? process.env.CARCHAIN_OWNER_KEY : undefined)
-  if (key) {
-    if (!/^0x[0-9a-fA-F]{64}$/.test(key))
-      throw new BaseError('CLI_USAGE', `--${keyFlag} must be 0x followed by 64 hex digits`, {
-        details: { flag: keyFlag },
-      })
-    return privateKeyToAccount(key as Hex)
-  }
-  const index = integerFlag(flags, indexFlag, { min: 0, max: 2 ** 31 - 1 })
-  if (index === undefined) throw new BaseError('CLI_USAGE', `give --${keyFlag} or --${indexFlag}`)
-  return developmentAccount(index) as LocalAccount
-}
-
 async function clientsFor(info: ChainInfo, account: LocalAccount): Promise<ChainClients> {
   return connectChain({
     rpcUrl: need(info.rpcUrl, 'no RPC: give --rpc or --node'),
@@ -234,7 +219,7 @@ const grant: Command = {
   async run({ flags }) {
     const info = await chainInfo(flags)
     const domain = domainOf(info)
-    const signer = accountFrom(flags, 'owner-key', 'owner-index')
+    const signer = accountFromFlags(flags, 'owner-key', 'owner-index', 'CARCHAIN_OWNER_KEY')
     const vehicle = usageAddress(requiredStringFlag(flags, 'vehicle'), 'vehicle')
     const presetName = stringFlag(flags, 'preset')
     if (presetName !== undefined && !(presetName in presets))
@@ -297,7 +282,10 @@ const revoke: Command = {
     const vehicle = vehicleFlag
       ? usageAddress(vehicleFlag, 'vehicle')
       : need(shared?.grant.vehicle, 'give --vehicle')
-    const clients = await clientsFor(info, accountFrom(flags, 'owner-key', 'owner-index'))
+    const clients = await clientsFor(
+      info,
+      accountFromFlags(flags, 'owner-key', 'owner-index', 'CARCHAIN_OWNER_KEY'),
+    )
     if (flags.all === true) {
       const tx = await revokeAllGrants(clients, { keyRegistry, vehicle })
       const epoch = await epochOf(clients.publicClient, { keyRegistry, vehicle })
@@ -432,7 +420,10 @@ const rent: Command = {
       info.vehicleRegistry,
       'the VehicleRegistry is unknown: give --node or --vehicle-registry',
     )
-    const clients = await clientsFor(info, accountFrom(flags, 'owner-key', 'owner-index'))
+    const clients = await clientsFor(
+      info,
+      accountFromFlags(flags, 'owner-key', 'owner-index', 'CARCHAIN_OWNER_KEY'),
+    )
     const vehicle = usageAddress(requiredStringFlag(flags, 'vehicle'), 'vehicle')
     const renter = usageAddress(requiredStringFlag(flags, 'renter'), 'renter')
     const untilSec = nowSec() + (integerFlag(flags, 'hours', { min: 1 }) ?? 24) * 3600
@@ -466,7 +457,7 @@ const unlock: Command = {
     },
   },
   async run({ flags }) {
-    const signer = accountFrom(flags, 'key', 'key-index')
+    const signer = accountFromFlags(flags, 'key', 'key-index')
     const action = parseActionName(stringFlag(flags, 'action') ?? 'UNLOCK')
     const grantArgument = stringFlag(flags, 'grant')
     let domain: KeyDomain
