@@ -8,11 +8,11 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { test } from 'node:test'
-import { createEventChain } from '../src/ledger/envelope.ts'
+import { createEventChain, payloadToJson } from '../src/ledger/envelope.ts'
 import { buildMerkleTree } from '../src/ledger/merkle.ts'
 import { createDashboardRoutes } from '../src/node/dashboard.ts'
 import { createServer } from '../src/node/server.ts'
-import { checkEvent, envelopeLeafHash } from '../web/src/lib/event-proof.ts'
+import { checkEvent, envelopeLeafHash, payloadMatchesCommit } from '../web/src/lib/event-proof.ts'
 import { fromHex, toHex } from '../web/src/lib/hex.ts'
 import { hashLeaf, rootFromInclusionProof } from '../web/src/lib/merkle.ts'
 
@@ -137,4 +137,19 @@ test('web/ type-checks under its own tsconfig', () => {
     encoding: 'utf8',
   })
   assert.equal(result.status, 0, result.stdout + result.stderr)
+})
+
+test('a payload shown in the browser is checked against the envelope commitment', () => {
+  const chain = createEventChain({ vehicle: `0x${'cd'.repeat(20)}` })
+  const event = chain.append({
+    kind: 'trip.ended',
+    time: 1_700_000_000_000,
+    data: { distanceKm: 12.5, note: 'ü' },
+  })
+  const payload = JSON.parse(JSON.stringify(payloadToJson(event.payload)))
+  const envelope = JSON.parse(JSON.stringify(event.envelope))
+  assert.equal(payloadMatchesCommit(envelope, payload), true)
+  assert.equal(payloadMatchesCommit(envelope, { ...payload, data: { distanceKm: 1.5, note: 'ü' } }), false)
+  assert.equal(payloadMatchesCommit(envelope, { ...payload, salt: `0x${'00'.repeat(16)}` }), false)
+  assert.equal(payloadMatchesCommit(envelope, { ...payload, salt: '0x12' }), false)
 })

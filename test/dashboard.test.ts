@@ -196,6 +196,8 @@ test('a demo owner signs a key (EIP-712) and revokes it on chain', async (t) => 
     await page.getByRole('button', { name: 'show data' }).first().click()
     assert.match((await page.locator('.payload').first().textContent()) ?? '', /"/)
     await page.locator('.payload-summary').first().waitFor()
+    assert.equal(await page.getByTestId('payload-bad').count(), 0, 'a payload does not match its commit')
+    assert.ok((await page.getByTestId('payload-ok').count()) >= 9)
     await shot('timeline-owner')
   } else t.diagnostic('the node offers no Sign-In with Ethereum: payloads not checked')
   assert.deepEqual(pageErrors, [])

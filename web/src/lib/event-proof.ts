@@ -5,6 +5,7 @@
  *
  * leaf input = JCS(envelope) (RFC 8785), leaf hash = SHA-256(0x00 ‖ input) (RFC 9162 §2.1.1).
  */
+import { sha256 } from '@noble/hashes/sha2.js'
 import { canonicalize } from '../../../src/ledger/jcs.ts'
 import { fromHex, toHex } from './hex.ts'
 import { equalBytes, hashLeaf, rootFromInclusionProof } from './merkle.ts'
@@ -83,4 +84,25 @@ export async function checkEvent(
     rootHash: anchored.rootHash,
     auditPathLength: auditPath.length,
   }
+}
+
+/**
+ * Whether a payload `{salt, data}` (salt as `0x`-hex, as the API gives it) is the one the
+ * envelope commits to: `commit = SHA-256(salt ‖ JCS(data))` (docs/ledger.md). True means the data
+ * shown is what the car recorded, since the envelope itself is proven by the inclusion check.
+ */
+export function payloadMatchesCommit(envelope: unknown, payload: { salt: string; data: unknown }): boolean {
+  const commit = (envelope as { commit?: unknown } | null)?.commit
+  const salt = fromHex(payload.salt)
+  if (typeof commit !== 'string' || !salt || salt.length !== 16) return false
+  let data: Uint8Array
+  try {
+    data = encoder.encode(canonicalize(payload.data))
+  } catch {
+    return false
+  }
+  const input = new Uint8Array(salt.length + data.length)
+  input.set(salt, 0)
+  input.set(data, salt.length)
+  return toHex(sha256(input)) === `0x${commit.replace(/^0x/, '').toLowerCase()}`
 }

@@ -23,6 +23,7 @@ import {
   checkEvent,
   type EventCheck,
   type InclusionProofResponse,
+  payloadMatchesCommit,
 } from '../lib/event-proof.ts'
 import { shortHex } from '../lib/hex.ts'
 import { useNode } from '../node-context.tsx'
@@ -223,6 +224,7 @@ function Timeline(props: { events: LedgerEvent[] }) {
                 {event.payload && open !== event.id && (
                   <span className="payload-summary">{summarise(event.payload.data)}</span>
                 )}
+                {event.payload && <PayloadMark envelope={event.envelope} payload={event.payload} />}
                 {event.erased ? (
                   <Badge tone="neutral">payload erased</Badge>
                 ) : event.payload ? (
@@ -339,4 +341,24 @@ function summarise(data: unknown): string {
       return `${key}: ${/^0x[0-9a-fA-F]{16,}$/.test(text) ? shortHex(text) : text}`
     })
     .join(' · ')
+}
+
+/** Whether the data shown is the data the envelope (proven on chain) commits to. */
+function PayloadMark(props: { envelope: unknown; payload: { salt: string; data: unknown } }) {
+  const matches = payloadMatchesCommit(props.envelope, props.payload)
+  return matches ? (
+    <span
+      className="commit-ok"
+      data-testid="payload-ok"
+      title="SHA-256(salt ‖ JCS(data)) equals the envelope's commit"
+    >
+      ✓ matches commit
+    </span>
+  ) : (
+    <span data-testid="payload-bad">
+      <Badge tone="bad" title="SHA-256(salt ‖ JCS(data)) differs from the envelope's commit">
+        data does not match its commitment
+      </Badge>
+    </span>
+  )
 }
