@@ -13,7 +13,8 @@ import { toHex } from '../lib/hex.ts'
 import { useNode } from '../node-context.tsx'
 import { type Session, signIn, signOut, useSession } from '../session.ts'
 
-type StoredGrant = { grant: KeyGrant; signature: Hex; signedAt: number }
+/** A key signed here; `signer` is the owner (or manager) account that signed it. */
+type StoredGrant = { grant: KeyGrant; signature: Hex; signedAt: number; signer?: string }
 type GrantStatus = 'active' | 'revoked' | 'void' | 'expired' | 'not yet valid' | 'unknown'
 
 const SHARE_LINK_PREFIX = 'carchain-key:'
@@ -231,7 +232,9 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
   const [busy, setBusy] = useState(false)
   const [message, setMessage] = useState<{ tone: 'good' | 'bad'; text: string; link?: string }>()
   useEffect(() => {
-    if (!vehicle && props.vehicles[0]) setVehicle(props.vehicles[0].vehicle)
+    // A vehicle of the signed-in owner (after a switch of owner, the old choice is not one).
+    const first = props.vehicles[0]
+    if (first && !props.vehicles.some((v) => v.vehicle === vehicle)) setVehicle(first.vehicle)
   }, [props.vehicles, vehicle])
 
   const sign = async () => {
@@ -262,7 +265,12 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
       const signature = await props.session.account.signTypedData(
         grantTypedData({ chainId: info.chainId, keyRegistry: info.contracts.KeyRegistry }, grant),
       )
-      const stored = { grant, signature, signedAt: Date.now() }
+      const stored = {
+        grant,
+        signature,
+        signedAt: Date.now(),
+        signer: props.session.account.address.toLowerCase(),
+      }
       add(stored)
       setMessage({
         tone: 'good',
@@ -377,7 +385,9 @@ function GrantList(props: { session: Session }) {
   const { chain } = useNode()
   const info = chain!.info
   const { grants } = useStoredGrants(info.chainId, info.contracts.KeyRegistry)
-  const mine = grants.filter((g) => g.grant.vehicle && g.signature)
+  const me = props.session.account.address.toLowerCase()
+  // Only this account's keys: revoking another owner's key would be refused on chain anyway.
+  const mine = grants.filter((g) => g.grant.vehicle && g.signature && (g.signer ?? me) === me)
   const [statuses, setStatuses] = useState<Record<string, GrantStatus>>({})
   const [busy, setBusy] = useState<string>()
   const [error, setError] = useState<string>()
@@ -453,7 +463,7 @@ function GrantList(props: { session: Session }) {
   }
 
   return (
-    <Card title="Keys signed in this browser" className="card-table">
+    <Card title="Keys you signed in this browser" className="card-table">
       {error && (
         <div className="state state-error" role="alert">
           {error}
@@ -477,7 +487,6 @@ function GrantList(props: { session: Session }) {
           <tbody>
             {mine.map((g) => {
               const status = statuses[g.grant.grantId] ?? 'unknown'
-              const ownedBySession = true
               return (
                 <tr key={g.grant.grantId}>
                   <td>
@@ -498,7 +507,7 @@ function GrantList(props: { session: Session }) {
                     </Badge>
                   </td>
                   <td className="actions">
-                    {status === 'active' && ownedBySession && (
+                    {status === 'active' && (
                       <>
                         <button
                           type="button"
