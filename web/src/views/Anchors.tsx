@@ -18,6 +18,11 @@ export function AnchorsView() {
   }, [])
   useStream(onMessage)
   const logId = checkpoint.state === 'ok' ? checkpoint.data.logId : undefined
+  // Scan the chain's logs only from the oldest anchor listed, not from genesis.
+  const fromBlock =
+    anchors.state === 'ok' && anchors.data.anchors.length > 0
+      ? BigInt(Math.min(...anchors.data.anchors.map((a) => a.blockNumber)))
+      : 0n
   const [onChain, setOnChain] = useState<Map<number, string>>()
   // biome-ignore lint/correctness/useExhaustiveDependencies: refresh re-reads the logs
   useEffect(() => {
@@ -29,7 +34,7 @@ export function AnchorsView() {
         abi: ledgerAnchorAbi,
         eventName: 'Anchored',
         args: { logId },
-        fromBlock: 0n,
+        fromBlock,
       })
       .then(
         (logs) => {
@@ -47,7 +52,7 @@ export function AnchorsView() {
     return () => {
       live = false
     }
-  }, [chain, logId, refresh])
+  }, [chain, logId, fromBlock, refresh])
 
   return (
     <div className="view" data-testid="anchors-view">
