@@ -1,7 +1,9 @@
 /**
  * The anchoring scheduler: anchors the log every `everyEvents` new events or every `intervalMs`,
  * whichever comes first, and keeps retrying through chain outages with backoff (each attempt
- * starts from what the chain holds, so an outage leaves no gap — see src/ledger/anchor.ts).
+ * starts from what the chain holds, so an outage leaves no gap — see src/ledger/anchor.ts). It
+ * also compares the chain with the log every `intervalMs` when nothing is new: a reorg may have
+ * dropped the last anchor, which is then sent again.
  */
 import { randomBytes } from 'node:crypto'
 import { toBaseError } from '../errors.ts'
@@ -31,6 +33,9 @@ export function startAnchoring(context: NodeContext, options: AnchoringOptions):
   const holder = `node-${process.pid}-${randomBytes(4).toString('hex')}`
   const log = options.log ?? (() => {})
   let lastAnchorAt = Date.now()
+  // When the scheduler last compared the chain with the log, even with nothing new to anchor:
+  // a reorg can drop an anchor the scheduler believes is on chain.
+  let lastCheckAt = Date.now()
   let anchoredSize = -1
   let failures = 0
   let nextAttemptAt = 0
@@ -45,8 +50,10 @@ export function startAnchoring(context: NodeContext, options: AnchoringOptions):
       force ||
       fresh >= options.everyEvents ||
       (fresh > 0 && Date.now() - lastAnchorAt >= options.intervalMs) ||
+      Date.now() - lastCheckAt >= options.intervalMs ||
       anchoredSize < 0
     if (!due || Date.now() < nextAttemptAt) return
+    lastCheckAt = Date.now()
     try {
       const result = await anchorLog({
         db: context.db,
