@@ -4,12 +4,14 @@
  * anchored, the parcel, rental, charging (claimed on chain) and parking flows done — and a restart goes on with the same cars.
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { developmentAccount } from '../src/chain/clients.ts'
+import { vehicleRegistryAbi } from '../src/chain/generated/index.ts'
 import { loadConfig } from '../src/config.ts'
+import { parseCertificate } from '../src/identity/certificate.ts'
 import { type RunningNode, startNode } from '../src/node/up.ts'
 
 const dataDir = mkdtempSync(join(tmpdir(), 'carchain-sim-'))
@@ -49,6 +51,12 @@ test('the fleet runs every flow, uploads and anchors', async () => {
       assert.match(v.link, /^ws:\/\/127\.0\.0\.1:\d+$/)
     }
     firstVehicles = vehicles
+    // Every car authenticated its ECUs at start-up.
+    for (const v of vehicles)
+      assert.deepEqual(node.fleet!.components.get(v.vehicle), {
+        accepted: ['gateway', 'bms', 'telematics'],
+        rejected: [],
+      })
     const activity = await waitFor('parcel, rental, a trip, charging and parking', async () => {
       const a = await json(node, '/v1/sim/activity')
       return a.counts.parcel && a.counts.rental && a.counts.trip && a.counts.charging && a.counts.parking
@@ -86,14 +94,27 @@ test('the fleet runs every flow, uploads and anchors', async () => {
       const kinds = new Set(events.map((e: { kind: string }) => e.kind))
       return wanted.every((kind) => kinds.has(kind)) ? true : undefined
     })
+    // Revoke car 1's battery controller on chain: the next start must refuse it.
+    const state = JSON.parse(readFileSync(join(dataDir, 'fleet', 'fleet.json'), 'utf8'))
+    const bms = state.vehicles[0].components.find((c: { name: string }) => c.name === 'bms')
+    const hash = await node.clients.walletClient.writeContract({
+      address: node.context.contracts.VehicleRegistry,
+      abi: vehicleRegistryAbi,
+      functionName: 'revokeCertificate',
+      args: [`0x${parseCertificate(readFileSync(bms.cert, 'utf8')).fingerprint}`],
+    })
+    await node.clients.publicClient.waitForTransactionReceipt({ hash })
   } finally {
     await node.stop()
   }
 })
 
-test('a restart carries on with the same cars and their chains', async () => {
+test('a restart carries on with the same cars and their chains; a revoked ECU is refused', async () => {
   const node = await start()
   try {
+    assert.deepEqual(node.fleet!.components.get(firstVehicles[0]!.vehicle as `0x${string}`)?.rejected, [
+      { name: 'bms', reason: 'CERT_REVOKED' },
+    ])
     const vehicles = await json(node, '/v1/sim/vehicles')
     assert.deepEqual(
       vehicles.map((v: { vehicle: string }) => v.vehicle),

@@ -19,6 +19,7 @@ import { developmentAccount } from '../chain/clients.ts'
 import { demoTokenAbi, vehicleRegistryAbi } from '../chain/generated/index.ts'
 import { writeFileAtomic } from '../fs-atomic.ts'
 import { fromPem, parseCertificate } from '../identity/certificate.ts'
+import { answerComponentChallenge, authenticateComponents } from '../identity/components.ts'
 import { DEV_PASSPHRASE, PkiDirectory } from '../identity/pki-directory.ts'
 import { SoftwareKeyStore } from '../identity/software-keystore.ts'
 import type { NodeContext } from '../node/context.ts'
@@ -41,6 +42,9 @@ const DEMO_SCRYPT = { n: 2 ** 12, r: 8, p: 1 }
 /** Demo owners are development accounts 1..OWNER_COUNT (the courier and renter: scenario.ts). */
 export const OWNER_COUNT = 5
 
+/** The ECUs each demo car carries, each with its own component certificate. */
+export const DEMO_COMPONENTS = ['gateway', 'bms', 'telematics'] as const
+
 export type FleetVehicleRecord = {
   vin: string
   vehicle: Address
@@ -49,7 +53,10 @@ export type FleetVehicleRecord = {
   walletKey: string
   cert: string
   chain: string
+  /** Its ECUs: name, certificate path, key reference (issued once). */
+  components?: { name: string; cert: string; key: string }[]
 }
+export type ComponentCheck = { accepted: string[]; rejected: { name: string; reason: string }[] }
 type FleetState = { version: 1; vehicles: FleetVehicleRecord[] }
 
 export type SimVehicle = { vehicle: Address; vin: string; owner: Address; ownerIndex: number; link: string }
@@ -61,6 +68,8 @@ export type Fleet = {
   /** The CPO's voucher book: which sessions are claimed on chain. */
   readonly chargingBook: VoucherBook
   readonly agents: ReadonlyMap<Address, VehicleAgent>
+  /** Each car's ECU check at start-up. */
+  readonly components: ReadonlyMap<Address, ComponentCheck>
   readonly activity: SimActivity
   stop(): Promise<void>
 }
@@ -117,6 +126,15 @@ export async function startFleet(parameters: StartFleetParameters): Promise<Flee
     })
     writeFileAtomic(statePath, `${JSON.stringify(state, null, 2)}\n`)
   }
+  for (const record of state.vehicles) {
+    if (record.components) continue
+    record.components = []
+    for (const name of DEMO_COMPONENTS) {
+      const issued = await pki.issueComponent({ vin: record.vin, name })
+      record.components.push({ name, cert: issued.cert, key: issued.key })
+    }
+    writeFileAtomic(statePath, `${JSON.stringify(state, null, 2)}\n`)
+  }
   const records = state.vehicles.slice(0, parameters.vehicles)
   progress(`registering ${records.length} vehicles on chain`)
   await registerOnChain(context, records)
@@ -124,6 +142,7 @@ export async function startFleet(parameters: StartFleetParameters): Promise<Flee
   const store = keyStore(pkiDir)
   const agents = new Map<Address, VehicleAgent>()
   const ledgers = new Map<Address, VehicleLedger>()
+  const components = new Map<Address, ComponentCheck>()
   for (const record of records) {
     const roots = [join(pkiDir, 'subca', 'oem.pem'), join(pkiDir, 'roots', 'oem.pem')].map((p) =>
       readFileSync(p, 'utf8'),
@@ -160,6 +179,7 @@ export async function startFleet(parameters: StartFleetParameters): Promise<Flee
       context.events.publish('access', { vehicle: record.vehicle, ...(attempt as object) }),
     )
     await agent.start()
+    components.set(record.vehicle, await authenticateEcus(context, record, store, pkiDir, ledger, progress))
     agents.set(record.vehicle, agent)
     ledgers.set(record.vehicle, ledger)
   }
@@ -214,6 +234,7 @@ export async function startFleet(parameters: StartFleetParameters): Promise<Flee
   return {
     vehicles,
     agents,
+    components,
     chargingBook: chargePoints.book,
     chargingSessions: () =>
       chargePoints.chargers
@@ -244,6 +265,52 @@ export function simRoutes(fleet: () => Fleet | undefined) {
       async () => fleet()?.activity ?? { counts: {}, last: [] },
     )
   }
+}
+
+/**
+ * At start-up the car challenges each of its ECUs to sign with its certified key; the result is
+ * a ledger event, and every refused component an alert for the operator.
+ */
+async function authenticateEcus(
+  context: NodeContext,
+  record: FleetVehicleRecord,
+  store: SoftwareKeyStore,
+  pkiDir: string,
+  ledger: VehicleLedger,
+  progress: (message: string) => void,
+): Promise<ComponentCheck> {
+  const { reports } = await authenticateComponents({
+    vin: record.vin,
+    components: (record.components ?? []).map((component) => ({
+      name: component.name,
+      certificate: readFileSync(component.cert, 'utf8'),
+      respond: (challenge) => answerComponentChallenge(store, component.key, challenge),
+    })),
+    trustAnchors: { oem: [pemDer(join(pkiDir, 'roots', 'oem.pem'))] },
+    chain: [pemDer(join(pkiDir, 'subca', 'oem.pem'))],
+    isRevoked: (fingerprint) =>
+      context.clients.publicClient.readContract({
+        address: context.contracts.VehicleRegistry,
+        abi: vehicleRegistryAbi,
+        functionName: 'isCertRevoked',
+        args: [`0x${fingerprint}`],
+      }),
+  })
+  const check: ComponentCheck = {
+    accepted: reports.filter((r) => r.ok).map((r) => r.name),
+    rejected: reports.flatMap((r) => (r.ok ? [] : [{ name: r.name, reason: r.reason }])),
+  }
+  await ledger.record('telemetry', { type: 'components', ...check })
+  for (const report of reports) {
+    if (report.ok) continue
+    progress(`${record.vin}: component ${report.name} refused (${report.reason})`)
+    context.events.publish('alert', {
+      vehicle: record.vehicle,
+      code: report.code,
+      message: `${report.name}: ${report.message}`,
+    })
+  }
+  return check
 }
 
 const pemDer = (path: string) => fromPem(readFileSync(path, 'utf8'))[0]!
