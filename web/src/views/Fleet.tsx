@@ -244,11 +244,13 @@ function feedItem(message: StreamMessage): FeedItem | undefined {
       }
     case 'charging': {
       const d = message.data
-      const vehicle = typeof d.vehicle === 'string' ? d.vehicle : undefined
-      const what = typeof d.state === 'string' ? d.state : typeof d.type === 'string' ? d.type : 'update'
+      const inner = (typeof d.data === 'object' && d.data !== null ? d.data : {}) as Record<string, unknown>
+      const rawVehicle = d.vehicle ?? inner.vehicle
+      const vehicle = typeof rawVehicle === 'string' ? rawVehicle : undefined
+      const what = [d.kind, d.state, d.type].find((v): v is string => typeof v === 'string') ?? 'update'
       return {
         key,
-        text: `Charging ${what}${vehicle ? ` · ${shortVehicle(vehicle)}` : ''}`,
+        text: `Charging ${what.replace(/^charging\./, '').replace(/[._]/g, ' ')}${vehicle ? ` · ${shortVehicle(vehicle)}` : typeof d.evseId === 'string' ? ` · ${d.evseId}` : ''}`,
         ...(vehicle ? { vehicle } : {}),
         timeMs: Date.now(),
         tone: 'teal',
