@@ -72,8 +72,41 @@ const kinds = [
 type Car = {
   vehicle: VehicleAddress
   publicKey: Uint8Array
-  /** Per round (warm-up first), its batches: JSON text as received, and the built events. */
-  rounds: { json: string; events: BuiltEvent[] }[][]
+  /** Per round (warm-up first), its batches: JSON text as received, and the same rows for the raw insert. */
+  rounds: { json: string; rows: RawRows }[][]
+}
+
+/**
+ * One batch's leaf and payload rows, column by column, ready to bind (hex for bytea): compact,
+ * so the bench's own data weighs little in the measured process's memory.
+ */
+type RawRows = {
+  hashes: string[]
+  inputs: string[]
+  vehicles: string[]
+  seqs: number[]
+  times: number[]
+  kinds: string[]
+  salts: string[]
+  data: string[]
+}
+
+function rawRows(events: readonly BuiltEvent[]): RawRows {
+  return {
+    hashes: events.map((e) => toBareHex(e.leafHash)),
+    inputs: events.map((e) => toBareHex(encodeEnvelope(e.envelope))),
+    vehicles: events.map((e) => e.envelope.vehicle.slice(2)),
+    seqs: events.map((e) => e.envelope.seq),
+    times: events.map((e) => e.envelope.time),
+    kinds: events.map((e) => e.envelope.kind),
+    salts: events.map((e) => toBareHex(e.payload.salt)),
+    data: events.map((e) => JSON.stringify(e.payload.data)),
+  }
+}
+
+function concatRows(batches: readonly RawRows[]): RawRows {
+  const keys = Object.keys(batches[0]!) as (keyof RawRows)[]
+  return Object.fromEntries(keys.map((key) => [key, batches.flatMap((b) => b[key] as unknown[])])) as RawRows
 }
 
 async function buildCars(w: Workload): Promise<Car[]> {
@@ -102,7 +135,7 @@ async function buildCars(w: Workload): Promise<Car[]> {
             }),
           )
         }
-        batches.push({ json: JSON.stringify(await createBatch({ events, signer })), events })
+        batches.push({ json: JSON.stringify(await createBatch({ events, signer })), rows: rawRows(events) })
       }
       rounds.push(batches)
     }
@@ -130,31 +163,22 @@ async function openEngine(engine: IngestEngine): Promise<{ db: Database; close: 
 }
 
 /** The raw path: the same leaf and payload rows, multi-row INSERTs, no checks, no tree. */
-async function rawInsert(db: Database, groups: BuiltEvent[][], firstIndex: number): Promise<void> {
+async function rawInsert(db: Database, groups: readonly RawRows[], firstIndex: number): Promise<void> {
   let index = firstIndex
-  for (const events of groups) {
-    const indexes = events.map(() => index++)
-    const hex = (values: Uint8Array[]) => values.map(toBareHex)
+  for (const rows of groups) {
+    const indexes = rows.seqs.map(() => index++)
     await db.transaction(async (tx) => {
       await tx.query(
         `insert into bench_raw_leaves (leaf_index, leaf_hash, leaf_input, vehicle, seq, time_ms, kind)
          select i, decode(h, 'hex'), decode(input, 'hex'), decode(v, 'hex'), s, t, k
            from unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[])
              as r(i, h, input, v, s, t, k)`,
-        [
-          indexes,
-          hex(events.map((e) => e.leafHash)),
-          hex(events.map((e) => encodeEnvelope(e.envelope))),
-          events.map((e) => e.envelope.vehicle.slice(2)),
-          events.map((e) => e.envelope.seq),
-          events.map((e) => e.envelope.time),
-          events.map((e) => e.envelope.kind),
-        ],
+        [indexes, rows.hashes, rows.inputs, rows.vehicles, rows.seqs, rows.times, rows.kinds],
       )
       await tx.query(
         `insert into bench_raw_payloads (leaf_index, salt, data)
          select i, decode(s, 'hex'), d from unnest($1::bigint[], $2::text[], $3::jsonb[]) as r(i, s, d)`,
-        [indexes, hex(events.map((e) => e.payload.salt)), events.map((e) => JSON.stringify(e.payload.data))],
+        [indexes, rows.salts, rows.data],
       )
     })
   }
@@ -179,6 +203,7 @@ export async function runIngest(engine: IngestEngine, quick: boolean): Promise<I
       rssPeak = Math.max(rssPeak, process.memoryUsage.rss())
     }, 50)
     const rssBefore = process.memoryUsage.rss()
+    rssPeak = rssBefore
     const ingestPerSecond: number[] = []
     const rawInsertPerSecond: number[] = []
     const ratios: number[] = []
@@ -196,12 +221,12 @@ export async function runIngest(engine: IngestEngine, quick: boolean): Promise<I
       )
       const ingestRate = eventsPerRound / ((performance.now() - started) / 1000)
       // The same rows, in commits of the ingester's largest group, vehicles interleaved as they arrived.
-      const batches: BuiltEvent[][] = []
+      const batches: RawRows[] = []
       for (let b = 0; b < w.batchesPerVehicle; b++)
-        for (const car of cars) batches.push(car.rounds[r]![b]!.events)
-      const groups: BuiltEvent[][] = []
+        for (const car of cars) batches.push(car.rounds[r]![b]!.rows)
+      const groups: RawRows[] = []
       for (let i = 0; i < batches.length; i += maxGroupBatches)
-        groups.push(batches.slice(i, i + maxGroupBatches).flat())
+        groups.push(concatRows(batches.slice(i, i + maxGroupBatches)))
       const rawStarted = performance.now()
       await rawInsert(db, groups, rawIndex)
       rawIndex += eventsPerRound
