@@ -3,7 +3,9 @@ import { connectChain, operatorAccountFromKey } from '../../chain/clients.ts'
 import { deployContracts } from '../../chain/deploy.ts'
 import { loadConfig } from '../../config.ts'
 import { BaseError } from '../../errors.ts'
-import { startNode } from '../../node/up.ts'
+import { listAnchors } from '../../ledger/anchor.ts'
+import { getCheckpoint } from '../../ledger/store.ts'
+import { type RunningNode, startNode } from '../../node/up.ts'
 import type { Command } from '../command.ts'
 import { booleanFlag, integerFlag, stringFlag } from '../flags.ts'
 
@@ -82,14 +84,33 @@ const up: Command = {
         ].join('\n'),
       )
     }
+    const summary = setInterval(() => {
+      liveSummary(node).then(
+        (line) => io.progress(line),
+        () => {},
+      )
+    }, 15_000)
+    summary.unref()
     await new Promise<void>((resolve) => {
       if (io.stopSignal.aborted) resolve()
       io.stopSignal.addEventListener('abort', () => resolve(), { once: true })
     })
+    clearInterval(summary)
     io.progress(`· ${String(io.stopSignal.reason ?? 'stop')}: stopping`)
     await node.stop()
     return { data: { event: 'stopped' }, text: 'Carchain stopped.' }
   },
+}
+
+/** One line on what the system did so far, for the terminal. */
+async function liveSummary(node: RunningNode): Promise<string> {
+  const [head, [anchor]] = await Promise.all([getCheckpoint(node.db), listAnchors(node.db, 1)])
+  const counts = node.fleet?.activity.counts ?? {}
+  const flows = Object.entries(counts)
+    .map(([flow, n]) => `${flow} ${n}`)
+    .join(' · ')
+  const cars = node.fleet ? `${node.fleet.vehicles().length} cars · ` : ''
+  return `· ${cars}${head.treeSize} events · anchored ${anchor?.treeSize ?? 0}${flows ? ` · ${flows}` : ''}`
 }
 
 const deploy: Command = {
