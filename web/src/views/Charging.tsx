@@ -3,7 +3,7 @@
  * likely field names), so the view keeps working while docs/payments.md settles.
  */
 import { useCallback, useEffect, useState } from 'react'
-import { useApi, useThrottledTick } from '../api.ts'
+import { useApi, useThrottledTick, type Vehicle } from '../api.ts'
 import { demoTokenAbi } from '../chain.ts'
 import { EnergyChart } from '../components/EnergyChart.tsx'
 import { Address, Badge, Card, Empty, formatTime, Load, Stat } from '../components/ui.tsx'
@@ -86,6 +86,12 @@ export function ChargingView() {
   const { chain } = useNode()
   const [refresh, poke] = useThrottledTick(2000)
   const sessions = useApi<{ sessions: unknown[] } | unknown[]>('/v1/charging/sessions', refresh)
+  const vehicles = useApi<{ vehicles: Vehicle[] }>('/v1/vehicles')
+  const vins = new Map(
+    vehicles.state === 'ok'
+      ? vehicles.data.vehicles.map((v) => [v.vehicle.toLowerCase(), v.vin] as const)
+      : [],
+  )
   const onMessage = useCallback(
     (message: StreamMessage) => {
       if (message.type === 'charging') poke()
@@ -122,6 +128,8 @@ export function ChargingView() {
             normaliseSession,
           )
           const ordered = [...list].sort((a, b) => (a.startedMs ?? 0) - (b.startedMs ?? 0))
+          const shown = ordered.slice(-40)
+          const spanMs = (shown[shown.length - 1]?.startedMs ?? 0) - (shown[0]?.startedMs ?? 0)
           const scale = 10 ** token.decimals
           const costOf = (s: Session) => (s.costBase === undefined ? undefined : Number(s.costBase) / scale)
           const totalKWh = list.reduce((sum, s) => sum + s.energyWh / 1000, 0)
@@ -141,11 +149,9 @@ export function ChargingView() {
               <Card title="Energy and cost per session">
                 <EnergyChart
                   costUnit={token.symbol}
-                  points={ordered.slice(-40).map((s, i) => ({
+                  points={shown.map((s, i) => ({
                     key: s.id,
-                    label: s.startedMs
-                      ? new Date(s.startedMs).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
-                      : `#${i + 1}`,
+                    label: s.startedMs ? timeLabel(s.startedMs, spanMs) : `#${i + 1}`,
                     energyKWh: s.energyWh / 1000,
                     cost: costOf(s),
                   }))}
@@ -167,7 +173,16 @@ export function ChargingView() {
                     {[...ordered].reverse().map((s) => (
                       <tr key={s.id}>
                         <td>{s.startedMs ? formatTime(s.startedMs) : '—'}</td>
-                        <td>{s.vehicle ? <Address value={s.vehicle} /> : '—'}</td>
+                        <td>
+                          {s.vehicle ? (
+                            <a className="vehicle-link" href={`#/vehicles/${s.vehicle}`}>
+                              <span className="vin">{vins.get(s.vehicle.toLowerCase()) ?? ''}</span>
+                              <Address value={s.vehicle} />
+                            </a>
+                          ) : (
+                            '—'
+                          )}
+                        </td>
                         <td>
                           {s.charger?.startsWith('0x') ? <Address value={s.charger} /> : (s.charger ?? '—')}
                         </td>
@@ -187,4 +202,13 @@ export function ChargingView() {
       </Load>
     </div>
   )
+}
+
+/** Clock time, with seconds when the chart spans under an hour (a demo fleet charges in seconds). */
+function timeLabel(timeMs: number, spanMs: number): string {
+  return new Date(timeMs).toLocaleTimeString([], {
+    hour: '2-digit',
+    minute: '2-digit',
+    ...(spanMs < 3_600_000 ? { second: '2-digit' } : {}),
+  })
 }
