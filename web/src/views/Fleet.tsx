@@ -6,7 +6,21 @@ import { Address, ago, Badge, Card, Empty, kindLabel, kindTone, Load, Stat } fro
 import { useNode } from '../node-context.tsx'
 import { type StreamMessage, useStream } from '../stream.ts'
 
-type FeedItem = { key: string; text: string; vehicle?: string; timeMs: number; tone: string }
+type FeedItem = { key: string; text: string; vehicle?: string; timeMs: number; tone: string; count?: number }
+
+/** What a feed line says without its vehicle: lines alike in a burst become one, with a count. */
+const feedGroup = (item: FeedItem) => item.text.split(' · ')[0]
+
+function addToFeed(items: FeedItem[], item: FeedItem): FeedItem[] {
+  const newest = items[0]
+  if (newest && feedGroup(newest) === feedGroup(item) && item.timeMs - newest.timeMs < 10_000) {
+    const count = (newest.count ?? 1) + 1
+    const merged: FeedItem = { ...item, key: newest.key, text: feedGroup(item) ?? item.text, count }
+    delete merged.vehicle
+    return [merged, ...items.slice(1)]
+  }
+  return [item, ...items].slice(0, 14)
+}
 
 export function FleetView() {
   const { checkpoint, anchored } = useNode()
@@ -31,7 +45,7 @@ export function FleetView() {
   const onMessage = useCallback(
     (message: StreamMessage) => {
       const item = feedItem(message)
-      if (item) setFeed((items) => [item, ...items].slice(0, 14))
+      if (item) setFeed((items) => addToFeed(items, item))
       if (message.type === 'event') {
         setFlash((f) => ({ ...f, [message.data.vehicle.toLowerCase()]: Date.now() }))
         poke()
@@ -54,7 +68,7 @@ export function FleetView() {
     if (list.state === 'ok') for (const v of list.data) if (v.vin) vins.set(v.vehicle.toLowerCase(), v.vin)
   })
   // Until the stream brings news, the feed starts from each vehicle's last event.
-  const shownFeed =
+  const shownFeed: FeedItem[] =
     feed.length > 0 || list.state !== 'ok'
       ? feed
       : list.data
@@ -191,6 +205,7 @@ export function FleetView() {
                   <span className={`dot dot-${item.tone}`} aria-hidden="true" />
                   <span className="feed-text">
                     {item.vehicle ? <a href={`#/vehicles/${item.vehicle}`}>{item.text}</a> : item.text}
+                    {item.count && item.count > 1 ? <span className="feed-count">×{item.count}</span> : null}
                   </span>
                   <span className="dim">{ago(item.timeMs, now)}</span>
                 </li>
