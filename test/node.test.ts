@@ -24,6 +24,7 @@ import { hashLeaf, verifyConsistency, verifyInclusion } from '../src/ledger/merk
 import { getRootAt } from '../src/ledger/store.ts'
 import { aP256Signer } from '../src/ledger/testing.ts'
 import { type RunningNode, startNode } from '../src/node/up.ts'
+import { dataGrantTypedData } from '../src/node/vehicle-routes.ts'
 
 const dataDir = mkdtempSync(join(tmpdir(), 'carchain-node-'))
 let node: RunningNode
@@ -274,4 +275,35 @@ test('the fleet view lists the vehicle with its owner and last event', async () 
   assert.equal(mine.events, 15)
   assert.equal(mine.registered, true)
   assert.ok(mine.lastEvent.kind)
+})
+
+test('an owner admits a reader with a signed DataGrant; it expires, cannot be self-issued, and gives no right to erase', async () => {
+  const typed = (reader: `0x${string}`, notAfter: number) =>
+    dataGrantTypedData(node.context, { vehicle: car.vehicle, reader, notAfter })
+  const admit = async (signer: typeof owner, notAfter: number) =>
+    api(`/v1/vehicles/${car.vehicle}/readers`, {
+      method: 'POST',
+      json: {
+        reader: stranger.address,
+        notAfter,
+        signature: await signer.signTypedData(typed(stranger.address, notAfter)),
+      },
+    })
+  const selfIssued = await admit(stranger, Math.floor(Date.now() / 1000) + 3600)
+  assert.equal(selfIssued.status, 403)
+  assert.equal(selfIssued.body.code, 'FORBIDDEN')
+
+  const token = (await signIn(stranger)).result.body.token
+  const payloads = async () =>
+    (await api(`/v1/vehicles/${car.vehicle}/events?limit=2`, { token })).body.payloads
+  assert.equal(await payloads(), 'forbidden')
+  const admitted = await admit(owner, Math.floor(Date.now() / 1000) + 3600)
+  assert.equal(admitted.status, 200, JSON.stringify(admitted.body))
+  assert.equal(admitted.body.grantedBy, owner.address)
+  assert.equal(await payloads(), 'included')
+  const erase = await api(`/v1/vehicles/${car.vehicle}/payloads`, { method: 'DELETE', token })
+  assert.equal(erase.status, 403, 'a reader may read, never erase')
+
+  await admit(owner, Math.floor(Date.now() / 1000) - 1) // replaced by an expired grant
+  assert.equal(await payloads(), 'forbidden')
 })

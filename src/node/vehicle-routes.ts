@@ -9,7 +9,7 @@
  * by its checkpoint signature with the certified key, so no vehicle can upload for another.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { type Address, getAddress } from 'viem'
+import { type Address, getAddress, recoverTypedDataAddress } from 'viem'
 import { vehicleRegistryAbi } from '../chain/generated/index.ts'
 import { BaseError } from '../errors.ts'
 import { fromPem, parseCertificate } from '../identity/certificate.ts'
@@ -115,19 +115,61 @@ export async function vehicleKey(context: NodeContext, vehicle: string): Promise
   return rows[0] ? new Uint8Array(rows[0].public_key) : undefined
 }
 
-/** Whether `reader` may read `vehicle`'s payloads: its owner or a manager, on chain now. */
+/** Whether `account` is `vehicle`'s owner or a manager, on chain now. */
+async function isOwnerOrManager(context: NodeContext, vehicle: Address, account: Address): Promise<boolean> {
+  return context.clients.publicClient.readContract({
+    address: context.contracts.VehicleRegistry,
+    abi: vehicleRegistryAbi,
+    functionName: 'isOwnerOrManager',
+    args: [vehicle, account],
+  })
+}
+
+/**
+ * Whether `reader` may read `vehicle`'s payloads: its owner or a manager, or a reader they
+ * admitted with a DataGrant that has not expired and whose signer still owns or manages the car
+ * (a sale ends every reader the old owner admitted).
+ */
 async function mayReadPayloads(
   context: NodeContext,
   vehicle: Address,
   reader: Address | undefined,
 ): Promise<boolean> {
   if (!reader) return false
-  return context.clients.publicClient.readContract({
-    address: context.contracts.VehicleRegistry,
-    abi: vehicleRegistryAbi,
-    functionName: 'isOwnerOrManager',
-    args: [vehicle, reader],
-  })
+  if (await isOwnerOrManager(context, vehicle, reader)) return true
+  const { rows } = await context.db.query<{ granted_by: Uint8Array }>(
+    'select granted_by from node_readers where vehicle = $1 and reader = $2 and not_after >= $3',
+    [fromHex(vehicle, 'vehicle', 20), fromHex(reader, 'reader', 20), Math.floor(Date.now() / 1000)],
+  )
+  const grantor = rows[0] && getAddress(toHex(new Uint8Array(rows[0].granted_by)))
+  return grantor !== undefined && (await isOwnerOrManager(context, vehicle, grantor))
+}
+
+/** EIP-712 `DataGrant`: an owner or manager admits `reader` to a vehicle's payloads until `notAfter`. */
+export const dataGrantTypes = {
+  DataGrant: [
+    { name: 'vehicle', type: 'address' },
+    { name: 'reader', type: 'address' },
+    { name: 'notAfter', type: 'uint64' },
+  ],
+} as const
+
+/** The DataGrant typed data for this node's chain (domain: Carchain / 1 / VehicleRegistry). */
+export function dataGrantTypedData(
+  context: NodeContext,
+  grant: { vehicle: Address; reader: Address; notAfter: number },
+) {
+  return {
+    domain: {
+      name: 'Carchain',
+      version: '1',
+      chainId: context.clients.chain.id,
+      verifyingContract: context.contracts.VehicleRegistry,
+    },
+    types: dataGrantTypes,
+    primaryType: 'DataGrant' as const,
+    message: { vehicle: grant.vehicle, reader: grant.reader, notAfter: BigInt(grant.notAfter) },
+  }
 }
 
 async function ownerOf(context: NodeContext, vehicle: Address): Promise<Address | null> {
@@ -243,7 +285,7 @@ export function vehicleRoutes(context: NodeContext) {
     const requireOwner = async (request: FastifyRequest, vehicle: Address) => {
       const reader = await sessionAddress(db, request)
       if (!reader) throw new BaseError('UNAUTHENTICATED', 'sign in with Ethereum (POST /v1/auth/siwe) first')
-      if (!(await mayReadPayloads(context, vehicle, reader)))
+      if (!(await isOwnerOrManager(context, vehicle, reader)))
         throw new BaseError('FORBIDDEN', `${reader} is neither the owner nor a manager of ${vehicle}`, {
           details: { reader, vehicle },
         })
@@ -254,19 +296,94 @@ export function vehicleRoutes(context: NodeContext) {
       properties: { id: { type: 'string', pattern: '^0x[0-9a-fA-F]{64}$' } },
     } as const
 
+    app.post(
+      '/v1/vehicles/:vehicle/readers',
+      {
+        schema: {
+          summary: 'Admit a reader to the vehicle’s payloads with an owner’s or manager’s EIP-712 DataGrant',
+          params: { type: 'object', properties: { vehicle: address } },
+          body: {
+            type: 'object',
+            required: ['reader', 'notAfter', 'signature'],
+            additionalProperties: false,
+            properties: {
+              reader: address,
+              notAfter: { type: 'integer', minimum: 0, maximum: 2 ** 53 - 1 },
+              signature: { type: 'string', pattern: '^0x[0-9a-fA-F]{130}$' },
+            },
+          },
+        },
+      },
+      async (request) => {
+        const vehicle = getAddress((request.params as { vehicle: string }).vehicle)
+        const body = request.body as { reader: string; notAfter: number; signature: Hex }
+        const reader = getAddress(body.reader)
+        const signer = await recoverTypedDataAddress({
+          ...dataGrantTypedData(context, { vehicle, reader, notAfter: body.notAfter }),
+          signature: body.signature,
+        })
+        if (!(await isOwnerOrManager(context, vehicle, signer)))
+          throw new BaseError(
+            'FORBIDDEN',
+            `the DataGrant is signed by ${signer}, neither the owner nor a manager`,
+            {
+              details: { signer, vehicle },
+            },
+          )
+        await db.query(
+          `insert into node_readers (vehicle, reader, granted_by, not_after, signature) values ($1, $2, $3, $4, $5)
+           on conflict (vehicle, reader) do update set granted_by = excluded.granted_by, not_after = excluded.not_after,
+             signature = excluded.signature, created_at = now()`,
+          [
+            fromHex(vehicle, 'vehicle', 20),
+            fromHex(reader, 'reader', 20),
+            fromHex(signer, 'signer', 20),
+            body.notAfter,
+            fromHex(body.signature, 'signature', 65),
+          ],
+        )
+        return { vehicle, reader, notAfter: body.notAfter, grantedBy: signer }
+      },
+    )
+
+    app.delete(
+      '/v1/vehicles/:vehicle/readers/:reader',
+      {
+        schema: {
+          summary: 'Remove a reader (owner or manager, signed in)',
+          params: { type: 'object', properties: { vehicle: address, reader: address } },
+        },
+      },
+      async (request) => {
+        const params = request.params as { vehicle: string; reader: string }
+        const vehicle = getAddress(params.vehicle)
+        await requireOwner(request, vehicle)
+        const { rows } = await db.query(
+          'delete from node_readers where vehicle = $1 and reader = $2 returning 1',
+          [fromHex(vehicle, 'vehicle', 20), fromHex(params.reader, 'reader', 20)],
+        )
+        return { removed: rows.length }
+      },
+    )
+
     app.get(
       '/v1/events/:id/disclosure',
       {
         schema: {
           summary:
-            'A disclosure bundle (envelope, payload, inclusion proof at the anchored size) — owner or manager only',
+            'A disclosure bundle (envelope, payload, inclusion proof at the anchored size) — owner, manager or admitted reader',
           params: eventParams,
         },
       },
       async (request) => {
         const id = (request.params as { id: Hex }).id.toLowerCase() as Hex
         const event = await getEvent(db, id)
-        await requireOwner(request, getAddress(event.envelope.vehicle))
+        const vehicle = getAddress(event.envelope.vehicle)
+        if (!(await mayReadPayloads(context, vehicle, await sessionAddress(db, request))))
+          throw new BaseError(
+            'FORBIDDEN',
+            `sign in as the owner, a manager or an admitted reader of ${vehicle}`,
+          )
         const [anchored] = await listAnchors(db, 1)
         if (!anchored || anchored.treeSize <= event.index)
           throw new BaseError(
