@@ -4,7 +4,8 @@
  * - `unlock.e2e_over_floor`: the car as the demo fleet composes it (VehicleAgent, its chain cache,
  *   file use counters, VehicleLedger as the recorder, the WebSocket link), timed at the car from the
  *   request frame's arrival to the answer handed to the socket; over the fastest secp256k1
- *   verification measured in the same round (OpenSSL, noble, noble with a cached key table).
+ *   verification measured in the same round (OpenSSL, noble, noble with the car's cached key
+ *   table, the charger's fixed-base window tables).
  * - `unlock.online_over_offline`: the phone's view of one unlock. Offline: challenge (already
  *   pushed by the car), sign, send, result over the loopback link. Online: the node's HTTP routes
  *   (`keyRoutes`: challenge, sign, unlock — the node reads the chain per request and signs a
@@ -29,6 +30,7 @@ import { SignerKeyCache } from '../src/keys/signatures.ts'
 import { aGrant, testAccount } from '../src/keys/testing.ts'
 import { type KeyDomain, Scope } from '../src/keys/typed-data.ts'
 import { aP256Signer } from '../src/ledger/testing.ts'
+import { fixedTable, verifyRecoverable } from '../src/payments/secp256k1-fixed.ts'
 import { VehicleAgent } from '../src/vehicle/agent.ts'
 import { VehicleLedger } from '../src/vehicle/ledger.ts'
 import type { TestChain } from '../test/chain.ts'
@@ -84,11 +86,38 @@ async function cachedSignerFloor(count: number): Promise<number> {
   return ((performance.now() - started) * 1000) / count
 }
 
-/** The floor of one round: the fastest primitive, and all three for the detail. */
+/** The charger's fixed-base window tables (payments/secp256k1-fixed.ts) on one known key. */
+async function fixedTableFloor(count: number): Promise<number> {
+  const account = privateKeyToAccount(generatePrivateKey())
+  const digest = randomBytes(32)
+  const signature = Buffer.from((await account.sign({ hash: `0x${digest.toString('hex')}` })).slice(2), 'hex')
+  const big = (bytes: Uint8Array) => BigInt(`0x${Buffer.from(bytes).toString('hex')}`)
+  const publicKey = Buffer.from(account.publicKey.slice(2), 'hex')
+  const table = fixedTable(big(publicKey.subarray(1, 33)), big(publicKey.subarray(33, 65)))
+  const z = big(digest)
+  const r = big(signature.subarray(0, 32))
+  const s = big(signature.subarray(32, 64))
+  const recovery = (signature[64]! - 27) as 0 | 1
+  const check = () => verifyRecoverable(table, z, r, s, recovery)
+  for (let i = 0; i < 20; i++) check()
+  const started = performance.now()
+  for (let i = 0; i < count; i++)
+    if (!check()) throw new BaseError('INTERNAL', 'a valid secp256k1 signature failed to verify')
+  return ((performance.now() - started) * 1000) / count
+}
+
+/** The floor of one round: the fastest primitive, and each of them for the detail. */
 async function floorMicros(count: number) {
   const { openssl, noble } = primitiveFloors(count)
   const nobleCached = await cachedSignerFloor(count)
-  return { fastest: Math.min(openssl, noble, nobleCached), openssl, noble, nobleCached }
+  const fixedTables = await fixedTableFloor(count)
+  return {
+    fastest: Math.min(openssl, noble, nobleCached, fixedTables),
+    openssl,
+    noble,
+    nobleCached,
+    fixedTables,
+  }
 }
 
 export async function benchKeys(chain: TestChain, options: BenchOptions): Promise<BenchResult[]> {
@@ -273,6 +302,7 @@ export async function benchKeys(chain: TestChain, options: BenchOptions): Promis
             openssl: round3(median(floors.map((f) => f.openssl))),
             noble: round3(median(floors.map((f) => f.noble))),
             nobleCachedKey: round3(median(floors.map((f) => f.nobleCached))),
+            fixedTables: round3(median(floors.map((f) => f.fixedTables))),
           },
           unlocksPerRound: perRound,
         },
