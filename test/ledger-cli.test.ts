@@ -19,6 +19,7 @@ let node: RunningNode
 let eventId: string
 let ownerIndex: number
 
+// biome-ignore lint/suspicious/noExplicitAny: tests read the JSON answers field by field
 async function cli(...args: string[]): Promise<{ status: number; json: Record<string, any> }> {
   try {
     const { stdout } = await promisify(execFile)(process.execPath, [main, ...args, '--json'])

@@ -1,0 +1,16 @@
+/**
+ * The ledger: envelopes (RFC 8785), the RFC 9162 Merkle log, the store, ingest, anchoring and verification (docs/ledger.md).
+ * The public library surface for integrators (package export `carchain/ledger`).
+ */
+
+export * from './anchor.ts'
+export * from './bytes.ts'
+export * from './envelope.ts'
+export * from './ingest.ts'
+export * from './jcs.ts'
+export * from './local-log.ts'
+export * from './merkle.ts'
+export * from './store.ts'
+export * from './timeline.ts'
+export * from './topics.ts'
+export * from './verify.ts'
