@@ -31,10 +31,11 @@ async function startOnce(dataDir: string): Promise<{ seconds: number; child: Chi
   })
   const seconds = await new Promise<number>((resolve, reject) => {
     let stdout = ''
-    const timer = setTimeout(
-      () => reject(new BaseError('TIMEOUT', 'carchain up did not come up in 180 s')),
-      180_000,
-    )
+    const timer = setTimeout(() => {
+      // Never leave a half-started node (and its anvil) behind: SIGINT lets it stop its children.
+      void stop(child)
+      reject(new BaseError('TIMEOUT', 'carchain up did not come up in 180 s'))
+    }, 180_000)
     child.stdout!.on('data', (chunk) => {
       stdout += chunk
       if (stdout.includes('"event":"up"')) {
