@@ -266,7 +266,6 @@ export function createBatchIngester(db: Database, parameters: CreateBatchIngeste
   let queue: Waiting[] = []
   let flushing = false
   const flush = async () => {
-    flushing = true
     while (queue.length > 0) {
       const group = queue.slice(0, maxGroup)
       queue = queue.slice(group.length)
@@ -299,7 +298,13 @@ export function createBatchIngester(db: Database, parameters: CreateBatchIngeste
       })
       return new Promise<IngestBatchReturnType>((resolve, reject) => {
         queue.push({ batch: parsed, resolve, reject })
-        if (!flushing) void flush()
+        if (!flushing) {
+          flushing = true
+          // Start after the current turn: batches verified in the same turn (e.g. every vehicle
+          // answering the acknowledgements of the last group) join this commit instead of waiting
+          // for the next one. Costs an idle node microseconds.
+          setImmediate(() => void flush())
+        }
       })
     },
   }
