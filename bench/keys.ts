@@ -190,7 +190,7 @@ export async function benchKeys(chain: TestChain, options: BenchOptions): Promis
   const commandVerifier = new CommandVerifier({ vehicle, domain, trustedNode: testAccount(0).address })
 
   const grant = await aGrant({ signer: owner, domain, vehicle, grantee: member.address })
-  const link = await LinkClient.connect(url)
+  let link = await LinkClient.connect(url)
   const offlineUnlock = async () => {
     const started = performance.now()
     const challenge = await link.challenge()
@@ -259,6 +259,10 @@ export async function benchKeys(chain: TestChain, options: BenchOptions): Promis
     const rounds = await repeat(options.quick ? 2 : 5, 1, async (round) => {
       const floor = await floorMicros(floorCount)
       const decision = await decisionMicros(options.quick ? 20 : 50)
+      // The car's pending challenge went stale during the floor (its relay bound is 2 s): a fresh
+      // session starts with a fresh challenge, as a phone coming into range would.
+      link.close()
+      link = await LinkClient.connect(url)
       const car: number[] = []
       const offline: number[] = []
       const online: number[] = []
