@@ -40,11 +40,37 @@ export function startAnchoring(context: NodeContext, options: AnchoringOptions):
   let failures = 0
   let nextAttemptAt = 0
   let lastError: string | undefined
+  let readFailed = false
   let running: Promise<void> | undefined
   let stopped = false
 
+  const failed = (error: unknown) => {
+    failures += 1
+    const delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6))
+    nextAttemptAt = Date.now() + delay
+    const base = toBaseError(error)
+    lastError = `${base.code}: ${base.shortMessage}`
+    if (failures === 1 || failures % 10 === 0) log(`anchoring failed (${lastError}); retrying in ${delay} ms`)
+  }
+
   const attempt = async (force: boolean) => {
-    const { treeSize } = await getCheckpoint(context.db)
+    if (!force && Date.now() < nextAttemptAt) return
+    // The database may be away too (PostgreSQL restarting): a failure like any other, retried —
+    // never a rejection of the timer's promise, which would end the process.
+    let treeSize: number
+    try {
+      treeSize = (await getCheckpoint(context.db)).treeSize
+    } catch (error) {
+      failed(error)
+      readFailed = true
+      return
+    }
+    if (readFailed) {
+      // The database is back; a chain failure, if any, is reported by the next anchoring attempt.
+      readFailed = false
+      failures = 0
+      lastError = undefined
+    }
     const fresh = treeSize - Math.max(anchoredSize, 0)
     const due =
       force ||
@@ -79,13 +105,7 @@ export function startAnchoring(context: NodeContext, options: AnchoringOptions):
         )
       } else anchoredSize = result.treeSize
     } catch (error) {
-      failures += 1
-      const delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6))
-      nextAttemptAt = Date.now() + delay
-      const base = toBaseError(error)
-      lastError = `${base.code}: ${base.shortMessage}`
-      if (failures === 1 || failures % 10 === 0)
-        log(`anchoring failed (${lastError}); retrying in ${delay} ms`)
+      failed(error)
     }
   }
   const tick = () => {
