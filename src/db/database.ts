@@ -108,7 +108,11 @@ async function openPostgres(url: string, maxConnections: number): Promise<Databa
       }
     },
     exec: async (sql: string) => {
-      await q.query(sql)
+      try {
+        await q.query(sql)
+      } catch (error) {
+        throw isConnectionError(error) ? unreachable(error) : error
+      }
     },
   })
   return {
@@ -121,6 +125,14 @@ async function openPostgres(url: string, maxConnections: number): Promise<Databa
       } catch (error) {
         throw unreachable(error)
       }
+      let lost: Error | undefined
+      // A checked-out client has no pool listener: a connection dying between two statements
+      // would be an 'error' event nobody handles, which ends the process. The next statement
+      // reports it instead.
+      const onError = (error: Error) => {
+        lost = error
+      }
+      client.on('error', onError)
       try {
         await client.query('begin')
         const result = await fn(wrap(client))
@@ -128,9 +140,16 @@ async function openPostgres(url: string, maxConnections: number): Promise<Databa
         return result
       } catch (error) {
         await client.query('rollback').catch(() => {})
-        throw error
+        const cause = error instanceof BaseError ? error.cause : error
+        if (!isConnectionError(cause)) throw error
+        // The connection died (begin, a statement or commit): a retryable DB_UNREACHABLE, and the
+        // client is discarded rather than handed to the next caller. A lost commit may have
+        // succeeded; callers re-send idempotently.
+        lost = cause as Error
+        throw error instanceof BaseError ? error : unreachable(error)
       } finally {
-        client.release()
+        client.off('error', onError)
+        client.release(lost)
       }
     },
     close: () => pool.end(),
@@ -138,6 +157,9 @@ async function openPostgres(url: string, maxConnections: number): Promise<Databa
 }
 
 function isConnectionError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false
+  // pg reports a connection closed under a query without a code.
+  if (/^Connection terminated/.test(error.message)) return true
   const code = (error as { code?: string }).code ?? ''
   return [
     'ECONNREFUSED',
