@@ -21,6 +21,7 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
   let isCut = false
   let connections = 0
   const server: Server = createServer((client) => {
+    client.on('error', () => {})
     if (isCut) {
       client.resetAndDestroy()
       return
