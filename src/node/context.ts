@@ -4,6 +4,7 @@ import type { ChainClients } from '../chain/clients.ts'
 import type { Deployment } from '../chain/deploy.ts'
 import type { Database } from '../db/database.ts'
 import type { Hex } from '../ledger/bytes.ts'
+import type { NodeIngest } from './ingest.ts'
 import type { NodeEvents } from './stream.ts'
 
 export type NodeContext = {
@@ -15,4 +16,6 @@ export type NodeContext = {
   readonly logId: Hex
   /** Live updates for `/v1/stream` and in-process listeners (the simulator, the dashboard). */
   readonly events: NodeEvents
+  /** Vehicle batches in, from any transport. */
+  readonly ingest: NodeIngest
 }

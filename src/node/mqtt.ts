@@ -13,10 +13,8 @@
 import mqtt, { type MqttClient } from 'mqtt'
 import { BaseError, toBaseError } from '../errors.ts'
 import type { VehicleAddress } from '../ledger/envelope.ts'
-import { ingestBatch } from '../ledger/ingest.ts'
 import { acksTopic, sharedEventsSubscription } from '../ledger/topics.ts'
 import type { NodeContext } from './context.ts'
-import { vehicleKey } from './vehicle-routes.ts'
 
 const TOPIC = /^carchain\/v1\/vehicles\/(0x[0-9a-f]{40})\/events$/
 
@@ -55,11 +53,7 @@ export async function startMqttIngest(context: NodeContext, url: string): Promis
       try {
         const batch = JSON.parse(message.toString('utf8')) as { checkpoint?: { leafHash?: unknown } }
         leafHash = batch?.checkpoint?.leafHash
-        const result = await ingestBatch(context.db, {
-          batch,
-          authenticatedVehicle: vehicle,
-          resolveVehicleKey: (v) => vehicleKey(context, v),
-        })
+        const result = await context.ingest.accept(batch, vehicle)
         answer = { leafHash, ok: true, ids: result.ids, treeSize: result.treeSize }
       } catch (error) {
         const base =

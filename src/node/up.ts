@@ -29,6 +29,7 @@ import { type AnchoringScheduler, startAnchoring } from './anchoring.ts'
 import { authRoutes } from './auth.ts'
 import type { NodeContext } from './context.ts'
 import { createDashboardRoutes } from './dashboard.ts'
+import { createNodeIngest } from './ingest.ts'
 import { logRoutes } from './log-routes.ts'
 import { startMqttIngest } from './mqtt.ts'
 import { type ChainInfo, createServer } from './server.ts'
@@ -124,13 +125,15 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
       Object.entries(deployment.contracts).map(([name, c]) => [name, c.address]),
     ) as NodeContext['contracts']
     const chain: ChainInfo = { chainId: clients.chain.id, rpcUrl, contracts }
+    const events = createNodeEvents()
     const context: NodeContext = {
       db,
       clients,
       deployment,
       contracts,
       logId: await getLogId(db),
-      events: createNodeEvents(),
+      events,
+      ingest: createNodeIngest(db, events),
     }
     const anchoring = startAnchoring(context, {
       everyEvents: config.anchorEveryEvents,

@@ -17,7 +17,6 @@ import { validateCertificate } from '../identity/validate.ts'
 import { listAnchors } from '../ledger/anchor.ts'
 import { fromHex, type Hex, toHex } from '../ledger/bytes.ts'
 import type { VehicleAddress } from '../ledger/envelope.ts'
-import { ingestBatch } from '../ledger/ingest.ts'
 import { erasePayload, eraseVehicle, getEvent } from '../ledger/store.ts'
 import { listVehicleEvents, summarizeVehicles } from '../ledger/timeline.ts'
 import { createDisclosure } from '../ledger/verify.ts'
@@ -99,20 +98,12 @@ export async function registerVehicle(context: NodeContext, parameters: Register
       identity.publicKey,
     ],
   )
+  context.ingest.forget(vehicle)
   return {
     vehicle,
     vin: identity.vin ?? identity.commonName,
     fingerprint: `0x${identity.fingerprint}` as Hex,
   }
-}
-
-/** The certified P-256 key of a vehicle, or undefined if it never registered. */
-export async function vehicleKey(context: NodeContext, vehicle: string): Promise<Uint8Array | undefined> {
-  const { rows } = await context.db.query<{ public_key: Uint8Array }>(
-    'select public_key from node_vehicles where vehicle = $1',
-    [fromHex(vehicle, 'vehicle', 20)],
-  )
-  return rows[0] ? new Uint8Array(rows[0].public_key) : undefined
 }
 
 /** Whether `account` is `vehicle`'s owner or a manager, on chain now. */
@@ -439,28 +430,7 @@ export function vehicleRoutes(context: NodeContext) {
       },
       async (request) => {
         const vehicle = (request.params as { vehicle: string }).vehicle.toLowerCase()
-        const result = await ingestBatch(db, {
-          batch: request.body,
-          authenticatedVehicle: vehicle as VehicleAddress,
-          resolveVehicleKey: (v) => vehicleKey(context, v),
-        })
-        if (result.duplicates < result.ids.length) {
-          const batch = request.body as {
-            events: { envelope: { seq: number; kind: string; time: number } }[]
-          }
-          result.ids.forEach((id, i) => {
-            if (i < result.duplicates) return
-            const envelope = batch.events[i]!.envelope
-            context.events.publish('event', {
-              vehicle,
-              id,
-              index: result.leafIndexes[i]!,
-              seq: envelope.seq,
-              kind: envelope.kind,
-              timeMs: envelope.time,
-            })
-          })
-        }
+        const result = await context.ingest.accept(request.body, vehicle as VehicleAddress)
         return {
           accepted: result.ids.length - result.duplicates,
           duplicates: result.duplicates,

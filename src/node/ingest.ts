@@ -1,0 +1,55 @@
+/**
+ * The node's one way in for vehicle batches, whatever the transport (HTTP, MQTT): group commit
+ * (batches arriving together share one transaction), the certified key of each vehicle cached in
+ * memory (a registration replaces it), and every newly stored event published on the live stream.
+ */
+import type { Database } from '../db/database.ts'
+import { fromHex } from '../ledger/bytes.ts'
+import type { VehicleAddress } from '../ledger/envelope.ts'
+import { createBatchIngester, type IngestBatchReturnType } from '../ledger/ingest.ts'
+import type { NodeEvents } from './stream.ts'
+
+export type NodeIngest = {
+  /** Verifies and stores a batch from `vehicle`; resolves once it is durable. */
+  accept(batch: unknown, vehicle: VehicleAddress): Promise<IngestBatchReturnType>
+  /** Drops a cached key (after the vehicle registered a new certificate). */
+  forget(vehicle: string): void
+}
+
+export function createNodeIngest(db: Database, events: NodeEvents): NodeIngest {
+  const keys = new Map<string, Uint8Array>()
+  const resolveVehicleKey = async (vehicle: string) => {
+    const cached = keys.get(vehicle)
+    if (cached) return cached
+    const { rows } = await db.query<{ public_key: Uint8Array }>(
+      'select public_key from node_vehicles where vehicle = $1',
+      [fromHex(vehicle, 'vehicle', 20)],
+    )
+    const key = rows[0] && new Uint8Array(rows[0].public_key)
+    if (key) keys.set(vehicle, key)
+    return key
+  }
+  const ingester = createBatchIngester(db, { resolveVehicleKey })
+  return {
+    async accept(batch, vehicle) {
+      const result = await ingester.ingest(batch, vehicle)
+      if (result.duplicates < result.ids.length) {
+        const envelopes = (batch as { events: { envelope: { seq: number; kind: string; time: number } }[] })
+          .events
+        for (let i = result.duplicates; i < result.ids.length; i++) {
+          const envelope = envelopes[i]!.envelope
+          events.publish('event', {
+            vehicle,
+            id: result.ids[i]!,
+            index: result.leafIndexes[i]!,
+            seq: envelope.seq,
+            kind: envelope.kind,
+            timeMs: envelope.time,
+          })
+        }
+      }
+      return result
+    },
+    forget: (vehicle) => keys.delete(vehicle.toLowerCase()),
+  }
+}
