@@ -169,6 +169,8 @@ export async function chargeCar(parameters: {
   pkiDir: string
   channels: Address
   energyWh: number
+  /** Ends the session at the next reading (the fleet is stopping). */
+  signal?: AbortSignal
 }): Promise<ChargingSessionResult> {
   const session = await connectIdentity({
     identity: parameters.identity,
@@ -184,6 +186,7 @@ export async function chargeCar(parameters: {
       contracts: { channels: parameters.channels },
       stopAtWh: parameters.energyWh,
       channelDeposit: 50n * TOKEN,
+      ...(parameters.signal ? { signal: parameters.signal } : {}),
     })
   } finally {
     session.socket.destroy()

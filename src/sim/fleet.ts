@@ -195,7 +195,7 @@ export async function startFleet(parameters: StartFleetParameters): Promise<Flee
   )
   const oemSubCa = pemDer(join(pkiDir, 'subca', 'oem.pem'))
   const payments: ScenarioPayments = {
-    async charge(car, energyWh) {
+    async charge(car, energyWh, signal) {
       const record = records.find((r) => r.vehicle === car.vehicle)!
       const charger = chargePoints.chargers[records.indexOf(record) % chargePoints.chargers.length]!
       const result = await chargeCar({
@@ -206,6 +206,7 @@ export async function startFleet(parameters: StartFleetParameters): Promise<Flee
         pkiDir,
         channels: context.contracts.ChargingChannels,
         energyWh,
+        signal,
       })
       return `${Number(result.energyWh) / 1000} kWh at ${charger.evseId}, ${formatUnits(result.amount, 18)} cEUR (${result.channelAction} channel)`
     },

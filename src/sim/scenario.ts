@@ -28,7 +28,7 @@ export type SimActivity = {
 
 /** The payment flows the fleet provides; each resolves with a line for the activity log. */
 export type ScenarioPayments = {
-  charge(car: SimVehicle, energyWh: number): Promise<string>
+  charge(car: SimVehicle, energyWh: number, signal: AbortSignal): Promise<string>
   payParking(car: SimVehicle): Promise<string>
 }
 
@@ -140,8 +140,10 @@ export function runScenario(parameters: RunScenarioParameters): {
         await record('odometer', { km })
         await record('trip.ended', { trip, distanceKm, durationMin: Math.round(distanceKm * 1.6) })
         await record('parking.started', { name: to.name, lat: to.lat, lon: to.lon })
-        if (trip % 4 === 0) note(car.vehicle, 'charging', await parameters.payments.charge(car, 1500))
+        if (signal.aborted) break
+        if (trip % 4 === 0) note(car.vehicle, 'charging', await parameters.payments.charge(car, 1500, signal))
         if (trip % 3 === 0) note(car.vehicle, 'parking', await parameters.payments.payParking(car))
+        if (signal.aborted) break
         const locked = await use(car, Scope.LOCK, await ownerKey(car), car.ownerIndex)
         note(car.vehicle, 'trip', `${distanceKm} km to ${to.name}`)
         note(car.vehicle, 'lock', locked.code)
@@ -205,7 +207,7 @@ export function runScenario(parameters: RunScenarioParameters): {
       cars[1] && sleep(4000, controller.signal).then(() => rental(cars[1]!)),
       cars[0] &&
         sleep(3000, controller.signal)
-          .then(() => parameters.payments.charge(cars.at(-1)!, 1500))
+          .then(() => parameters.payments.charge(cars.at(-1)!, 1500, controller.signal))
           .then((line) => note(cars.at(-1)!.vehicle, 'charging', line)),
       cars[0] &&
         sleep(5000, controller.signal)
