@@ -5,7 +5,8 @@
  *   file use counters, VehicleLedger as the recorder, the WebSocket link), timed at the car from the
  *   request frame's arrival to the answer handed to the socket; over the fastest secp256k1
  *   verification measured in the same round (OpenSSL, noble, noble with the car's cached key
- *   table, the charger's fixed-base window tables).
+ *   table, the charger's fixed-base window tables). The same car with an in-memory recorder
+ *   (no fdatasync) runs every third unlock, so the detail shows what durability costs.
  * - `unlock.online_over_offline`: the phone's view of one unlock. Offline: challenge (already
  *   pushed by the car), sign, send, result over the loopback link. Online: the node's HTTP routes
  *   (`keyRoutes`: challenge, sign, unlock — the node reads the chain per request and signs a
@@ -25,6 +26,7 @@ import { BaseError } from '../src/errors.ts'
 import { newGrantId, signAccessRequest } from '../src/keys/grant.ts'
 import { buildRequest, LinkClient } from '../src/keys/link-client.ts'
 import { CommandVerifier, keyRoutes, onlineUnlock } from '../src/keys/online.ts'
+import { type AccessRecorder, MemoryAccessRecorder } from '../src/keys/recorder.ts'
 import { revokeGrant } from '../src/keys/registry.ts'
 import { SignerKeyCache } from '../src/keys/signatures.ts'
 import { aGrant, testAccount } from '../src/keys/testing.ts'
@@ -162,26 +164,34 @@ export async function benchKeys(chain: TestChain, options: BenchOptions): Promis
     }
     return now
   }
-  const agent = await VehicleAgent.create({
-    dir,
-    vehicle,
-    chain: {
-      client: admin.publicClient,
-      chainId: admin.chain.id,
-      vehicleRegistry: registry,
-      keyRegistry,
-      syncIntervalMs: 600_000,
-    },
-    recorder: ledger,
-    clock,
-  })
-  const url = await agent.start()
   let carSideMs = 0
-  agent.link.onAttempt((attempt) => {
-    if (attempt.code !== 'OK')
-      throw new BaseError('INTERNAL', `the car refused the bench unlock: ${attempt.code}`)
-    carSideMs = performance.timeOrigin + performance.now() - arrivedAt
-  })
+  const startCar = async (carDir: string, recorder: AccessRecorder) => {
+    const car = await VehicleAgent.create({
+      dir: carDir,
+      vehicle,
+      chain: {
+        client: admin.publicClient,
+        chainId: admin.chain.id,
+        vehicleRegistry: registry,
+        keyRegistry,
+        syncIntervalMs: 600_000,
+      },
+      recorder,
+      clock,
+    })
+    const carUrl = await car.start()
+    car.link.onAttempt((attempt) => {
+      if (attempt.code !== 'OK')
+        throw new BaseError('INTERNAL', `the car refused the bench unlock: ${attempt.code}`)
+      carSideMs = performance.timeOrigin + performance.now() - arrivedAt
+    })
+    return { car, carUrl }
+  }
+  const { car: agent, carUrl: url } = await startCar(dir, ledger)
+  // The same car with an in-memory recorder (no fdatasync): how much of the car side the
+  // recorder's durability costs, measured in every run.
+  const memoryDir = mkdtempSync(join(tmpdir(), 'carchain-bench-car-'))
+  const { car: memoryAgent, carUrl: memoryUrl } = await startCar(memoryDir, new MemoryAccessRecorder(vehicle))
 
   // The node's online path, on loopback, reading the same chain.
   const app = Fastify({ logger: false })
@@ -191,9 +201,10 @@ export async function benchKeys(chain: TestChain, options: BenchOptions): Promis
 
   const grant = await aGrant({ signer: owner, domain, vehicle, grantee: member.address })
   let link = await LinkClient.connect(url)
-  const offlineUnlock = async () => {
+  let memoryLink = await LinkClient.connect(memoryUrl)
+  const offlineUnlock = async (client = link) => {
     const started = performance.now()
-    const challenge = await link.challenge()
+    const challenge = await client.challenge()
     const request = await buildRequest({
       signer: member,
       domain,
@@ -202,8 +213,8 @@ export async function benchKeys(chain: TestChain, options: BenchOptions): Promis
       challenge: challenge.challenge,
     })
     armed = true
-    link.send(request)
-    const result = await link.result()
+    client.send(request)
+    const result = await client.result()
     const phoneMs = performance.now() - started
     if (!result.ok) throw new BaseError('INTERNAL', `offline unlock refused: ${result.code}`)
     return { phoneMs, carMs: carSideMs }
@@ -252,6 +263,8 @@ export async function benchKeys(chain: TestChain, options: BenchOptions): Promis
   const floorCount = options.quick ? 100 : 400
   const floors: Awaited<ReturnType<typeof floorMicros>>[] = []
   const decisions: number[] = []
+  const noSyncMedians: number[] = []
+  const noSyncOverOffline: number[] = []
   const carMedians: number[] = []
   const offlineMedians: number[] = []
   const onlineMedians: number[] = []
@@ -263,14 +276,23 @@ export async function benchKeys(chain: TestChain, options: BenchOptions): Promis
       // session starts with a fresh challenge, as a phone coming into range would.
       link.close()
       link = await LinkClient.connect(url)
+      memoryLink.close()
+      memoryLink = await LinkClient.connect(memoryUrl)
       const car: number[] = []
       const offline: number[] = []
       const online: number[] = []
+      const noSync: number[] = []
+      const noSyncPhone: number[] = []
       for (let i = 0; i < perRound; i++) {
         const unlocked = await offlineUnlock()
         car.push(unlocked.carMs)
         offline.push(unlocked.phoneMs)
         online.push(await onlineUnlockOnce())
+        if (i % 3 === 0) {
+          const inMemory = await offlineUnlock(memoryLink)
+          noSync.push(inMemory.carMs)
+          noSyncPhone.push(inMemory.phoneMs)
+        }
       }
       const carMs = median(car)
       if (round >= 0) {
@@ -279,8 +301,10 @@ export async function benchKeys(chain: TestChain, options: BenchOptions): Promis
         carMedians.push(carMs)
         offlineMedians.push(median(offline))
         onlineMedians.push(median(online))
+        noSyncMedians.push(median(noSync))
+        noSyncOverOffline.push(median(online) / median(noSyncPhone))
         options.progress(
-          `unlock round ${round + 1}: car ${(carMs * 1000).toFixed(0)} µs (decision ${decision.toFixed(0)} µs), floor ${floor.fastest.toFixed(0)} µs, phone offline ${median(offline).toFixed(2)} ms, online ${median(online).toFixed(2)} ms`,
+          `unlock round ${round + 1}: car ${(carMs * 1000).toFixed(0)} µs (without fdatasync ${(median(noSync) * 1000).toFixed(0)} µs, decision ${decision.toFixed(0)} µs), floor ${floor.fastest.toFixed(0)} µs, phone offline ${median(offline).toFixed(2)} ms, online ${median(online).toFixed(2)} ms`,
         )
       }
       return {
@@ -301,6 +325,8 @@ export async function benchKeys(chain: TestChain, options: BenchOptions): Promis
           carSideMicros: micros(carMedians),
           floorMicros: floors.map((f) => round3(f.fastest)),
           decisionMicros: decisions.map(round3),
+          carSideWithoutSyncMicros: micros(noSyncMedians),
+          withoutSyncOverFloor: round3(median(noSyncMedians.map((m, i) => (m * 1000) / floors[i]!.fastest))),
           decisionOverFloor: round3(median(decisions.map((d, i) => d / floors[i]!.fastest))),
           primitivesMicros: {
             openssl: round3(median(floors.map((f) => f.openssl))),
@@ -319,6 +345,8 @@ export async function benchKeys(chain: TestChain, options: BenchOptions): Promis
         {
           what: "phone's view: node over HTTP (chain read per request, node-signed command, car checks it) / offline link",
           onlineMs: onlineMedians.map(round3),
+          withoutSyncRatio: round3(median(noSyncOverOffline)),
+          withoutSyncNote: 'the same car with an in-memory recorder (no fdatasync), every third unlock',
           offlineMs: offlineMedians.map(round3),
           unlocksPerRound: perRound,
         },
@@ -335,9 +363,12 @@ export async function benchKeys(chain: TestChain, options: BenchOptions): Promis
     ]
   } finally {
     link.close()
+    memoryLink.close()
     await app.close()
     await agent.stop()
+    await memoryAgent.stop()
     await ledger.stop()
     rmSync(dir, { recursive: true, force: true })
+    rmSync(memoryDir, { recursive: true, force: true })
   }
 }
