@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { getAddress } from 'viem'
 import { createSiweMessage } from 'viem/siwe'
-import { developmentAccount } from '../src/chain/clients.ts'
+import { connectChain, developmentAccount } from '../src/chain/clients.ts'
 import { vehicleRegistryAbi } from '../src/chain/generated/index.ts'
 import { loadConfig } from '../src/config.ts'
 import { toPem } from '../src/identity/certificate.ts'
@@ -306,4 +306,30 @@ test('an owner admits a reader with a signed DataGrant; it expires, cannot be se
 
   await admit(owner, Math.floor(Date.now() / 1000) - 1) // replaced by an expired grant
   assert.equal(await payloads(), 'forbidden')
+})
+
+test('a sale moves the title in the fleet view and the payload rights with it', async () => {
+  const seller = await connectChain({ rpcUrl: node.chain.rpcUrl, account: owner })
+  const hash = await seller.walletClient.writeContract({
+    address: node.chain.contracts.VehicleRegistry as `0x${string}`,
+    abi: vehicleRegistryAbi,
+    functionName: 'transferFrom',
+    args: [owner.address, stranger.address, BigInt(car.vehicle)],
+  })
+  await seller.publicClient.waitForTransactionReceipt({ hash })
+  await node.context.indexer.sync()
+  const { vehicles } = (await api('/v1/vehicles')).body
+  assert.equal(vehicles.find((v: { vehicle: string }) => v.vehicle === car.vehicle).owner, stranger.address)
+  const asSeller = (
+    await api(`/v1/vehicles/${car.vehicle}/events?limit=1`, {
+      token: (await signIn(owner)).result.body.token,
+    })
+  ).body
+  assert.equal(asSeller.payloads, 'forbidden')
+  const asBuyer = (
+    await api(`/v1/vehicles/${car.vehicle}/events?limit=1`, {
+      token: (await signIn(stranger)).result.body.token,
+    })
+  ).body
+  assert.equal(asBuyer.payloads, 'included')
 })

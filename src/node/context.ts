@@ -4,6 +4,7 @@ import type { ChainClients } from '../chain/clients.ts'
 import type { Deployment } from '../chain/deploy.ts'
 import type { Database } from '../db/database.ts'
 import type { Hex } from '../ledger/bytes.ts'
+import type { ChainIndexer } from './indexer.ts'
 import type { NodeIngest } from './ingest.ts'
 import type { NodeEvents } from './stream.ts'
 
@@ -18,4 +19,6 @@ export type NodeContext = {
   readonly events: NodeEvents
   /** Vehicle batches in, from any transport. */
   readonly ingest: NodeIngest
+  /** Titles (owners) followed from chain events. */
+  readonly indexer: ChainIndexer
 }

@@ -29,6 +29,7 @@ import { type AnchoringScheduler, startAnchoring } from './anchoring.ts'
 import { authRoutes } from './auth.ts'
 import type { NodeContext } from './context.ts'
 import { createDashboardRoutes } from './dashboard.ts'
+import { startChainIndexer } from './indexer.ts'
 import { createNodeIngest } from './ingest.ts'
 import { logRoutes } from './log-routes.ts'
 import { startMqttIngest } from './mqtt.ts'
@@ -126,6 +127,11 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
     ) as NodeContext['contracts']
     const chain: ChainInfo = { chainId: clients.chain.id, rpcUrl, contracts }
     const events = createNodeEvents()
+    const indexer = startChainIndexer({ db, clients, contracts, deployment })
+    undo.push(() => indexer.stop())
+    await indexer
+      .sync()
+      .catch((error: Error) => progress(`chain indexer: ${error.message.split('\n')[0]}; retrying`))
     const context: NodeContext = {
       db,
       clients,
@@ -134,6 +140,7 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
       logId: await getLogId(db),
       events,
       ingest: createNodeIngest(db, events),
+      indexer,
     }
     const anchoring = startAnchoring(context, {
       everyEvents: config.anchorEveryEvents,

@@ -163,17 +163,6 @@ export function dataGrantTypedData(
   }
 }
 
-async function ownerOf(context: NodeContext, vehicle: Address): Promise<Address | null> {
-  return context.clients.publicClient
-    .readContract({
-      address: context.contracts.VehicleRegistry,
-      abi: vehicleRegistryAbi,
-      functionName: 'ownerOf',
-      args: [BigInt(vehicle)],
-    })
-    .catch(() => null)
-}
-
 export function vehicleRoutes(context: NodeContext) {
   const { db } = context
   const listVehicles = async () => {
@@ -190,7 +179,7 @@ export function vehicleRoutes(context: NodeContext) {
         return {
           vehicle: getAddress(vehicle),
           vin: vins.get(vehicle) ?? null,
-          owner: await ownerOf(context, getAddress(vehicle)),
+          owner: await context.indexer.ownerOf(getAddress(vehicle)),
           registered: vins.has(vehicle),
           events: summary?.events ?? 0,
           lastEvent: summary?.lastEvent ?? null,

@@ -1,0 +1,94 @@
+/**
+ * The node's chain indexer: follows VehicleRegistry `Transfer` events (mints and sales) into
+ * `node_titles`, from a cursor kept in `node_settings`, so reads such as the fleet view come from
+ * the database. It polls (default 1 s) and resumes from its cursor after a restart or an RPC
+ * outage; a reorg is healed by re-reading the last `reorgDepth` blocks on every pass (a title's
+ * row always holds the newest transfer seen).
+ */
+import { type Address, getAddress } from 'viem'
+import { vehicleRegistryAbi } from '../chain/generated/index.ts'
+import { fromHex, toHex } from '../ledger/bytes.ts'
+import type { NodeContext } from './context.ts'
+
+export type ChainIndexer = {
+  /** One pass now (tests). */
+  sync(): Promise<void>
+  /** The indexed owner of a vehicle's title, or null. */
+  ownerOf(vehicle: Address): Promise<Address | null>
+  stop(): Promise<void>
+}
+
+export function startChainIndexer(
+  context: Pick<NodeContext, 'db' | 'clients' | 'contracts' | 'deployment'>,
+  options: { pollMs?: number; reorgDepth?: number } = {},
+): ChainIndexer {
+  const { db, clients, contracts } = context
+  const reorgDepth = BigInt(options.reorgDepth ?? 12)
+  const deployedAt = BigInt(context.deployment.contracts.VehicleRegistry.blockNumber)
+  let running: Promise<void> | undefined
+  let stopped = false
+
+  const cursor = async (): Promise<bigint> => {
+    const { rows } = await db.query<{ value: string }>(
+      `select value from node_settings where key = 'indexerCursor'`,
+    )
+    return rows[0] ? BigInt(rows[0].value) : deployedAt
+  }
+  const pass = async () => {
+    const head = await clients.publicClient.getBlockNumber()
+    let from = (await cursor()) - reorgDepth
+    if (from < deployedAt) from = deployedAt
+    // The chain lost blocks (embedded chain after a crash): read again from where it is.
+    if (from > head) from = head > reorgDepth ? head - reorgDepth : 0n
+    for (let start = from; start <= head; start += 2000n) {
+      const end = start + 1999n < head ? start + 1999n : head
+      const logs = await clients.publicClient.getContractEvents({
+        address: contracts.VehicleRegistry,
+        abi: vehicleRegistryAbi,
+        eventName: 'Transfer',
+        fromBlock: start,
+        toBlock: end,
+      })
+      for (const log of logs) {
+        const { to, tokenId } = log.args as { to: Address; tokenId: bigint }
+        const vehicle = `0x${tokenId.toString(16).padStart(40, '0')}`
+        await db.query(
+          `insert into node_titles (vehicle, owner, block_number) values ($1, $2, $3)
+           on conflict (vehicle) do update set owner = excluded.owner, block_number = excluded.block_number
+           where node_titles.block_number <= excluded.block_number`,
+          [fromHex(vehicle, 'vehicle', 20), fromHex(to, 'owner', 20), log.blockNumber],
+        )
+      }
+      await db.query(
+        `insert into node_settings (key, value) values ('indexerCursor', $1)
+         on conflict (key) do update set value = excluded.value, updated_at = now()`,
+        [JSON.stringify(String(end + 1n))],
+      )
+    }
+  }
+  const sync = () => {
+    running ??= pass().finally(() => {
+      running = undefined
+    })
+    return running
+  }
+  const timer = setInterval(() => {
+    if (!stopped) sync().catch(() => {}) // the next pass retries from the cursor
+  }, options.pollMs ?? 1000)
+  timer.unref()
+  return {
+    sync,
+    async ownerOf(vehicle) {
+      const { rows } = await db.query<{ owner: Uint8Array }>(
+        'select owner from node_titles where vehicle = $1',
+        [fromHex(vehicle, 'vehicle', 20)],
+      )
+      return rows[0] ? getAddress(toHex(new Uint8Array(rows[0].owner))) : null
+    },
+    async stop() {
+      stopped = true
+      clearInterval(timer)
+      await running?.catch(() => {})
+    },
+  }
+}
