@@ -109,7 +109,22 @@ export async function startChargePoints(parameters: {
           certificate,
           chain: [pemDer(join(pkiDir, 'subca', 'cpo.pem'))],
         },
-        peer: { role: 'vehicle', trustAnchors: { oem: [pemDer(join(pkiDir, 'roots', 'oem.pem'))] } },
+        peer: {
+          role: 'vehicle',
+          trustAnchors: { oem: [pemDer(join(pkiDir, 'roots', 'oem.pem'))] },
+          isRevoked: (fingerprint) => isCertRevoked(context, fingerprint),
+          // The car's certificate must be the one its title records on chain.
+          isRegistered: async (peer) =>
+            peer.wallet !== undefined &&
+            (
+              await clients.publicClient.readContract({
+                address: contracts.VehicleRegistry,
+                abi: vehicleRegistryAbi,
+                functionName: 'certFingerprintOf',
+                args: [peer.wallet.address],
+              })
+            ).toLowerCase() === `0x${peer.fingerprint}`,
+        },
       },
       (session) => {
         station.serve(tlsTransport(session)).catch(() => {})
@@ -128,6 +143,15 @@ export async function startChargePoints(parameters: {
       for (const server of servers) server.close()
     },
   }
+}
+
+function isCertRevoked(context: NodeContext, fingerprint: string): Promise<boolean> {
+  return context.clients.publicClient.readContract({
+    address: context.contracts.VehicleRegistry,
+    abi: vehicleRegistryAbi,
+    functionName: 'isCertRevoked',
+    args: [`0x${fingerprint}`],
+  })
 }
 
 /** A car's wallet under its owner's demo policy, recording payments on the car's ledger. */
@@ -175,6 +199,7 @@ export async function chargeCar(parameters: {
   const session = await connectIdentity({
     identity: parameters.identity,
     peer: { role: 'charger', trustAnchors: { cpo: [pemDer(join(parameters.pkiDir, 'roots', 'cpo.pem'))] } },
+    // (the charger's registration and revocation are checked by the wallet's charger check)
     host: '127.0.0.1',
     port: parameters.charger.port,
   })
