@@ -4,6 +4,7 @@ import { test } from 'node:test'
 
 const expected: Record<string, string[]> = {
   'payments/typed-data': [
+    'describeValue',
     'meterReadingDigest',
     'meterReadingTypes',
     'paymentsDomain',
@@ -54,7 +55,7 @@ const expected: Record<string, string[]> = {
   'payments/transport': ['memoryTransportPair', 'ndjsonTransport', 'tlsTransport'],
   'payments/session': ['runChargingSession'],
   'payments/verify-voucher': ['createVoucherVerifier'],
-  'payments/secp256k1-fixed': ['fixedTable', 'invertMod', 'verifyRecoverable', 'verifyRecoverableBatch'],
+  'identity/secp256k1-fixed': ['fixedTable', 'invertMod', 'verifyRecoverable', 'verifyRecoverableBatch'],
   'payments/pay': ['pay', 'redeemPaymentPermit', 'signPaymentPermit'],
   'payments/gas': ['measureChargingGas', 'measureVoucherVerification'],
   'station/station': ['createChargingStation'],

@@ -13,6 +13,7 @@ import type { Address, Hex } from 'viem'
 import { BaseError, type ErrorCode, errorCodes } from '../errors.ts'
 import type { Message } from './transport.ts'
 import {
+  describeValue,
   readAddress,
   readAmount,
   readBytes32,
@@ -84,9 +85,13 @@ export function stopError(message: Message): BaseError {
     typeof message.code === 'string' && Object.hasOwn(errorCodes, message.code)
       ? (message.code as ErrorCode)
       : 'PEER_CLOSED'
-  return new BaseError(code, `the peer stopped the session: ${String(message.message ?? message.code)}`, {
-    details: { peerCode: String(message.code), peer: true },
-  })
+  return new BaseError(
+    code,
+    `the peer stopped the session: ${describeValue(message.message ?? message.code)}`,
+    {
+      details: { peerCode: describeValue(message.code), peer: true },
+    },
+  )
 }
 
 export function isOkStop(message: Message): boolean {
@@ -102,7 +107,7 @@ export function parseOffer(message: Message): {
 } {
   const m = expect(message, 'offer')
   if (m.version !== PROTOCOL_VERSION)
-    throw new BaseError('INVALID_ARGUMENT', `unsupported protocol version ${String(m.version)}`, {
+    throw new BaseError('INVALID_ARGUMENT', `unsupported protocol version ${describeValue(m.version)}`, {
       details: { version: m.version },
     })
   if (typeof m.evseId !== 'string' || typeof m.certificate !== 'string' || !Array.isArray(m.chain))
@@ -111,7 +116,13 @@ export function parseOffer(message: Message): {
     evseId: m.evseId,
     charger: readAddress(m.charger, 'charger'),
     certificate: m.certificate,
-    chain: m.chain.map(String),
+    chain: m.chain.map((pem, i) => {
+      if (typeof pem !== 'string')
+        throw new BaseError('INVALID_ARGUMENT', `offer.chain[${i}] must be a PEM string`, {
+          details: { field: 'chain' },
+        })
+      return pem
+    }),
     tariff: {
       value: tariffFromJson(m.tariff),
       signature: readSignature(m.tariffSignature, 'tariffSignature', 'TARIFF_INVALID'),

@@ -243,10 +243,19 @@ export function tariffToJson(tariff: Tariff): TariffJson {
   }
 }
 
+/**
+ * A short, printable form of an untrusted JSON value for error details. `String(value)` is not
+ * safe here: a JSON object with a "toString" member that is not a function makes it throw.
+ */
+export function describeValue(value: unknown): string {
+  if (value === null || typeof value !== 'object') return String(value).slice(0, 80)
+  return Array.isArray(value) ? 'an array' : 'an object'
+}
+
 /** Field readers for untrusted JSON; `code` names what a malformed field means to the caller. */
 export function readAmount(value: unknown, field: string, code: ErrorCode = 'INVALID_ARGUMENT'): bigint {
   if (typeof value !== 'string' || !/^(0|[1-9][0-9]{0,77})$/.test(value))
-    invalid(code, `${field} must be a decimal string`, { field, value: String(value) })
+    invalid(code, `${field} must be a decimal string`, { field, value: describeValue(value) })
   const amount = BigInt(value)
   if (amount > UINT256_MAX) invalid(code, `${field} does not fit in uint256`, { field, value })
   return amount
@@ -254,7 +263,7 @@ export function readAmount(value: unknown, field: string, code: ErrorCode = 'INV
 
 export function readUint64(value: unknown, field: string, code: ErrorCode = 'INVALID_ARGUMENT'): bigint {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)
-    invalid(code, `${field} must be a non-negative safe integer`, { field, value: String(value) })
+    invalid(code, `${field} must be a non-negative safe integer`, { field, value: describeValue(value) })
   const out = BigInt(value)
   if (out > UINT64_MAX) invalid(code, `${field} does not fit in uint64`, { field })
   return out
