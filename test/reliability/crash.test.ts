@@ -104,22 +104,26 @@ async function snapshotCarLogs() {
 }
 
 /** Every check after a restart. */
-async function checkAfterRestart(info: UpInfo) {
+async function checkAfterRestart(info: UpInfo, up: UpProcess) {
   const vehicles = fleetRecords().map((r) => r.vehicle)
   await assertPrefixes(info.url, checkpoints.values())
   await assertEventsKept(info.url, vehicles, seenEvents)
   // The cars re-send what the node had not acknowledged: each reaches the node, with the same id.
   for (const [vehicle, car] of logged) {
+    let held = -1
     const byVehicle = await waitFor(
       `${vehicle} to re-send up to seq ${car.nextSeq - 1}`,
       async () => {
         const kept = await assertEventsKept(info.url, [vehicle], new Map())
         const events = kept.get(vehicle)!
+        held = events.length
         return events.length >= car.nextSeq ? events : undefined
       },
       180_000,
       1000,
-    )
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}; the node holds ${held}; the node said: ${up.output().slice(-3000)}`)
+    })
     for (const [seq, id] of car.ids) {
       assert.equal(
         byVehicle[seq]?.id,
@@ -151,7 +155,7 @@ test(`SIGKILL the node and its fleet ${KILLS} times at random moments: nothing s
         continue
       }
       const info = await up.ready
-      if (kill > 0) await checkAfterRestart(info)
+      if (kill > 0) await checkAfterRestart(info, up)
       const vehicles = await waitFor('the fleet', async () => {
         const list = (await call(`${info.url}/v1/sim/vehicles`)).body as unknown as { vehicle: string }[]
         return Array.isArray(list) && list.length === VEHICLES ? list.map((v) => v.vehicle) : undefined
@@ -167,7 +171,7 @@ test(`SIGKILL the node and its fleet ${KILLS} times at random moments: nothing s
     }
     up = start()
     const info = await up.ready
-    await checkAfterRestart(info)
+    await checkAfterRestart(info, up)
     figures.checkpoints = checkpoints.size
     figures.events = seenEvents.size
     up.child.kill('SIGINT')
