@@ -23,6 +23,7 @@ import type { Address } from 'viem'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { vehicleRegistryAbi } from '../src/chain/generated/index.ts'
 import { BaseError } from '../src/errors.ts'
+import { fixedTable, verifyRecoverable } from '../src/identity/secp256k1-fixed.ts'
 import { newGrantId, signAccessRequest } from '../src/keys/grant.ts'
 import { buildRequest, LinkClient } from '../src/keys/link-client.ts'
 import { CommandVerifier, keyRoutes, onlineUnlock } from '../src/keys/online.ts'
@@ -32,7 +33,6 @@ import { SignerKeyCache } from '../src/keys/signatures.ts'
 import { aGrant, testAccount } from '../src/keys/testing.ts'
 import { type KeyDomain, Scope } from '../src/keys/typed-data.ts'
 import { aP256Signer } from '../src/ledger/testing.ts'
-import { fixedTable, verifyRecoverable } from '../src/payments/secp256k1-fixed.ts'
 import { VehicleAgent } from '../src/vehicle/agent.ts'
 import { VehicleLedger } from '../src/vehicle/ledger.ts'
 import type { TestChain } from '../test/chain.ts'
@@ -88,7 +88,7 @@ async function cachedSignerFloor(count: number): Promise<number> {
   return ((performance.now() - started) * 1000) / count
 }
 
-/** The charger's fixed-base window tables (payments/secp256k1-fixed.ts) on one known key. */
+/** The charger's fixed-base window tables (identity/secp256k1-fixed.ts) on one known key. */
 async function fixedTableFloor(count: number): Promise<number> {
   const account = privateKeyToAccount(generatePrivateKey())
   const digest = randomBytes(32)

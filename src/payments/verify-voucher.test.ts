@@ -57,7 +57,7 @@ test('voucher verification rate at the charger (reported; the bench holds the ta
 
 test('fixed-base verification agrees with @noble/curves recovery on valid and tampered signatures', async () => {
   const { secp256k1 } = await import('@noble/curves/secp256k1.js')
-  const { fixedTable, verifyRecoverable } = await import('./secp256k1-fixed.ts')
+  const { fixedTable, verifyRecoverable } = await import('../identity/secp256k1-fixed.ts')
   const big = (b: Uint8Array) => BigInt(`0x${Buffer.from(b).toString('hex')}`)
   const sk = secp256k1.utils.randomSecretKey()
   const pk = secp256k1.Point.fromBytes(secp256k1.getPublicKey(sk, false))

@@ -6,7 +6,7 @@
  * - The EIP-712 digest is `keccak256(0x1901 ‖ domainSeparator ‖ keccak256(typeHash ‖ fields))`,
  *   with the domain separator and type hash computed once (two Keccak calls per voucher).
  * - The first voucher of a payer is checked by public-key recovery; the key is then cached as
- *   fixed-base window tables (secp256k1-fixed.ts, ~0.5 MB per payer), and later vouchers are
+ *   fixed-base window tables (identity/secp256k1-fixed.ts, ~0.5 MB per payer), and later vouchers are
  *   checked by computing R = u1·G + u2·Q and comparing its x with r and its y parity with v —
  *   exactly the point ecrecover would use.
  */
@@ -19,7 +19,7 @@ import {
   fixedTable,
   type RecoverableCheck,
   verifyRecoverableBatch,
-} from './secp256k1-fixed.ts'
+} from '../identity/secp256k1-fixed.ts'
 import type { PaymentsDomain, Voucher } from './typed-data.ts'
 
 const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n
