@@ -27,6 +27,8 @@ export type ChainCacheSnapshot = {
   vehicle: Address
   /** Last block applied (decimal string); -1 before the first sync. */
   cursor: string
+  /** That block's hash: when the chain no longer holds it, a reorg happened (older files lack it). */
+  cursorHash?: Hex | undefined
   owner: Address | null
   /** The account approved for this title (ERC-721 `approve`). */
   approved: Address | null
@@ -179,14 +181,29 @@ export class ChainCache implements KeyState {
     let changed = false
     const cursorBefore = this.#snapshot.cursor
     try {
-      const head = (await client.getBlockNumber({ cacheTime: 0 })) - BigInt(confirmations)
+      const tip = await client.getBlockNumber({ cacheTime: 0 })
+      const head = tip - BigInt(confirmations)
       let cursor = BigInt(this.#snapshot.cursor)
+      const seenHash = this.#snapshot.cursorHash
+      if (cursor >= 0n && seenHash !== undefined) {
+        // A reorg replaced the last block applied: what was scanned may differ from the chain now.
+        const hash = cursor > tip ? undefined : (await client.getBlock({ blockNumber: cursor })).hash
+        if (hash !== seenHash) {
+          this.#rewind()
+          cursor = BigInt(this.#snapshot.cursor)
+          changed = true
+        }
+      }
+      // Read before scanning: a reorg during the scan shows as a mismatch at the next sync.
+      const headHash =
+        head >= 0n && head > cursor ? (await client.getBlock({ blockNumber: head })).hash : undefined
       while (cursor < head) {
         const toBlock = cursor + BigInt(maxBlockRange) < head ? cursor + BigInt(maxBlockRange) : head
         changed = (await this.#applyRange(cursor + 1n, toBlock)) || changed
         cursor = toBlock
         this.#snapshot.cursor = String(cursor)
       }
+      if (headHash !== undefined) this.#snapshot.cursorHash = headHash
       this.#online = true
       this.#lastError = undefined
       this.#snapshot.syncedAtMs = Date.now()
@@ -199,6 +216,23 @@ export class ChainCache implements KeyState {
     if (changed || this.#snapshot.cursor !== cursorBefore) this.#persist()
     if (changed) for (const listener of this.#listeners) listener(this.snapshot())
     return changed
+  }
+
+  /**
+   * After a reorg: scan again from the first block. Owner, approvals, operators and renter come
+   * back from the new branch; the epoch and the revocations seen are kept, since they only ever
+   * tighten access and a revocation dropped by a reorg is one the owner meant (and re-sends).
+   */
+  #rewind(): void {
+    const s = this.#snapshot
+    s.cursor = String((this.#options.fromBlock ?? 0n) - 1n)
+    s.cursorHash = undefined
+    s.owner = null
+    s.approved = null
+    s.user = null
+    s.userExpires = 0
+    this.#operators.clear()
+    s.operators = []
   }
 
   async #applyRange(fromBlock: bigint, toBlock: bigint): Promise<boolean> {
@@ -259,7 +293,8 @@ export class ChainCache implements KeyState {
       }
     }
     for (const log of [...epochs].sort(byPosition)) {
-      s.epoch = Number(log.args.epoch)
+      // The epoch only grows on chain; after a rewind, a higher one seen before is kept.
+      s.epoch = Math.max(s.epoch, Number(log.args.epoch))
       changed = true
     }
     if (s.owner !== ownerBefore) {
