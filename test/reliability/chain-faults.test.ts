@@ -4,6 +4,8 @@
  * - The RPC goes away during anchoring: uploads go on, health says so, a car still opens for its
  *   grantee from its synced cache, and once the RPC is back the anchors resume with no gap.
  * - A reorg drops an anchor (evm_snapshot / evm_revert): the node anchors the root again.
+ * - A reorg drops a revocation and the new branch holds a revokeAll at heights the car's cache
+ *   had already scanned: the cache notices the reorg and re-syncs.
  * - Several senders share the operator account (a second process, mining by interval so
  *   transactions wait in the pool): nonce clashes fail one sender at most, and nothing wedges.
  *
@@ -14,7 +16,7 @@ import { after, before, test } from 'node:test'
 import { createPublicClient, http, parseEther } from 'viem'
 import { type Anvil, rpc, startAnvil } from '../../src/chain/anvil.ts'
 import { connectChain, developmentAccount } from '../../src/chain/clients.ts'
-import { demoTokenAbi } from '../../src/chain/generated/index.ts'
+import { demoTokenAbi, keyRegistryAbi } from '../../src/chain/generated/index.ts'
 import { AccessController } from '../../src/keys/access-control.ts'
 import { ChainCache } from '../../src/keys/chain-cache.ts'
 import { requestAccess } from '../../src/keys/link-client.ts'
@@ -171,6 +173,43 @@ test('a reorg that drops an anchor: the node anchors the root again', async () =
   assert.equal(again.rootHash, dropped.rootHash)
   const result = await audit(node.url)
   assert.equal(result.consistent, true, JSON.stringify(result))
+})
+
+test('a reorg that drops a revocation: the car’s cache re-syncs to the new branch', async () => {
+  const car = fleet.cars[0]!
+  const owner = await connectChain({ rpcUrl: anvil.rpcUrl, account: developmentAccount(car.ownerIndex) })
+  const cache = new ChainCache({
+    client: createPublicClient({ transport: http(anvil.rpcUrl, { retryCount: 0 }) }),
+    chainId: node.chain.chainId,
+    vehicleRegistry: node.context.contracts.VehicleRegistry,
+    keyRegistry: node.context.contracts.KeyRegistry,
+    vehicle: car.vehicle,
+  })
+  await cache.sync()
+  const epochBefore = cache.epoch()
+  const keyRegistry = { address: node.context.contracts.KeyRegistry, abi: keyRegistryAbi } as const
+  const send = async (functionName: 'revoke' | 'revokeAll', args: readonly unknown[]) => {
+    const hash = await owner.walletClient.writeContract({ ...keyRegistry, functionName, args } as never)
+    await owner.publicClient.waitForTransactionReceipt({ hash })
+  }
+  const grantId = `0x${'5e'.repeat(32)}` as const
+  const snapshotId = await rpc<string>(anvil.rpcUrl, 'evm_snapshot', [])
+  await send('revoke', [car.vehicle, grantId])
+  await rpc(anvil.rpcUrl, 'anvil_mine', ['0x3'])
+  await cache.sync()
+  assert.equal(cache.isRevoked(grantId), true)
+  // The branch with the revocation is dropped; the owner's next act (revoke every key) lands at
+  // heights the cache has already scanned on the old branch.
+  assert.equal(await rpc<boolean>(anvil.rpcUrl, 'evm_revert', [snapshotId]), true)
+  figures.reorgs++
+  await send('revokeAll', [car.vehicle])
+  await rpc(anvil.rpcUrl, 'anvil_mine', ['0x8'])
+  await cache.sync()
+  assert.equal(cache.epoch(), epochBefore + 1, 'the cache saw the revokeAll of the new branch')
+  // A revocation the car once saw stays (fail-safe): the owner meant it; it is re-sent if needed.
+  assert.equal(cache.isRevoked(grantId), true)
+  // The node's anchors survive the same reorg.
+  await anchoredThrough('the anchors after the revocation reorg', 60_000)
 })
 
 test('several senders from one account race the anchoring: nonce clashes wedge nothing', async () => {
