@@ -79,11 +79,28 @@ export function startChainIndexer(
   return {
     sync,
     async ownerOf(vehicle) {
+      const key = fromHex(vehicle, 'vehicle', 20)
       const { rows } = await db.query<{ owner: Uint8Array }>(
         'select owner from node_titles where vehicle = $1',
-        [fromHex(vehicle, 'vehicle', 20)],
+        [key],
       )
-      return rows[0] ? getAddress(toHex(new Uint8Array(rows[0].owner))) : null
+      if (rows[0]) return getAddress(toHex(new Uint8Array(rows[0].owner)))
+      // Not indexed yet (a title minted since the last pass): read through, and remember it as
+      // older than any event, so the next pass's events win.
+      const owner = await clients.publicClient
+        .readContract({
+          address: contracts.VehicleRegistry,
+          abi: vehicleRegistryAbi,
+          functionName: 'ownerOf',
+          args: [BigInt(vehicle)],
+        })
+        .catch(() => null)
+      if (owner)
+        await db.query(
+          'insert into node_titles (vehicle, owner, block_number) values ($1, $2, 0) on conflict (vehicle) do nothing',
+          [key, fromHex(owner, 'owner', 20)],
+        )
+      return owner
     },
     async stop() {
       stopped = true
