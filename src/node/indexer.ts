@@ -66,14 +66,16 @@ export function startChainIndexer(
       )
     }
   }
-  const sync = () => {
-    running ??= pass().finally(() => {
+  /** A pass that starts now (after any pass in flight), so it sees everything mined so far. */
+  const sync = async (): Promise<void> => {
+    while (running) await running.catch(() => {})
+    running = pass().finally(() => {
       running = undefined
     })
     return running
   }
   const timer = setInterval(() => {
-    if (!stopped) sync().catch(() => {}) // the next pass retries from the cursor
+    if (!stopped && !running) sync().catch(() => {}) // the next pass retries from the cursor
   }, options.pollMs ?? 1000)
   timer.unref()
   return {
