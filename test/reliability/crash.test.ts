@@ -161,7 +161,7 @@ test(`SIGKILL the node and its fleet ${KILLS} times at random moments: nothing s
         return Array.isArray(list) && list.length === VEHICLES ? list.map((v) => v.vehicle) : undefined
       })
       const stopSampling = sample(info, vehicles)
-      await sleep((soak ? 3000 : 2000) + random() * (soak ? 20_000 : 6000))
+      await sleep((soak ? 3000 : 1500) + random() * (soak ? 20_000 : 4000))
       up.child.kill('SIGKILL')
       await stopSampling()
       await up.exited

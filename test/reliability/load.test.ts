@@ -6,7 +6,7 @@
  * each car's seqs run 0..n-1 and match what it made; the node's resident memory, sampled from
  * /proc, stays bounded.
  *
- * Short mode: 50 cars, one batch each per second, 12 s. Soak (`CARCHAIN_SOAK=1`): 300 cars, 3 min.
+ * Short mode: 50 cars, one batch each per second, 8 s. Soak (`CARCHAIN_SOAK=1`): 300 cars, 3 min.
  */
 import assert from 'node:assert/strict'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -22,7 +22,7 @@ import { assertEventsKept, type SeenEvent } from './log-checks.ts'
 import { startUp, type UpProcess } from './up-process.ts'
 
 const CARS = soak ? 300 : 50
-const DURATION_MS = soak ? 180_000 : 12_000
+const DURATION_MS = soak ? 180_000 : 8000
 const PERIOD_MS = 1000
 const dataDir = mkdtempSync(join(tmpdir(), 'carchain-load-'))
 after(() => rmSync(dataDir, { recursive: true, force: true }))
