@@ -7,8 +7,9 @@
  * node's ack, which is sent after the batch is durable. `leafHash` (the batch's checkpoint)
  * pairs an ack with its batch.
  *
- * Several nodes share the subscription (`$share/carchain/…`, MQTT 5) so each batch is ingested
- * once; ingest is idempotent anyway, so a redelivery is harmless.
+ * The nodes of one deployment share the subscription (`$share/carchain-<log id>/…`, MQTT 5) so
+ * each batch is ingested once by that deployment; ingest is idempotent anyway, so a redelivery is
+ * harmless. Another deployment on the same broker is its own group and does not take its batches.
  */
 import mqtt, { type MqttClient } from 'mqtt'
 import { BaseError, toBaseError } from '../errors.ts'
@@ -65,6 +66,6 @@ export async function startMqttIngest(context: NodeContext, url: string): Promis
       client.publish(acksTopic(vehicle), JSON.stringify(answer), { qos: 1 })
     })()
   })
-  await client.subscribeAsync(sharedEventsSubscription, { qos: 1 })
+  await client.subscribeAsync(sharedEventsSubscription(context.logId), { qos: 1 })
   return { stop: () => client.endAsync() }
 }
