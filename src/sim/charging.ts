@@ -41,7 +41,8 @@ export type ChargePoints = {
   stop(): Promise<void>
 }
 
-const pemDer = (path: string) => fromPem(readFileSync(path, 'utf8'))[0]!
+/** The first certificate of a PEM file, as DER. */
+export const pemDer = (path: string) => fromPem(readFileSync(path, 'utf8'))[0]!
 
 /** Starts the demo charge points (idempotent registration on chain). */
 export async function startChargePoints(parameters: {
@@ -145,7 +146,8 @@ export async function startChargePoints(parameters: {
   }
 }
 
-function isCertRevoked(context: NodeContext, fingerprint: string): Promise<boolean> {
+/** The registry's revocation of a certificate, by fingerprint (lowercase hex). */
+export function isCertRevoked(context: NodeContext, fingerprint: string): Promise<boolean> {
   return context.clients.publicClient.readContract({
     address: context.contracts.VehicleRegistry,
     abi: vehicleRegistryAbi,

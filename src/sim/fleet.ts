@@ -18,7 +18,7 @@ import { type Address, formatUnits, getAddress, keccak256, parseEther, parseUnit
 import { developmentAccount } from '../chain/clients.ts'
 import { demoTokenAbi, vehicleRegistryAbi } from '../chain/generated/index.ts'
 import { writeFileAtomic } from '../fs-atomic.ts'
-import { fromPem, parseCertificate } from '../identity/certificate.ts'
+import { parseCertificate } from '../identity/certificate.ts'
 import { answerComponentChallenge, authenticateComponents } from '../identity/components.ts'
 import { DEV_PASSPHRASE, PkiDirectory } from '../identity/pki-directory.ts'
 import { SoftwareKeyStore } from '../identity/software-keystore.ts'
@@ -34,7 +34,15 @@ import {
   mqttBatchTransport,
   VehicleLedger,
 } from '../vehicle/ledger.ts'
-import { carWallet, chargeCar, PARKING_INDEX, payParking, startChargePoints } from './charging.ts'
+import {
+  carWallet,
+  chargeCar,
+  isCertRevoked,
+  PARKING_INDEX,
+  payParking,
+  pemDer,
+  startChargePoints,
+} from './charging.ts'
 import { runScenario, type ScenarioPayments, type SimActivity } from './scenario.ts'
 
 /** The demo keystore's KDF: its passphrase is public anyway, so start-up stays quick. */
@@ -289,13 +297,7 @@ async function authenticateEcus(
     })),
     trustAnchors: { oem: [pemDer(join(pkiDir, 'roots', 'oem.pem'))] },
     chain: [pemDer(join(pkiDir, 'subca', 'oem.pem'))],
-    isRevoked: (fingerprint) =>
-      context.clients.publicClient.readContract({
-        address: context.contracts.VehicleRegistry,
-        abi: vehicleRegistryAbi,
-        functionName: 'isCertRevoked',
-        args: [`0x${fingerprint}`],
-      }),
+    isRevoked: (fingerprint) => isCertRevoked(context, fingerprint),
   })
   const check: ComponentCheck = {
     accepted: reports.filter((r) => r.ok).map((r) => r.name),
@@ -313,8 +315,6 @@ async function authenticateEcus(
   }
   return check
 }
-
-const pemDer = (path: string) => fromPem(readFileSync(path, 'utf8'))[0]!
 
 function keyStore(pkiDir: string): SoftwareKeyStore {
   return new SoftwareKeyStore({
@@ -362,7 +362,7 @@ async function trustPki(context: NodeContext, pkiDir: string) {
     [0, 'oem.pem'],
     [1, 'cpo.pem'],
   ] as const) {
-    const root = parseCertificate(fromPem(readFileSync(join(pkiDir, 'roots', file), 'utf8'))[0]!)
+    const root = parseCertificate(pemDer(join(pkiDir, 'roots', file)))
     const fingerprint = `0x${root.fingerprint}` as const
     if (!(await read<boolean>('isTrustedRoot', [role, fingerprint])))
       await send(context, {
