@@ -6,6 +6,8 @@ import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {IVehicleRegistry} from "./interfaces/IVehicleRegistry.sol";
 import {IERC4907} from "./interfaces/IERC4907.sol";
+import {KeyRegistry} from "./KeyRegistry.sol";
+import {IKeyRegistry} from "./interfaces/IKeyRegistry.sol";
 
 /// @title VehicleRegistry
 /// @notice The on-chain half of Carchain's PKI and the vehicle's title.
@@ -20,7 +22,7 @@ import {IERC4907} from "./interfaces/IERC4907.sol";
 ///           keyed by fingerprint, so a vehicle or charger is revoked exactly when its
 ///           certificate's fingerprint is (whoever revoked it).
 /// @dev Every state change emits an event so an indexer can rebuild the whole state from logs.
-contract VehicleRegistry is ERC721, Ownable2Step, IVehicleRegistry, IERC4907 {
+contract VehicleRegistry is ERC721, Ownable2Step, IVehicleRegistry, IERC4907, KeyRegistry {
     struct UserInfo {
         address user;
         uint64 expires;
@@ -194,7 +196,7 @@ contract VehicleRegistry is ERC721, Ownable2Step, IVehicleRegistry, IERC4907 {
     }
 
     /// @inheritdoc IVehicleRegistry
-    function isRevoked(address subject) external view returns (bool) {
+    function isSubjectRevoked(address subject) external view returns (bool) {
         // A registered subject's fingerprint is never zero, and zero is never revoked.
         bytes32 fingerprint = _vehicles[subject].certFingerprint;
         if (fingerprint == bytes32(0)) fingerprint = _chargers[subject].certFingerprint;
@@ -208,19 +210,26 @@ contract VehicleRegistry is ERC721, Ownable2Step, IVehicleRegistry, IERC4907 {
 
     /// @inheritdoc IVehicleRegistry
     function isOwnerOrManager(address vehicle, address account) external view returns (bool) {
-        uint256 tokenId = uint256(uint160(vehicle));
-        address tokenOwner = _ownerOf(tokenId);
-        if (tokenOwner == address(0) || account == address(0)) return false;
-        // Cheapest check first: KeyRegistry calls this on every revocation, mostly by the owner.
-        return account == tokenOwner || isApprovedForAll(tokenOwner, account) || _getApproved(tokenId) == account;
+        return _isOwnerOrManager(vehicle, account);
     }
 
-    /// @notice ERC-165: ERC-721, ERC-721 Metadata, ERC-4907 (0xad092b5c).
+    /// @notice ERC-165: ERC-721, ERC-721 Metadata, ERC-4907 (0xad092b5c), IKeyRegistry.
     function supportsInterface(bytes4 interfaceId) public view override returns (bool) {
-        return interfaceId == type(IERC4907).interfaceId || super.supportsInterface(interfaceId);
+        return interfaceId == type(IERC4907).interfaceId || interfaceId == type(IKeyRegistry).interfaceId
+            || super.supportsInterface(interfaceId);
     }
 
     // ---------------------------------------------------------------- internals
+
+    /// @dev KeyRegistry's authority: the title owner, an operator it approved for all its titles,
+    ///      or the account approved for this title.
+    function _isOwnerOrManager(address vehicle, address account) internal view override returns (bool) {
+        uint256 tokenId = uint256(uint160(vehicle));
+        address tokenOwner = _ownerOf(tokenId);
+        if (tokenOwner == address(0) || account == address(0)) return false;
+        // Cheapest check first: every revocation asks, mostly by the owner.
+        return account == tokenOwner || isApprovedForAll(tokenOwner, account) || _getApproved(tokenId) == account;
+    }
 
     /// @dev EIP-4907: a change of owner ends the rental.
     function _update(address to, uint256 tokenId, address auth) internal override returns (address from) {

@@ -3,12 +3,11 @@ pragma solidity 0.8.37;
 
 import {Test} from "./utils/Test.sol";
 import {VehicleRegistry} from "../src/VehicleRegistry.sol";
-import {KeyRegistry} from "../src/KeyRegistry.sol";
 import {IKeyRegistry} from "../src/interfaces/IKeyRegistry.sol";
 
 contract KeyRegistryTest is Test {
     VehicleRegistry private vehicles;
-    KeyRegistry private keys;
+    IKeyRegistry private keys;
     address private admin = address(0xAD);
     address private oem = address(0x0E);
     address private owner = address(0x0111);
@@ -19,15 +18,16 @@ contract KeyRegistryTest is Test {
 
     function setUp() public {
         vehicles = new VehicleRegistry(admin);
-        keys = new KeyRegistry(address(vehicles));
+        // KeyRegistry is part of VehicleRegistry: one contract, one address.
+        keys = IKeyRegistry(address(vehicles));
         vm.prank(admin);
         vehicles.setOem(oem, true);
         vm.prank(oem);
         vehicles.registerVehicle(vehicle, owner, keccak256("cert"), keccak256("vin"));
     }
 
-    function test_vehicleRegistry() public view {
-        assertEq(keys.vehicleRegistry(), address(vehicles));
+    function test_supportsInterface() public view {
+        assertTrue(vehicles.supportsInterface(type(IKeyRegistry).interfaceId));
     }
 
     function test_revoke_byOwner() public {

@@ -288,7 +288,7 @@ contract VehicleRegistryTest is Test {
         emit IVehicleRegistry.CertificateRevoked(VEHICLE_CERT, vehicle, oem);
         vm.prank(oem);
         registry.revokeVehicle(vehicle);
-        assertTrue(registry.isRevoked(vehicle));
+        assertTrue(registry.isSubjectRevoked(vehicle));
         assertTrue(registry.isCertRevoked(VEHICLE_CERT));
         assertTrue(registry.vehicleOf(vehicle).revoked);
         // The title survives revocation.
@@ -304,7 +304,7 @@ contract VehicleRegistryTest is Test {
         _registerVehicle();
         vm.prank(admin);
         registry.revokeVehicle(vehicle);
-        assertTrue(registry.isRevoked(vehicle));
+        assertTrue(registry.isSubjectRevoked(vehicle));
     }
 
     function test_revokeVehicle_errors() public {
@@ -345,7 +345,7 @@ contract VehicleRegistryTest is Test {
         emit IVehicleRegistry.CertificateRevoked(CHARGER_CERT, charger, cpo);
         vm.prank(cpo);
         registry.revokeCharger(charger);
-        assertTrue(registry.isRevoked(charger));
+        assertTrue(registry.isSubjectRevoked(charger));
         assertFalse(registry.isChargerActive(charger));
         assertTrue(registry.chargerOf(charger).revoked);
         vm.expectRevert(abi.encodeWithSelector(IVehicleRegistry.VehicleRegistryUnknownCharger.selector, vehicle));
@@ -360,7 +360,7 @@ contract VehicleRegistryTest is Test {
         vm.prank(admin);
         registry.revokeCertificate(VEHICLE_CERT);
         // Revoking the fingerprint revokes the vehicle that carries it.
-        assertTrue(registry.isRevoked(vehicle));
+        assertTrue(registry.isSubjectRevoked(vehicle));
         vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, oem));
         vm.prank(oem);
         registry.revokeCertificate(keccak256("x"));

@@ -13,7 +13,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Address, Chain, Hex, PublicClient, Transport } from 'viem'
-import { keyRegistryAbi, vehicleRegistryAbi } from '../chain/generated/index.ts'
+import { vehicleRegistryAbi } from '../chain/generated/index.ts'
 import { BaseError } from '../errors.ts'
 import { writeFileAtomic } from '../fs-atomic.ts'
 import type { KeyState } from './access-control.ts'
@@ -241,7 +241,7 @@ export class ChainCache implements KeyState {
     const vehicle = this.vehicle
     const range = { fromBlock, toBlock, strict: true } as const
     const reg = { address: vehicleRegistry, abi: vehicleRegistryAbi } as const
-    const keys = { address: keyRegistry, abi: keyRegistryAbi } as const
+    const keys = { address: keyRegistry, abi: vehicleRegistryAbi } as const
     const ownerBefore = this.#snapshot.owner
     const [transfers, approvals, users, revocations, epochs, operatorLogs] = await Promise.all([
       client.getContractEvents({ ...reg, eventName: 'Transfer', args: { tokenId }, ...range }),

@@ -14,7 +14,7 @@ import {
   BaseError as ViemBaseError,
   type WalletClient,
 } from 'viem'
-import { keyRegistryAbi, vehicleRegistryAbi } from '../chain/generated/index.ts'
+import { vehicleRegistryAbi } from '../chain/generated/index.ts'
 import { BaseError } from '../errors.ts'
 
 /** Clients for one account on one chain (`ChainClients` from src/chain/clients.ts fits). */
@@ -71,7 +71,7 @@ export function revokeGrant(clients: RegistryClients, parameters: RevokeParamete
     () =>
       clients.walletClient.writeContract({
         address: keyRegistry,
-        abi: keyRegistryAbi,
+        abi: vehicleRegistryAbi,
         functionName: 'revoke',
         args: [vehicle, grantId],
       }),
@@ -91,7 +91,7 @@ export function revokeAllGrants(
     () =>
       clients.walletClient.writeContract({
         address: keyRegistry,
-        abi: keyRegistryAbi,
+        abi: vehicleRegistryAbi,
         functionName: 'revokeAll',
         args: [vehicle],
       }),
@@ -106,7 +106,7 @@ export async function epochOf(
 ): Promise<number> {
   const epoch = await client.readContract({
     address: parameters.keyRegistry,
-    abi: keyRegistryAbi,
+    abi: vehicleRegistryAbi,
     functionName: 'epochOf',
     args: [parameters.vehicle],
   })
@@ -120,7 +120,7 @@ export function isRevoked(
 ): Promise<boolean> {
   return client.readContract({
     address: parameters.keyRegistry,
-    abi: keyRegistryAbi,
+    abi: vehicleRegistryAbi,
     functionName: 'isRevoked',
     args: [parameters.vehicle, parameters.grantId],
   })
@@ -133,7 +133,7 @@ export async function listRevocations(
 ): Promise<{ grantId: Hex; by: Address; blockNumber: bigint; txHash: Hash }[]> {
   const logs = await client.getContractEvents({
     address: parameters.keyRegistry,
-    abi: keyRegistryAbi,
+    abi: vehicleRegistryAbi,
     eventName: 'GrantRevoked',
     args: { vehicle: parameters.vehicle },
     fromBlock: parameters.fromBlock ?? 0n,

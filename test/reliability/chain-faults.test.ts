@@ -16,7 +16,7 @@ import { after, before, test } from 'node:test'
 import { createPublicClient, http, parseEther } from 'viem'
 import { type Anvil, rpc, startAnvil } from '../../src/chain/anvil.ts'
 import { connectChain, developmentAccount } from '../../src/chain/clients.ts'
-import { demoTokenAbi, keyRegistryAbi } from '../../src/chain/generated/index.ts'
+import { demoTokenAbi, vehicleRegistryAbi } from '../../src/chain/generated/index.ts'
 import { AccessController } from '../../src/keys/access-control.ts'
 import { ChainCache } from '../../src/keys/chain-cache.ts'
 import { requestAccess } from '../../src/keys/link-client.ts'
@@ -188,7 +188,7 @@ test('a reorg that drops a revocation: the car’s cache re-syncs to the new bra
   })
   await cache.sync()
   const epochBefore = cache.epoch()
-  const keyRegistry = { address: node.context.contracts.KeyRegistry, abi: keyRegistryAbi } as const
+  const keyRegistry = { address: node.context.contracts.KeyRegistry, abi: vehicleRegistryAbi } as const
   const send = async (functionName: 'revoke' | 'revokeAll', args: readonly unknown[]) => {
     const hash = await owner.walletClient.writeContract({ ...keyRegistry, functionName, args } as never)
     await owner.publicClient.waitForTransactionReceipt({ hash })

@@ -4,11 +4,11 @@
  */
 import { createPublicClient, createWalletClient, defineChain, http, type PublicClient } from 'viem'
 import { type HDAccount, mnemonicToAccount } from 'viem/accounts'
-import { demoTokenAbi, keyRegistryAbi, ledgerAnchorAbi } from '../../src/chain/generated/index.ts'
+import { demoTokenAbi, ledgerAnchorAbi, vehicleRegistryAbi } from '../../src/chain/generated/index.ts'
 import type { ChainInfo, Hex } from './api.ts'
 import type { AnchoredHead } from './lib/event-proof.ts'
 
-export { demoTokenAbi, keyRegistryAbi, ledgerAnchorAbi }
+export { demoTokenAbi, ledgerAnchorAbi, vehicleRegistryAbi }
 
 /** The standard development mnemonic; the demo fleet's owners are its accounts (DESIGN.md). */
 export const DEMO_MNEMONIC = 'test test test test test test test test test test test junk'

@@ -130,7 +130,7 @@ interface IVehicleRegistry {
     function isChargerActive(address charger) external view returns (bool);
 
     /// @notice Whether the vehicle or charger at `subject` has been revoked.
-    function isRevoked(address subject) external view returns (bool);
+    function isSubjectRevoked(address subject) external view returns (bool);
 
     /// @notice Whether the certificate with `fingerprint` has been revoked.
     function isCertRevoked(bytes32 fingerprint) external view returns (bool);

@@ -2,6 +2,5 @@
 
 export { chargingChannelsAbi, chargingChannelsBytecode } from './ChargingChannels.ts'
 export { demoTokenAbi, demoTokenBytecode } from './DemoToken.ts'
-export { keyRegistryAbi, keyRegistryBytecode } from './KeyRegistry.ts'
 export { ledgerAnchorAbi, ledgerAnchorBytecode } from './LedgerAnchor.ts'
 export { vehicleRegistryAbi, vehicleRegistryBytecode } from './VehicleRegistry.ts'

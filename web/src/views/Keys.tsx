@@ -7,7 +7,7 @@ import { useCallback, useEffect, useMemo, useState } from 'react'
 import type { Address, Hex } from 'viem'
 import { grantTypedData, type KeyGrant, Scope, scopeNames } from '../../../src/keys/typed-data.ts'
 import { type SimVehicle, useApi, type Vehicle } from '../api.ts'
-import { keyRegistryAbi } from '../chain.ts'
+import { vehicleRegistryAbi } from '../chain.ts'
 import { Address as AddressText, Badge, Card, Empty } from '../components/ui.tsx'
 import { toHex } from '../lib/hex.ts'
 import { useNode } from '../node-context.tsx'
@@ -246,7 +246,7 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
         throw new TypeError('the grantee must be an address (0x + 40 hex)')
       const epoch = await chain!.client.readContract({
         address: info.contracts.KeyRegistry,
-        abi: keyRegistryAbi,
+        abi: vehicleRegistryAbi,
         functionName: 'epochOf',
         args: [vehicle as Address],
       })
@@ -402,13 +402,13 @@ function GrantList(props: { session: Session }) {
           const [revoked, epoch] = await Promise.all([
             chain!.client.readContract({
               address: info.contracts.KeyRegistry,
-              abi: keyRegistryAbi,
+              abi: vehicleRegistryAbi,
               functionName: 'isRevoked',
               args: [g.grant.vehicle, g.grant.grantId],
             }),
             chain!.client.readContract({
               address: info.contracts.KeyRegistry,
-              abi: keyRegistryAbi,
+              abi: vehicleRegistryAbi,
               functionName: 'epochOf',
               args: [g.grant.vehicle],
             }),
@@ -438,7 +438,7 @@ function GrantList(props: { session: Session }) {
         call === 'revoke'
           ? await wallet.writeContract({
               address: info.contracts.KeyRegistry,
-              abi: keyRegistryAbi,
+              abi: vehicleRegistryAbi,
               functionName: 'revoke',
               args: [g.grant.vehicle, g.grant.grantId],
               chain: wallet.chain,
@@ -446,7 +446,7 @@ function GrantList(props: { session: Session }) {
             })
           : await wallet.writeContract({
               address: info.contracts.KeyRegistry,
-              abi: keyRegistryAbi,
+              abi: vehicleRegistryAbi,
               functionName: 'revokeAll',
               args: [g.grant.vehicle],
               chain: wallet.chain,
