@@ -17,12 +17,15 @@ contract ChannelsHandler is Test {
     uint256 private constant FORGER_KEY = 0xF0F0;
 
     bytes32[] public ids;
+    /// @dev What the handler needs to act on `ids[i]`: the contract stores only amounts and expiry.
+    IChargingChannels.ChannelKey[] private keys;
     uint256 public totalDeposited;
     uint256 public totalPaid;
     uint256 public totalRefunded;
     bool public forgedVoucherPaid;
     bool public claimDecreased;
     bool public paidBeyondDeposit;
+    bool public wrongKeyPaid;
     uint256 private nonce;
 
     constructor(ChargingChannels channels_) {
@@ -57,31 +60,33 @@ contract ChannelsHandler is Test {
         deposit = bound(deposit, 1, 10_000e18);
         uint64 expiresAt = uint64(block.timestamp + bound(duration, 1, 30 days));
         vm.prank(payer);
-        bytes32 id = channels.open(payees[payeeSeed % payees.length], address(token), deposit, expiresAt, nonce++);
+        address payee = payees[payeeSeed % payees.length];
+        bytes32 id = channels.open(payee, address(token), deposit, expiresAt, nonce);
         ids.push(id);
+        keys.push(IChargingChannels.ChannelKey({payer: payer, payee: payee, token: address(token), nonce: nonce++}));
         totalDeposited += deposit;
     }
 
     function topUp(uint256 idSeed, uint256 amount) external {
         if (ids.length == 0) return;
-        bytes32 id = ids[idSeed % ids.length];
+        (bytes32 id, IChargingChannels.ChannelKey memory key) = _pick(idSeed);
         IChargingChannels.Channel memory c = channels.channel(id);
         if (c.closed) return;
         amount = bound(amount, 1, 1_000e18);
-        vm.prank(c.payer);
-        channels.topUp(id, amount);
+        vm.prank(key.payer);
+        channels.topUp(key, amount);
         totalDeposited += amount;
     }
 
     /// @dev A genuine voucher from the payer, sometimes stale or beyond the deposit.
     function claim(uint256 idSeed, uint256 amount, uint64 meterWh) external {
         if (ids.length == 0) return;
-        bytes32 id = ids[idSeed % ids.length];
+        (bytes32 id, IChargingChannels.ChannelKey memory key) = _pick(idSeed);
         IChargingChannels.Channel memory before = channels.channel(id);
         amount = bound(amount, 0, before.deposit + before.deposit / 5);
-        bytes memory voucher = _sign(_keyOf(before.payer), id, amount, meterWh);
-        vm.prank(before.payee);
-        try channels.claim(id, amount, meterWh, voucher) {
+        bytes memory voucher = _sign(_keyOf(key.payer), id, amount, meterWh);
+        vm.prank(key.payee);
+        try channels.claim(key, amount, meterWh, voucher) {
             IChargingChannels.Channel memory afterwards = channels.channel(id);
             if (afterwards.paid <= before.paid) claimDecreased = true;
             if (afterwards.paid > afterwards.deposit) paidBeyondDeposit = true;
@@ -92,25 +97,25 @@ contract ChannelsHandler is Test {
     /// @dev A voucher signed by anyone but the payer must never pay.
     function claimForged(uint256 idSeed, uint256 amount) external {
         if (ids.length == 0) return;
-        bytes32 id = ids[idSeed % ids.length];
+        (bytes32 id, IChargingChannels.ChannelKey memory key) = _pick(idSeed);
         IChargingChannels.Channel memory c = channels.channel(id);
         amount = bound(amount, 0, c.deposit);
         bytes memory voucher = _sign(FORGER_KEY, id, amount, 1);
-        vm.prank(c.payee);
-        try channels.claim(id, amount, 1, voucher) {
+        vm.prank(key.payee);
+        try channels.claim(key, amount, 1, voucher) {
             forgedVoucherPaid = true;
         } catch {}
     }
 
     function close(uint256 idSeed, uint256 amount) external {
         if (ids.length == 0) return;
-        bytes32 id = ids[idSeed % ids.length];
+        (bytes32 id, IChargingChannels.ChannelKey memory key) = _pick(idSeed);
         IChargingChannels.Channel memory before = channels.channel(id);
         if (before.closed) return;
         amount = bound(amount, 0, before.deposit);
-        bytes memory voucher = _sign(_keyOf(before.payer), id, amount, 1);
-        vm.prank(before.payee);
-        channels.close(id, amount, 1, voucher);
+        bytes memory voucher = _sign(_keyOf(key.payer), id, amount, 1);
+        vm.prank(key.payee);
+        channels.close(key, amount, 1, voucher);
         IChargingChannels.Channel memory afterwards = channels.channel(id);
         totalPaid += afterwards.paid - before.paid;
         totalRefunded += afterwards.deposit - afterwards.paid;
@@ -118,22 +123,59 @@ contract ChannelsHandler is Test {
 
     function reclaim(uint256 idSeed) external {
         if (ids.length == 0) return;
-        bytes32 id = ids[idSeed % ids.length];
+        (bytes32 id, IChargingChannels.ChannelKey memory key) = _pick(idSeed);
         IChargingChannels.Channel memory c = channels.channel(id);
         if (c.closed) return;
         if (block.timestamp < c.expiresAt) vm.warp(c.expiresAt);
-        vm.prank(c.payer);
-        channels.reclaim(id);
+        vm.prank(key.payer);
+        channels.reclaim(key);
         totalRefunded += c.deposit - c.paid;
     }
 
     function extend(uint256 idSeed, uint256 delta) external {
         if (ids.length == 0) return;
-        bytes32 id = ids[idSeed % ids.length];
+        (bytes32 id, IChargingChannels.ChannelKey memory key) = _pick(idSeed);
         IChargingChannels.Channel memory c = channels.channel(id);
         if (c.closed) return;
-        vm.prank(c.payer);
-        channels.extend(id, c.expiresAt + uint64(bound(delta, 1, 30 days)));
+        vm.prank(key.payer);
+        channels.extend(key, c.expiresAt + uint64(bound(delta, 1, 30 days)));
+    }
+
+    /// @dev A voucher of a real payer, claimed with a key naming another payer, payee, token or
+    ///      nonce than the channel was opened with, must never pay.
+    function claimWithWrongKey(uint256 idSeed, uint256 amount, uint256 field) external {
+        if (ids.length == 0) return;
+        (bytes32 id, IChargingChannels.ChannelKey memory key) = _pick(idSeed);
+        IChargingChannels.Channel memory c = channels.channel(id);
+        amount = bound(amount, 0, c.deposit);
+        field %= 4;
+        if (field == 0) key.payer = _otherPayer(key.payer, idSeed);
+        else if (field == 1) key.payee = key.payee == payees[0] ? payees[1] : payees[0];
+        else if (field == 2) key.token = address(channels);
+        else key.nonce = nonce + 1 + amount;
+        // Signed for the real channel and for the id of the altered key alike.
+        bytes memory forId = _sign(_keyOf(key.payer), id, amount, 1);
+        bytes memory forKey = _sign(_keyOf(key.payer), channels.channelIdOf(key), amount, 1);
+        vm.startPrank(key.payee);
+        try channels.claim(key, amount, 1, forId) {
+            wrongKeyPaid = true;
+        } catch {}
+        try channels.claim(key, amount, 1, forKey) {
+            wrongKeyPaid = true;
+        } catch {}
+        vm.stopPrank();
+    }
+
+    /// @dev One of the handler's payers that is not `payer`.
+    function _otherPayer(address payer, uint256 seed) private view returns (address other) {
+        other = vm.addr(payerKeys[seed % payerKeys.length]);
+        if (other == payer) other = vm.addr(payerKeys[(seed + 1) % payerKeys.length]);
+    }
+
+    function _pick(uint256 idSeed) private view returns (bytes32 id, IChargingChannels.ChannelKey memory key) {
+        uint256 i = idSeed % ids.length;
+        id = ids[i];
+        key = keys[i];
     }
 
     function warp(uint256 seconds_) external {
@@ -192,9 +234,11 @@ contract ChargingChannelsInvariantTest is Test {
         assertFalse(handler.paidBeyondDeposit());
     }
 
-    /// @dev Claims only move the cumulative amount up, and only payer-signed vouchers pay.
+    /// @dev Claims only move the cumulative amount up, only payer-signed vouchers pay, and only
+    ///      with the key the channel was opened with.
     function invariant_claimsMonotonicAndAuthentic() public view {
         assertFalse(handler.claimDecreased());
         assertFalse(handler.forgedVoucherPaid());
+        assertFalse(handler.wrongKeyPaid());
     }
 }

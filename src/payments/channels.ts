@@ -4,14 +4,20 @@
  * takes the clients first, as viem's actions do, and waits for the receipt; a revert becomes a
  * BaseError whose code says what it means (VOUCHER_INVALID, CHANNEL_STATE, INSUFFICIENT_FUNDS…)
  * with the contract's error name in `details.reason`.
+ *
+ * The contract stores only a channel's amounts and expiry; its payer, payee and token are what
+ * its id commits to. So every action on an existing channel names it by its `ChannelKey`
+ * (payer, payee, token, nonce), from which the contract — and `channelIdOf` here — computes the id.
  */
 import {
   type Account,
   type Address,
   type Chain,
   ContractFunctionRevertedError,
+  encodeAbiParameters,
   type Hash,
   type Hex,
+  keccak256,
   type PublicClient,
   type Transport,
   BaseError as ViemBaseError,
@@ -29,17 +35,52 @@ export type ChannelClients = {
   readonly walletClient: WalletClient<Transport, Chain, Account>
 }
 
-/** A channel as the contract holds it. */
-export type OnChainChannel = {
-  readonly channelId: Hex
+/**
+ * What identifies a channel (the contract's `ChannelKey`): the payer is the account that opened
+ * it, and the nonce any value it had not used with this payee and token.
+ */
+export type ChannelKey = {
   readonly payer: Address
   readonly payee: Address
   readonly token: Address
+  readonly nonce: bigint
+}
+
+/** A channel: its key and id, and the state the contract holds for it. */
+export type OnChainChannel = ChannelKey & {
+  readonly channelId: Hex
   readonly deposit: bigint
   readonly paid: bigint
-  /** Unix seconds. */
+  /** Unix seconds; 0 once closed. */
   readonly expiresAt: bigint
   readonly closed: boolean
+}
+
+const channelKeyParameters = [
+  { type: 'address' },
+  { type: 'address' },
+  { type: 'address' },
+  { type: 'uint256' },
+] as const
+
+/** The channel id, lowercase: `keccak256(abi.encode(payer, payee, token, nonce))`, as the contract computes it. */
+export function channelIdOf(key: ChannelKey): Hex {
+  return keccak256(
+    encodeAbiParameters(channelKeyParameters, [key.payer, key.payee, key.token, key.nonce]),
+  ).toLowerCase() as Hex
+}
+
+/** The key of a channel the wallet at `payer` holds (`ChannelRecord` or any `{payee, token, nonce}`). */
+export function channelKeyOf(
+  payer: Address,
+  channel: { readonly payee: Address; readonly token: Address; readonly nonce: bigint },
+): ChannelKey {
+  return { payer, payee: channel.payee, token: channel.token, nonce: channel.nonce }
+}
+
+/** The key as the contract's ABI takes it (a plain object, nothing else). */
+function keyArg(key: ChannelKey): ChannelKey {
+  return { payer: key.payer, payee: key.payee, token: key.token, nonce: key.nonce }
 }
 
 /** The contract's ABI plus the ERC-20 (OpenZeppelin, ERC-6093) errors a transfer may revert with. */
@@ -106,26 +147,36 @@ async function send(
   return { txHash, gasUsed: receipt.gasUsed, blockNumber: receipt.blockNumber }
 }
 
-/** Reads a channel; CHANNEL_STATE when it does not exist. */
+/**
+ * Reads the channel `key` names; CHANNEL_STATE when there is none (never opened, or opened by
+ * another payer, to another payee or in another token: those are other ids).
+ */
 export async function readChannel(
   publicClient: PublicClient<Transport, Chain>,
-  parameters: { channels: Address; channelId: Hex },
+  parameters: { channels: Address; key: ChannelKey },
 ): Promise<OnChainChannel> {
+  const channelId = channelIdOf(parameters.key)
   const c = await publicClient.readContract({
     address: parameters.channels,
     abi: chargingChannelsAbi,
     functionName: 'channel',
-    args: [parameters.channelId],
+    args: [channelId],
   })
-  if (c.payer === '0x0000000000000000000000000000000000000000')
-    throw new BaseError('CHANNEL_STATE', `no channel ${parameters.channelId}`, {
-      details: { channelId: parameters.channelId },
+  if (c.deposit === 0n)
+    throw new BaseError('CHANNEL_STATE', `no channel ${channelId}`, {
+      details: { channelId },
     })
-  return { channelId: parameters.channelId, ...c }
+  return { ...keyArg(parameters.key), channelId, ...c }
 }
 
+/**
+ * 64 random bits. The nonce only has to be new for this payer, payee and token (the payer is part
+ * of the id, so nobody else can take it); it travels in the calldata of every open, claim and
+ * close, where 8 bytes cost ~290 gas less than 32, and a collision (odds ~2^-64 per pair of
+ * channels) only makes the open revert with ChannelExists.
+ */
 function randomNonce(): bigint {
-  return BigInt(`0x${Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('hex')}`)
+  return BigInt(`0x${Buffer.from(crypto.getRandomValues(new Uint8Array(8))).toString('hex')}`)
 }
 
 export type OpenChannelParameters = {
@@ -135,7 +186,7 @@ export type OpenChannelParameters = {
   readonly deposit: bigint
   /** Unix seconds. */
   readonly expiresAt: bigint
-  /** Default: random 256 bits. */
+  /** Default: 64 random bits. */
   readonly nonce?: bigint
 }
 
@@ -155,14 +206,8 @@ export async function openChannel(
     spender: channels,
     value: deposit,
   })
-  const channelId = await clients.publicClient.readContract({
-    address: channels,
-    abi: chargingChannelsAbi,
-    functionName: 'channelIdOf',
-    args: [wallet.address, payee, token, nonce],
-  })
   const record: ChannelRecord = {
-    channelId: channelId.toLowerCase() as Hex,
+    channelId: channelIdOf({ payer: wallet.address, payee, token, nonce }),
     payee,
     token,
     nonce,
@@ -179,33 +224,33 @@ export async function openChannel(
   return { ...record, txHash: sent.txHash, gasUsed: sent.gasUsed }
 }
 
-/** Adds `amount` to a channel's deposit with a permit. Payer only. */
+/** Adds `amount` to a channel's deposit with a permit. Payer only (`key.payer` is the wallet). */
 export async function topUpChannel(
   clients: ChannelClients,
   wallet: CarWallet,
-  parameters: { channels: Address; channelId: Hex; token: Address; amount: bigint },
+  parameters: { channels: Address; key: ChannelKey; amount: bigint },
 ): Promise<{ txHash: Hash; gasUsed: bigint }> {
   const permit = await signPermit(clients.publicClient, wallet.account, {
-    token: parameters.token,
+    token: parameters.key.token,
     spender: parameters.channels,
     value: parameters.amount,
   })
   return send(clients, 'topUpWithPermit', {
     address: parameters.channels,
     functionName: 'topUpWithPermit',
-    args: [parameters.channelId, parameters.amount, permit.deadline, permit.v, permit.r, permit.s],
+    args: [keyArg(parameters.key), parameters.amount, permit.deadline, permit.v, permit.r, permit.s],
   })
 }
 
 /** Takes back what the payee did not claim, from `expiresAt` on. Payer only. */
 export async function reclaimChannel(
   clients: ChannelClients,
-  parameters: { channels: Address; channelId: Hex },
+  parameters: { channels: Address; key: ChannelKey },
 ): Promise<{ txHash: Hash; gasUsed: bigint }> {
   return send(clients, 'reclaim', {
     address: parameters.channels,
     functionName: 'reclaim',
-    args: [parameters.channelId],
+    args: [keyArg(parameters.key)],
   })
 }
 
@@ -250,7 +295,7 @@ export async function ensureChannel(
   for (const record of candidates.reverse()) {
     const onChain = await readChannel(clients.publicClient, {
       channels: parameters.channels,
-      channelId: record.channelId,
+      key: channelKeyOf(wallet.address, record),
     })
     if (onChain.closed) continue
     if (onChain.expiresAt < nowSec + BigInt(parameters.minValiditySec)) continue
@@ -269,7 +314,7 @@ export async function ensureChannel(
   })
   const onChain = await readChannel(clients.publicClient, {
     channels: parameters.channels,
-    channelId: opened.channelId,
+    key: channelKeyOf(wallet.address, opened),
   })
   return { record: opened, onChain, action: 'opened', txHash: opened.txHash }
 }
@@ -282,30 +327,39 @@ export type SignedVoucher = {
   readonly signature: Hex
 }
 
-/** Claims a voucher (the newest one of its channel). Payee only. */
+/** INVALID_ARGUMENT unless `voucher` is for the channel `key` names (no transaction to find out). */
+function checkVoucherKey(key: ChannelKey, voucher: SignedVoucher, action: string): void {
+  const channelId = channelIdOf(key)
+  if (voucher.channelId.toLowerCase() !== channelId)
+    throw new BaseError('INVALID_ARGUMENT', `${action}: the voucher is for another channel than the key`, {
+      details: { channelId, voucherChannelId: voucher.channelId },
+    })
+}
+
+/** Claims a voucher (the newest one of its channel) on the channel `key`. Payee only. */
 export async function claimVoucher(
   clients: ChannelClients,
-  parameters: { channels: Address; voucher: SignedVoucher },
+  parameters: { channels: Address; key: ChannelKey; voucher: SignedVoucher },
 ): Promise<{ txHash: Hash; gasUsed: bigint; blockNumber: bigint }> {
-  const { voucher } = parameters
+  const { key, voucher } = parameters
+  checkVoucherKey(key, voucher, 'claim')
   return send(clients, 'claim', {
     address: parameters.channels,
     functionName: 'claim',
-    args: [voucher.channelId, voucher.cumulativeAmount, voucher.meterWh, voucher.signature],
+    args: [keyArg(key), voucher.cumulativeAmount, voucher.meterWh, voucher.signature],
   })
 }
 
 /** Settles with the newest voucher (when it raises the amount) and refunds the rest. Payee only. */
 export async function closeChannel(
   clients: ChannelClients,
-  parameters: { channels: Address; channelId: Hex; voucher?: SignedVoucher },
+  parameters: { channels: Address; key: ChannelKey; voucher?: SignedVoucher },
 ): Promise<{ txHash: Hash; gasUsed: bigint }> {
-  const v = parameters.voucher
+  const { key, voucher: v } = parameters
+  if (v) checkVoucherKey(key, v, 'close')
   return send(clients, 'close', {
     address: parameters.channels,
     functionName: 'close',
-    args: v
-      ? [v.channelId, v.cumulativeAmount, v.meterWh, v.signature]
-      : [parameters.channelId, 0n, 0n, '0x'],
+    args: v ? [keyArg(key), v.cumulativeAmount, v.meterWh, v.signature] : [keyArg(key), 0n, 0n, '0x'],
   })
 }

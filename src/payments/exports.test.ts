@@ -33,6 +33,8 @@ const expected: Record<string, string[]> = {
   'payments/wallet': ['createCarWallet', 'isPolicyDenied', 'openCarWallet'],
   'payments/charger-check': ['createChargerChecker', 'evseIdHash'],
   'payments/channels': [
+    'channelIdOf',
+    'channelKeyOf',
     'claimVoucher',
     'closeChannel',
     'ensureChannel',

@@ -11,7 +11,7 @@ import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import type { ChainClients } from '../chain/clients.ts'
 import { demoTokenAbi } from '../chain/generated/index.ts'
 import { BaseError } from '../errors.ts'
-import { claimVoucher, closeChannel, openChannel } from './channels.ts'
+import { channelKeyOf, claimVoucher, closeChannel, openChannel } from './channels.ts'
 import { type PaymentsDomain, signVoucher, type Voucher, voucherDigest } from './typed-data.ts'
 import { createVoucherVerifier } from './verify-voucher.ts'
 import { createCarWallet } from './wallet.ts'
@@ -106,6 +106,7 @@ export async function measureChargingGas(
   const warmChannel = await open(warm)
   await claimVoucher(payee, {
     channels: contracts.channels,
+    key: channelKeyOf(warm.account.address, warmChannel),
     voucher: await voucher(warm, warmChannel.channelId, 1),
   })
 
@@ -118,6 +119,7 @@ export async function measureChargingGas(
   for (let session = 1; session <= 10; session++) {
     const sent = await claimVoucher(payee, {
       channels: contracts.channels,
+      key: channelKeyOf(carA.account.address, first),
       voucher: await voucher(carA, first.channelId, session),
     })
     claimEachGas += Number(sent.gasUsed)
@@ -126,7 +128,7 @@ export async function measureChargingGas(
   // Ten sessions, settled once at the end with the newest voucher.
   const closed = await closeChannel(payee, {
     channels: contracts.channels,
-    channelId: later.channelId,
+    key: channelKeyOf(carA.account.address, later),
     voucher: await voucher(carA, later.channelId, 10),
   })
   const batched = Number(later.gasUsed) + Number(closed.gasUsed)

@@ -4,7 +4,7 @@
  * energy (Wh) and times (unix ms) JSON numbers.
  *
  *   charger → car  offer    {type, version, evseId, charger, certificate, chain, tariff, tariffSignature}
- *   car → charger  start    {type, sessionId, vehicle, channelId, base:{cumulativeAmount, meterWh, signature}, maxWh}
+ *   car → charger  start    {type, sessionId, vehicle, channelId, nonce, base:{cumulativeAmount, meterWh, signature}, maxWh}
  *   charger → car  reading  {type, sessionWh, timeMs, due, signature}
  *   car → charger  voucher  {type, channelId, cumulativeAmount, meterWh, signature}
  *   either         stop     {type, code, message}
@@ -27,7 +27,8 @@ import {
   voucherFromJson,
 } from './typed-data.ts'
 
-export const PROTOCOL_VERSION = 1
+/** 2: `start` names the channel's nonce (ChargingChannels keys channels by payer, payee, token, nonce). */
+export const PROTOCOL_VERSION = 2
 
 export type OfferMessage = {
   type: 'offer'
@@ -46,6 +47,12 @@ export type StartMessage = {
   sessionId: Hex
   vehicle: Address
   channelId: Hex
+  /**
+   * The channel's nonce, a decimal string (uint256). With the vehicle as payer, the charger's CPO
+   * as payee and the tariff's token it is the channel's key: the charger checks it gives
+   * `channelId` and uses it to read and claim the channel.
+   */
+  nonce: string
   base: { cumulativeAmount: string; meterWh: number; signature: Hex | null }
   /** The most energy the car wants, Wh (0: no limit). */
   maxWh: number
@@ -134,6 +141,7 @@ export function parseStart(message: Message): {
   sessionId: Hex
   vehicle: Address
   channelId: Hex
+  nonce: bigint
   base: { cumulativeAmount: bigint; meterWh: bigint; signature: Hex | null }
   maxWh: bigint
 } {
@@ -143,6 +151,7 @@ export function parseStart(message: Message): {
     sessionId: readBytes32(m.sessionId, 'sessionId'),
     vehicle: readAddress(m.vehicle, 'vehicle'),
     channelId: readBytes32(m.channelId, 'channelId', 'VOUCHER_INVALID'),
+    nonce: readAmount(m.nonce, 'nonce'),
     base: {
       cumulativeAmount: readAmount(base.cumulativeAmount, 'base.cumulativeAmount', 'VOUCHER_INVALID'),
       meterWh: readUint64(base.meterWh, 'base.meterWh', 'VOUCHER_INVALID'),

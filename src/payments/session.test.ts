@@ -2,10 +2,10 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import type { Hex, LocalAccount } from 'viem'
 import { BaseError } from '../errors.ts'
-import { claimVoucher, readChannel } from './channels.ts'
+import { channelIdOf, channelKeyOf, claimVoucher, readChannel } from './channels.ts'
 import { aChargingWorld, type ChargingWorld, TOKEN } from './payments.testkit.ts'
 import { sessionCost } from './pricing.ts'
-import { parseStart } from './protocol.ts'
+import { PROTOCOL_VERSION, parseStart } from './protocol.ts'
 import { runChargingSession } from './session.ts'
 import { type MessageTransport, memoryTransportPair } from './transport.ts'
 import { type PaymentsDomain, signMeterReading, signTariff, type Tariff, tariffToJson } from './typed-data.ts'
@@ -96,12 +96,13 @@ test('a session end to end: vouchers for the signed energy, one claim, the payee
   assert.equal((await world.balanceOf(world.cpo.account.address)) - cpoBefore, last.cumulativeAmount)
 
   // The operator closes: the payer gets back exactly deposit − paid.
+  const key = channelKeyOf(car.account.address, car.wallet.channel(result.channelId)!)
   const onChain = await readChannel(world.chain.clients.publicClient, {
     channels: world.domain.verifyingContract,
-    channelId: result.channelId,
+    key,
   })
   const { closeChannel } = await import('./channels.ts')
-  await closeChannel(world.cpo, { channels: world.domain.verifyingContract, channelId: result.channelId })
+  await closeChannel(world.cpo, { channels: world.domain.verifyingContract, key })
   assert.equal(
     (await world.balanceOf(car.account.address)) - carBalanceBefore,
     onChain.deposit - last.cumulativeAmount,
@@ -129,7 +130,7 @@ async function scriptedCharger(
 ): Promise<void> {
   await transport.send({
     type: 'offer',
-    version: 1,
+    version: PROTOCOL_VERSION,
     evseId: options.evseId,
     charger: options.signer.address,
     certificate: options.certificatePem,
@@ -280,7 +281,7 @@ test('the car refuses overbilling, bad signatures and expired tariffs', async (t
     const bad = tariff()
     const sending = s.send({
       type: 'offer',
-      version: 1,
+      version: PROTOCOL_VERSION,
       evseId: registered.evseId,
       charger: registered.signer.address,
       certificate: certificatePem,
@@ -439,11 +440,15 @@ test('the charger refuses vouchers for another channel or chain, above the depos
   })
   const tariff = { pricePerKWh: 300_000_000_000_000_000n, sessionFee: 0n }
 
-  /** A car that starts on `channelId` with `base`, then answers the first reading with `forge`. */
+  /**
+   * A car that starts on `channelId` with `base`, then answers the first reading with `forge`.
+   * The nonce sent is the wallet's for `channelId` unless `start` overrides it (or the vehicle).
+   */
   const misbehave = async (
     channelId: Hex,
     base: { cumulativeAmount: bigint; meterWh: bigint; signature: Hex | null },
     forge: (sessionWh: bigint) => Promise<Record<string, unknown>>,
+    start: { nonce?: bigint; vehicle?: Hex } = {},
   ) => {
     const [c, s] = memoryTransportPair()
     const serving = station.serve(s)
@@ -451,8 +456,9 @@ test('the charger refuses vouchers for another channel or chain, above the depos
     await c.send({
       type: 'start',
       sessionId: `0x${'ab'.repeat(32)}`,
-      vehicle: car.account.address,
+      vehicle: start.vehicle ?? car.account.address,
       channelId,
+      nonce: (start.nonce ?? car.wallet.channel(channelId)?.nonce ?? 0n).toString(),
       base: {
         cumulativeAmount: base.cumulativeAmount.toString(),
         meterWh: Number(base.meterWh),
@@ -520,6 +526,38 @@ test('the charger refuses vouchers for another channel or chain, above the depos
     )
     assert.equal(session.code, 'VOUCHER_INVALID')
   })
+  await t.test(
+    'a start whose nonce, vehicle or channel does not make the key of a channel to this CPO',
+    async () => {
+      const noReading = async () => ({ type: 'stop', code: 'OK', message: 'unused' })
+      const wrongNonce = await misbehave(first.channelId, base, noReading, {
+        nonce: car.wallet.channel(first.channelId)!.nonce + 1n,
+      })
+      assert.equal(wrongNonce.code, 'CHANNEL_STATE')
+      const otherCar = await misbehave(first.channelId, base, noReading, {
+        vehicle: world.chain.clients.account.address,
+      })
+      assert.equal(otherCar.code, 'CHANNEL_STATE')
+      // A real channel of this car, with its own nonce, but to another payee: not this CPO's.
+      const elsewhere = await openChannel(car.clients, car.wallet, {
+        channels: world.domain.verifyingContract,
+        payee: (await world.chain.as(5)).account.address,
+        token: world.token,
+        deposit: TOKEN / 10n,
+        expiresAt: BigInt(Math.floor(world.clock.now() / 1000) + 86_400 * 30),
+      })
+      const zero = { cumulativeAmount: 0n, meterWh: 0n, signature: null }
+      const toOther = await misbehave(elsewhere.channelId, zero, noReading)
+      assert.equal(toOther.code, 'CHANNEL_STATE')
+      // A key whose id is right but that opened nothing.
+      const unopened = channelIdOf({
+        ...channelKeyOf(car.account.address, elsewhere),
+        payee: world.cpo.account.address,
+      })
+      const never = await misbehave(unopened, zero, noReading, { nonce: elsewhere.nonce })
+      assert.equal(never.code, 'CHANNEL_STATE')
+    },
+  )
   await t.test('on chain: a stale voucher after a newer one pays nothing', async () => {
     const claims = await station.claim()
     assert.ok(claims.every((c) => c.ok))
@@ -528,6 +566,7 @@ test('the charger refuses vouchers for another channel or chain, above the depos
     await assert.rejects(
       claimVoucher(world.cpo, {
         channels: world.domain.verifyingContract,
+        key: channelKeyOf(car.account.address, car.wallet.channel(first.channelId)!),
         voucher: { ...older, signature: await signVoucher(car.account, world.domain, older) },
       }),
       codeOf('VOUCHER_INVALID', { reason: 'ChargingChannelsVoucherNotIncreasing' }),

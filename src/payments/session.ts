@@ -179,6 +179,7 @@ export async function runChargingSession(
     sessionId,
     vehicle: wallet.address,
     channelId,
+    nonce: ensured.record.nonce.toString(),
     base: {
       cumulativeAmount: base.cumulativeAmount.toString(),
       meterWh: Number(base.meterWh),

@@ -1,9 +1,19 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import Fastify from 'fastify'
+import { channelIdOf } from '../payments/channels.ts'
 import { chargingRoutes } from './routes.ts'
 import type { StationSession } from './station.ts'
 import { memoryVoucherBook } from './vouchers.ts'
+
+/** The sessions' channel: the vehicle's, to the payee, in the token. */
+const key = {
+  payer: '0x2222222222222222222222222222222222222222',
+  payee: '0x3333333333333333333333333333333333333333',
+  token: '0x4444444444444444444444444444444444444444',
+  nonce: 7n,
+} as const
+const channelId = channelIdOf(key)
 
 const aSession = (over: Partial<StationSession> = {}): StationSession => ({
   sessionId: `0x${'aa'.repeat(32)}`,
@@ -11,7 +21,7 @@ const aSession = (over: Partial<StationSession> = {}): StationSession => ({
   charger: '0x1111111111111111111111111111111111111111',
   vehicle: '0x2222222222222222222222222222222222222222',
   payee: '0x3333333333333333333333333333333333333333',
-  channelId: `0x${'cc'.repeat(32)}`,
+  channelId,
   token: '0x4444444444444444444444444444444444444444',
   pricePerKWh: 300_000_000_000_000_000n,
   sessionFee: 0n,
@@ -28,10 +38,18 @@ const aSession = (over: Partial<StationSession> = {}): StationSession => ({
 
 test('GET /v1/charging/sessions lists sessions with amounts as strings and claim state', async () => {
   const book = memoryVoucherBook()
-  const channelId = `0x${'cc'.repeat(32)}` as const
   book.offer(
     { channelId, cumulativeAmount: 1_500_000_000_000_000_000n, meterWh: 5000n, signature: '0x' },
-    '0x2222222222222222222222222222222222222222',
+    key,
+  )
+  // A key that is not the voucher's channel's is refused.
+  assert.throws(
+    () =>
+      book.offer(
+        { channelId, cumulativeAmount: 2_000_000_000_000_000_000n, meterWh: 6000n, signature: '0x' },
+        { ...key, nonce: 8n },
+      ),
+    /not the voucher’s channel’s/,
   )
   book.markClaimed(channelId, 1_500_000_000_000_000_000n)
   const app = Fastify()

@@ -2,8 +2,9 @@
  * The charging-station agent: the charger's side of the session protocol (docs/payments.md).
  *
  * It offers its certificate and an EIP-712 tariff signed by its registered secp256k1 key, checks
- * the car's channel on chain (payee = its CPO, the tariff's token, open long enough, the car is
- * the payer), then alternates: deliver an increment, send the signed meter reading, require the
+ * the car's channel (its key — the car as payer, its CPO as payee, the tariff's token and the
+ * car's nonce — gives the channel id the car named; on chain it is open long enough), then
+ * alternates: deliver an increment, send the signed meter reading, require the
  * car's voucher for exactly that energy at the tariff before delivering more. So the most it can
  * lose is one increment. Vouchers go to the voucher book; `claim()` settles the newest per
  * channel on chain with the CPO's settlement account.
@@ -13,7 +14,13 @@ import type { Address, Chain, Hex, LocalAccount, PublicClient, Transport } from 
 import { BaseError, toBaseError } from '../errors.ts'
 import type { EventKind } from '../ledger/envelope.ts'
 import type { JsonValue } from '../ledger/jcs.ts'
-import { type ChannelClients, type OnChainChannel, readChannel } from '../payments/channels.ts'
+import {
+  type ChannelClients,
+  type ChannelKey,
+  channelIdOf,
+  type OnChainChannel,
+  readChannel,
+} from '../payments/channels.ts'
 import { sessionCost, type VoucherBase, voucherFor } from '../payments/pricing.ts'
 import {
   isOkStop,
@@ -121,20 +128,28 @@ export function createChargingStation(parameters: CreateChargingStationParameter
     start: ReturnType<typeof parseStart>,
     tariff: Tariff,
   ): Promise<{ onChain: OnChainChannel; base: VoucherBase }> {
-    const onChain = await readChannel(parameters.publicClient, {
-      channels: domain.verifyingContract,
-      channelId: start.channelId,
-    })
     const state = (message: string, details: Record<string, unknown> = {}): never => {
       throw new BaseError('CHANNEL_STATE', message, { details: { channelId: start.channelId, ...details } })
     }
+    // The channel must be the car's, to this charger's operator, in the tariff's token: exactly
+    // when that key with the car's nonce gives the id the car named (the id commits to all four).
+    const key: ChannelKey = {
+      payer: start.vehicle,
+      payee: parameters.payee,
+      token: tariff.token,
+      nonce: start.nonce,
+    }
+    const expectedId = channelIdOf(key)
+    if (expectedId !== start.channelId)
+      state('the channel is not the car’s to this charger’s operator in the tariff’s token', {
+        expectedChannelId: expectedId,
+        vehicle: start.vehicle,
+        payee: parameters.payee,
+        token: tariff.token,
+        nonce: start.nonce.toString(),
+      })
+    const onChain = await readChannel(parameters.publicClient, { channels: domain.verifyingContract, key })
     if (onChain.closed) state('the channel is closed')
-    if (onChain.payee.toLowerCase() !== parameters.payee.toLowerCase())
-      state(`the channel pays ${onChain.payee}, not this charger's operator`, { payee: onChain.payee })
-    if (onChain.token.toLowerCase() !== tariff.token.toLowerCase())
-      state(`the channel holds ${onChain.token}, not the tariff's token`, { token: onChain.token })
-    if (onChain.payer.toLowerCase() !== start.vehicle.toLowerCase())
-      state('the car is not the payer of the channel', { payer: onChain.payer, vehicle: start.vehicle })
     const minSec = BigInt(Math.floor(now() / 1000) + (parameters.minChannelValiditySec ?? 3600))
     if (onChain.expiresAt < minSec)
       state('the channel expires too soon', { expiresAt: Number(onChain.expiresAt) })
@@ -158,7 +173,7 @@ export function createChargingStation(parameters: CreateChargingStationParameter
         })
       if (base.cumulativeAmount > onChain.deposit)
         throw new BaseError('VOUCHER_INVALID', 'the session base is above the deposit', { details: {} })
-      book.offer({ ...voucher, signature: base.signature }, onChain.payer)
+      book.offer({ ...voucher, signature: base.signature }, key)
     }
     return { onChain, base: { cumulativeAmount: base.cumulativeAmount, meterWh: base.meterWh } }
   }
@@ -284,7 +299,7 @@ export function createChargingStation(parameters: CreateChargingStationParameter
           throw new BaseError('VOUCHER_INVALID', 'the voucher is not signed by the channel’s payer', {
             details,
           })
-        book.offer({ ...v, signature: signed.signature }, onChain.payer)
+        book.offer({ ...v, signature: signed.signature }, onChain)
         session.energyWh = sample.sessionWh
         session.amount = sessionCost(tariff, sample.sessionWh)
         session.cumulativeAmount = v.cumulativeAmount

@@ -11,19 +11,30 @@ import { dirname } from 'node:path'
 import type { Address, Hash, Hex } from 'viem'
 import { BaseError } from '../errors.ts'
 import { writeFileAtomic } from '../fs-atomic.ts'
-import { type ChannelClients, claimVoucher, type SignedVoucher } from '../payments/channels.ts'
+import {
+  type ChannelClients,
+  type ChannelKey,
+  channelIdOf,
+  claimVoucher,
+  type SignedVoucher,
+} from '../payments/channels.ts'
+import { describeValue } from '../payments/typed-data.ts'
 
 export type BookEntry = {
   readonly newest: SignedVoucher
-  readonly payer: Address
+  /** The channel's key (payer, payee, token, nonce): what a claim names the channel by. */
+  readonly key: ChannelKey
   /** The highest cumulative amount claimed on chain so far. */
   readonly claimed: bigint
 }
 
 export interface VoucherBook {
   newest(channelId: Hex): BookEntry | undefined
-  /** Keeps `voucher` when it raises the channel's cumulative amount; returns whether it did. */
-  offer(voucher: SignedVoucher, payer: Address): boolean
+  /**
+   * Keeps `voucher` when it raises the channel's cumulative amount; returns whether it did.
+   * INVALID_ARGUMENT when `key` is not the key of the voucher's channel.
+   */
+  offer(voucher: SignedVoucher, key: ChannelKey): boolean
   markClaimed(channelId: Hex, cumulativeAmount: bigint): void
   /** Channels whose newest voucher is above what was claimed. */
   pending(): BookEntry[]
@@ -34,11 +45,19 @@ export function memoryVoucherBook(): VoucherBook {
   const entries = new Map<string, BookEntry>()
   return {
     newest: (channelId) => entries.get(channelId.toLowerCase()),
-    offer(voucher, payer) {
+    offer(voucher, key) {
       const id = voucher.channelId.toLowerCase()
+      if (channelIdOf(key) !== id)
+        throw new BaseError('INVALID_ARGUMENT', 'the key is not the voucher’s channel’s', {
+          details: { channelId: id, keyChannelId: channelIdOf(key) },
+        })
       const current = entries.get(id)
       if (current && current.newest.cumulativeAmount >= voucher.cumulativeAmount) return false
-      entries.set(id, { newest: voucher, payer, claimed: current?.claimed ?? 0n })
+      entries.set(id, {
+        newest: voucher,
+        key: { payer: key.payer, payee: key.payee, token: key.token, nonce: key.nonce },
+        claimed: current?.claimed ?? 0n,
+      })
       return true
     },
     markClaimed(channelId, cumulativeAmount) {
@@ -53,10 +72,20 @@ export function memoryVoucherBook(): VoucherBook {
 }
 
 type BookFile = {
-  version: 1
+  version: 2
   channels: Record<
     string,
-    { cumulativeAmount: string; meterWh: string; signature: Hex; payer: Address; claimed: string }
+    {
+      cumulativeAmount: string
+      meterWh: string
+      signature: Hex
+      payer: Address
+      payee: Address
+      token: Address
+      /** Decimal. */
+      nonce: string
+      claimed: string
+    }
   >
 }
 
@@ -70,13 +99,24 @@ export function fileVoucherBook(path: string): VoucherBook {
     let file: BookFile
     try {
       file = JSON.parse(readFileSync(path, 'utf8')) as BookFile
-      if (file.version !== 1) throw new Error(`version ${file.version}`)
     } catch (error) {
       throw new BaseError('DATA_DIR_INVALID', `${path} is not a Carchain voucher book`, {
         details: { path },
         cause: error,
       })
     }
+    if ((file.version as number) === 1)
+      // Version 1 kept only the payer: its channels' keys (payee, token, nonce) are not known, and
+      // the ChargingChannels it was written for took channel ids, which this one does not.
+      throw new BaseError(
+        'DATA_DIR_INVALID',
+        `${path} is a voucher book for the previous ChargingChannels contract; settle it with the release that wrote it, then move it away`,
+        { details: { path, version: 1 } },
+      )
+    if (file.version !== 2)
+      throw new BaseError('DATA_DIR_INVALID', `${path} is not a Carchain voucher book`, {
+        details: { path, version: describeValue(file.version) },
+      })
     for (const [channelId, e] of Object.entries(file.channels)) {
       memory.offer(
         {
@@ -85,19 +125,22 @@ export function fileVoucherBook(path: string): VoucherBook {
           meterWh: BigInt(e.meterWh),
           signature: e.signature,
         },
-        e.payer,
+        { payer: e.payer, payee: e.payee, token: e.token, nonce: BigInt(e.nonce) },
       )
       memory.markClaimed(channelId as Hex, BigInt(e.claimed))
     }
   }
   const save = () => {
-    const file: BookFile = { version: 1, channels: {} }
+    const file: BookFile = { version: 2, channels: {} }
     for (const e of memory.all())
       file.channels[e.newest.channelId.toLowerCase()] = {
         cumulativeAmount: e.newest.cumulativeAmount.toString(),
         meterWh: e.newest.meterWh.toString(),
         signature: e.newest.signature,
-        payer: e.payer,
+        payer: e.key.payer,
+        payee: e.key.payee,
+        token: e.key.token,
+        nonce: e.key.nonce.toString(),
         claimed: e.claimed.toString(),
       }
     mkdirSync(dirname(path), { recursive: true })
@@ -105,8 +148,8 @@ export function fileVoucherBook(path: string): VoucherBook {
   }
   return {
     ...memory,
-    offer(voucher, payer) {
-      const kept = memory.offer(voucher, payer)
+    offer(voucher, key) {
+      const kept = memory.offer(voucher, key)
       if (kept) save()
       return kept
     },
@@ -138,7 +181,11 @@ export async function claimPending(
     const { newest } = entry
     let outcome: ClaimOutcome
     try {
-      const sent = await claimVoucher(clients, { channels: parameters.channels, voucher: newest })
+      const sent = await claimVoucher(clients, {
+        channels: parameters.channels,
+        key: entry.key,
+        voucher: newest,
+      })
       parameters.book.markClaimed(newest.channelId, newest.cumulativeAmount)
       outcome = {
         channelId: newest.channelId,

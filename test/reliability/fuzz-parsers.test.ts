@@ -24,7 +24,13 @@ import { MemoryAccessRecorder } from '../../src/keys/recorder.ts'
 import { aGrant, FakeKeyState, testAccount } from '../../src/keys/testing.ts'
 import { type KeyDomain, Scope } from '../../src/keys/typed-data.ts'
 import { MemoryUseCounter } from '../../src/keys/use-counter.ts'
-import { parseOffer, parseReading, parseStart, parseVoucher } from '../../src/payments/protocol.ts'
+import {
+  PROTOCOL_VERSION,
+  parseOffer,
+  parseReading,
+  parseStart,
+  parseVoucher,
+} from '../../src/payments/protocol.ts'
 import { ndjsonTransport } from '../../src/payments/transport.ts'
 import { seed, seededRandom, soak } from './harness.ts'
 import { interestingValues, mutateBytes, mutateJson, mutateText } from './mutate.ts'
@@ -121,7 +127,7 @@ function chargingMessages() {
   return [
     {
       type: 'offer',
-      version: 1,
+      version: PROTOCOL_VERSION,
       evseId: 'DE*CCH*E0001*1',
       charger: hex(20, '1'),
       certificate: toPem('CERTIFICATE', vehicleDer),
@@ -140,6 +146,7 @@ function chargingMessages() {
       sessionId: hex(32, '4'),
       vehicle: hex(20, '5'),
       channelId: hex(32, '6'),
+      nonce: '16045690984833335023',
       base: { cumulativeAmount: '1000', meterWh: 12, signature: null },
       maxWh: 20_000,
     },

@@ -5,19 +5,30 @@ pragma solidity 0.8.37;
 /// @notice Unidirectional ERC-20 payment channels from a payer (a car's wallet) to a payee (a
 ///         charge-point operator), settled with the payer's EIP-712 vouchers for a growing
 ///         cumulative amount (DESIGN.md "Payments and charging").
+/// @dev The contract stores one slot per channel (amounts and expiry); the parties and the token
+///      are committed to by the channel id, `keccak256(abi.encode(payer, payee, token, nonce))`,
+///      so every call on an existing channel names them in a `ChannelKey` and the contract
+///      recomputes the id from it.
 interface IChargingChannels {
-    /// @notice A channel as `channel(channelId)` returns it; all zero when unknown.
+    /// @notice What identifies a channel; `channelIdOf(key)` is its id.
     /// @param payer Who deposited and signs vouchers; receives the refund.
     /// @param payee Who claims with vouchers.
     /// @param token The ERC-20 the channel holds.
-    /// @param deposit Everything the payer has put in (opening deposit plus top-ups), base units.
-    /// @param paid What the payee has been paid so far: the highest cumulative amount claimed.
-    /// @param expiresAt Unix seconds from which the payer may reclaim what is left.
-    /// @param closed Whether the channel is settled for good (by `close` or `reclaim`).
-    struct Channel {
+    /// @param nonce Any value the payer had not used with this payee and token.
+    struct ChannelKey {
         address payer;
         address payee;
         address token;
+        uint256 nonce;
+    }
+
+    /// @notice A channel's state as `channel(channelId)` returns it; all zero when unknown.
+    /// @param deposit Everything the payer has put in (opening deposit plus top-ups), base units;
+    ///        never zero for a channel that was opened.
+    /// @param paid What the payee has been paid so far: the highest cumulative amount claimed.
+    /// @param expiresAt Unix seconds from which the payer may reclaim what is left; zero once closed.
+    /// @param closed Whether the channel is settled for good (by `close` or `reclaim`).
+    struct Channel {
         uint256 deposit;
         uint256 paid;
         uint64 expiresAt;
@@ -42,9 +53,9 @@ interface IChargingChannels {
     /// @notice The channel is settled; the payer got `refunded` back.
     event ChannelClosed(bytes32 indexed channelId, uint256 refunded);
 
-    /// @notice No channel has id `channelId`.
+    /// @notice No channel has id `channelId` (nothing was opened with that key).
     error ChargingChannelsUnknownChannel(bytes32 channelId);
-    /// @notice A channel with id `channelId` exists already (pick another nonce).
+    /// @notice A channel with id `channelId` exists already, open or closed (pick another nonce).
     error ChargingChannelsChannelExists(bytes32 channelId);
     /// @notice The channel `channelId` is closed.
     error ChargingChannelsChannelClosed(bytes32 channelId);
@@ -72,7 +83,7 @@ interface IChargingChannels {
 
     /// @notice Opens a channel from the caller to `payee`, pulling `deposit` of `token` with a prior
     ///         ERC-20 approval. `nonce` is any value the caller has not used with this payee and token.
-    /// @return channelId `channelIdOf(msg.sender, payee, token, nonce)`.
+    /// @return channelId `channelIdOf(ChannelKey(msg.sender, payee, token, nonce))`.
     function open(address payee, address token, uint256 deposit, uint64 expiresAt, uint256 nonce)
         external
         returns (bytes32 channelId);
@@ -93,33 +104,42 @@ interface IChargingChannels {
     ) external returns (bytes32 channelId);
 
     /// @notice Adds `amount` to the deposit of an open channel. Payer only; needs an approval.
-    function topUp(bytes32 channelId, uint256 amount) external;
+    function topUp(ChannelKey calldata key, uint256 amount) external;
 
     /// @notice `topUp` with an EIP-2612 permit for `amount`. Payer only.
-    function topUpWithPermit(bytes32 channelId, uint256 amount, uint256 permitDeadline, uint8 v, bytes32 r, bytes32 s)
-        external;
+    function topUpWithPermit(
+        ChannelKey calldata key,
+        uint256 amount,
+        uint256 permitDeadline,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external;
 
     /// @notice Pays the payee `cumulativeAmount` minus what it was already paid, against the payer's
     ///         EIP-712 `Voucher(bytes32 channelId,uint256 cumulativeAmount,uint64 meterWh)` signature
-    ///         (65 bytes, low s). Payee only, any number of times while the channel is not closed.
-    function claim(bytes32 channelId, uint256 cumulativeAmount, uint64 meterWh, bytes calldata signature) external;
+    ///         (65 bytes, low s) with `channelId = channelIdOf(key)`. Payee only, any number of
+    ///         times while the channel is not closed.
+    function claim(ChannelKey calldata key, uint256 cumulativeAmount, uint64 meterWh, bytes calldata signature)
+        external;
 
     /// @notice Settles and closes: claims the voucher when `cumulativeAmount` exceeds what was paid
     ///         (pass 0 and an empty signature to settle nothing more), then refunds the rest to the
     ///         payer. Payee only.
-    function close(bytes32 channelId, uint256 cumulativeAmount, uint64 meterWh, bytes calldata signature) external;
+    function close(ChannelKey calldata key, uint256 cumulativeAmount, uint64 meterWh, bytes calldata signature)
+        external;
 
     /// @notice Refunds what the payee has not claimed and closes. Payer only, from `expiresAt` on.
-    function reclaim(bytes32 channelId) external;
+    function reclaim(ChannelKey calldata key) external;
 
-    /// @notice Moves the expiry of a channel later, to `expiresAt`. Payer only.
-    function extend(bytes32 channelId, uint64 expiresAt) external;
+    /// @notice Moves the expiry of an open channel later, to `expiresAt`. Payer only.
+    function extend(ChannelKey calldata key, uint64 expiresAt) external;
 
-    /// @notice The channel `channelId` (all zero when unknown).
+    /// @notice The state of channel `channelId` (all zero when unknown).
     function channel(bytes32 channelId) external view returns (Channel memory);
 
-    /// @notice The id `open` gives: keccak256(abi.encode(payer, payee, token, nonce)).
-    function channelIdOf(address payer, address payee, address token, uint256 nonce) external pure returns (bytes32);
+    /// @notice A channel's id: keccak256(abi.encode(payer, payee, token, nonce)).
+    function channelIdOf(ChannelKey calldata key) external pure returns (bytes32);
 
     /// @notice The EIP-712 digest the payer signs for a voucher (domain "Carchain", version "1",
     ///         this chain, this contract).

@@ -30,7 +30,7 @@ import { fromPem } from '../../identity/certificate.ts'
 import { DEV_PASSPHRASE } from '../../identity/pki-directory.ts'
 import { SoftwareKeyStore } from '../../identity/software-keystore.ts'
 import { connectIdentity, createIdentityServer } from '../../identity/tls.ts'
-import { type ChannelClients, readChannel, reclaimChannel } from '../../payments/channels.ts'
+import { type ChannelClients, channelKeyOf, readChannel, reclaimChannel } from '../../payments/channels.ts'
 import { createChargerChecker } from '../../payments/charger-check.ts'
 import { pay } from '../../payments/pay.ts'
 import { runChargingSession } from '../../payments/session.ts'
@@ -247,7 +247,7 @@ const channels: Command = {
       for (const record of w.channels()) {
         const c = await readChannel(ctx.clients.publicClient, {
           channels: ctx.contracts.channels,
-          channelId: record.channelId,
+          key: channelKeyOf(w.address, record),
         })
         rows.push({
           channelId: record.channelId,
@@ -282,10 +282,16 @@ const reclaim: Command = {
   run: ({ flags, io }) =>
     withContext(flags, io, async (ctx) => {
       const w = await openWallet(ctx, flags)
-      const channelId = requiredStringFlag(flags, 'channel') as Hex
+      const channelId = requiredStringFlag(flags, 'channel').toLowerCase() as Hex
+      // The contract names a channel by its key; the wallet remembers the keys of its channels.
+      const record = w.channel(channelId)
+      if (!record)
+        throw new BaseError('CHANNEL_STATE', `the wallet holds no channel ${channelId}`, {
+          details: { channelId },
+        })
       const sent = await reclaimChannel(clientsFor(ctx, w.account), {
         channels: ctx.contracts.channels,
-        channelId,
+        key: channelKeyOf(w.address, record),
       })
       return { data: { channelId, txHash: sent.txHash }, text: `reclaimed ${channelId} (${sent.txHash})` }
     }),
