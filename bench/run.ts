@@ -37,6 +37,7 @@ export const benchNames = [
   'ledger.merkle_speedup_vs_openzeppelin',
   'ledger.gas_per_event',
   'charging.gas_open',
+  'charging.gas_open_typical',
   'charging.gas_settle',
   'charging.gas_per_session',
   'charging.naive_over_channel',
