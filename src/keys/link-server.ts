@@ -34,7 +34,7 @@ import {
   type ResultMessage,
 } from './link-protocol.ts'
 import type { AccessRecorder } from './recorder.ts'
-import { scopeNames } from './typed-data.ts'
+import { Scope, scopeNames } from './typed-data.ts'
 
 /** What the vehicle does with a granted action; a throw turns the answer into INTERNAL. */
 export type GrantedHandler = (decision: AccessDecision, eventId: Hex) => void | Promise<void>
@@ -73,6 +73,8 @@ type Session = {
   past: PastChallenge[]
   timer: NodeJS.Timeout | undefined
   queue: Promise<void>
+  /** Frames received and not yet answered. */
+  inFlight: number
   malformed: number
 }
 
@@ -158,12 +160,19 @@ export class LinkServer {
       past: [],
       timer: undefined,
       queue: Promise.resolve(),
+      inFlight: 0,
       malformed: 0,
     }
     this.#sessions.add(session)
     socket.on('message', (data, isBinary) => {
       const receivedAtMs = this.#clock()
-      session.queue = session.queue.then(() => this.#handle(session, data, isBinary, receivedAtMs))
+      // One frame at a time, in order; an idle session handles the frame at once.
+      session.inFlight++
+      const handle = () =>
+        this.#handle(session, data, isBinary, receivedAtMs).finally(() => {
+          session.inFlight--
+        })
+      session.queue = session.inFlight === 1 ? handle() : session.queue.then(handle)
     })
     socket.on('close', () => {
       clearTimeout(session.timer)
@@ -239,7 +248,10 @@ export class LinkServer {
         ok ? 'access.used' : 'access.denied',
         eventData(code, decision, request, elapsedMs),
       )
-      if (ok && decision) await this.#options.onGranted?.(decision, eventId)
+      if (ok && decision) {
+        const acting = this.#options.onGranted?.(decision, eventId)
+        if (acting) await acting
+      }
     } catch {
       code = 'INTERNAL'
     }
@@ -254,26 +266,34 @@ export class LinkServer {
   }
 }
 
-/** The ledger event's data: what happened, never the signatures. */
+const actionNames = new Map(Object.entries(Scope).map(([name, bit]) => [bit as number, name]))
+
+/**
+ * The ledger event's data: what happened, never the signatures. Keys are added in RFC 8785 order
+ * (UTF-16 code units), so canonicalizing it is a plain JSON.stringify (jcs.ts's fast path).
+ */
 function eventData(
   code: string,
   decision: AccessDecision | undefined,
   request: ParsedRequest | undefined,
   elapsedMs: number,
 ): JsonValue {
-  const data: Record<string, JsonValue> = { code, channel: 'link', elapsedMs }
+  const data: Record<string, JsonValue> = {}
   const action = decision?.action ?? request?.action
-  if (action !== undefined) data.action = scopeNames(action).join('|')
-  const grant = request?.grant?.grant
+  if (action !== undefined) data.action = actionNames.get(action) ?? scopeNames(action).join('|')
+  data.channel = 'link'
+  data.code = code
+  data.elapsedMs = elapsedMs
   if (decision) {
     data.grantId = decision.grantId
+    if (decision.issuer) data.issuer = decision.issuer
+    if (decision.maxUses !== undefined) data.maxUses = decision.maxUses
+    if (decision.purpose) data.purpose = decision.purpose
     data.rental = decision.rental
     if (decision.subject) data.subject = decision.subject
-    if (decision.issuer) data.issuer = decision.issuer
-    if (decision.purpose) data.purpose = decision.purpose
     if (decision.uses !== undefined) data.uses = decision.uses
-    if (decision.maxUses !== undefined) data.maxUses = decision.maxUses
   } else if (request) {
+    const grant = request.grant?.grant
     data.grantId = grant?.grantId ?? `0x${'0'.repeat(64)}`
     data.rental = request.grant === null
     if (grant) data.subject = grant.grantee

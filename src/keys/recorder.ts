@@ -4,7 +4,8 @@
  * (durable by group commit), tests with {@link MemoryAccessRecorder}.
  */
 import type { Hex } from 'viem'
-import { type BuiltEvent, createEventChain, type EventChain, type EventKind } from '../ledger/envelope.ts'
+import type { BuiltEvent, EventChain, EventKind } from '../ledger/envelope.ts'
+import { createFastEventChain } from '../ledger/fast-chain.ts'
 import type { JsonValue } from '../ledger/jcs.ts'
 
 /**
@@ -14,27 +15,51 @@ import type { JsonValue } from '../ledger/jcs.ts'
  */
 export interface AccessRecorder {
   record(kind: EventKind, data: JsonValue): Promise<Hex>
+  /**
+   * Optional: records an event whose id the caller does not need (the door event of an unlock).
+   * It takes its place in the order and its time at the call; building and writing it may wait
+   * until after the current answer. Throws if the event cannot be accepted.
+   */
+  recordLater?(kind: EventKind, data: JsonValue): void
 }
 
 /** An in-memory recorder on the ledger's event chain (tests, demos). */
 export class MemoryAccessRecorder implements AccessRecorder {
-  readonly events: BuiltEvent[] = []
+  readonly #events: BuiltEvent[] = []
+  readonly #later: { kind: EventKind; time: number; data: JsonValue }[] = []
   readonly #chain: EventChain
   readonly #clock: () => number
 
   constructor(vehicle: string, clock: () => number = Date.now) {
-    this.#chain = createEventChain({ vehicle })
+    this.#chain = createFastEventChain({ vehicle })
     this.#clock = clock
   }
 
+  /** Every event recorded, in order. */
+  get events(): BuiltEvent[] {
+    this.#buildLater()
+    return this.#events
+  }
+
   async record(kind: EventKind, data: JsonValue): Promise<Hex> {
+    this.#buildLater()
     const event = this.#chain.append({ kind, time: this.#clock(), data })
-    this.events.push(event)
+    this.#events.push(event)
     return event.id
+  }
+
+  recordLater(kind: EventKind, data: JsonValue): void {
+    if (this.#later.length === 0) setImmediate(() => this.#buildLater())
+    this.#later.push({ kind, time: this.#clock(), data })
   }
 
   /** The data of the recorded events of `kind`. */
   dataOf(kind: EventKind): JsonValue[] {
     return this.events.filter((e) => e.envelope.kind === kind).map((e) => e.payload.data)
+  }
+
+  #buildLater(): void {
+    for (const { kind, time, data } of this.#later.splice(0))
+      this.#events.push(this.#chain.append({ kind, time, data }))
   }
 }

@@ -117,6 +117,15 @@ describe('digital keys at the car', () => {
     assert.equal(agent.model.status().locked, false)
     const used = recorder.events.find((e) => e.id === result.eventId)
     assert.equal(used?.envelope.kind, 'access.used')
+    // the door event, built after the answer, comes right after the access event it names
+    const door = recorder.events[recorder.events.indexOf(used!) + 1]
+    assert.equal(door?.envelope.kind, 'door.unlocked')
+    assert.equal(`0x${door?.envelope.prev}`, result.eventId)
+    assert.deepEqual(door?.payload.data, {
+      access: result.eventId,
+      grantId: family.grant.grantId,
+      via: 'key',
+    })
     assert.equal((await unlock(family, Scope.START)).code, 'OK')
     assert.equal(agent.model.status().engineOn, true)
     assert.equal((await unlock(family, Scope.LOCK)).code, 'OK')

@@ -191,15 +191,26 @@ export class VehicleAgent {
     return () => this.#notices.delete(listener)
   }
 
-  async #act(decision: AccessDecision, eventId: Hex): Promise<void> {
-    // record, then act: a car that cannot record does not act (the link answers INTERNAL)
-    await this.recorder.record(VehicleModel.eventKind(decision.action), {
-      via: decision.rental ? 'rental' : 'key',
-      grantId: decision.grantId,
-      access: eventId,
-    })
+  /**
+   * Acts out a granted action. Record, then act: the action's event (`door.unlocked`, …) takes
+   * its place in the ledger before the car acts, and a car that cannot record does not act (the
+   * link answers INTERNAL). A recorder that can defer (`recordLater`, the vehicle ledger) builds
+   * and writes it just after the answer; the answer only names the access event.
+   */
+  #act(decision: AccessDecision, eventId: Hex): void | Promise<void> {
+    const kind = VehicleModel.eventKind(decision.action)
+    // keys in RFC 8785 order: canonicalizing is a plain JSON.stringify
+    const data = { access: eventId, grantId: decision.grantId, via: decision.rental ? 'rental' : 'key' }
+    if (this.recorder.recordLater === undefined)
+      return this.recorder.record(kind, data).then(() => this.#apply(decision, eventId))
+    this.recorder.recordLater(kind, data)
+    this.#apply(decision, eventId)
+  }
+
+  #apply(decision: AccessDecision, eventId: Hex): void {
     this.model.apply(decision.action)
     if (decision.rental) return
+    if (this.#notices.size === 0) return
     const notice: OwnerNotice = {
       vehicle: this.vehicle,
       time: (this.#options.clock ?? Date.now)(),

@@ -70,3 +70,37 @@ test('the uploader retries through a node outage and sends each event once, in o
     rmSync(dir, { recursive: true, force: true })
   }
 })
+
+test('recordLater keeps its place in the order; everything is on disk within 100 ms and on a clean stop', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'carchain-vledger-'))
+  try {
+    const signer = aP256Signer().signer
+    const ledger = await VehicleLedger.open({ vehicle, dir, signer, transport: flakyTransport(0) })
+    const access = await ledger.record('access.used', { code: 'OK' })
+    ledger.recordLater('door.unlocked', { access })
+    const next = await ledger.record('access.denied', { code: 'GRANT_EXPIRED' })
+    ledger.recordLater('door.locked', { access: next })
+    assert.equal(ledger.pending(), 4)
+    // no fdatasync awaited by anyone: the group commit runs on its own
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const crashed = await VehicleLedger.open({ vehicle, dir, signer, transport: flakyTransport(0) })
+    assert.equal(crashed.pending(), 4)
+    await crashed.stop()
+    // a deferred event is written by a clean stop, whenever it came
+    ledger.recordLater('trunk.opened', { access })
+    await ledger.stop()
+    const transport = flakyTransport(0)
+    const reopened = await VehicleLedger.open({ vehicle, dir, signer, transport })
+    await reopened.flush()
+    const events = transport.batches.flatMap((b) => b.events)
+    assert.deepEqual(
+      events.map((e) => e.envelope.kind),
+      ['access.used', 'door.unlocked', 'access.denied', 'door.locked', 'trunk.opened'],
+    )
+    assert.equal(`0x${events[1]!.envelope.prev}`, access)
+    assert.equal(`0x${events[3]!.envelope.prev}`, next)
+    await reopened.stop()
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
