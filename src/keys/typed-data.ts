@@ -14,6 +14,7 @@
 import { keccak_256 } from '@noble/hashes/sha3.js'
 import { type Address, type Hex, hashDomain, hashTypedData, type TypedDataDomain } from 'viem'
 import { BaseError } from '../errors.ts'
+import { keccak256 } from './keccak.ts'
 
 /** Action and scope bits (DESIGN.md): a grant's `scopes` is an OR of them; a request names one. */
 export const Scope = {
@@ -155,7 +156,8 @@ const ACCESS_REQUEST_TYPEHASH = keccak_256(
 /**
  * A precomputed hasher of access requests for one domain: the car hashes one per attempt, so
  * the domain separator and type hash are computed once and the rest is two Keccak-256 calls
- * over fixed-size buffers (EIP-712 §encodeData: bytes32 and uint32 are each one 32-byte word).
+ * over fixed-size buffers (EIP-712 §encodeData: bytes32 and uint32 are each one 32-byte word),
+ * with the unrolled permutation of keccak.ts.
  */
 export function accessRequestHasher(
   domain: KeyDomain,
@@ -183,8 +185,8 @@ export function accessRequestHasher(
     struct.fill(0, 64, 96)
     new DataView(struct.buffer).setUint32(92, action >>> 0)
     struct.set(challenge, 96)
-    outer.set(keccak_256(struct), 34)
-    return keccak_256(outer)
+    outer.set(keccak256(struct), 34)
+    return keccak256(outer)
   }
 }
 
