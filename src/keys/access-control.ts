@@ -28,9 +28,9 @@ import type { ErrorCode } from '../errors.ts'
 import { recoverAddress, SignerKeyCache } from './signatures.ts'
 import {
   accessRequestHasher,
-  grantCacheKey,
   hashGrant,
   type KeyDomain,
+  type KeyGrant,
   RENTAL_SCOPES,
   type SignedGrant,
 } from './typed-data.ts'
@@ -97,7 +97,22 @@ export type AccessControllerOptions = {
   maxCachedGrants?: number
 }
 
-type CachedGrant = { issuer: Address | undefined; grantIdBytes: Uint8Array }
+type CachedGrant = { grant: KeyGrant; issuer: Address | undefined; grantIdBytes: Uint8Array }
+
+/** Whether two grants have the same nine fields. */
+function sameGrant(a: KeyGrant, b: KeyGrant): boolean {
+  return (
+    a.grantId === b.grantId &&
+    a.vehicle === b.vehicle &&
+    a.grantee === b.grantee &&
+    a.scopes === b.scopes &&
+    a.notBefore === b.notBefore &&
+    a.notAfter === b.notAfter &&
+    a.maxUses === b.maxUses &&
+    a.epoch === b.epoch &&
+    a.purpose === b.purpose
+  )
+}
 
 const ZERO32 = new Uint8Array(32)
 const ZERO_ID: Hex = `0x${'0'.repeat(64)}`
@@ -207,14 +222,22 @@ export class AccessController {
     return 'REQUEST_BAD_SIGNATURE'
   }
 
-  /** The grant's recovered signer, computed once per (grant, signature). */
+  /**
+   * The grant's recovered signer, computed once per (grant, signature): cached under the
+   * signature, a hit only when all nine fields equal those the signer was recovered for.
+   */
   #grantSigner(signed: SignedGrant): CachedGrant {
-    const key = grantCacheKey(signed.grant, signed.signature)
+    const key = signed.signature.toLowerCase()
     const hit = this.#grants.get(key)
-    if (hit) return hit
+    if (hit && sameGrant(hit.grant, signed.grant)) return hit
     const digest = Buffer.from(hashGrant(this.#domain, signed.grant).slice(2), 'hex')
     const issuer = recoverAddress(digest, Buffer.from(signed.signature.slice(2), 'hex'))
-    const entry: CachedGrant = { issuer, grantIdBytes: Buffer.from(signed.grant.grantId.slice(2), 'hex') }
+    const entry: CachedGrant = {
+      grant: { ...signed.grant },
+      issuer,
+      grantIdBytes: Buffer.from(signed.grant.grantId.slice(2), 'hex'),
+    }
+    this.#grants.delete(key)
     if (this.#grants.size >= this.#maxCachedGrants) {
       const oldest = this.#grants.keys().next().value
       if (oldest !== undefined) this.#grants.delete(oldest)
