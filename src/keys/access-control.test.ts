@@ -65,6 +65,10 @@ describe('the offline decision', () => {
     // a tampered field changes the recovered signer
     const tampered: SignedGrant = { ...good, grant: { ...good.grant, scopes: Scope.START | Scope.UNLOCK } }
     assert.equal(controller.decide(await attempt(tampered, Scope.START)).code, 'GRANT_BAD_SIGNATURE')
+    // (the signer cache is keyed by the signature: the tampered copy did not hit the good entry,
+    // nor spoil it)
+    assert.equal(controller.decide(await attempt(good, Scope.UNLOCK)).code, 'OK')
+    assert.equal(controller.decide(await attempt(tampered, Scope.START)).code, 'GRANT_BAD_SIGNATURE')
     // 2. another vehicle (and an old epoch: vehicle is checked first)
     const other = await grantFor({ vehicle: '0x0000000000000000000000000000000000000bad', epoch: 9 })
     assert.equal(controller.decide(await attempt(other, Scope.UNLOCK)).code, 'GRANT_WRONG_VEHICLE')
