@@ -8,6 +8,7 @@
  */
 import { PGlite, types as pgliteTypes } from '@electric-sql/pglite'
 import pg from 'pg'
+import { from as copyFromStdin } from 'pg-copy-streams'
 import { BaseError } from '../errors.ts'
 
 /** Something SQL can be sent to: the database itself or an open transaction. */
@@ -16,6 +17,12 @@ export type Queryable = {
   query<Row = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<{ rows: Row[] }>
   /** Several statements, no parameters (migrations). */
   exec(sql: string): Promise<void>
+  /**
+   * `COPY target FROM … (format binary)`: bulk-loads rows given in PostgreSQL's binary COPY format
+   * (`copy-binary.ts` writes it). `target` is a table and its columns, e.g. `t (a, b)`. Resolves
+   * with the number of rows loaded.
+   */
+  copyFrom(target: string, data: Uint8Array): Promise<number>
 }
 
 export type Database = Queryable & {
@@ -61,6 +68,13 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
     },
     exec: async (sql: string) => {
       await q.exec(sql)
+    },
+    // PGlite reads COPY input from its virtual /dev/blob device, filled from the `blob` option.
+    copyFrom: async (target: string, data: Uint8Array) => {
+      const result = await q.query(`copy ${target} from '/dev/blob' with (format binary)`, [], {
+        blob: new Blob([data as Uint8Array<ArrayBuffer>]),
+      })
+      return result.affectedRows ?? 0
     },
   })
   return {
@@ -112,6 +126,26 @@ async function openPostgres(url: string, maxConnections: number): Promise<Databa
         await q.query(sql)
       } catch (error) {
         throw isConnectionError(error) ? unreachable(error) : error
+      }
+    },
+    copyFrom: async (target: string, data: Uint8Array) => {
+      const client =
+        'release' in q ? q : await q.connect().catch((error) => Promise.reject(unreachable(error)))
+      let lost: Error | undefined
+      try {
+        const stream = client.query(copyFromStdin(`copy ${target} from stdin with (format binary)`))
+        await new Promise<void>((resolve, reject) => {
+          stream.on('error', reject)
+          stream.on('finish', resolve)
+          stream.end(data)
+        })
+        return stream.rowCount
+      } catch (error) {
+        if (!isConnectionError(error)) throw error
+        lost = error as Error
+        throw unreachable(error)
+      } finally {
+        if (client !== q) client.release(lost)
       }
     },
   })
