@@ -1,7 +1,44 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
+import fc from 'fast-check'
 import { isErrorCode } from '../errors.ts'
-import { canonicalize, canonicalizeToBytes } from './jcs.ts'
+import { canonicalize, canonicalizeToBytes, JCS_MAX_DEPTH } from './jcs.ts'
+
+/** RFC 8785 the plain way, as a reference for canonicalize's faster paths; undefined = refused. */
+function reference(value: unknown, depth = 0): string | undefined {
+  if (depth > JCS_MAX_DEPTH) return undefined
+  if (value === null || typeof value === 'boolean') return String(value)
+  if (typeof value === 'number') return Number.isFinite(value) ? String(value) : undefined
+  if (typeof value === 'string') {
+    return /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(value)
+      ? undefined
+      : JSON.stringify(value)
+  }
+  if (Array.isArray(value)) {
+    const items = Array.from(value.keys(), (i) => (i in value ? reference(value[i], depth + 1) : undefined))
+    return items.includes(undefined) ? undefined : `[${items.join(',')}]`
+  }
+  if (typeof value !== 'object' || ![Object.prototype, null].includes(Object.getPrototypeOf(value))) {
+    return undefined
+  }
+  const members = Object.keys(value)
+    .sort()
+    .map((key) => {
+      const item = reference((value as Record<string, unknown>)[key], depth + 1)
+      const name = reference(key)
+      return item === undefined || name === undefined ? undefined : `${name}:${item}`
+    })
+  return members.includes(undefined) ? undefined : `{${members.join(',')}}`
+}
+
+function outcome(value: unknown): string | undefined {
+  try {
+    return canonicalize(value)
+  } catch (error) {
+    assert.ok(isErrorCode(error, 'EVENT_MALFORMED'))
+    return undefined
+  }
+}
 
 describe('canonicalize (RFC 8785)', () => {
   it('sorts keys and drops whitespace', () => {
@@ -103,5 +140,43 @@ describe('canonicalize (RFC 8785)', () => {
   it('accepts null-prototype objects', () => {
     const value = Object.assign(Object.create(null), { b: 2, a: 1 })
     assert.equal(canonicalize(value), '{"a":1,"b":2}')
+  })
+
+  it('prints exactly what the plain algorithm prints, whatever the key order, or refuses alike', () => {
+    const key = fc.oneof(
+      fc.string(),
+      fc.constantFrom('1', '10', '2', '-1', '01', '4294967295', '__proto__', 'toJSON', '\uD800', 'a\u0000'),
+    )
+    const leaf = fc.oneof(
+      fc.string({ unit: 'binary' }),
+      fc.double(),
+      fc.integer(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.constantFrom(undefined, Number.NaN, -0, 1e21, 5e-324, '\uDC00x', 10n),
+    )
+    const { tree } = fc.letrec<{ tree: unknown }>((self) => ({
+      tree: fc.oneof(
+        { depthSize: 'small', withCrossShrink: true },
+        leaf,
+        fc.array(self('tree'), { maxLength: 4 }),
+        fc.dictionary(key, self('tree'), { maxKeys: 5 }),
+      ),
+    }))
+    fc.assert(
+      fc.property(tree, (value) => {
+        const expected = reference(value)
+        assert.equal(outcome(value), expected)
+        // Parsed back from its canonical form, keys come in JCS order (the fast path): same text.
+        if (expected !== undefined) assert.equal(outcome(JSON.parse(expected)), expected)
+      }),
+      { numRuns: 2000 },
+    )
+    let deep: unknown = {}
+    for (let i = 0; i < JCS_MAX_DEPTH; i++) deep = { a: deep }
+    assert.equal(outcome(deep), reference(deep))
+    assert.equal(outcome([deep]), undefined)
+    assert.equal(outcome({ a: new Array(3) }), undefined)
+    assert.equal(outcome({ a: new Date(0) }), undefined)
   })
 })

@@ -22,14 +22,102 @@ const encoder = new TextEncoder()
 
 /** The canonical JSON text of `value` (RFC 8785). Throws `EVENT_MALFORMED` for non-JSON values. */
 export function canonicalize(value: unknown): string {
+  // Fast path: a value whose objects all have their keys in JCS order already (as JSON.parse
+  // leaves canonical input) and that holds nothing JCS refuses is printed by JSON.stringify
+  // exactly as JCS prints it — same escapes, same ES number form, keys in own-property order.
+  if (isStringifyCanonical(value, 0)) return JSON.stringify(value)
+  const text = serialize(value, 0)
+  if (text !== undefined) return text
+  // Refused: the path-tracking writer names where.
   const parts: string[] = []
   write(value, parts, '$', 0)
   return parts.join('')
 }
 
+/**
+ * JCS by string concatenation, without tracking the path (the cost of the general writer);
+ * undefined where the value is refused, so that `write` can say where.
+ */
+function serialize(value: unknown, depth: number): string | undefined {
+  if (depth > JCS_MAX_DEPTH) return undefined
+  switch (typeof value) {
+    case 'string':
+      return value.isWellFormed() ? JSON.stringify(value) : undefined
+    case 'number':
+      return Number.isFinite(value) ? String(value) : undefined
+    case 'boolean':
+      return value ? 'true' : 'false'
+    case 'object': {
+      if (value === null) return 'null'
+      if (Array.isArray(value)) {
+        let text = '['
+        for (let i = 0; i < value.length; i++) {
+          const item = i in value ? serialize(value[i], depth + 1) : undefined
+          if (item === undefined) return undefined
+          text += i > 0 ? `,${item}` : item
+        }
+        return `${text}]`
+      }
+      const prototype = Object.getPrototypeOf(value)
+      if (prototype !== Object.prototype && prototype !== null) return undefined
+      const keys = Object.keys(value).sort()
+      let text = '{'
+      for (let i = 0; i < keys.length; i++) {
+        const key = keys[i]!
+        if (!key.isWellFormed()) return undefined
+        const item = serialize((value as Record<string, unknown>)[key], depth + 1)
+        if (item === undefined) return undefined
+        text += `${i > 0 ? ',' : ''}${JSON.stringify(key)}:${item}`
+      }
+      return `${text}}`
+    }
+    default:
+      return undefined
+  }
+}
+
 /** The canonical JSON of `value` as UTF-8 bytes: the input to every Carchain hash. */
 export function canonicalizeToBytes(value: unknown): Uint8Array {
   return encoder.encode(canonicalize(value))
+}
+
+/**
+ * Whether JSON.stringify(value) is value's JCS form: only JSON values (finite numbers, strings
+ * without lone surrogates, plain objects, arrays without holes, within JCS_MAX_DEPTH), every
+ * object's keys already sorted by UTF-16 code units. False means "use the general algorithm",
+ * which then canonicalizes or refuses.
+ */
+function isStringifyCanonical(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case 'string':
+      return value.isWellFormed()
+    case 'number':
+      return Number.isFinite(value)
+    case 'boolean':
+      return true
+    case 'object': {
+      if (value === null) return true
+      if (depth >= JCS_MAX_DEPTH) return false
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) {
+          if (!(i in value) || !isStringifyCanonical(value[i], depth + 1)) return false
+        }
+        return true
+      }
+      const prototype = Object.getPrototypeOf(value)
+      if (prototype !== Object.prototype && prototype !== null) return false
+      const keys = Object.keys(value)
+      for (let i = 0; i < keys.length; i++) {
+        const key = keys[i]!
+        // JS string comparison is by UTF-16 code units, as RFC 8785 §3.2.3 sorts.
+        if ((i > 0 && !(keys[i - 1]! < key)) || !key.isWellFormed()) return false
+        if (!isStringifyCanonical((value as Record<string, unknown>)[key], depth + 1)) return false
+      }
+      return true
+    }
+    default:
+      return false
+  }
 }
 
 function malformed(path: string, reason: string): BaseError {
