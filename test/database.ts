@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { type Database, openDatabase } from '../src/db/database.ts'
-import { migrate } from '../src/db/migrate.ts'
+import { type Migration, migrate } from '../src/db/migrate.ts'
 
 export type Engine = 'pglite' | 'postgres'
 
@@ -12,13 +12,14 @@ export type Engine = 'pglite' | 'postgres'
 export const engines: Engine[] = process.env.DATABASE_URL ? ['pglite', 'postgres'] : ['pglite']
 
 /**
- * A migrated, empty database on `engine`. PostgreSQL: a fresh schema (dropped on close), so
- * tests never see each other's rows.
+ * A migrated, empty database on `engine` (`migrations`: only these, e.g. to test a later
+ * migration on older data). PostgreSQL: a fresh schema (dropped on close), so tests never see
+ * each other's rows.
  */
-export async function freshDatabase(engine: Engine): Promise<Database> {
+export async function freshDatabase(engine: Engine, migrations?: Migration[]): Promise<Database> {
   if (engine === 'pglite') {
     const db = await openDatabase({ engine: 'pglite' })
-    await migrate(db)
+    await migrate(db, migrations)
     return db
   }
   const schema = `test_${randomBytes(6).toString('hex')}`
@@ -28,7 +29,7 @@ export async function freshDatabase(engine: Engine): Promise<Database> {
   const url = new URL(process.env.DATABASE_URL!)
   url.searchParams.set('options', `-c search_path=${schema}`)
   const db = await openDatabase({ engine: 'postgres', url: url.toString(), maxConnections: 4 })
-  await migrate(db)
+  await migrate(db, migrations)
   const close = db.close
   return {
     ...db,

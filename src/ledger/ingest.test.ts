@@ -1,12 +1,23 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import fc from 'fast-check'
 import { engines, freshDatabase } from '../../test/database.ts'
 import type { Database } from '../db/database.ts'
-import { isErrorCode } from '../errors.ts'
+import { BaseError, isErrorCode } from '../errors.ts'
 import { fromHex, toHex } from './bytes.ts'
-import { createEventChain, type VehicleAddress } from './envelope.ts'
+import {
+  computeCommit,
+  createEventChain,
+  encodeEnvelope,
+  odometerKm,
+  type Payload,
+  parseEnvelope,
+  parsePayload,
+  type VehicleAddress,
+} from './envelope.ts'
 import { type BatchJson, createBatch, createBatchIngester, ingestBatch, parseBatch } from './ingest.ts'
-import { buildMerkleTree } from './merkle.ts'
+import { canonicalize, type JsonValue } from './jcs.ts'
+import { buildMerkleTree, hashLeaf } from './merkle.ts'
 import { getAlerts, getCheckpoint, getEntries, getPayload } from './store.ts'
 import { aP256Signer } from './testing.ts'
 
@@ -209,3 +220,162 @@ for (const engine of engines) {
     })
   })
 }
+
+/** parseBatch as plainly specified, from the strict building blocks: the reference for its fast path. */
+function referenceParse(value: unknown): unknown {
+  const batch = value as { vehicle: string; events: unknown[] }
+  const events: unknown[] = []
+  let previous: { seq: number; leafHash: Uint8Array } | undefined
+  batch.events.forEach((raw, i) => {
+    const item = raw as Record<string, unknown>
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error('EVENT_MALFORMED')
+    if (Object.keys(item).some((k) => k !== 'envelope' && k !== 'payload') || !('envelope' in item)) {
+      throw new Error('EVENT_MALFORMED')
+    }
+    const envelope = parseEnvelope(item.envelope)
+    if (envelope.vehicle !== batch.vehicle) throw new Error(`EVENT_VEHICLE_MISMATCH ${i}`)
+    const leafInput = encodeEnvelope(envelope)
+    const leafHash = hashLeaf(leafInput)
+    if (previous !== undefined && envelope.seq !== previous.seq + 1) throw new Error('EVENT_GAP')
+    if (previous !== undefined && envelope.prev !== toHex(previous.leafHash).slice(2))
+      throw new Error('EVENT_FORK')
+    let payload: Payload | undefined
+    if (item.payload !== undefined) {
+      payload = parsePayload(item.payload)
+      if (computeCommit(payload) !== envelope.commit) throw new Error('EVENT_MALFORMED')
+    }
+    if (envelope.kind === 'odometer') {
+      if (payload === undefined) throw new Error('EVENT_MALFORMED')
+      odometerKm(payload.data)
+    }
+    events.push({
+      envelope,
+      leafInput: toHex(leafInput),
+      id: toHex(leafHash),
+      payload: payload && { salt: toHex(payload.salt), data: payload.data, json: canonicalize(payload.data) },
+    })
+    previous = { seq: envelope.seq, leafHash }
+  })
+  return events
+}
+
+function codeOf(error: unknown): string {
+  if (error instanceof BaseError) return error.code
+  const message = (error as Error).message
+  return message.split(' ')[0]!
+}
+
+describe('parseBatch', () => {
+  it('parses exactly as the plain algorithm does, and refuses alike, whatever is changed in a batch', async () => {
+    const chain = createEventChain({ vehicle })
+    const events = [
+      chain.append({ kind: 'telemetry', time: 1, data: { speed: 3, lat: 1.5, note: 'x' } }),
+      chain.append({ kind: 'odometer', time: 2, data: { km: 10 } }),
+      chain.append({ kind: 'door.locked', time: 2, data: { by: ['a', { z: 1, a: null }] } }),
+      chain.append({ kind: 'trip.ended', time: 5, data: {} }),
+    ]
+    const good = await createBatch({ events, signer: key.signer })
+    // Committed, signed, and still refused: odometer readings that are not a number ≥ 0.
+    const odometers = await Promise.all(
+      ([{ km: -1 }, { km: '5' }, { miles: 5 }, [1]] as JsonValue[]).map((data) => {
+        const odo = createEventChain({ vehicle })
+        return createBatch({ events: [odo.append({ kind: 'odometer', time: 1, data })], signer: key.signer })
+      }),
+    )
+    const paths: [number, string, string | undefined][] = []
+    for (const i of [0, 1, 2, 3]) {
+      paths.push([i, 'envelope', undefined], [i, 'payload', undefined])
+      for (const field of ['v', 'vehicle', 'seq', 'time', 'kind', 'prev', 'commit'])
+        paths.push([i, 'envelope', field])
+      for (const field of ['salt', 'data']) paths.push([i, 'payload', field])
+    }
+    const replacement = fc.oneof(
+      fc.constantFrom(
+        undefined,
+        null,
+        0,
+        -1,
+        1.5,
+        2 ** 53,
+        '',
+        'odometer',
+        'telemetry',
+        'nope',
+        vehicle,
+        `0x${'c1'.repeat(20)}`,
+        '0'.repeat(64),
+        'A'.repeat(64),
+        `0x${'ab'.repeat(16)}`,
+        `0x${'AB'.repeat(16)}`,
+        'ab'.repeat(16),
+        { km: -1 },
+        { km: 5 },
+        { b: 1, a: [1, 2] },
+        ['x'],
+        '\uD800',
+        { extra: 1 },
+      ),
+      fc.string(),
+      fc.integer(),
+    )
+    fc.assert(
+      fc.property(
+        fc.constantFrom(good, ...odometers),
+        fc.array(fc.tuple(fc.constantFrom(...paths), replacement, fc.boolean()), {
+          minLength: 0,
+          maxLength: 3,
+        }),
+        (base, changes) => {
+          const batch = clone(base) as unknown as {
+            events: Record<string, Record<string, unknown> | undefined>[]
+          }
+          for (const [[i, part, field], value, asKey] of changes) {
+            const event = batch.events[i]
+            if (event === undefined) continue
+            if (field === undefined) {
+              if (value === undefined) delete event[part]
+              else event[part] = value as Record<string, unknown>
+            } else if (typeof event[part] === 'object' && event[part] !== null) {
+              const target = event[part] as Record<string, unknown>
+              if (asKey) target[`${field}_`] = value
+              else if (value === undefined) delete target[field]
+              else target[field] = value
+            }
+          }
+          let expected: unknown
+          try {
+            expected = referenceParse(batch)
+          } catch (error) {
+            expected = codeOf(error)
+          }
+          let actual: unknown
+          try {
+            actual = parseBatch(batch).events.map((event) => ({
+              envelope: event.envelope,
+              leafInput: toHex(event.leafInput),
+              id: event.id,
+              payload: event.payload && {
+                salt: toHex(event.payload.salt),
+                data: event.payload.data,
+                json: event.payloadJson,
+              },
+            }))
+            assert.deepEqual(
+              parseBatch(batch).events.map((event) => toHex(event.leafHash)),
+              (actual as { id: string }[]).map((event) => event.id),
+            )
+          } catch (error) {
+            actual = codeOf(error)
+          }
+          // The checkpoint names the newest event of the original batch: a changed one is refused.
+          if (typeof expected !== 'string') {
+            const newest = (expected as { id: string }[]).at(-1)!.id
+            if (newest !== base.checkpoint.leafHash) expected = 'EVENT_MALFORMED'
+          }
+          assert.deepEqual(actual, expected)
+        },
+      ),
+      { numRuns: 3000 },
+    )
+  })
+})

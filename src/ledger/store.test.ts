@@ -3,10 +3,11 @@ import { after, before, describe, it } from 'node:test'
 import fc from 'fast-check'
 import { engines, freshDatabase } from '../../test/database.ts'
 import type { Database } from '../db/database.ts'
+import { loadMigrations, migrate } from '../db/migrate.ts'
 import { isErrorCode } from '../errors.ts'
 import { fromHex, toBareHex, toHex } from './bytes.ts'
 import { type BuiltEvent, createEventChain, type EventChain, type VehicleAddress } from './envelope.ts'
-import { buildMerkleTree, verifyConsistency, verifyInclusion } from './merkle.ts'
+import { buildMerkleTree, hashChildren, verifyConsistency, verifyInclusion } from './merkle.ts'
 import {
   appendBatch,
   appendBatches,
@@ -315,6 +316,84 @@ for (const engine of engines) {
           secondHash: fromHex(end.rootHash, 'r'),
           proof: proof.proof.map((h) => fromHex(h, 'h')),
         }),
+      )
+    })
+  })
+
+  describe(`ledger store on ${engine}: perfect subtrees of every 4th level, and a data dir from before`, () => {
+    let db: Database
+    before(async () => {
+      // The schema as it was before migration 6, when ledger_nodes held every level.
+      db = await freshDatabase(
+        engine,
+        loadMigrations().filter((migration) => migration.version < 6),
+      )
+    })
+    after(async () => {
+      await db.close()
+    })
+
+    it('serves every root and proof of a tree past level 8, before and after the migration', async () => {
+      const chains = [51, 52, 53].map((n) => createEventChain({ vehicle: vehicleAt(n) }))
+      const all: BuiltEvent[] = []
+      for (const [i, size] of [300, 1, 250, 17, 100].entries()) {
+        const chain = chains[i % chains.length]!
+        const batch = events(chain, size, 1_000 * (i + 1))
+        await append(db, chain.vehicle, batch)
+        all.push(...batch)
+      }
+      // What the old writer left besides: the perfect subtrees of every other level ≥ 1.
+      const levels: Uint8Array[][] = [all.map((event) => event.leafHash)]
+      while (levels.at(-1)!.length > 1) {
+        const below = levels.at(-1)!
+        levels.push(
+          Array.from({ length: below.length >> 1 }, (_, i) => hashChildren(below[2 * i]!, below[2 * i + 1]!)),
+        )
+      }
+      const old = levels.flatMap((hashes, level) =>
+        level === 0 || level % 4 === 0 ? [] : hashes.map((hash, index) => ({ level, index, hash })),
+      )
+      await db.query(
+        `insert into ledger_nodes (level, node_index, hash)
+         select * from unnest($1::smallint[], $2::bigint[], $3::bytea[])`,
+        [old.map((n) => n.level), old.map((n) => n.index), old.map((n) => n.hash)],
+      )
+      const tree = buildMerkleTree({ leafHashes: all.map((event) => event.leafHash) })
+      const check = () =>
+        fc.assert(
+          fc.asyncProperty(fc.nat(), fc.nat(), fc.nat(), async (a, b, c) => {
+            const second = 1 + (a % tree.size)
+            const first = 1 + (b % second)
+            const leafIndex = c % second
+            assert.equal(await getRootAt(db, second), toHex(tree.rootAt(second)))
+            const inclusion = await getInclusionProof(db, all[leafIndex]!.id, second)
+            assert.deepEqual(inclusion.auditPath, tree.inclusionProof(leafIndex, second).map(toHex))
+            const consistency = await getConsistencyProof(db, first, second)
+            assert.deepEqual(consistency.proof, tree.consistencyProof(first, second).map(toHex))
+          }),
+          { numRuns: 30 },
+        )
+      await check()
+      await migrate(db)
+      const { rows } = await db.query<{ level: number; count: bigint }>(
+        'select level::int as level, count(*) as count from ledger_nodes group by level order by level',
+      )
+      assert.deepEqual(
+        rows.map((row) => [row.level, Number(row.count)]),
+        [
+          [4, tree.size >> 4],
+          [8, tree.size >> 8],
+        ],
+      )
+      await check()
+      assert.equal((await getCheckpoint(db)).rootHash, toHex(tree.rootHash))
+      // Appending goes on from the migrated log.
+      const more = events(chains[0]!, 40, 9_000)
+      const result = await append(db, chains[0]!.vehicle, more)
+      all.push(...more)
+      assert.equal(
+        result.rootHash,
+        toHex(buildMerkleTree({ leafHashes: all.map((event) => event.leafHash) }).rootHash),
       )
     })
   })

@@ -11,6 +11,7 @@
  * last committed tree and never wait. Every function takes the database (or an open
  * transaction, for reads) first, viem style.
  */
+import { CopyBinaryWriter } from '../db/copy-binary.ts'
 import type { Database, Queryable } from '../db/database.ts'
 import { BaseError, toBaseError } from '../errors.ts'
 import { equalBytes, fromHex, type Hex, toBareHex, toHex } from './bytes.ts'
@@ -21,7 +22,6 @@ import {
   odometerKm,
   type Payload,
   parseEnvelopeBytes,
-  SALT_BYTES,
   type VehicleAddress,
 } from './envelope.ts'
 import {
@@ -47,7 +47,11 @@ export type StoredEventInput = {
   leafInput?: Uint8Array | undefined
   /** The leaf hash, when the caller has it already. */
   leafHash?: Uint8Array | undefined
+  /** The event id (`0x` + leaf hash), when the caller has it already. */
+  id?: Hex | undefined
   payload?: Payload | undefined
+  /** The payload data's canonical JSON (JCS), when the caller has it already. */
+  payloadJson?: string | undefined
 }
 
 export type AppendBatchParameters = {
@@ -135,7 +139,7 @@ export async function appendBatches(
   return outcomes
 }
 
-type PreparedEvent = StoredEventInput & { leafInput: Uint8Array; leafHash: Uint8Array }
+type PreparedEvent = StoredEventInput & { leafInput: Uint8Array; leafHash: Uint8Array; id: Hex }
 type PreparedBatch = {
   slot: number
   vehicle: VehicleAddress
@@ -160,8 +164,14 @@ function prepareBatch(batch: AppendBatchParameters, slot: number): PreparedBatch
         },
       )
     }
-    const leafInput = event.leafInput ?? encodeEnvelope(event.envelope)
-    const prepared = { ...event, leafInput, leafHash: event.leafHash ?? hashLeaf(leafInput) }
+    let prepared: PreparedEvent
+    if (event.leafInput !== undefined && event.leafHash !== undefined && event.id !== undefined) {
+      prepared = event as PreparedEvent
+    } else {
+      const leafInput = event.leafInput ?? encodeEnvelope(event.envelope)
+      const leafHash = event.leafHash ?? hashLeaf(leafInput)
+      prepared = { ...event, leafInput, leafHash, id: toHex(leafHash) }
+    }
     // Batch-internal continuity (ingest checks it too; the store does not trust its callers).
     if (i > 0) {
       const first = batch.events[0]!.envelope.seq
@@ -178,7 +188,7 @@ function prepareBatch(batch: AppendBatchParameters, slot: number): PreparedBatch
     return prepared
   })
   for (let i = 1; i < events.length; i++) {
-    if (events[i]!.envelope.prev !== toBareHex(events[i - 1]!.leafHash)) {
+    if (events[i]!.envelope.prev !== events[i - 1]!.id.slice(2)) {
       const seq = events[i]!.envelope.seq
       throw new BaseError('EVENT_FORK', `event ${seq} does not link to event ${seq - 1} of the batch`, {
         details: { vehicle, seq },
@@ -245,7 +255,7 @@ async function appendInTransaction(
   const treeSizeBefore = Number(log.tree_size)
   const frontier = decodeFrontier(log.frontier, treeSizeBefore)
   let size = treeSizeBefore
-  const fresh: (PreparedEvent & { vehicleBytes: Uint8Array; index: number })[] = []
+  const fresh: FreshEvent[] = []
   const nodeLevels: number[] = []
   const nodeIndexes: number[] = []
   const nodeHashes: Uint8Array[] = []
@@ -293,15 +303,17 @@ async function appendInTransaction(
         hash = hashChildren(frontier.pop()!.hash, hash)
         level++
         index = Math.floor(index / 2)
-        nodeLevels.push(level)
-        nodeIndexes.push(index)
-        nodeHashes.push(hash)
+        if (level % NODE_STRIDE === 0) {
+          nodeLevels.push(level)
+          nodeIndexes.push(index)
+          nodeHashes.push(hash)
+        }
       }
       frontier.push({ level, hash })
-      fresh.push({ ...event, vehicleBytes: batch.vehicleBytes, index: size })
+      fresh.push({ event, vehicleBytes: batch.vehicleBytes, index: size })
       head.pendingFrom ??= event.envelope.seq
       head.pending.push({ leafHash: event.leafHash, index: size })
-      ids.push(toHex(event.leafHash))
+      ids.push(event.id)
       leafIndexes.push(size)
       size++
     }
@@ -415,7 +427,8 @@ async function admit(tx: Queryable, batch: PreparedBatch, head: Head): Promise<A
       },
     )
   }
-  for (const { envelope, payload } of fresh) {
+  for (const event of fresh) {
+    const { envelope, payload } = event
     if (envelope.time < timeMs) {
       throw new BaseError(
         'EVENT_TIME_REGRESSION',
@@ -439,7 +452,9 @@ async function admit(tx: Queryable, batch: PreparedBatch, head: Head): Promise<A
       }
       lastKm = km
     }
-    if (payload !== undefined && holdsNul(payload.data)) {
+    // Canonical JSON writes U+0000 as \u0000: without that text, no string holds one.
+    const json = event.payloadJson
+    if (payload !== undefined && (json === undefined || json.includes('\\u0000')) && holdsNul(payload.data)) {
       // PostgreSQL's jsonb cannot hold U+0000.
       throw new BaseError('EVENT_MALFORMED', `the payload of seq ${envelope.seq} holds a U+0000 character`, {
         details: { vehicle, seq: envelope.seq },
@@ -449,8 +464,10 @@ async function admit(tx: Queryable, batch: PreparedBatch, head: Head): Promise<A
   return { stored, fresh, timeMs, odometerKm: lastKm }
 }
 
+type FreshEvent = { event: PreparedEvent; vehicleBytes: Uint8Array; index: number }
+
 type Writes = {
-  fresh: (PreparedEvent & { vehicleBytes: Uint8Array; index: number })[]
+  fresh: FreshEvent[]
   nodeLevels: number[]
   nodeIndexes: number[]
   nodeHashes: Uint8Array[]
@@ -461,36 +478,56 @@ type Writes = {
   frontier: FrontierNode[]
 }
 
-/** Every write of a group in one statement (data-modifying CTEs), each row set one multi-row insert. */
+/**
+ * Every write of a group: the bulk rows (leaves, payloads, perfect subtrees) by binary COPY — no
+ * SQL parameters to serialize, no statement to parse per row — then one statement of
+ * data-modifying CTEs for the few per-batch and per-vehicle rows and the log head.
+ */
 async function writeAppends(tx: Queryable, engine: Database['engine'], writes: Writes): Promise<void> {
   const { fresh, checkpoints } = writes
-  const withPayload = fresh.filter((event) => event.payload !== undefined)
+  const leaves = new CopyBinaryWriter(fresh.length * 330)
+  const payloads = new CopyBinaryWriter(fresh.length * 160)
+  let payloadCount = 0
+  for (const { event, vehicleBytes, index } of fresh) {
+    const { envelope, payload } = event
+    leaves
+      .row(7)
+      .int8(index)
+      .bytes(event.leafHash)
+      .bytes(event.leafInput)
+      .bytes(vehicleBytes)
+      .int8(envelope.seq)
+      .int8(envelope.time)
+      .text(envelope.kind)
+    if (payload !== undefined) {
+      // jsonb does not keep key order: plain JSON.stringify is enough here (and native).
+      payloads
+        .row(3)
+        .int8(index)
+        .bytes(payload.salt)
+        .jsonb(event.payloadJson ?? JSON.stringify(payload.data))
+      payloadCount++
+    }
+  }
+  await tx.copyFrom(
+    'ledger_leaves (leaf_index, leaf_hash, leaf_input, vehicle, seq, time_ms, kind)',
+    leaves.end(),
+  )
+  if (payloadCount > 0) await tx.copyFrom('ledger_payloads (leaf_index, salt, data)', payloads.end())
+  if (writes.nodeLevels.length > 0) {
+    const nodes = new CopyBinaryWriter(writes.nodeLevels.length * 52)
+    writes.nodeLevels.forEach((level, i) => {
+      nodes.row(3).int2(level).int8(writes.nodeIndexes[i]!).bytes(writes.nodeHashes[i]!)
+    })
+    await tx.copyFrom('ledger_nodes (level, node_index, hash)', nodes.end())
+  }
+
   const changedHeads = [...writes.heads.values()].filter((head) => head.changed)
   const params: unknown[] = []
   const p = (value: unknown) => {
     params.push(value)
     return `$${params.length}`
   }
-  const leaves = rowSource(engine, p, [
-    { values: fresh.map((event) => event.index), type: 'bigint' },
-    { bytes: fresh.map((event) => event.leafHash), fixed: HASH_BYTES },
-    { bytes: fresh.map((event) => event.leafInput) },
-    { bytes: fresh.map((event) => event.vehicleBytes), fixed: 20 },
-    { values: fresh.map((event) => event.envelope.seq), type: 'bigint' },
-    { values: fresh.map((event) => event.envelope.time), type: 'bigint' },
-    { values: fresh.map((event) => event.envelope.kind), type: 'text' },
-  ])
-  const nodes = rowSource(engine, p, [
-    { values: writes.nodeLevels, type: 'smallint' },
-    { values: writes.nodeIndexes, type: 'bigint' },
-    { bytes: writes.nodeHashes, fixed: HASH_BYTES },
-  ])
-  const payloads = rowSource(engine, p, [
-    { values: withPayload.map((event) => event.index), type: 'bigint' },
-    { bytes: withPayload.map((event) => event.payload!.salt), fixed: SALT_BYTES },
-    // jsonb does not keep key order: plain JSON.stringify is enough here (and native).
-    { values: withPayload.map((event) => JSON.stringify(event.payload!.data)), type: 'jsonb' },
-  ])
   const signed = rowSource(engine, p, [
     { bytes: checkpoints.map((checkpoint) => checkpoint.vehicleBytes), fixed: 20 },
     { values: checkpoints.map((checkpoint) => checkpoint.seq), type: 'bigint' },
@@ -504,16 +541,8 @@ async function writeAppends(tx: Queryable, engine: Database['engine'], writes: W
     { values: changedHeads.map((h) => h.timeMs), type: 'bigint' },
     { values: changedHeads.map((h) => h.odometerKm ?? null), type: 'float8' },
   ])
-  const [leafIndex, leafHash, leafInput, vehicle, seq, time, kind] = leaves.columns
   await tx.query(
-    `with leaves as (
-       insert into ledger_leaves (leaf_index, leaf_hash, leaf_input, vehicle, seq, time_ms, kind)
-       select ${leafIndex}, ${leafHash}, ${leafInput}, ${vehicle}, ${seq}, ${time}, ${kind} from ${leaves.from}
-     ), nodes as (
-       insert into ledger_nodes (level, node_index, hash) select ${nodes.columns.join(', ')} from ${nodes.from}
-     ), payloads as (
-       insert into ledger_payloads (leaf_index, salt, data) select ${payloads.columns.join(', ')} from ${payloads.from}
-     ), checkpoints as (
+    `with checkpoints as (
        insert into ledger_checkpoints (vehicle, seq, leaf_hash, signature)
        select ${signed.columns.join(', ')} from ${signed.from}
        on conflict (vehicle, seq) do nothing
@@ -760,32 +789,51 @@ async function checkTreeSize(
   return checkpoint
 }
 
-/** Fetches perfect subtree hashes in one query: level 0 from the leaves, the rest from nodes. */
+/**
+ * `ledger_nodes` keeps the perfect subtrees of every NODE_STRIDE-th level only (4, 8, 12, …),
+ * one row per 2^4 leaves instead of one per leaf; a subtree of any other level is hashed on read
+ * from at most 2^(NODE_STRIDE-1) = 8 stored ones below it (level 0: the leaf hashes).
+ */
+const NODE_STRIDE = 4
+
+/**
+ * Fetches perfect subtree hashes in one query — stored ones directly, the others from the
+ * stored level below them — and hashes the latter up.
+ */
 async function fetchNodes(db: Queryable, refs: readonly NodeRef[]): Promise<(ref: NodeRef) => Uint8Array> {
-  const leaves = refs.filter((ref) => ref.level === 0).map((ref) => ref.index)
-  const inner = refs.filter((ref) => ref.level > 0)
+  const leaves = new Set<number>()
+  const inner = new Map<string, NodeRef>()
+  for (const { level, index } of refs) {
+    const base = level - (level % NODE_STRIDE)
+    const width = 2 ** (level - base)
+    for (let i = index * width; i < (index + 1) * width; i++) {
+      if (base === 0) leaves.add(i)
+      else inner.set(`${base}:${i}`, { level: base, index: i })
+    }
+  }
   const { rows } = await db.query<{ level: number; node_index: bigint; hash: Uint8Array }>(
     `select n.level::int as level, n.node_index, n.hash
        from ledger_nodes n join unnest($1::smallint[], $2::bigint[]) as r(level, node_index) using (level, node_index)
      union all
      select 0, leaf_index, leaf_hash from ledger_leaves where leaf_index = any($3::bigint[])`,
-    [inner.map((ref) => ref.level), inner.map((ref) => ref.index), leaves],
+    [[...inner.values()].map((ref) => ref.level), [...inner.values()].map((ref) => ref.index), [...leaves]],
   )
   const found = new Map<string, Uint8Array>()
   for (const row of rows) found.set(`${row.level}:${row.node_index}`, new Uint8Array(row.hash))
-  return (ref) => {
-    const hash = found.get(`${ref.level}:${ref.index}`)
+  const stored = (level: number, index: number) => {
+    const hash = found.get(`${level}:${index}`)
     if (hash === undefined) {
-      throw new BaseError(
-        'INTERNAL',
-        `perfect subtree (${ref.level}, ${ref.index}) is missing from ledger_nodes`,
-        {
-          details: { level: ref.level, index: ref.index },
-        },
-      )
+      throw new BaseError('INTERNAL', `perfect subtree (${level}, ${index}) is missing from the log`, {
+        details: { level, index },
+      })
     }
     return hash
   }
+  const subtree = (level: number, index: number, base: number): Uint8Array =>
+    level === base
+      ? stored(level, index)
+      : hashChildren(subtree(level - 1, 2 * index, base), subtree(level - 1, 2 * index + 1, base))
+  return (ref) => subtree(ref.level, ref.index, ref.level - (ref.level % NODE_STRIDE))
 }
 
 async function resolveStoredPlan(db: Queryable, plan: ProofPlan): Promise<Uint8Array[]> {
