@@ -4,8 +4,8 @@ import type { Address } from 'viem'
 import WebSocket from 'ws'
 import { AccessController } from './access-control.ts'
 import { buildRequest, LinkClient, requestAccess } from './link-client.ts'
-import { LinkServer } from './link-server.ts'
-import { MemoryAccessRecorder } from './recorder.ts'
+import { type GrantedHandler, LinkServer } from './link-server.ts'
+import { type AccessRecorder, MemoryAccessRecorder } from './recorder.ts'
 import { aGrant, FakeKeyState, testAccount } from './testing.ts'
 import { type KeyDomain, Scope } from './typed-data.ts'
 import { MemoryUseCounter } from './use-counter.ts'
@@ -16,22 +16,29 @@ const owner = testAccount(1)
 const grantee = testAccount(2)
 
 async function car(
-  options: { recorder?: MemoryAccessRecorder; challengeTtlMs?: number; relayBoundMs?: number } = {},
+  options: {
+    recorder?: AccessRecorder
+    challengeTtlMs?: number
+    relayBoundMs?: number
+    onGranted?: GrantedHandler
+  } = {},
 ) {
   const state = new FakeKeyState()
   state.owner = owner.address.toLowerCase() as Address
   const controller = new AccessController({ vehicle, domain, state, uses: new MemoryUseCounter() })
-  const recorder = options.recorder ?? new MemoryAccessRecorder(vehicle)
+  const recorder = new MemoryAccessRecorder(vehicle)
   const acted: number[] = []
   const server = new LinkServer({
     vehicle,
     controller,
-    recorder,
+    recorder: options.recorder ?? recorder,
     challengeTtlMs: options.challengeTtlMs,
     relayBoundMs: options.relayBoundMs,
-    onGranted: (decision) => {
-      acted.push(decision.action)
-    },
+    onGranted:
+      options.onGranted ??
+      ((decision) => {
+        acted.push(decision.action)
+      }),
   })
   const url = await server.listen()
   return { server, url, recorder, acted }
@@ -80,16 +87,40 @@ describe('the link server', () => {
   })
 
   test('a recorder failure answers INTERNAL and the car does not act', async (t) => {
-    const recorder = new MemoryAccessRecorder(vehicle)
-    recorder.record = async () => {
+    const grant = await aGrant({ signer: owner, domain, vehicle, grantee: grantee.address })
+    const failing = new MemoryAccessRecorder(vehicle)
+    failing.recordNow = () => {
       throw new Error('disk full')
     }
-    const { server, url, acted } = await car({ recorder })
-    t.after(() => server.close())
+    // one that records at once (the link answers without yielding), one that only records async
+    for (const recorder of [failing, { record: async () => Promise.reject(new Error('disk full')) }]) {
+      const { server, url, acted } = await car({ recorder })
+      t.after(() => server.close())
+      const result = await requestAccess({ link: url, signer: grantee, domain, grant, action: Scope.UNLOCK })
+      assert.deepEqual([result.ok, result.code, result.eventId], [false, 'INTERNAL', null])
+      assert.deepEqual(acted, [])
+    }
+  })
+
+  test('an action that fails or waits is answered after it, with the access event named', async (t) => {
     const grant = await aGrant({ signer: owner, domain, vehicle, grantee: grantee.address })
-    const result = await requestAccess({ link: url, signer: grantee, domain, grant, action: Scope.UNLOCK })
-    assert.deepEqual([result.ok, result.code, result.eventId], [false, 'INTERNAL', null])
-    assert.deepEqual(acted, [])
+    for (const [onGranted, code] of [
+      [
+        () => {
+          throw new Error('actuator stuck')
+        },
+        'INTERNAL',
+      ],
+      [() => Promise.reject(new Error('actuator stuck')), 'INTERNAL'],
+      [() => new Promise<void>((resolve) => setTimeout(resolve, 20)), 'OK'],
+    ] as const) {
+      const { server, url, recorder } = await car({ onGranted })
+      t.after(() => server.close())
+      const result = await requestAccess({ link: url, signer: grantee, domain, grant, action: Scope.UNLOCK })
+      assert.deepEqual([result.ok, result.code], [code === 'OK', code])
+      assert.equal(result.eventId, recorder.events.at(-1)?.id)
+      assert.equal(recorder.events.at(-1)?.envelope.kind, 'access.used')
+    }
   })
 
   test('a relay bound longer than the challenge lifetime is a configuration error', () => {

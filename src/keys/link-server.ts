@@ -167,12 +167,23 @@ export class LinkServer {
     socket.on('message', (data, isBinary) => {
       const receivedAtMs = this.#clock()
       // One frame at a time, in order; an idle session handles the frame at once.
-      session.inFlight++
-      const handle = () =>
-        this.#handle(session, data, isBinary, receivedAtMs).finally(() => {
-          session.inFlight--
-        })
-      session.queue = session.inFlight === 1 ? handle() : session.queue.then(handle)
+      const done = () => {
+        session.inFlight--
+      }
+      if (++session.inFlight > 1) {
+        session.queue = session.queue
+          .then(() => this.#handle(session, data, isBinary, receivedAtMs))
+          .finally(done)
+        return
+      }
+      let pending: Promise<void> | undefined
+      try {
+        const handled = this.#handle(session, data, isBinary, receivedAtMs)
+        if (handled) pending = handled
+      } finally {
+        if (!pending) done()
+      }
+      if (pending) session.queue = pending.finally(done)
     })
     socket.on('close', () => {
       clearTimeout(session.timer)
@@ -209,7 +220,12 @@ export class LinkServer {
     session.timer.unref()
   }
 
-  async #handle(session: Session, data: unknown, isBinary: boolean, receivedAtMs: number): Promise<void> {
+  /**
+   * One frame: parse, session checks, decision, the attempt's event, the action, the answer.
+   * Synchronous from frame to answer when the recorder can record at once (`recordNow`) and the
+   * action does not wait; otherwise a promise of the answer.
+   */
+  #handle(session: Session, data: unknown, isBinary: boolean, receivedAtMs: number): void | Promise<void> {
     const current = session.current
     const elapsedMs = current ? receivedAtMs - current.sentAtMs : -1
     let decision: AccessDecision | undefined
@@ -242,19 +258,57 @@ export class LinkServer {
     }
     if (request !== undefined || current) this.#retire(session, 'used')
     const ok = code === 'OK'
+    const kind = ok ? 'access.used' : 'access.denied'
+    const { recorder } = this.#options
+    if (recorder.recordNow === undefined)
+      return this.#recordThenAnswer(session, kind, decision, code, request, elapsedMs)
+    let eventId: Hex | null = null
+    let acting: Promise<void> | undefined
+    try {
+      eventId = recorder.recordNow(kind, eventData(code, decision, request, elapsedMs))
+      const act = ok && decision ? this.#options.onGranted?.(decision, eventId) : undefined
+      if (act) acting = act
+    } catch {
+      code = 'INTERNAL'
+    }
+    if (!acting) return this.#answer(session, decision, code, eventId, elapsedMs)
+    const id = eventId
+    return acting.then(
+      () => this.#answer(session, decision, code, id, elapsedMs),
+      () => this.#answer(session, decision, 'INTERNAL', id, elapsedMs),
+    )
+  }
+
+  /** `#handle`'s second half with a recorder that only records asynchronously. */
+  async #recordThenAnswer(
+    session: Session,
+    kind: 'access.used' | 'access.denied',
+    decision: AccessDecision | undefined,
+    code: 'OK' | ErrorCode,
+    request: ParsedRequest | undefined,
+    elapsedMs: number,
+  ): Promise<void> {
     let eventId: Hex | null = null
     try {
-      eventId = await this.#options.recorder.record(
-        ok ? 'access.used' : 'access.denied',
-        eventData(code, decision, request, elapsedMs),
-      )
-      if (ok && decision) {
+      eventId = await this.#options.recorder.record(kind, eventData(code, decision, request, elapsedMs))
+      if (code === 'OK' && decision) {
         const acting = this.#options.onGranted?.(decision, eventId)
         if (acting) await acting
       }
     } catch {
       code = 'INTERNAL'
     }
+    this.#answer(session, decision, code, eventId, elapsedMs)
+  }
+
+  /** Sends the result, tells the observers, then the next challenge (or closes the session). */
+  #answer(
+    session: Session,
+    decision: AccessDecision | undefined,
+    code: 'OK' | ErrorCode,
+    eventId: Hex | null,
+    elapsedMs: number,
+  ): void {
     const result: ResultMessage = { type: 'result', ok: code === 'OK', code, eventId }
     if (session.socket.readyState === session.socket.OPEN) session.socket.send(JSON.stringify(result))
     for (const observer of this.#observers) observer({ decision, code, eventId, elapsedMs })

@@ -16,6 +16,11 @@ import type { JsonValue } from '../ledger/jcs.ts'
 export interface AccessRecorder {
   record(kind: EventKind, data: JsonValue): Promise<Hex>
   /**
+   * Optional: `record` for recorders that build the event at once; returns its id, or throws
+   * when the event was not recorded. The link then answers without yielding to the event loop.
+   */
+  recordNow?(kind: EventKind, data: JsonValue): Hex
+  /**
    * Optional: records an event whose id the caller does not need (the door event of an unlock).
    * It takes its place in the order and its time at the call; building and writing it may wait
    * until after the current answer. Throws if the event cannot be accepted.
@@ -42,6 +47,10 @@ export class MemoryAccessRecorder implements AccessRecorder {
   }
 
   async record(kind: EventKind, data: JsonValue): Promise<Hex> {
+    return this.recordNow(kind, data)
+  }
+
+  recordNow(kind: EventKind, data: JsonValue): Hex {
     this.#buildLater()
     const event = this.#chain.append({ kind, time: this.#clock(), data })
     this.#events.push(event)

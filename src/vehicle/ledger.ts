@@ -186,14 +186,19 @@ export class VehicleLedger implements AccessRecorder, VehicleAgentPlugin {
    */
   record(kind: EventKind, data: JsonValue): Promise<Hex> {
     try {
-      this.#buildLater()
-      const event = this.#chain.append({ kind, time: this.#time(), data })
-      this.#unwritten.push(event)
-      this.#scheduleCommit()
-      return Promise.resolve(event.id)
+      return Promise.resolve(this.recordNow(kind, data))
     } catch (error) {
       return Promise.reject(error)
     }
+  }
+
+  /** `record`, returning the id at once (the link answers without yielding); throws instead. */
+  recordNow(kind: EventKind, data: JsonValue): Hex {
+    this.#buildLater()
+    const event = this.#chain.append({ kind, time: this.#time(), data })
+    this.#unwritten.push(event)
+    this.#scheduleCommit()
+    return event.id
   }
 
   /**
