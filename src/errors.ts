@@ -45,6 +45,10 @@ export const errorCodes = {
   CHAIN_MISMATCH: code(409, 'The chain is not the one the data directory was deployed to.'),
   CHAIN_TX_FAILED: code(502, 'A transaction reverted or was dropped.', true),
   DEPLOYMENT_FAILED: code(500, 'Deploying the contracts failed.'),
+  DEPLOYMENT_OUTDATED: code(
+    409,
+    'The recorded contracts are from another version of Carchain; use a fresh data directory or chain.',
+  ),
   DEPLOYMENT_MISSING: code(404, 'No Carchain contracts are deployed on this chain; run `carchain deploy`.'),
   ARTIFACTS_STALE: code(500, 'Generated contract artifacts are out of date; run `npm run generate`.'),
   // database

@@ -9,7 +9,7 @@
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { Abi, Address, Hash, Hex } from 'viem'
+import { type Abi, type Address, type Hash, type Hex, keccak256 } from 'viem'
 import { BaseError } from '../errors.ts'
 import { writeFileAtomic } from '../fs-atomic.ts'
 import type { ChainClients } from './clients.ts'
@@ -25,7 +25,13 @@ export const contractNames = [
 ] as const
 export type ContractName = (typeof contractNames)[number]
 
-export type DeployedContract = { address: Address; txHash: Hash; blockNumber: string }
+export type DeployedContract = {
+  address: Address
+  txHash: Hash
+  blockNumber: string
+  /** keccak256 of the creation bytecode deployed: which version of the contract this is. */
+  codeHash?: Hex
+}
 export type Deployment = {
   chainId: number
   deployer: Address
@@ -122,7 +128,10 @@ export async function deployContracts(
       contractNames.map((name) => publicClient.getCode({ address: recorded.contracts[name].address })),
     )
     const missing = contractNames.filter((_, i) => !codes[i] || codes[i] === '0x')
-    if (missing.length === 0) return { deployment: recorded, deployedNow: false }
+    if (missing.length === 0) {
+      checkCurrent(recorded, deploymentPath(dataDir, chain.id))
+      return { deployment: recorded, deployedNow: false }
+    }
     if (!parameters.redeployMissing)
       throw new BaseError(
         'CHAIN_MISMATCH',
@@ -170,6 +179,7 @@ export async function deployContracts(
       address: receipt.contractAddress,
       txHash: receipt.transactionHash,
       blockNumber: receipt.blockNumber.toString(),
+      codeHash: keccak256(spec.bytecode),
     }
   }
   const deployment: Deployment = {
@@ -181,4 +191,22 @@ export async function deployContracts(
   mkdirSync(join(dataDir, 'deployments'), { recursive: true })
   writeFileAtomic(deploymentPath(dataDir, chain.id), `${JSON.stringify(deployment, null, 2)}\n`)
   return { deployment, deployedNow: true }
+}
+
+/**
+ * A live recorded deployment must be of the contracts this code speaks to: a record from another
+ * version of Carchain (a changed contract, or a record from before code hashes were kept) would
+ * fail later with opaque reverts, so it is refused here with DEPLOYMENT_OUTDATED.
+ */
+function checkCurrent(recorded: Deployment, path: string): void {
+  const outdated = contractNames.filter((name) => {
+    const spec = specs[(aliases[name] ?? name) as keyof typeof specs]
+    return recorded.contracts[name].codeHash !== keccak256(spec.bytecode)
+  })
+  if (outdated.length > 0)
+    throw new BaseError(
+      'DEPLOYMENT_OUTDATED',
+      `${path} records contracts from another version of Carchain (${outdated.join(', ')} differ): start on a fresh data directory, or deploy to a fresh chain`,
+      { details: { outdated, record: path } },
+    )
 }
