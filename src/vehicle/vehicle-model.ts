@@ -53,8 +53,8 @@ export class VehicleModel {
 
   /** Acts out one granted action bit. */
   apply(action: number): ActionOutcome {
-    const before = JSON.stringify(this.#status)
     const s = this.#status
+    const before = { ...s }
     switch (action) {
       case Scope.UNLOCK:
         s.locked = false
@@ -76,7 +76,12 @@ export class VehicleModel {
         break
     }
     const kind = VehicleModel.eventKind(action)
-    return { kind, changed: JSON.stringify(s) !== before, status: this.status() }
+    const changed =
+      s.locked !== before.locked ||
+      s.trunkOpen !== before.trunkOpen ||
+      s.engineOn !== before.engineOn ||
+      s.chargePortOpen !== before.chargePortOpen
+    return { kind, changed, status: this.status() }
   }
 
   /** Closes the trunk (its lid is shut by hand). */
