@@ -7,7 +7,7 @@ import { loadMigrations, migrate } from '../db/migrate.ts'
 import { isErrorCode } from '../errors.ts'
 import { fromHex, toBareHex, toHex } from './bytes.ts'
 import { type BuiltEvent, createEventChain, type EventChain, type VehicleAddress } from './envelope.ts'
-import { buildMerkleTree, hashChildren, verifyConsistency, verifyInclusion } from './merkle.ts'
+import { buildMerkleTree, hashChildren, rangeNodes, verifyConsistency, verifyInclusion } from './merkle.ts'
 import {
   appendBatch,
   appendBatches,
@@ -320,10 +320,9 @@ for (const engine of engines) {
     })
   })
 
-  describe(`ledger store on ${engine}: perfect subtrees of every 4th level, and a data dir from before`, () => {
+  describe(`ledger store on ${engine}: a data dir from before migrations 6 and 7`, () => {
     let db: Database
     before(async () => {
-      // The schema as it was before migration 6, when ledger_nodes held every level.
       db = await freshDatabase(
         engine,
         loadMigrations().filter((migration) => migration.version < 6),
@@ -333,16 +332,13 @@ for (const engine of engines) {
       await db.close()
     })
 
-    it('serves every root and proof of a tree past level 8, before and after the migration', async () => {
+    it('carries the log over: every root and proof past level 8, payloads, erasures, heads', async () => {
+      // The log as the writer before migration 6 left it: every perfect subtree in ledger_nodes,
+      // payloads in their own table.
       const chains = [51, 52, 53].map((n) => createEventChain({ vehicle: vehicleAt(n) }))
       const all: BuiltEvent[] = []
-      for (const [i, size] of [300, 1, 250, 17, 100].entries()) {
-        const chain = chains[i % chains.length]!
-        const batch = events(chain, size, 1_000 * (i + 1))
-        await append(db, chain.vehicle, batch)
-        all.push(...batch)
-      }
-      // What the old writer left besides: the perfect subtrees of every other level ≥ 1.
+      for (const [i, size] of [300, 1, 250, 17, 100].entries())
+        all.push(...events(chains[i % 3]!, size, 1_000 * (i + 1)))
       const levels: Uint8Array[][] = [all.map((event) => event.leafHash)]
       while (levels.at(-1)!.length > 1) {
         const below = levels.at(-1)!
@@ -350,30 +346,55 @@ for (const engine of engines) {
           Array.from({ length: below.length >> 1 }, (_, i) => hashChildren(below[2 * i]!, below[2 * i + 1]!)),
         )
       }
-      const old = levels.flatMap((hashes, level) =>
-        level === 0 || level % 4 === 0 ? [] : hashes.map((hash, index) => ({ level, index, hash })),
+      const tree = buildMerkleTree({ leafHashes: all.map((event) => event.leafHash) })
+      const nodes = levels.flatMap((hashes, level) =>
+        level === 0 ? [] : hashes.map((hash, index) => ({ level, index, hash })),
+      )
+      const frontier = rangeNodes(0, all.length).map((ref) => levels[ref.level]![ref.index]!)
+      await db.query(
+        `insert into ledger_leaves (leaf_index, leaf_hash, leaf_input, vehicle, seq, time_ms, kind)
+         select * from unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::bytea[], $5::bigint[], $6::bigint[], $7::text[])`,
+        [
+          all.map((_, i) => i),
+          all.map((e) => e.leafHash),
+          all.map((e) => e.leafInput),
+          all.map((e) => fromHex(e.envelope.vehicle, 'v')),
+          all.map((e) => e.envelope.seq),
+          all.map((e) => e.envelope.time),
+          all.map((e) => e.envelope.kind),
+        ],
+      )
+      // Payloads: one erased, one never stored.
+      const stored = all.map((_, i) => i).filter((i) => i !== 7)
+      await db.query(
+        `insert into ledger_payloads (leaf_index, salt, data, erased_at)
+         select i, case when i = 5 then null else s end, case when i = 5 then null else d end,
+                case when i = 5 then now() end
+           from unnest($1::bigint[], $2::bytea[], $3::jsonb[]) as r(i, s, d)`,
+        [
+          stored,
+          stored.map((i) => all[i]!.payload.salt),
+          stored.map((i) => JSON.stringify(all[i]!.payload.data)),
+        ],
       )
       await db.query(
         `insert into ledger_nodes (level, node_index, hash)
          select * from unnest($1::smallint[], $2::bigint[], $3::bytea[])`,
-        [old.map((n) => n.level), old.map((n) => n.index), old.map((n) => n.hash)],
+        [nodes.map((n) => n.level), nodes.map((n) => n.index), nodes.map((n) => n.hash)],
       )
-      const tree = buildMerkleTree({ leafHashes: all.map((event) => event.leafHash) })
-      const check = () =>
-        fc.assert(
-          fc.asyncProperty(fc.nat(), fc.nat(), fc.nat(), async (a, b, c) => {
-            const second = 1 + (a % tree.size)
-            const first = 1 + (b % second)
-            const leafIndex = c % second
-            assert.equal(await getRootAt(db, second), toHex(tree.rootAt(second)))
-            const inclusion = await getInclusionProof(db, all[leafIndex]!.id, second)
-            assert.deepEqual(inclusion.auditPath, tree.inclusionProof(leafIndex, second).map(toHex))
-            const consistency = await getConsistencyProof(db, first, second)
-            assert.deepEqual(consistency.proof, tree.consistencyProof(first, second).map(toHex))
-          }),
-          { numRuns: 30 },
+      await db.query('update ledger_log set tree_size = $1, root_hash = $2, frontier = $3', [
+        all.length,
+        tree.rootHash,
+        Buffer.concat(frontier),
+      ])
+      for (const chain of chains) {
+        const last = all.filter((e) => e.envelope.vehicle === chain.vehicle).at(-1)!
+        await db.query(
+          `insert into ledger_vehicles (vehicle, last_seq, last_leaf_hash, last_time_ms) values ($1, $2, $3, $4)`,
+          [fromHex(chain.vehicle, 'v'), last.envelope.seq, last.leafHash, last.envelope.time],
         )
-      await check()
+      }
+
       await migrate(db)
       const { rows } = await db.query<{ level: number; count: bigint }>(
         'select level::int as level, count(*) as count from ledger_nodes group by level order by level',
@@ -385,16 +406,37 @@ for (const engine of engines) {
           [8, tree.size >> 8],
         ],
       )
-      await check()
-      assert.equal((await getCheckpoint(db)).rootHash, toHex(tree.rootHash))
-      // Appending goes on from the migrated log.
+      assert.deepEqual(await getCheckpoint(db), { treeSize: tree.size, rootHash: toHex(tree.rootHash) })
+      await fc.assert(
+        fc.asyncProperty(fc.nat(), fc.nat(), fc.nat(), async (a, b, c) => {
+          const second = 1 + (a % tree.size)
+          const first = 1 + (b % second)
+          const leafIndex = c % second
+          assert.equal(await getRootAt(db, second), toHex(tree.rootAt(second)))
+          const inclusion = await getInclusionProof(db, all[leafIndex]!.id, second)
+          assert.deepEqual(inclusion.auditPath, tree.inclusionProof(leafIndex, second).map(toHex))
+          const consistency = await getConsistencyProof(db, first, second)
+          assert.deepEqual(consistency.proof, tree.consistencyProof(first, second).map(toHex))
+        }),
+        { numRuns: 30 },
+      )
+      assert.deepEqual(await getPayload(db, all[6]!.id), all[6]!.payload)
+      await assert.rejects(getPayload(db, all[5]!.id), (e) => isErrorCode(e, 'PAYLOAD_ERASED'))
+      await assert.rejects(getPayload(db, all[7]!.id), (e) => isErrorCode(e, 'NOT_FOUND'))
+      assert.equal(await erasePayload(db, all[7]!.id), false)
+      assert.equal(await erasePayload(db, all[6]!.id), true)
+      await assert.rejects(getPayload(db, all[6]!.id), (e) => isErrorCode(e, 'PAYLOAD_ERASED'))
+      assert.deepEqual((await getEvent(db, all[600]!.id)).envelope, all[600]!.envelope)
+      // Appending goes on from the migrated log and heads.
       const more = events(chains[0]!, 40, 9_000)
       const result = await append(db, chains[0]!.vehicle, more)
       all.push(...more)
+      assert.equal(result.leafIndexes[0], tree.size)
       assert.equal(
         result.rootHash,
         toHex(buildMerkleTree({ leafHashes: all.map((event) => event.leafHash) }).rootHash),
       )
+      assert.deepEqual(await getPayload(db, more[3]!.id), more[3]!.payload)
     })
   })
 }

@@ -485,13 +485,11 @@ type Writes = {
  */
 async function writeAppends(tx: Queryable, engine: Database['engine'], writes: Writes): Promise<void> {
   const { fresh, checkpoints } = writes
-  const leaves = new CopyBinaryWriter(fresh.length * 330)
-  const payloads = new CopyBinaryWriter(fresh.length * 160)
-  let payloadCount = 0
+  const leaves = new CopyBinaryWriter(fresh.length * 512)
   for (const { event, vehicleBytes, index } of fresh) {
     const { envelope, payload } = event
     leaves
-      .row(7)
+      .row(9)
       .int8(index)
       .bytes(event.leafHash)
       .bytes(event.leafInput)
@@ -499,21 +497,15 @@ async function writeAppends(tx: Queryable, engine: Database['engine'], writes: W
       .int8(envelope.seq)
       .int8(envelope.time)
       .text(envelope.kind)
-    if (payload !== undefined) {
-      // jsonb does not keep key order: plain JSON.stringify is enough here (and native).
-      payloads
-        .row(3)
-        .int8(index)
-        .bytes(payload.salt)
-        .jsonb(event.payloadJson ?? JSON.stringify(payload.data))
-      payloadCount++
-    }
+    // jsonb does not keep key order: any JSON text of the data will do (the canonical one is at hand).
+    if (payload !== undefined)
+      leaves.bytes(payload.salt).jsonb(event.payloadJson ?? JSON.stringify(payload.data))
+    else leaves.null().null()
   }
   await tx.copyFrom(
-    'ledger_leaves (leaf_index, leaf_hash, leaf_input, vehicle, seq, time_ms, kind)',
+    'ledger_leaves (leaf_index, leaf_hash, leaf_input, vehicle, seq, time_ms, kind, salt, data)',
     leaves.end(),
   )
-  if (payloadCount > 0) await tx.copyFrom('ledger_payloads (leaf_index, salt, data)', payloads.end())
   if (writes.nodeLevels.length > 0) {
     const nodes = new CopyBinaryWriter(writes.nodeLevels.length * 52)
     writes.nodeLevels.forEach((level, i) => {
@@ -895,12 +887,11 @@ export async function getPayload(db: Queryable, id: Hex | Uint8Array): Promise<P
   const leafHash = typeof id === 'string' ? fromHex(id, 'id', HASH_BYTES) : id
   const row = (
     await db.query<{ salt: Uint8Array | null; data: unknown; erased_at: Date | null }>(
-      `select p.salt, p.data, p.erased_at from ledger_payloads p
-         join ledger_leaves l using (leaf_index) where l.leaf_hash = $1`,
+      'select salt, data, erased_at from ledger_leaves where leaf_hash = $1',
       [leafHash],
     )
   ).rows[0]
-  if (row === undefined) {
+  if (row === undefined || (row.salt === null && row.erased_at === null)) {
     throw new BaseError('NOT_FOUND', `no payload for event ${toHex(leafHash)}`, {
       details: { id: toHex(leafHash) },
     })
@@ -920,9 +911,8 @@ export async function getPayload(db: Queryable, id: Hex | Uint8Array): Promise<P
 export async function erasePayload(db: Queryable, id: Hex | Uint8Array): Promise<boolean> {
   const leafHash = typeof id === 'string' ? fromHex(id, 'id', HASH_BYTES) : id
   const { rows } = await db.query(
-    `update ledger_payloads p set salt = null, data = null, erased_at = now()
-       from ledger_leaves l
-      where l.leaf_index = p.leaf_index and l.leaf_hash = $1 and p.erased_at is null
+    `update ledger_leaves set salt = null, data = null, erased_at = now()
+      where leaf_hash = $1 and salt is not null
      returning 1`,
     [leafHash],
   )
@@ -932,9 +922,8 @@ export async function erasePayload(db: Queryable, id: Hex | Uint8Array): Promise
 /** Erases every payload of a vehicle (e.g. a right-to-erasure request); returns how many. */
 export async function eraseVehicle(db: Queryable, vehicle: VehicleAddress): Promise<number> {
   const { rows } = await db.query(
-    `update ledger_payloads p set salt = null, data = null, erased_at = now()
-       from ledger_leaves l
-      where l.leaf_index = p.leaf_index and l.vehicle = $1 and p.erased_at is null
+    `update ledger_leaves set salt = null, data = null, erased_at = now()
+      where vehicle = $1 and salt is not null
      returning 1`,
     [fromHex(vehicle, 'vehicle', 20)],
   )

@@ -47,10 +47,10 @@ export async function listVehicleEvents(
     data: JsonValue | null
     erased_at: Date | null
   }>(
-    `select l.leaf_index, l.leaf_hash, l.leaf_input, l.seq, l.time_ms, l.kind, p.salt, p.data, p.erased_at
-       from ledger_leaves l left join ledger_payloads p on p.leaf_index = l.leaf_index
-      where l.vehicle = $1 and ($2::bigint is null or l.seq < $2)
-      order by l.seq desc limit $3`,
+    `select leaf_index, leaf_hash, leaf_input, seq, time_ms, kind, salt, data, erased_at
+       from ledger_leaves
+      where vehicle = $1 and ($2::bigint is null or seq < $2)
+      order by seq desc limit $3`,
     [fromHex(parameters.vehicle, 'vehicle', 20), parameters.beforeSeq ?? null, limit],
   )
   return rows.map((row) => ({
