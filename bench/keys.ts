@@ -6,7 +6,9 @@
  *   request frame's arrival to the answer handed to the socket; over the fastest secp256k1
  *   verification measured in the same round (OpenSSL, noble, noble with the car's cached key
  *   table, the charger's fixed-base window tables). The same car with an in-memory recorder
- *   (no fdatasync) runs every third unlock, so the detail shows what durability costs.
+ *   (no fdatasync) runs every third unlock, so the detail shows what durability costs; the detail
+ *   also has the fastest primitive timed the way the car meets it (once, right after an online
+ *   unlock), to tell the cold caches' share from the car's own work.
  * - `unlock.online_over_offline`: the phone's view of one unlock. Offline: challenge (already
  *   pushed by the car), sign, send, result over the loopback link. Online: the node's HTTP routes
  *   (`keyRoutes`: challenge, sign, unlock — the node reads the chain per request and signs a
@@ -106,6 +108,42 @@ async function fixedTableFloor(count: number): Promise<number> {
   for (let i = 0; i < count; i++)
     if (!check()) throw new BaseError('INTERNAL', 'a valid secp256k1 signature failed to verify')
   return ((performance.now() - started) * 1000) / count
+}
+
+/**
+ * For the detail only (the floor stays the warm loops' fastest): the fixed-table verification of
+ * a fresh signature, timed once right after `disturb` ran — as the car's verification comes, after
+ * the phone, the node and the chain had the cores. Median µs over `count`.
+ */
+async function fixedTableAfter(count: number, disturb: () => Promise<unknown>): Promise<number> {
+  const account = privateKeyToAccount(generatePrivateKey())
+  const big = (bytes: Uint8Array) => BigInt(`0x${Buffer.from(bytes).toString('hex')}`)
+  const publicKey = Buffer.from(account.publicKey.slice(2), 'hex')
+  const table = fixedTable(big(publicKey.subarray(1, 33)), big(publicKey.subarray(33, 65)))
+  const checks = []
+  for (let i = 0; i < count; i++) {
+    const digest = randomBytes(32)
+    const signature = Buffer.from(
+      (await account.sign({ hash: `0x${digest.toString('hex')}` })).slice(2),
+      'hex',
+    )
+    const recovery = (signature[64]! - 27) as 0 | 1
+    checks.push([
+      big(digest),
+      big(signature.subarray(0, 32)),
+      big(signature.subarray(32, 64)),
+      recovery,
+    ] as const)
+  }
+  const times: number[] = []
+  for (const [z, r, s, recovery] of checks) {
+    await disturb()
+    const started = performance.now()
+    if (!verifyRecoverable(table, z, r, s, recovery))
+      throw new BaseError('INTERNAL', 'a valid secp256k1 signature failed to verify')
+    times.push((performance.now() - started) * 1000)
+  }
+  return median(times)
 }
 
 /** The floor of one round: the fastest primitive, and each of them for the detail. */
@@ -262,6 +300,7 @@ export async function benchKeys(chain: TestChain, options: BenchOptions): Promis
   const perRound = options.quick ? 15 : 60
   const floorCount = options.quick ? 100 : 400
   const floors: Awaited<ReturnType<typeof floorMicros>>[] = []
+  const afterOnline: number[] = []
   const decisions: number[] = []
   const noSyncMedians: number[] = []
   const noSyncOverOffline: number[] = []
@@ -295,7 +334,10 @@ export async function benchKeys(chain: TestChain, options: BenchOptions): Promis
         }
       }
       const carMs = median(car)
+      // after the round's unlocks, so that it cannot warm the car for them
+      const verifyAfterOnline = await fixedTableAfter(options.quick ? 5 : 20, onlineUnlockOnce)
       if (round >= 0) {
+        afterOnline.push(verifyAfterOnline)
         floors.push(floor)
         decisions.push(decision)
         carMedians.push(carMs)
@@ -328,6 +370,10 @@ export async function benchKeys(chain: TestChain, options: BenchOptions): Promis
           carSideWithoutSyncMicros: micros(noSyncMedians),
           withoutSyncOverFloor: round3(median(noSyncMedians.map((m, i) => (m * 1000) / floors[i]!.fastest))),
           decisionOverFloor: round3(median(decisions.map((d, i) => d / floors[i]!.fastest))),
+          verifyAfterOnlineMicros: afterOnline.map(round3),
+          verifyAfterOnlineOverFloor: round3(median(afterOnline.map((v, i) => v / floors[i]!.fastest))),
+          verifyAfterOnlineNote:
+            'one fixed-table verification of a fresh signature right after an online unlock, as the car meets its own: caches cold; not the floor',
           primitivesMicros: {
             openssl: round3(median(floors.map((f) => f.openssl))),
             noble: round3(median(floors.map((f) => f.noble))),
