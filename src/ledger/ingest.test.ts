@@ -379,3 +379,88 @@ describe('parseBatch', () => {
     )
   })
 })
+
+describe('createBatchIngester on a worker thread', () => {
+  it('answers and refuses exactly as verifying on this thread does', async () => {
+    const other = aP256Signer()
+    const keyOf = async (v: VehicleAddress) => {
+      if (v === `0x${'dd'.repeat(20)}`) throw new BaseError('DB_UNREACHABLE', 'no database')
+      return v === vehicle ? key.publicKey : v === `0x${'ee'.repeat(20)}` ? other.publicKey : undefined
+    }
+    const chain = createEventChain({ vehicle })
+    const events = [
+      chain.append({ kind: 'odometer', time: 1, data: { km: 3 } }),
+      chain.append({ kind: 'telemetry', time: 2, data: { z: 1, a: [{ y: 2, b: 'ü' }] } }),
+    ]
+    const good = await createBatch({ events, signer: key.signer })
+    const bare = await createBatch({ events: events.slice(1), signer: key.signer, withoutPayloads: true })
+    const forged = await createBatch({ events, signer: other.signer })
+    const of = async (v: string) =>
+      createBatch({
+        events: [createEventChain({ vehicle: v }).append({ kind: 'door.locked', time: 1, data: {} })],
+        signer: key.signer,
+      })
+    const unregistered = await of(`0x${'ab'.repeat(20)}`)
+    const lookupFails = await of(`0x${'dd'.repeat(20)}`)
+    const variants: [string, unknown, VehicleAddress | undefined][] = [
+      ['good', good, undefined],
+      ['good, authenticated', good, vehicle],
+      ['another authenticated vehicle', good, `0x${'ee'.repeat(20)}`],
+      ['without payloads', bare, undefined],
+      ['odometer without payload', { ...bare, events: [{ envelope: events[0]!.envelope }] }, undefined],
+      ['bad signature', forged, undefined],
+      ['malformed', { ...good, extra: 1 }, undefined],
+      ['not an object', 'nope', undefined],
+      ['unregistered', unregistered, undefined],
+      ['key lookup fails', lookupFails, undefined],
+      ['key lookup fails, malformed first', { ...lookupFails, events: [] }, undefined],
+      ['a function inside', { ...good, events: [{ ...good.events[0], payload: () => 1 }] }, undefined],
+    ]
+    const outcomes = async (verifyOnWorker: boolean) => {
+      const db = await freshDatabase('pglite')
+      try {
+        const ingester = createBatchIngester(db, { resolveVehicleKey: keyOf, verifyOnWorker })
+        const results: unknown[] = []
+        for (const [name, batch, authenticated] of variants) {
+          try {
+            const result = await ingester.ingest(batch, authenticated)
+            results.push([name, 'ok', result.ids, result.leafIndexes, result.duplicates, result.rootHash])
+          } catch (error) {
+            assert.ok(error instanceof BaseError, name)
+            results.push([name, error.code, error.shortMessage, error.details])
+          }
+        }
+        results.push(await getPayload(db, events[1]!.id))
+        // Everything stored, byte for byte (the worker's bytes, this thread's envelope fields).
+        results.push(
+          (await db.query('select * from ledger_leaves order by leaf_index')).rows,
+          (await db.query('select vehicle, seq, leaf_hash, signature from ledger_checkpoints order by seq'))
+            .rows,
+          (await db.query('select * from ledger_vehicles')).rows.map((row) => ({ ...row, updated_at: 0 })),
+        )
+        return results
+      } finally {
+        await db.close()
+      }
+    }
+    const onWorker = await outcomes(true)
+    assert.deepEqual(onWorker, await outcomes(false))
+    assert.deepEqual(
+      onWorker.slice(0, variants.length).map((outcome) => (outcome as string[])[1]),
+      [
+        'ok',
+        'ok',
+        'EVENT_VEHICLE_MISMATCH',
+        'ok',
+        'EVENT_MALFORMED',
+        'EVENT_BAD_SIGNATURE',
+        'EVENT_MALFORMED',
+        'EVENT_MALFORMED',
+        'VEHICLE_NOT_REGISTERED',
+        'DB_UNREACHABLE',
+        'EVENT_MALFORMED',
+        'EVENT_MALFORMED',
+      ],
+    )
+  })
+})

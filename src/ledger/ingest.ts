@@ -15,6 +15,7 @@
  * continuity with the stored chain, time and odometer. The answer comes only after commit.
  */
 import { hash, type KeyObject } from 'node:crypto'
+import { availableParallelism } from 'node:os'
 import type { Database } from '../db/database.ts'
 import { BaseError } from '../errors.ts'
 import { equalBytes, fromHex, type Hex, toBareHex, toHex } from './bytes.ts'
@@ -44,6 +45,7 @@ import {
 import { canonicalize, type JsonValue } from './jcs.ts'
 import { HASH_BYTES, hashLeaf } from './merkle.ts'
 import { type AppendBatchReturnType, appendBatch, appendBatches } from './store.ts'
+import { startVerifyWorker, type VerifyWorker } from './verify-worker.ts'
 
 /** The most events one batch may carry. */
 export const MAX_BATCH_EVENTS = 5000
@@ -109,10 +111,11 @@ export function parseBatch(value: unknown): ParsedBatch {
     throw malformed(`a batch holds at most ${MAX_BATCH_EVENTS} events`, { count: rawEvents.length })
   }
   const events: ParsedEvent[] = []
+  const arena = new Arena(rawEvents.length * 320)
   let previous: ParsedEvent | undefined
   for (let i = 0; i < rawEvents.length; i++) {
     const event =
-      parseEventFast(rawEvents[i], vehicle, previous) ?? parseEvent(rawEvents[i], i, vehicle, previous)
+      parseEventFast(rawEvents[i], vehicle, previous, arena) ?? parseEvent(rawEvents[i], i, vehicle, previous)
     events.push(event)
     previous = event
   }
@@ -218,6 +221,7 @@ function parseEventFast(
   raw: unknown,
   vehicle: VehicleAddress,
   previous: ParsedEvent | undefined,
+  arena: Arena,
 ): ParsedEvent | undefined {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined
   const item = raw as { envelope?: unknown; payload?: unknown }
@@ -264,11 +268,10 @@ function parseEventFast(
     const buffer = scratchFor(SALT_BYTES + json.length * 3)
     // Hex decoding stops at the first non-hex digit: 16 bytes written means 32 hex digits.
     if (buffer.write(salt.slice(2), 0, SALT_BYTES, 'hex') !== SALT_BYTES) return undefined
-    const saltBytes = new Uint8Array(buffer.subarray(0, SALT_BYTES))
     const length = SALT_BYTES + buffer.write(json, SALT_BYTES, 'utf8')
     // A valid commit equals the computed one (lowercase hex): no pattern needed.
     if (hash('sha256', buffer.subarray(0, length), 'hex') !== commit) return undefined
-    payload = { salt: saltBytes, data: p.data as JsonValue }
+    payload = { salt: arena.copy(buffer, SALT_BYTES), data: p.data as JsonValue }
     payloadJson = json
   } else if (!hash64Pattern.test(commit)) {
     return undefined
@@ -284,10 +287,51 @@ function parseEventFast(
   const buffer = scratchFor(1 + text.length)
   buffer[0] = 0x00
   buffer.write(text, 1, 'latin1')
-  const leafInput = new Uint8Array(buffer.subarray(1, 1 + text.length))
   const hex = hash('sha256', buffer.subarray(0, 1 + text.length), 'hex')
-  const leafHash = new Uint8Array(Buffer.from(hex, 'hex'))
+  const leafInput = arena.copy(buffer.subarray(1), text.length)
+  const leafHash = arena.hex(hex, HASH_BYTES)
   return { envelope, leafInput, leafHash, id: `0x${hex}`, payload, payloadJson }
+}
+
+/**
+ * One batch's bytes (leaf inputs, leaf hashes, salts) as views of a few shared buffers rather than
+ * a buffer each: thousands fewer backing stores for the garbage collector to track per group.
+ */
+class Arena {
+  #bytes: Buffer
+  #used = 0
+
+  constructor(size: number) {
+    this.#bytes = Buffer.allocUnsafeSlow(Math.max(size, 1024))
+  }
+
+  #take(length: number): number {
+    if (this.#used + length > this.#bytes.length) {
+      this.#bytes = Buffer.allocUnsafeSlow(Math.max(this.#bytes.length, length))
+      this.#used = 0
+    }
+    const at = this.#used
+    this.#used += length
+    return at
+  }
+
+  #view(at: number, length: number): Uint8Array {
+    return new Uint8Array(this.#bytes.buffer, this.#bytes.byteOffset + at, length)
+  }
+
+  /** The first `length` bytes of `source`, copied in. */
+  copy(source: Uint8Array, length: number): Uint8Array {
+    const at = this.#take(length)
+    this.#bytes.set(source.subarray(0, length), at)
+    return this.#view(at, length)
+  }
+
+  /** `length` bytes from hex digits. */
+  hex(digits: string, length: number): Uint8Array {
+    const at = this.#take(length)
+    this.#bytes.write(digits, at, length, 'hex')
+    return this.#view(at, length)
+  }
 }
 
 /**
@@ -382,6 +426,12 @@ export type CreateBatchIngesterParameters = {
   resolveVehicleKey: ResolveVehicleKey
   /** The most batches committed together (default 64). */
   maxGroupBatches?: number | undefined
+  /**
+   * Verify batches on a worker thread, beside the thread that writes (default: when there is a
+   * CPU to spare for it — more than one with PGlite, more than two with PostgreSQL, whose server
+   * needs one). The batches must be as parsed from JSON (plain data).
+   */
+  verifyOnWorker?: boolean | undefined
 }
 
 /** Ingests batches with group commit: see `createBatchIngester`. */
@@ -404,6 +454,32 @@ export function createBatchIngester(db: Database, parameters: CreateBatchIngeste
   }
   let queue: Waiting[] = []
   let flushing = false
+  // A worker needs a core of its own: beside this thread with PGlite, beside this thread and the
+  // server with PostgreSQL (measured on 2 cores: PGlite ~+20 %, PostgreSQL ~-20 %).
+  const useWorker = parameters.verifyOnWorker ?? availableParallelism() > (db.engine === 'pglite' ? 1 : 2)
+  let worker: VerifyWorker | undefined
+  const verify = async (batch: unknown, authenticatedVehicle: VehicleAddress | undefined) => {
+    if (useWorker && worker === undefined) worker = startVerifyWorker()
+    if (worker?.usable) {
+      // The key is looked up here (the resolver may use this thread's database and caches).
+      const vehicle = (batch as { vehicle?: unknown } | null)?.vehicle
+      let key: Uint8Array | KeyObject | undefined
+      let keyError: unknown
+      if (isVehicleAddress(vehicle)) {
+        try {
+          key = await parameters.resolveVehicleKey(vehicle)
+        } catch (error) {
+          keyError = error ?? new BaseError('INTERNAL', 'resolveVehicleKey threw')
+        }
+      }
+      try {
+        return await worker.verify({ batch, authenticatedVehicle, key, keyError })
+      } catch (error) {
+        if (!(error instanceof DOMException && error.name === 'DataCloneError')) throw error
+      }
+    }
+    return verifyBatch({ batch, resolveVehicleKey: parameters.resolveVehicleKey, authenticatedVehicle })
+  }
   const flush = async () => {
     while (queue.length > 0) {
       const group = queue.slice(0, maxGroup)
@@ -430,11 +506,7 @@ export function createBatchIngester(db: Database, parameters: CreateBatchIngeste
   }
   return {
     async ingest(batch, authenticatedVehicle) {
-      const parsed = await verifyBatch({
-        batch,
-        resolveVehicleKey: parameters.resolveVehicleKey,
-        authenticatedVehicle,
-      })
+      const parsed = await verify(batch, authenticatedVehicle)
       return new Promise<IngestBatchReturnType>((resolve, reject) => {
         queue.push({ batch: parsed, resolve, reject })
         if (!flushing) {
