@@ -28,7 +28,7 @@ import {
   SALT_BYTES,
   type VehicleAddress,
 } from './envelope.ts'
-import { canonicalizeToBytes } from './jcs.ts'
+import { canonicalize } from './jcs.ts'
 
 const kinds: ReadonlySet<string> = new Set(eventKinds)
 const hash64Pattern = /^[0-9a-f]{64}$/
@@ -67,34 +67,36 @@ export function createFastEventChain(parameters: CreateEventChainParameters): Ev
       if (salt !== undefined && salt.length !== SALT_BYTES) {
         throw malformed(`a payload salt is ${SALT_BYTES} bytes`, { length: salt.length })
       }
-      const dataBytes = canonicalizeToBytes(data)
-      // commit = SHA-256(salt ‖ JCS(data))
-      const committed = new Uint8Array(SALT_BYTES + dataBytes.length)
+      const json = canonicalize(data)
+      // commit = SHA-256(salt ‖ JCS(data)), hashed from one scratch buffer
+      const committed = Buffer.allocUnsafe(SALT_BYTES + Buffer.byteLength(json))
       if (salt === undefined) {
         if (saltAt === salts.length) {
           randomFillSync(salts)
           saltAt = 0
         }
-        committed.set(salts.subarray(saltAt, saltAt + SALT_BYTES), 0)
+        salts.copy(committed, 0, saltAt, saltAt + SALT_BYTES)
         salts.fill(0, saltAt, saltAt + SALT_BYTES)
         saltAt += SALT_BYTES
       } else committed.set(salt, 0)
-      committed.set(dataBytes, SALT_BYTES)
+      committed.write(json, SALT_BYTES)
       const commit = hash('sha256', committed, 'hex')
       const seq = nextSeq
       const text = `{"commit":"${commit}","kind":"${kind}","prev":"${prev}","seq":${seq},"time":${time},"v":1,"vehicle":"${vehicle}"}`
       // RFC 9162 leaf hash: SHA-256(0x00 ‖ leaf input); the text is ASCII
-      const leaf = new Uint8Array(text.length + 1)
-      Buffer.from(leaf.buffer, leaf.byteOffset, leaf.length).write(text, 1, 'latin1')
+      const leaf = Buffer.allocUnsafe(text.length + 1)
+      leaf[0] = 0
+      leaf.write(text, 1, 'latin1')
       const digest = hash('sha256', leaf, 'buffer')
       const leafHash = new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength)
       const leafHex = digest.toString('hex')
       const event: BuiltEvent = {
         envelope: { v: 1, vehicle, seq, time, kind: kind as EventKind, prev, commit },
-        leafInput: leaf.subarray(1),
+        // plain Uint8Array views and copies: a Buffer's slice would share memory
+        leafInput: new Uint8Array(leaf.buffer, leaf.byteOffset + 1, text.length),
         leafHash,
         id: `0x${leafHex}` as Hex,
-        payload: { salt: committed.slice(0, SALT_BYTES), data },
+        payload: { salt: new Uint8Array(committed.subarray(0, SALT_BYTES)), data },
       }
       nextSeq = seq + 1
       prev = leafHex
