@@ -23,7 +23,9 @@ export interface AccessRecorder {
   /**
    * Optional: records an event whose id the caller does not need (the door event of an unlock).
    * It takes its place in the order and its time at the call; building and writing it may wait
-   * until after the current answer. Throws if the event cannot be accepted.
+   * until after the current answer, so data that is not JSON may only be found then (the vehicle
+   * ledger reports it through `onUploadError` and leaves the event out). Throws if the recorder
+   * cannot take the event at all.
    */
   recordLater?(kind: EventKind, data: JsonValue): void
 }
