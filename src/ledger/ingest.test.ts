@@ -177,6 +177,37 @@ for (const engine of engines) {
       assert.equal(result.leafIndexes[0], 3)
     })
 
+    it('takes one vehicle’s consecutive batches sent at once, in order, however it verifies', async () => {
+      for (const verifyOnWorker of [false, true]) {
+        const signer = aP256Signer()
+        const chain = createEventChain({ vehicle: `0x${verifyOnWorker ? 'a1' : 'a2'}${'0'.repeat(38)}` })
+        const ingester = createBatchIngester(db, {
+          resolveVehicleKey: async (v) => (v === chain.vehicle ? signer.publicKey : undefined),
+          verifyOnWorker,
+        })
+        const batches = await Promise.all(
+          [0, 1, 2, 3, 4].map((b) =>
+            createBatch({
+              events: [1, 2, 3].map((t) =>
+                chain.append({ kind: 'telemetry', time: 10 * b + t, data: { t } }),
+              ),
+              signer: signer.signer,
+            }),
+          ),
+        )
+        const results = await Promise.all(batches.map((batch) => ingester.ingest(clone(batch))))
+        assert.deepEqual(
+          results.flatMap((result) => result.ids),
+          batches.flatMap((batch) =>
+            batch.events.map((event) => toHex(hashLeaf(encodeEnvelope(event.envelope)))),
+          ),
+        )
+        assert.ok(
+          results.every((result, i) => i === 0 || result.leafIndexes[0]! > results[i - 1]!.leafIndexes[2]!),
+        )
+      }
+    })
+
     it('group-commits concurrent vehicles through the ingester, each answered after its commit', async () => {
       const keys = [1, 2, 3, 4].map(() => aP256Signer())
       const fleet = keys.map((_, i) => createEventChain({ vehicle: `0x${'f'.repeat(39)}${i}` }))

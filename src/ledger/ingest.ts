@@ -504,8 +504,51 @@ export function createBatchIngester(db: Database, parameters: CreateBatchIngeste
     }
     flushing = false
   }
+  // Pipelined (PostgreSQL, verifying on this thread): batches that arrive together are verified
+  // one by one, yielding to I/O in between, and an idle writer starts on the first few while the
+  // rest are verified; the server does its part of the commit meanwhile.
+  const pipelined = db.engine === 'postgres' && !useWorker
+  type Received = Omit<Waiting, 'batch'> & {
+    batch: unknown
+    authenticatedVehicle: VehicleAddress | undefined
+  }
+  const received: Received[] = []
+  let pumping = false
+  const pump = async () => {
+    let verifiedEvents = 0
+    while (received.length > 0) {
+      const { batch, authenticatedVehicle, resolve, reject } = received.shift()!
+      try {
+        const parsed = await verify(batch, authenticatedVehicle)
+        queue.push({ batch: parsed, resolve, reject })
+        verifiedEvents += parsed.events.length
+      } catch (error) {
+        reject(error)
+      }
+      if (
+        !flushing &&
+        queue.length > 0 &&
+        (verifiedEvents >= PIPELINE_START_EVENTS || received.length === 0)
+      ) {
+        flushing = true
+        verifiedEvents = 0
+        void flush()
+      }
+      if (received.length > 0) await new Promise<void>((resolve) => setImmediate(resolve))
+    }
+    pumping = false
+  }
   return {
     async ingest(batch, authenticatedVehicle) {
+      if (pipelined) {
+        return new Promise<IngestBatchReturnType>((resolve, reject) => {
+          received.push({ batch, authenticatedVehicle, resolve, reject })
+          if (!pumping) {
+            pumping = true
+            setImmediate(() => void pump())
+          }
+        })
+      }
       const parsed = await verify(batch, authenticatedVehicle)
       return new Promise<IngestBatchReturnType>((resolve, reject) => {
         queue.push({ batch: parsed, resolve, reject })
@@ -520,6 +563,9 @@ export function createBatchIngester(db: Database, parameters: CreateBatchIngeste
     },
   }
 }
+
+/** Events verified before an idle PostgreSQL writer starts on them while the rest are verified. */
+const PIPELINE_START_EVENTS = 500
 
 export type CreateBatchParameters = {
   /** Consecutive events of one vehicle, oldest first (as `createEventChain` builds them). */
