@@ -246,7 +246,7 @@ function parseEventFast(
   }
   if (previous === undefined) {
     if (!hash64Pattern.test(prev) || (seq === 0 && prev !== GENESIS_PREV)) return undefined
-  } else if (seq !== previous.envelope.seq + 1 || prev !== previous.id.slice(2)) {
+  } else if (seq !== previous.envelope.seq + 1 || prev.length !== 64 || !previous.id.endsWith(prev)) {
     // A valid prev equals the previous event's hash (lowercase hex): no pattern needed.
     return undefined
   }

@@ -34,6 +34,18 @@ export function canonicalize(value: unknown): string {
   return parts.join('')
 }
 
+// Object keys repeat from event to event (the same few field names): their JSON form, cached.
+const quotedKeys = new Map<string, string>()
+
+function quoted(key: string): string {
+  let text = quotedKeys.get(key)
+  if (text === undefined) {
+    text = JSON.stringify(key)
+    if (quotedKeys.size < 4096 && key.length <= 64) quotedKeys.set(key, text)
+  }
+  return text
+}
+
 /**
  * JCS by string concatenation, without tracking the path (the cost of the general writer);
  * undefined where the value is refused, so that `write` can say where.
@@ -67,7 +79,7 @@ function serialize(value: unknown, depth: number): string | undefined {
         if (!key.isWellFormed()) return undefined
         const item = serialize((value as Record<string, unknown>)[key], depth + 1)
         if (item === undefined) return undefined
-        text += `${i > 0 ? ',' : ''}${JSON.stringify(key)}:${item}`
+        text += `${i > 0 ? ',' : ''}${quoted(key)}:${item}`
       }
       return `${text}}`
     }
