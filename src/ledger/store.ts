@@ -480,9 +480,9 @@ type Writes = {
 }
 
 /**
- * Every write of a group: the bulk rows (leaves, payloads, perfect subtrees) by binary COPY — no
- * SQL parameters to serialize, no statement to parse per row — then one statement of
- * data-modifying CTEs for the few per-batch and per-vehicle rows and the log head.
+ * Every write of a group: the leaf rows (payloads included) by binary COPY — no SQL parameters to
+ * serialize, no statement to parse per row — then one statement of data-modifying CTEs for the
+ * few other rows (perfect subtrees, checkpoints, vehicle heads) and the log head.
  */
 async function writeAppends(tx: Queryable, engine: Database['engine'], writes: Writes): Promise<void> {
   const { fresh, checkpoints } = writes
@@ -507,20 +507,20 @@ async function writeAppends(tx: Queryable, engine: Database['engine'], writes: W
     'ledger_leaves (leaf_index, leaf_hash, leaf_input, vehicle, seq, time_ms, kind, salt, data)',
     leaves.end(),
   )
-  if (writes.nodeLevels.length > 0) {
-    const nodes = new CopyBinaryWriter(writes.nodeLevels.length * 52)
-    writes.nodeLevels.forEach((level, i) => {
-      nodes.row(3).int2(level).int8(writes.nodeIndexes[i]!).bytes(writes.nodeHashes[i]!)
-    })
-    await tx.copyFrom('ledger_nodes (level, node_index, hash)', nodes.end())
-  }
 
+  // The rest is small (a perfect subtree per 16 leaves, a row per batch and per vehicle): one
+  // statement, rather than a round trip more for a COPY of its own.
   const changedHeads = [...writes.heads.values()].filter((head) => head.changed)
   const params: unknown[] = []
   const p = (value: unknown) => {
     params.push(value)
     return `$${params.length}`
   }
+  const nodes = rowSource(engine, p, [
+    { values: writes.nodeLevels, type: 'smallint' },
+    { values: writes.nodeIndexes, type: 'bigint' },
+    { bytes: writes.nodeHashes, fixed: HASH_BYTES },
+  ])
   const signed = rowSource(engine, p, [
     { bytes: checkpoints.map((checkpoint) => checkpoint.vehicleBytes), fixed: 20 },
     { values: checkpoints.map((checkpoint) => checkpoint.seq), type: 'bigint' },
@@ -535,7 +535,9 @@ async function writeAppends(tx: Queryable, engine: Database['engine'], writes: W
     { values: changedHeads.map((h) => h.odometerKm ?? null), type: 'float8' },
   ])
   await tx.query(
-    `with checkpoints as (
+    `with nodes as (
+       insert into ledger_nodes (level, node_index, hash) select ${nodes.columns.join(', ')} from ${nodes.from}
+     ), checkpoints as (
        insert into ledger_checkpoints (vehicle, seq, leaf_hash, signature)
        select ${signed.columns.join(', ')} from ${signed.from}
        on conflict (vehicle, seq) do nothing
