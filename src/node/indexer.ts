@@ -35,7 +35,8 @@ export function startChainIndexer(
     return rows[0] ? BigInt(rows[0].value) : deployedAt
   }
   const pass = async () => {
-    const head = await clients.publicClient.getBlockNumber()
+    // Uncached: viem keeps a block number for seconds, and a pass must see every block mined so far.
+    const head = await clients.publicClient.getBlockNumber({ cacheTime: 0 })
     let from = (await cursor()) - reorgDepth
     if (from < deployedAt) from = deployedAt
     // The chain lost blocks (embedded chain after a crash): read again from where it is.
