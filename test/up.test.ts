@@ -15,15 +15,19 @@ after(() => rmSync(dataDir, { recursive: true, force: true }))
 
 type Up = {
   child: ChildProcessWithoutNullStreams
+  /** stderr so far: the progress lines. */
+  stderr(): string
   info: { url: string; chain: { chainId: number; rpcUrl: string; contracts: Record<string, string> } }
 }
 
-function up(args: string[]): Promise<Up> {
+/** `group`: in a process group of its own, as a shell runs a command at a terminal. */
+function up(args: string[], { group = false } = {}): Promise<Up> {
   const child = spawn(
     process.execPath,
     [main, 'up', '--json', '--port', '0', '--no-sim', '--data', dataDir, ...args],
     {
       env: { ...process.env, DATABASE_URL: '' },
+      detached: group,
     },
   )
   let stderr = ''
@@ -35,7 +39,7 @@ function up(args: string[]): Promise<Up> {
     child.stdout.on('data', (d: Buffer) => {
       stdout += d.toString()
       const line = stdout.split('\n').find((l) => l.startsWith('{"event":"up"'))
-      if (line) resolve({ child, info: JSON.parse(line) })
+      if (line) resolve({ child, stderr: () => stderr, info: JSON.parse(line) })
     })
     child.once('exit', (code) => reject(new Error(`up exited ${code}: ${stdout}\n${stderr}`)))
   })
@@ -78,6 +82,15 @@ test('up serves health, chain and OpenAPI; SIGINT stops everything it started', 
 
   child.kill('SIGINT')
   assert.equal(await exited(child), 0)
+  assert.equal(await reachable(info.chain.rpcUrl), false, 'anvil still answers after SIGINT')
+})
+
+test('Ctrl-C at a terminal (SIGINT to the whole group): the chain outlives the orderly stop', async () => {
+  const { child, info, stderr } = await up([], { group: true })
+  process.kill(-child.pid!, 'SIGINT')
+  assert.equal(await exited(child), 0)
+  // anvil is in a group of its own: the node stops it last, after the final snapshot
+  assert.doesNotMatch(stderr(), /while stopping/)
   assert.equal(await reachable(info.chain.rpcUrl), false, 'anvil still answers after SIGINT')
 })
 

@@ -101,10 +101,10 @@ export async function rpc<T>(
 }
 
 const guardScript = [
-  // $0 = anvil, $@ = its args. Start it with stdin detached, forward TERM/INT, and stop it when
-  // our stdin (the parent's pipe) closes, i.e. when the parent is gone.
+  // $0 = anvil, $@ = its args. Start it with stdin detached, forward TERM, and stop it when our
+  // stdin (the parent's pipe) closes, i.e. when the parent is gone.
   '"$0" "$@" </dev/null & child=$!',
-  "trap 'kill -TERM $child 2>/dev/null' TERM INT",
+  "trap 'kill -TERM $child 2>/dev/null' TERM",
   'cat >/dev/null',
   'kill -TERM $child 2>/dev/null',
   'wait $child',
@@ -143,8 +143,13 @@ export async function startAnvil(parameters: StartAnvilParameters = {}): Promise
     '--accounts',
     String(parameters.accounts ?? 20),
   ]
+  // A process group of its own: Ctrl-C at a terminal signals the whole foreground group, and
+  // anvil must outlive the node's orderly stop (the fleet's last transactions, the final
+  // snapshot); the node stops it last. If the node dies instead, the pipe closes and the guard
+  // stops anvil.
   const child = spawn('/bin/sh', ['-c', guardScript, anvilBinaryPath(), ...args], {
     stdio: ['pipe', 'ignore', 'pipe'],
+    detached: true,
   })
   let stderr = ''
   child.stderr?.on('data', (chunk: Buffer) => {
