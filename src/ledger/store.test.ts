@@ -33,6 +33,50 @@ function events(chain: EventChain, count: number, startTime = 1_000): BuiltEvent
   )
 }
 
+/**
+ * The stored log's roots, inclusion and consistency proofs equal an in-memory tree's at random
+ * sizes, and verify against its roots.
+ */
+async function assertProofsMatch(
+  db: Database,
+  tree: ReturnType<typeof buildMerkleTree>,
+  all: readonly BuiltEvent[],
+  numRuns: number,
+): Promise<void> {
+  await fc.assert(
+    fc.asyncProperty(fc.nat(), fc.nat(), fc.nat(), async (a, b, c) => {
+      const second = 1 + (a % tree.size)
+      const first = 1 + (b % second)
+      const leafIndex = c % second
+      assert.equal(await getRootAt(db, second), toHex(tree.rootAt(second)))
+      const inclusion = await getInclusionProof(db, all[leafIndex]!.id, second)
+      assert.equal(inclusion.leafIndex, leafIndex)
+      assert.deepEqual(inclusion.auditPath, tree.inclusionProof(leafIndex, second).map(toHex))
+      assert.ok(
+        verifyInclusion({
+          leafIndex,
+          treeSize: second,
+          leafHash: all[leafIndex]!.leafHash,
+          proof: inclusion.auditPath.map((h) => fromHex(h, 'h')),
+          rootHash: tree.rootAt(second),
+        }),
+      )
+      const consistency = await getConsistencyProof(db, first, second)
+      assert.deepEqual(consistency.proof, tree.consistencyProof(first, second).map(toHex))
+      assert.ok(
+        verifyConsistency({
+          first,
+          second,
+          firstHash: tree.rootAt(first),
+          secondHash: tree.rootAt(second),
+          proof: consistency.proof.map((h) => fromHex(h, 'h')),
+        }),
+      )
+    }),
+    { numRuns },
+  )
+}
+
 const append = (db: Database, vehicle: VehicleAddress, batch: BuiltEvent[]) =>
   appendBatch(db, { vehicle, events: batch, checkpointSignature: signature })
 
@@ -78,38 +122,7 @@ for (const engine of engines) {
       }
       const tree = buildMerkleTree({ leafHashes: all.map((event) => event.leafHash) })
       assert.equal((await getCheckpoint(db)).rootHash, toHex(tree.rootHash))
-      await fc.assert(
-        fc.asyncProperty(fc.nat(), fc.nat(), fc.nat(), async (a, b, c) => {
-          const second = 1 + (a % tree.size)
-          const first = 1 + (b % second)
-          const leafIndex = c % second
-          assert.equal(await getRootAt(db, second), toHex(tree.rootAt(second)))
-          const inclusion = await getInclusionProof(db, all[leafIndex]!.id, second)
-          assert.equal(inclusion.leafIndex, leafIndex)
-          assert.deepEqual(inclusion.auditPath, tree.inclusionProof(leafIndex, second).map(toHex))
-          assert.ok(
-            verifyInclusion({
-              leafIndex,
-              treeSize: second,
-              leafHash: all[leafIndex]!.leafHash,
-              proof: inclusion.auditPath.map((h) => fromHex(h, 'h')),
-              rootHash: tree.rootAt(second),
-            }),
-          )
-          const consistency = await getConsistencyProof(db, first, second)
-          assert.deepEqual(consistency.proof, tree.consistencyProof(first, second).map(toHex))
-          assert.ok(
-            verifyConsistency({
-              first,
-              second,
-              firstHash: tree.rootAt(first),
-              secondHash: tree.rootAt(second),
-              proof: consistency.proof.map((h) => fromHex(h, 'h')),
-            }),
-          )
-        }),
-        { numRuns: 40 },
-      )
+      await assertProofsMatch(db, tree, all, 40)
       assert.equal(await getRootAt(db, 0), toHex(tree.rootAt(0)))
       const page = await getEntries(db, 3, 10)
       assert.deepEqual(
@@ -407,19 +420,7 @@ for (const engine of engines) {
         ],
       )
       assert.deepEqual(await getCheckpoint(db), { treeSize: tree.size, rootHash: toHex(tree.rootHash) })
-      await fc.assert(
-        fc.asyncProperty(fc.nat(), fc.nat(), fc.nat(), async (a, b, c) => {
-          const second = 1 + (a % tree.size)
-          const first = 1 + (b % second)
-          const leafIndex = c % second
-          assert.equal(await getRootAt(db, second), toHex(tree.rootAt(second)))
-          const inclusion = await getInclusionProof(db, all[leafIndex]!.id, second)
-          assert.deepEqual(inclusion.auditPath, tree.inclusionProof(leafIndex, second).map(toHex))
-          const consistency = await getConsistencyProof(db, first, second)
-          assert.deepEqual(consistency.proof, tree.consistencyProof(first, second).map(toHex))
-        }),
-        { numRuns: 30 },
-      )
+      await assertProofsMatch(db, tree, all, 30)
       assert.deepEqual(await getPayload(db, all[6]!.id), all[6]!.payload)
       await assert.rejects(getPayload(db, all[5]!.id), (e) => isErrorCode(e, 'PAYLOAD_ERASED'))
       await assert.rejects(getPayload(db, all[7]!.id), (e) => isErrorCode(e, 'NOT_FOUND'))
