@@ -13,7 +13,9 @@ import { type Address, getAddress, recoverTypedDataAddress } from 'viem'
 import { vehicleRegistryAbi } from '../chain/generated/index.ts'
 import { BaseError } from '../errors.ts'
 import { fromPem, parseCertificate } from '../identity/certificate.ts'
+import { registryRevocation } from '../identity/registry-revocation.ts'
 import { validateCertificate } from '../identity/validate.ts'
+import { isOwnerOrManager as isTitleOwnerOrManager } from '../keys/registry.ts'
 import { listAnchors } from '../ledger/anchor.ts'
 import { fromHex, type Hex, toHex } from '../ledger/bytes.ts'
 import type { VehicleAddress } from '../ledger/envelope.ts'
@@ -51,13 +53,7 @@ export async function registerVehicle(context: NodeContext, parameters: Register
     chain: chainDers,
     role: 'vehicle',
     trustAnchors: { oem: trusted },
-    isRevoked: (fingerprint) =>
-      publicClient.readContract({
-        address: registry,
-        abi: vehicleRegistryAbi,
-        functionName: 'isCertRevoked',
-        args: [`0x${fingerprint}`],
-      }),
+    isRevoked: registryRevocation(publicClient, registry),
   })
   if (!identity.wallet)
     throw new BaseError(
@@ -107,12 +103,11 @@ export async function registerVehicle(context: NodeContext, parameters: Register
 }
 
 /** Whether `account` is `vehicle`'s owner or a manager, on chain now. */
-async function isOwnerOrManager(context: NodeContext, vehicle: Address, account: Address): Promise<boolean> {
-  return context.clients.publicClient.readContract({
-    address: context.contracts.VehicleRegistry,
-    abi: vehicleRegistryAbi,
-    functionName: 'isOwnerOrManager',
-    args: [vehicle, account],
+function isOwnerOrManager(context: NodeContext, vehicle: Address, account: Address): Promise<boolean> {
+  return isTitleOwnerOrManager(context.clients.publicClient, {
+    vehicleRegistry: context.contracts.VehicleRegistry,
+    vehicle,
+    account,
   })
 }
 

@@ -25,6 +25,7 @@ import {
 } from 'viem'
 import { vehicleRegistryAbi } from '../chain/generated/index.ts'
 import { BaseError } from '../errors.ts'
+import { registryRevocation } from '../identity/registry-revocation.ts'
 import { type TrustAnchors, validateCertificate } from '../identity/validate.ts'
 import type { CheckCharger } from './wallet.ts'
 
@@ -44,10 +45,7 @@ export function evseIdHash(evseId: string): Hex {
 
 export function createChargerChecker(parameters: CreateChargerCheckerParameters): CheckCharger {
   const { publicClient, vehicleRegistry } = parameters
-  const read = <T>(
-    functionName: 'isChargerActive' | 'chargerOf' | 'isCertRevoked',
-    args: readonly unknown[],
-  ) =>
+  const read = <T>(functionName: 'isChargerActive' | 'chargerOf', args: readonly unknown[]) =>
     publicClient.readContract({
       address: vehicleRegistry,
       abi: vehicleRegistryAbi,
@@ -78,7 +76,7 @@ export function createChargerChecker(parameters: CreateChargerCheckerParameters)
       role: 'charger',
       trustAnchors: parameters.trustAnchors,
       ...(parameters.crls ? { crls: parameters.crls } : {}),
-      isRevoked: (fingerprint) => read<boolean>('isCertRevoked', [`0x${fingerprint}`]),
+      isRevoked: registryRevocation(publicClient, vehicleRegistry),
       ...(parameters.now ? { now: parameters.now() } : {}),
     })
     if (`0x${identity.fingerprint}` !== record.certFingerprint.toLowerCase())

@@ -14,6 +14,7 @@ import { vehicleRegistryAbi } from '../chain/generated/index.ts'
 import { keyStoreAccount } from '../identity/account.ts'
 import { fromPem } from '../identity/certificate.ts'
 import type { PkiDirectory } from '../identity/pki-directory.ts'
+import { registryRevocation } from '../identity/registry-revocation.ts'
 import type { SoftwareKeyStore } from '../identity/software-keystore.ts'
 import { connectIdentity, createIdentityServer } from '../identity/tls.ts'
 import type { NodeContext } from '../node/context.ts'
@@ -113,7 +114,7 @@ export async function startChargePoints(parameters: {
         peer: {
           role: 'vehicle',
           trustAnchors: { oem: [pemDer(join(pkiDir, 'roots', 'oem.pem'))] },
-          isRevoked: (fingerprint) => isCertRevoked(context, fingerprint),
+          isRevoked: registryRevocation(clients.publicClient, contracts.VehicleRegistry),
           // The car's certificate must be the one its title records on chain.
           isRegistered: async (peer) =>
             peer.wallet !== undefined &&
@@ -144,16 +145,6 @@ export async function startChargePoints(parameters: {
       for (const server of servers) server.close()
     },
   }
-}
-
-/** The registry's revocation of a certificate, by fingerprint (lowercase hex). */
-export function isCertRevoked(context: NodeContext, fingerprint: string): Promise<boolean> {
-  return context.clients.publicClient.readContract({
-    address: context.contracts.VehicleRegistry,
-    abi: vehicleRegistryAbi,
-    functionName: 'isCertRevoked',
-    args: [`0x${fingerprint}`],
-  })
 }
 
 /** A car's wallet under its owner's demo policy, recording payments on the car's ledger. */

@@ -21,6 +21,7 @@ import { writeFileAtomic } from '../fs-atomic.ts'
 import { parseCertificate } from '../identity/certificate.ts'
 import { answerComponentChallenge, authenticateComponents } from '../identity/components.ts'
 import { DEV_PASSPHRASE, PkiDirectory } from '../identity/pki-directory.ts'
+import { registryRevocation } from '../identity/registry-revocation.ts'
 import { SoftwareKeyStore } from '../identity/software-keystore.ts'
 import type { NodeContext } from '../node/context.ts'
 import { connectMqtt } from '../node/mqtt.ts'
@@ -34,15 +35,7 @@ import {
   mqttBatchTransport,
   VehicleLedger,
 } from '../vehicle/ledger.ts'
-import {
-  carWallet,
-  chargeCar,
-  isCertRevoked,
-  PARKING_INDEX,
-  payParking,
-  pemDer,
-  startChargePoints,
-} from './charging.ts'
+import { carWallet, chargeCar, PARKING_INDEX, payParking, pemDer, startChargePoints } from './charging.ts'
 import { runScenario, type ScenarioPayments, type SimActivity } from './scenario.ts'
 
 /** The demo keystore's KDF: its passphrase is public anyway, so start-up stays quick. */
@@ -297,7 +290,7 @@ async function authenticateEcus(
     })),
     trustAnchors: { oem: [pemDer(join(pkiDir, 'roots', 'oem.pem'))] },
     chain: [pemDer(join(pkiDir, 'subca', 'oem.pem'))],
-    isRevoked: (fingerprint) => isCertRevoked(context, fingerprint),
+    isRevoked: registryRevocation(context.clients.publicClient, context.contracts.VehicleRegistry),
   })
   const check: ComponentCheck = {
     accepted: reports.filter((r) => r.ok).map((r) => r.name),
