@@ -23,7 +23,6 @@ import { secp256k1 } from '@noble/curves/secp256k1.js'
 import Fastify from 'fastify'
 import type { Address } from 'viem'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
-import { vehicleRegistryAbi } from '../src/chain/generated/index.ts'
 import { BaseError } from '../src/errors.ts'
 import { fixedTable, verifyRecoverable } from '../src/identity/secp256k1-fixed.ts'
 import { newGrantId, signAccessRequest } from '../src/keys/grant.ts'
@@ -168,18 +167,7 @@ export async function benchKeys(chain: TestChain, options: BenchOptions): Promis
   const contracts = chain.deployment.contracts
   const registry = contracts.VehicleRegistry.address as Address
   const keyRegistry = contracts.KeyRegistry.address as Address
-  for (const [functionName, args] of [
-    ['setOem', [admin.account.address, true]],
-    ['registerVehicle', [vehicle, owner.address, `0x${'11'.repeat(32)}`, `0x${'22'.repeat(32)}`]],
-  ] as const) {
-    const hash = await admin.walletClient.writeContract({
-      address: registry,
-      abi: vehicleRegistryAbi,
-      functionName,
-      args: args as never,
-    })
-    await admin.publicClient.waitForTransactionReceipt({ hash })
-  }
+  await chain.registerVehicle(vehicle, owner.address)
   const domain: KeyDomain = { chainId: admin.chain.id, keyRegistry }
 
   // The car, composed as the demo fleet composes it (src/sim/fleet.ts), without the uploader.

@@ -70,20 +70,7 @@ async function asOwner(index = 1) {
 before(async () => {
   chain = await startTestChain()
   dir = mkdtempSync(join(tmpdir(), 'carchain-vehicle-'))
-  const registry = chain.deployment.contracts.VehicleRegistry.address
-  const admin = chain.clients
-  for (const [functionName, args] of [
-    ['setOem', [admin.account.address, true]],
-    ['registerVehicle', [vehicle, owner.address, `0x${'11'.repeat(32)}`, `0x${'22'.repeat(32)}`]],
-  ] as const) {
-    const hash = await admin.walletClient.writeContract({
-      address: registry,
-      abi: vehicleRegistryAbi,
-      functionName,
-      args: args as never,
-    })
-    await admin.publicClient.waitForTransactionReceipt({ hash })
-  }
+  await chain.registerVehicle(vehicle, owner.address)
   domain = { chainId: chain.clients.chain.id, keyRegistry: chain.deployment.contracts.KeyRegistry.address }
   recorder = new MemoryAccessRecorder(vehicle)
   agent = await makeAgent()
