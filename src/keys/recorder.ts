@@ -4,8 +4,7 @@
  * (durable by group commit), tests with {@link MemoryAccessRecorder}.
  */
 import type { Hex } from 'viem'
-import type { BuiltEvent, EventChain, EventKind } from '../ledger/envelope.ts'
-import { createFastEventChain } from '../ledger/fast-chain.ts'
+import { type BuiltEvent, createEventChain, type EventChain, type EventKind } from '../ledger/envelope.ts'
 import type { JsonValue } from '../ledger/jcs.ts'
 
 /**
@@ -38,7 +37,7 @@ export class MemoryAccessRecorder implements AccessRecorder {
   readonly #clock: () => number
 
   constructor(vehicle: string, clock: () => number = Date.now) {
-    this.#chain = createFastEventChain({ vehicle })
+    this.#chain = createEventChain({ vehicle })
     this.#clock = clock
   }
 

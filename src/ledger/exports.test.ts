@@ -32,7 +32,6 @@ const expected: Record<string, string[]> = {
     'verifyP256',
     'verifyPayload',
   ],
-  'fast-chain': ['createFastEventChain'],
   ingest: [
     'MAX_BATCH_EVENTS',
     'createBatch',

@@ -16,8 +16,13 @@ import type { Hex } from 'viem'
 import { BaseError, toBaseError } from '../errors.ts'
 import type { KeyRef, KeyStore } from '../identity/keystore.ts'
 import type { AccessRecorder } from '../keys/recorder.ts'
-import type { BuiltEvent, EventChain, EventKind, P256Signer } from '../ledger/envelope.ts'
-import { createFastEventChain } from '../ledger/fast-chain.ts'
+import {
+  type BuiltEvent,
+  createEventChain,
+  type EventChain,
+  type EventKind,
+  type P256Signer,
+} from '../ledger/envelope.ts'
 import { type BatchJson, createBatch } from '../ledger/ingest.ts'
 import type { JsonValue } from '../ledger/jcs.ts'
 import { type LocalLog, openLocalLog } from '../ledger/local-log.ts'
@@ -166,7 +171,7 @@ export class VehicleLedger implements AccessRecorder, VehicleAgentPlugin {
   private constructor(options: VehicleLedgerOptions, log: LocalLog) {
     this.#options = options
     this.#log = log
-    this.#chain = createFastEventChain({ vehicle: options.vehicle, head: log.head() })
+    this.#chain = createEventChain({ vehicle: options.vehicle, head: log.head() })
     this.#lastTimeMs = log.entries().at(-1)?.envelope.time ?? 0
   }
 
