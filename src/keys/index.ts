@@ -44,6 +44,8 @@ export {
 export { buildRequest, LinkClient, type RequestAccessParameters, requestAccess } from './link-client.ts'
 export {
   type ChallengeMessage,
+  formatResult,
+  GrantParseCache,
   type LinkMessage,
   MAX_LINK_MESSAGE_BYTES,
   type ParsedRequest,

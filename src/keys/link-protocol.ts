@@ -61,8 +61,53 @@ function object(text: string): Record<string, unknown> {
   return value as Record<string, unknown>
 }
 
-/** Parses a device's request frame; throws INVALID_ARGUMENT naming the field. */
-export function parseRequestMessage(text: string): ParsedRequest {
+/**
+ * Grants parsed before, by the JSON text of their signature. A phone sends the same signed grant
+ * with every request, so the car checks its nine fields once: a later frame whose grant fields are
+ * each identical (`===`) to those already checked reuses the parsed grant. Bounded; the least
+ * recently added entry is dropped first.
+ */
+export class GrantParseCache {
+  readonly #entries = new Map<string, { raw: Record<string, unknown>; signed: SignedGrant }>()
+  readonly #maxEntries: number
+
+  constructor(maxEntries = 64) {
+    this.#maxEntries = maxEntries
+  }
+
+  /** The parsed grant of `raw` with `signature`: from the cache when every field is identical. */
+  parse(raw: unknown, signature: unknown): SignedGrant {
+    const hit = typeof signature === 'string' ? this.#entries.get(signature) : undefined
+    if (hit && sameFields(raw, hit.raw)) return hit.signed
+    const signed: SignedGrant = Object.freeze({
+      grant: Object.freeze(parseGrant(raw)),
+      signature: parseSignatureHex(signature, 'grantSignature'),
+    })
+    if (this.#entries.size >= this.#maxEntries) {
+      const oldest = this.#entries.keys().next().value
+      if (oldest !== undefined) this.#entries.delete(oldest)
+    }
+    this.#entries.set(signature as string, { raw: { ...(raw as Record<string, unknown>) }, signed })
+    return signed
+  }
+}
+
+const GRANT_FIELDS = 9
+
+/** Whether `value` is an object with exactly the (already checked) nine fields of `checked`. */
+function sameFields(value: unknown, checked: Record<string, unknown>): boolean {
+  if (typeof value !== 'object' || value === null) return false
+  const record = value as Record<string, unknown>
+  for (const key in checked) if (record[key] !== checked[key]) return false
+  // all nine names present with their values: nine keys means no others
+  return Object.keys(record).length === GRANT_FIELDS
+}
+
+/**
+ * Parses a device's request frame; throws INVALID_ARGUMENT naming the field. With a `cache`, a
+ * grant seen before is not checked again (the car's link keeps one per server).
+ */
+export function parseRequestMessage(text: string, cache?: GrantParseCache): ParsedRequest {
   const record = object(text)
   if (record.type !== 'request')
     throw new BaseError('INVALID_ARGUMENT', 'the device sends {"type":"request",…}', {
@@ -78,13 +123,22 @@ export function parseRequestMessage(text: string): ParsedRequest {
       })
     return { grant: null, action, signature, signatureHex }
   }
-  const grant = parseGrant(record.grant)
-  return {
-    grant: { grant, signature: parseSignatureHex(record.grantSignature, 'grantSignature') },
-    action,
-    signature,
-    signatureHex,
-  }
+  const grant = cache
+    ? cache.parse(record.grant, record.grantSignature)
+    : {
+        grant: parseGrant(record.grant),
+        signature: parseSignatureHex(record.grantSignature, 'grantSignature'),
+      }
+  return { grant, action, signature, signatureHex }
+}
+
+/**
+ * The car's answer frame. Its values are an error code (an identifier), a boolean and `0x`-hex or
+ * null, none of which JSON escapes, so it is written directly; `parseCarMessage` reads it back.
+ */
+export function formatResult(result: ResultMessage): string {
+  const eventId = result.eventId === null ? 'null' : `"${result.eventId}"`
+  return `{"type":"result","ok":${result.ok},"code":"${result.code}","eventId":${eventId}}`
 }
 
 /** Parses a car's frame (the device side): a challenge or a result. */

@@ -28,6 +28,8 @@ import type { JsonValue } from '../ledger/jcs.ts'
 import type { AccessController, AccessDecision, PastChallenge } from './access-control.ts'
 import {
   type ChallengeMessage,
+  formatResult,
+  GrantParseCache,
   MAX_LINK_MESSAGE_BYTES,
   type ParsedRequest,
   parseRequestMessage,
@@ -88,6 +90,7 @@ export class LinkServer {
   readonly #relayBoundMs: number
   readonly #sessions = new Set<Session>()
   readonly #observers = new Set<(attempt: LinkAttempt) => void>()
+  readonly #grants = new GrantParseCache()
   #server: WebSocketServer | undefined
   #url: string | undefined
 
@@ -233,7 +236,7 @@ export class LinkServer {
     let request: ParsedRequest | undefined
     try {
       if (isBinary) throw new BaseError('INVALID_ARGUMENT', 'link messages are text frames')
-      request = parseRequestMessage(String(data))
+      request = parseRequestMessage(String(data), this.#grants)
     } catch (error) {
       code = toBaseError(error, 'INVALID_ARGUMENT').code
       session.malformed++
@@ -310,7 +313,7 @@ export class LinkServer {
     elapsedMs: number,
   ): void {
     const result: ResultMessage = { type: 'result', ok: code === 'OK', code, eventId }
-    if (session.socket.readyState === session.socket.OPEN) session.socket.send(JSON.stringify(result))
+    if (session.socket.readyState === session.socket.OPEN) session.socket.send(formatResult(result))
     for (const observer of this.#observers) observer({ decision, code, eventId, elapsedMs })
     if (session.malformed >= (this.#options.maxMalformed ?? 5)) {
       session.socket.close(1008, 'too many malformed messages')

@@ -176,6 +176,7 @@ export function accessRequestHasher(
   )
   const struct = new Uint8Array(128)
   struct.set(ACCESS_REQUEST_TYPEHASH, 0)
+  const view = new DataView(struct.buffer)
   const outer = new Uint8Array(66)
   outer[0] = 0x19
   outer[1] = 0x01
@@ -183,7 +184,7 @@ export function accessRequestHasher(
   return ({ grantId, action, challenge }) => {
     struct.set(grantId, 32)
     struct.fill(0, 64, 96)
-    new DataView(struct.buffer).setUint32(92, action >>> 0)
+    view.setUint32(92, action >>> 0)
     struct.set(challenge, 96)
     outer.set(keccak256(struct), 34)
     return keccak256(outer)
