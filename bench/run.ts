@@ -30,6 +30,7 @@ export type BenchReport = { machine: Machine; results: BenchResult[] }
 /** The order of the report (issue 8's table, then the node's figures). */
 export const benchNames = [
   'unlock.e2e_over_floor',
+  'unlock.e2e_over_hot_loop',
   'unlock.online_over_offline',
   'ledger.ingest_events_per_s',
   'ledger.ingest_events_per_s_postgres',
