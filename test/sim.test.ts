@@ -63,6 +63,21 @@ test('the fleet runs every flow, uploads and anchors', async () => {
         ? a
         : undefined
     })
+    // Each car's own view: the vehicle model its keys act on (its odometer resumed from the
+    // ledger's readings, ≥ 1,000 km in the demo) and its chain cache, online and synced.
+    for (const v of vehicles) {
+      const car = await json(node, `/v1/sim/vehicles/${v.vehicle.toLowerCase()}`)
+      assert.equal(car.vehicle.toLowerCase(), v.vehicle.toLowerCase())
+      assert.equal(car.link, v.link)
+      for (const part of ['locked', 'trunkOpen', 'engineOn', 'chargePortOpen'])
+        assert.equal(typeof car.model[part], 'boolean', part)
+      assert.ok(car.model.odometerKm >= 1000, `odometer ${car.model.odometerKm}`)
+      assert.equal(car.chain.online, true)
+      assert.ok(Number.isSafeInteger(car.chain.cursor) && car.chain.cursor > 0)
+    }
+    const unknown = await fetch(`${node.url}/v1/sim/vehicles/0x${'ab'.repeat(20)}`)
+    assert.equal(unknown.status, 404)
+    assert.equal((await unknown.json()).code, 'NOT_FOUND')
     const parcel = activity.last.find((e: { flow: string }) => e.flow === 'parcel')
     assert.match(parcel.detail, /trunk OK, second use GRANT_USED_UP/)
     const rental = activity.last.find((e: { flow: string }) => e.flow === 'rental')

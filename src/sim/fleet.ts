@@ -17,6 +17,7 @@ import type { FastifyInstance } from 'fastify'
 import { type Address, formatUnits, getAddress, keccak256, parseEther, parseUnits, stringToBytes } from 'viem'
 import { developmentAccount } from '../chain/clients.ts'
 import { demoTokenAbi, vehicleRegistryAbi } from '../chain/generated/index.ts'
+import { BaseError } from '../errors.ts'
 import { writeFileAtomic } from '../fs-atomic.ts'
 import { parseCertificate } from '../identity/certificate.ts'
 import { answerComponentChallenge, authenticateComponents } from '../identity/components.ts'
@@ -260,6 +261,27 @@ export function simRoutes(fleet: () => Fleet | undefined) {
       '/v1/sim/vehicles',
       { schema: { summary: 'The demo fleet: each car, its owner (development mnemonic index) and link' } },
       async () => fleet()?.vehicles() ?? [],
+    )
+    app.get(
+      '/v1/sim/vehicles/:vehicle',
+      {
+        schema: {
+          summary:
+            'One demo car as it sees itself: its doors, trunk, engine, charge port and odometer (what granted keys act on) and its view of the chain',
+          params: {
+            type: 'object',
+            properties: { vehicle: { type: 'string', pattern: '^0x[0-9a-fA-F]{40}$' } },
+          },
+        },
+      },
+      async (request) => {
+        const wanted = (request.params as { vehicle: string }).vehicle.toLowerCase()
+        const agent = [...(fleet()?.agents.values() ?? [])].find((a) => a.vehicle.toLowerCase() === wanted)
+        if (!agent) throw new BaseError('NOT_FOUND', `no demo car ${wanted} in this node's fleet`)
+        const { chain, ...status } = agent.status()
+        // the block cursor as a JSON number (block heights stay far below 2^53)
+        return { ...status, chain: { ...chain, cursor: Number(chain.cursor) } }
+      },
     )
     app.get(
       '/v1/sim/activity',

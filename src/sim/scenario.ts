@@ -108,6 +108,8 @@ export function runScenario(parameters: RunScenarioParameters): {
     const record = agent.recorder.record.bind(agent.recorder)
     let km = odometerKm
     let trip = 0
+    // the car's own odometer resumes at the last reading its ledger holds
+    agent.model.drive(km - agent.model.status().odometerKm)
     await sleep(Math.random() * stepMs * 3, signal)
     while (!signal.aborted) {
       try {
@@ -137,6 +139,8 @@ export function runScenario(parameters: RunScenarioParameters): {
           maxSpeedKmh: Math.round(90 + Math.random() * 60),
         })
         km = Math.round((km + distanceKm) * 10) / 10
+        agent.model.drive(km - agent.model.status().odometerKm)
+        agent.model.stopEngine()
         await record('odometer', { km })
         await record('trip.ended', { trip, distanceKm, durationMin: Math.round(distanceKm * 1.6) })
         await record('parking.started', { name: to.name, lat: to.lat, lon: to.lon })
