@@ -280,7 +280,12 @@ export function simRoutes(fleet: () => Fleet | undefined) {
         if (!agent) throw new BaseError('NOT_FOUND', `no demo car ${wanted} in this node's fleet`)
         const { chain, ...status } = agent.status()
         // the block cursor as a JSON number (block heights stay far below 2^53)
-        return { ...status, chain: { ...chain, cursor: Number(chain.cursor) } }
+        // the address as the fleet listing writes it (checksummed)
+        return {
+          ...status,
+          vehicle: getAddress(status.vehicle),
+          chain: { ...chain, cursor: Number(chain.cursor) },
+        }
       },
     )
     app.get(
