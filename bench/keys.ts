@@ -22,16 +22,16 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import Fastify from 'fastify'
-import type { Address } from 'viem'
+import type { Address, Hex } from 'viem'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { BaseError } from '../src/errors.ts'
-import { fixedTable, verifyRecoverable } from '../src/identity/secp256k1-fixed.ts'
+import { type FixedTable, fixedTable, verifyRecoverable } from '../src/identity/secp256k1-fixed.ts'
 import { newGrantId, signAccessRequest } from '../src/keys/grant.ts'
 import { buildRequest, LinkClient } from '../src/keys/link-client.ts'
 import { CommandVerifier, keyRoutes, onlineUnlock } from '../src/keys/online.ts'
 import { type AccessRecorder, MemoryAccessRecorder } from '../src/keys/recorder.ts'
 import { revokeGrant } from '../src/keys/registry.ts'
-import { SignerKeyCache } from '../src/keys/signatures.ts'
+import { parseEthereumSignature, SignerKeyCache } from '../src/keys/signatures.ts'
 import { aGrant, testAccount } from '../src/keys/testing.ts'
 import { hashAccessRequest, type KeyDomain, Scope } from '../src/keys/typed-data.ts'
 import { aP256Signer } from '../src/ledger/testing.ts'
@@ -55,6 +55,39 @@ export const keyNames = [
   { name: 'keys.gas_revoke', unit: 'gas' },
 ] as const
 
+/** Microseconds per `check`, timed over `count` calls after 20 unmeasured. */
+function microsPerCheck(count: number, check: () => boolean): number {
+  for (let i = 0; i < 20; i++) check()
+  const started = performance.now()
+  for (let i = 0; i < count; i++)
+    if (!check()) throw new BaseError('INTERNAL', 'a valid secp256k1 signature failed to verify')
+  return ((performance.now() - started) * 1000) / count
+}
+
+const big = (bytes: Uint8Array) => BigInt(`0x${Buffer.from(bytes).toString('hex')}`)
+
+/** The fixed-base tables of an account's key, as the car's `SignerKeyCache` builds them. */
+function tableOf(account: { publicKey: Hex }): FixedTable {
+  const publicKey = Buffer.from(account.publicKey.slice(2), 'hex')
+  return fixedTable(big(publicKey.subarray(1, 33)), big(publicKey.subarray(33, 65)))
+}
+
+type RecoverableInputs = [z: bigint, r: bigint, s: bigint, recovery: 0 | 1]
+
+/** `verifyRecoverable`'s inputs for a 65-byte signature over `digest`. */
+function recoverableInputs(digest: Uint8Array, signature: Uint8Array): RecoverableInputs {
+  const parsed = parseEthereumSignature(signature)
+  if (!parsed) throw new BaseError('INTERNAL', 'the bench made a malformed signature')
+  return [big(digest), parsed.r, parsed.s, parsed.recovery as 0 | 1]
+}
+
+/** A random digest and `account`'s 65-byte signature over it. */
+async function signedDigest(account: ReturnType<typeof privateKeyToAccount>) {
+  const digest = randomBytes(32)
+  const signature = Buffer.from((await account.sign({ hash: `0x${digest.toString('hex')}` })).slice(2), 'hex')
+  return { digest, signature }
+}
+
 /** Microseconds per secp256k1 verification with OpenSSL and noble (`count` timed in one loop). */
 function primitiveFloors(count: number): { openssl: number; noble: number } {
   const digest = randomBytes(32)
@@ -66,30 +99,20 @@ function primitiveFloors(count: number): { openssl: number; noble: number } {
   const secret = secp256k1.utils.randomSecretKey()
   const nobleSignature = secp256k1.sign(digest, secret, { prehash: false })
   const noblePublic = secp256k1.getPublicKey(secret)
-  const perOp = (check: () => boolean) => {
-    for (let i = 0; i < 20; i++) check()
-    const started = performance.now()
-    for (let i = 0; i < count; i++)
-      if (!check()) throw new BaseError('INTERNAL', 'a valid secp256k1 signature failed to verify')
-    return ((performance.now() - started) * 1000) / count
+  return {
+    openssl: microsPerCheck(count, () => opensslVerify('sha256', digest, publicKey, derSignature)),
+    noble: microsPerCheck(count, () =>
+      secp256k1.verify(nobleSignature, digest, noblePublic, { prehash: false }),
+    ),
   }
-  const openssl = perOp(() => opensslVerify('sha256', digest, publicKey, derSignature))
-  const noble = perOp(() => secp256k1.verify(nobleSignature, digest, noblePublic, { prehash: false }))
-  return { openssl, noble }
 }
 
 /** The car's own `SignerKeyCache` (fixed-base tables behind its address lookup), hot loop. */
 async function cachedSignerFloor(count: number): Promise<number> {
-  const digest = randomBytes(32)
   const account = privateKeyToAccount(generatePrivateKey())
-  const signature = Buffer.from((await account.sign({ hash: `0x${digest.toString('hex')}` })).slice(2), 'hex')
+  const { digest, signature } = await signedDigest(account)
   const cache = new SignerKeyCache()
-  const check = () => cache.verify(account.address, digest, signature)
-  for (let i = 0; i < 20; i++) check()
-  const started = performance.now()
-  for (let i = 0; i < count; i++)
-    if (!check()) throw new BaseError('INTERNAL', 'a valid secp256k1 signature failed to verify')
-  return ((performance.now() - started) * 1000) / count
+  return microsPerCheck(count, () => cache.verify(account.address, digest, signature))
 }
 
 /**
@@ -99,32 +122,17 @@ async function cachedSignerFloor(count: number): Promise<number> {
  */
 async function fixedTableFloor(count: number): Promise<{ same: number; distinct: number }> {
   const account = privateKeyToAccount(generatePrivateKey())
-  const big = (bytes: Uint8Array) => BigInt(`0x${Buffer.from(bytes).toString('hex')}`)
-  const publicKey = Buffer.from(account.publicKey.slice(2), 'hex')
-  const table = fixedTable(big(publicKey.subarray(1, 33)), big(publicKey.subarray(33, 65)))
-  const inputs: [bigint, bigint, bigint, 0 | 1][] = []
+  const table = tableOf(account)
+  const inputs: RecoverableInputs[] = []
   for (let i = 0; i < count; i++) {
-    const digest = randomBytes(32)
-    const signature = Buffer.from(
-      (await account.sign({ hash: `0x${digest.toString('hex')}` })).slice(2),
-      'hex',
-    )
-    inputs.push([
-      big(digest),
-      big(signature.subarray(0, 32)),
-      big(signature.subarray(32, 64)),
-      (signature[64]! - 27) as 0 | 1,
-    ])
+    const { digest, signature } = await signedDigest(account)
+    inputs.push(recoverableInputs(digest, signature))
   }
-  const loop = (pick: (i: number) => [bigint, bigint, bigint, 0 | 1]) => {
-    for (let i = 0; i < 20; i++) verifyRecoverable(table, ...pick(i % count))
-    const started = performance.now()
-    for (let i = 0; i < count; i++)
-      if (!verifyRecoverable(table, ...pick(i)))
-        throw new BaseError('INTERNAL', 'a valid secp256k1 signature failed to verify')
-    return ((performance.now() - started) * 1000) / count
+  let next = 0
+  return {
+    same: microsPerCheck(count, () => verifyRecoverable(table, ...inputs[0]!)),
+    distinct: microsPerCheck(count, () => verifyRecoverable(table, ...inputs[next++ % count]!)),
   }
-  return { same: loop(() => inputs[0]!), distinct: loop((i) => inputs[i]!) }
 }
 
 /** The primitives the floor is taken over, as `primitivesMicros` names them. */
@@ -143,9 +151,8 @@ async function coldProbe(
   domain: KeyDomain,
   grant: Awaited<ReturnType<typeof aGrant>>,
 ) {
-  const big = (bytes: Uint8Array) => BigInt(`0x${Buffer.from(bytes).toString('hex')}`)
   const publicKey = Buffer.from(member.publicKey.slice(2), 'hex')
-  const table = fixedTable(big(publicKey.subarray(1, 33)), big(publicKey.subarray(33, 65)))
+  const table = tableOf(member)
   // OpenSSL cannot take a Keccak digest: fresh ECDSA-over-SHA-256 signatures of its own key.
   const { privateKey, publicKey: opensslKey } = generateKeyPairSync('ec', { namedCurve: 'secp256k1' })
   const samples: Record<Primitive, number[]> = { openssl: [], noble: [], fixedTables: [] }
@@ -174,13 +181,8 @@ async function coldProbe(
         const compact = signature.subarray(0, 64)
         check = () => secp256k1.verify(compact, digest, publicKey, { prehash: false })
       } else {
-        const [z, r, sv, recovery] = [
-          big(digest),
-          big(signature.subarray(0, 32)),
-          big(signature.subarray(32, 64)),
-          (signature[64]! - 27) as 0 | 1,
-        ]
-        check = () => verifyRecoverable(table, z, r, sv, recovery)
+        const inputs = recoverableInputs(digest, signature)
+        check = () => verifyRecoverable(table, ...inputs)
       }
       const started = performance.now()
       const ok = check()
