@@ -25,6 +25,7 @@
  */
 import type { Address, Hex } from 'viem'
 import type { ErrorCode } from '../errors.ts'
+import { setBounded } from './bounded-map.ts'
 import { recoverAddress, SignerKeyCache } from './signatures.ts'
 import {
   accessRequestHasher,
@@ -237,12 +238,7 @@ export class AccessController {
       issuer,
       grantIdBytes: Buffer.from(signed.grant.grantId.slice(2), 'hex'),
     }
-    this.#grants.delete(key)
-    if (this.#grants.size >= this.#maxCachedGrants) {
-      const oldest = this.#grants.keys().next().value
-      if (oldest !== undefined) this.#grants.delete(oldest)
-    }
-    this.#grants.set(key, entry)
+    setBounded(this.#grants, key, entry, this.#maxCachedGrants)
     return entry
   }
 }

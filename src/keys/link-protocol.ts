@@ -12,6 +12,7 @@
  */
 import type { Address, Hex } from 'viem'
 import { BaseError, type ErrorCode } from '../errors.ts'
+import { setBounded } from './bounded-map.ts'
 import {
   type KeyGrant,
   parseAction,
@@ -83,11 +84,8 @@ export class GrantParseCache {
       grant: Object.freeze(parseGrant(raw)),
       signature: parseSignatureHex(signature, 'grantSignature'),
     })
-    if (this.#entries.size >= this.#maxEntries) {
-      const oldest = this.#entries.keys().next().value
-      if (oldest !== undefined) this.#entries.delete(oldest)
-    }
-    this.#entries.set(signature as string, { raw: { ...(raw as Record<string, unknown>) }, signed })
+    const checked = { raw: { ...(raw as Record<string, unknown>) }, signed }
+    setBounded(this.#entries, signature as string, checked, this.#maxEntries)
     return signed
   }
 }

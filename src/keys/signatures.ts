@@ -12,6 +12,7 @@ import { secp256k1 } from '@noble/curves/secp256k1.js'
 import type { Address } from 'viem'
 import { ethereumAddressOf } from '../identity/keystore.ts'
 import { type FixedTable, fixedTable, verifyRecoverable } from '../identity/secp256k1-fixed.ts'
+import { setBounded } from './bounded-map.ts'
 
 const { Point } = secp256k1
 const Fn = Point.Fn
@@ -105,11 +106,7 @@ export class SignerKeyCache {
   }
 
   private remember(key: string, point: InstanceType<typeof Point>): void {
-    if (this.#tables.size >= this.#maxEntries) {
-      const oldest = this.#tables.keys().next().value
-      if (oldest !== undefined) this.#tables.delete(oldest)
-    }
     const { x, y } = point.toAffine()
-    this.#tables.set(key, fixedTable(x, y, this.#windowBits))
+    setBounded(this.#tables, key, fixedTable(x, y, this.#windowBits), this.#maxEntries)
   }
 }
