@@ -275,17 +275,13 @@ export function simRoutes(fleet: () => Fleet | undefined) {
         },
       },
       async (request) => {
-        const wanted = (request.params as { vehicle: string }).vehicle.toLowerCase()
-        const agent = [...(fleet()?.agents.values() ?? [])].find((a) => a.vehicle.toLowerCase() === wanted)
-        if (!agent) throw new BaseError('NOT_FOUND', `no demo car ${wanted} in this node's fleet`)
+        // the fleet's cars are keyed by checksummed address, as the listing writes them
+        const vehicle = getAddress((request.params as { vehicle: string }).vehicle)
+        const agent = fleet()?.agents.get(vehicle)
+        if (!agent) throw new BaseError('NOT_FOUND', `no demo car ${vehicle} in this node's fleet`)
         const { chain, ...status } = agent.status()
         // the block cursor as a JSON number (block heights stay far below 2^53)
-        // the address as the fleet listing writes it (checksummed)
-        return {
-          ...status,
-          vehicle: getAddress(status.vehicle),
-          chain: { ...chain, cursor: Number(chain.cursor) },
-        }
+        return { ...status, vehicle, chain: { ...chain, cursor: Number(chain.cursor) } }
       },
     )
     app.get(

@@ -108,8 +108,9 @@ export function runScenario(parameters: RunScenarioParameters): {
     const record = agent.recorder.record.bind(agent.recorder)
     let km = odometerKm
     let trip = 0
-    // the car's own odometer resumes at the last reading its ledger holds
-    agent.model.drive(km - agent.model.status().odometerKm)
+    // the car's own odometer follows the readings its ledger records, resuming at the last one
+    const readOdometer = () => agent.model.drive(km - agent.model.status().odometerKm)
+    readOdometer()
     await sleep(Math.random() * stepMs * 3, signal)
     while (!signal.aborted) {
       try {
@@ -139,7 +140,7 @@ export function runScenario(parameters: RunScenarioParameters): {
           maxSpeedKmh: Math.round(90 + Math.random() * 60),
         })
         km = Math.round((km + distanceKm) * 10) / 10
-        agent.model.drive(km - agent.model.status().odometerKm)
+        readOdometer()
         agent.model.stopEngine()
         await record('odometer', { km })
         await record('trip.ended', { trip, distanceKm, durationMin: Math.round(distanceKm * 1.6) })
