@@ -29,15 +29,61 @@ export interface AccessRecorder {
   recordLater?(kind: EventKind, data: JsonValue): void
 }
 
+const NONE: readonly BuiltEvent[] = Object.freeze([])
+
+/**
+ * Events placed in a chain's order now and built later (`recordLater`): `build` appends them to
+ * the chain in order, and runs before any other event is appended to it.
+ */
+export class DeferredEvents {
+  #placed: { kind: EventKind; time: number; data: JsonValue }[] = []
+  readonly #chain: EventChain
+
+  constructor(chain: EventChain) {
+    this.#chain = chain
+  }
+
+  /** Events placed and not built yet. */
+  get size(): number {
+    return this.#placed.length
+  }
+
+  /** Takes the event's place in the order, with its time. */
+  place(kind: EventKind, time: number, data: JsonValue): void {
+    this.#placed.push({ kind, time, data })
+  }
+
+  /**
+   * Appends every placed event, in order. An event the chain refuses (data that is not JSON) is
+   * left out and handed to `refused`; without it, the refusal is thrown.
+   */
+  build(refused?: (error: unknown) => void): readonly BuiltEvent[] {
+    if (this.#placed.length === 0) return NONE
+    const built: BuiltEvent[] = []
+    const placed = this.#placed
+    this.#placed = []
+    for (const { kind, time, data } of placed) {
+      try {
+        built.push(this.#chain.append({ kind, time, data }))
+      } catch (error) {
+        if (!refused) throw error
+        refused(error)
+      }
+    }
+    return built
+  }
+}
+
 /** An in-memory recorder on the ledger's event chain (tests, demos). */
 export class MemoryAccessRecorder implements AccessRecorder {
   readonly #events: BuiltEvent[] = []
-  readonly #later: { kind: EventKind; time: number; data: JsonValue }[] = []
+  readonly #later: DeferredEvents
   readonly #chain: EventChain
   readonly #clock: () => number
 
   constructor(vehicle: string, clock: () => number = Date.now) {
     this.#chain = createEventChain({ vehicle })
+    this.#later = new DeferredEvents(this.#chain)
     this.#clock = clock
   }
 
@@ -59,8 +105,8 @@ export class MemoryAccessRecorder implements AccessRecorder {
   }
 
   recordLater(kind: EventKind, data: JsonValue): void {
-    if (this.#later.length === 0) setImmediate(() => this.#buildLater())
-    this.#later.push({ kind, time: this.#clock(), data })
+    if (this.#later.size === 0) setImmediate(() => this.#buildLater())
+    this.#later.place(kind, this.#clock(), data)
   }
 
   /** The data of the recorded events of `kind`. */
@@ -69,7 +115,6 @@ export class MemoryAccessRecorder implements AccessRecorder {
   }
 
   #buildLater(): void {
-    for (const { kind, time, data } of this.#later.splice(0))
-      this.#events.push(this.#chain.append({ kind, time, data }))
+    this.#events.push(...this.#later.build())
   }
 }

@@ -15,7 +15,7 @@ import type { MqttClient } from 'mqtt'
 import type { Hex } from 'viem'
 import { BaseError, toBaseError } from '../errors.ts'
 import type { KeyRef, KeyStore } from '../identity/keystore.ts'
-import type { AccessRecorder } from '../keys/recorder.ts'
+import { type AccessRecorder, DeferredEvents } from '../keys/recorder.ts'
 import {
   type BuiltEvent,
   createEventChain,
@@ -160,7 +160,7 @@ export class VehicleLedger implements AccessRecorder, VehicleAgentPlugin {
   #queue: Promise<void> = Promise.resolve()
   #unwritten: { envelope: BuiltEvent['envelope']; payload: BuiltEvent['payload'] }[] = []
   /** Events placed in the order by `recordLater`, not built yet. */
-  #later: { kind: EventKind; time: number; data: JsonValue }[] = []
+  readonly #later: DeferredEvents
   #commitScheduled = false
   #timer: NodeJS.Timeout | undefined
   #uploading: Promise<void> | undefined
@@ -172,6 +172,7 @@ export class VehicleLedger implements AccessRecorder, VehicleAgentPlugin {
     this.#options = options
     this.#log = log
     this.#chain = createEventChain({ vehicle: options.vehicle, head: log.head() })
+    this.#later = new DeferredEvents(this.#chain)
     this.#lastTimeMs = log.entries().at(-1)?.envelope.time ?? 0
   }
 
@@ -212,7 +213,7 @@ export class VehicleLedger implements AccessRecorder, VehicleAgentPlugin {
    * after the current answer — or earlier, when a `record` call needs the chain's head.
    */
   recordLater(kind: EventKind, data: JsonValue): void {
-    this.#later.push({ kind, time: this.#time(), data })
+    this.#later.place(kind, this.#time(), data)
     this.#scheduleCommit()
   }
 
@@ -235,17 +236,9 @@ export class VehicleLedger implements AccessRecorder, VehicleAgentPlugin {
 
   /** Builds the events `recordLater` placed, in order: before any later event is built. */
   #buildLater(): void {
-    if (this.#later.length === 0) return
-    const later = this.#later
-    this.#later = []
-    for (const { kind, time, data } of later) {
-      try {
-        this.#unwritten.push(this.#chain.append({ kind, time, data }))
-      } catch (error) {
-        // data the ledger cannot hold (not JSON): told, and left out of the chain
-        this.#options.onUploadError?.(toBaseError(error))
-      }
-    }
+    if (this.#later.size === 0) return // the unlock's path: nothing placed
+    // data the ledger cannot hold (not JSON): told, and left out of the chain
+    this.#unwritten.push(...this.#later.build((error) => this.#options.onUploadError?.(toBaseError(error))))
   }
 
   /** The next group commit, just after the current task (so after the answer being sent). */
@@ -275,7 +268,7 @@ export class VehicleLedger implements AccessRecorder, VehicleAgentPlugin {
 
   /** Events not yet acknowledged by the node. */
   pending(): number {
-    return this.#log.unacknowledged().length + this.#unwritten.length + this.#later.length
+    return this.#log.unacknowledged().length + this.#unwritten.length + this.#later.size
   }
 
   /** Sends what is pending now; resolves when the node acknowledged it (or throws). */
