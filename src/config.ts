@@ -5,6 +5,7 @@
 import { resolve } from 'node:path'
 import { BaseError } from './errors.ts'
 import { defaultRateLimit, type RateLimitConfig } from './node/rate-limit.ts'
+import { DEFAULT_REVOCATION_TTL_MS } from './node/vehicle-keys.ts'
 
 export type NodeConfig = {
   /** Data directory: chain snapshot, PGlite files, deployments, keys. */
@@ -34,6 +35,11 @@ export type NodeConfig = {
    * vehicle, default 1200).
    */
   readonly rateLimit: RateLimitConfig
+  /**
+   * How long ingest reuses an on-chain certificate revocation answer (`CARCHAIN_REVOCATION_TTL_MS`,
+   * default 30 s): a revoked vehicle's batches are refused at most this long after the revocation.
+   */
+  readonly revocationTtlMs: number
 }
 
 export type ConfigSources = {
@@ -106,5 +112,6 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
       authMax: positive('CARCHAIN_RATE_LIMIT_AUTH', defaultRateLimit.authMax),
       ingestMax: positive('CARCHAIN_RATE_LIMIT_INGEST', defaultRateLimit.ingestMax),
     },
+    revocationTtlMs: positive('CARCHAIN_REVOCATION_TTL_MS', DEFAULT_REVOCATION_TTL_MS),
   }
 }

@@ -59,8 +59,15 @@ function errand(odometerKm: number, i: number): { kind: EventKind; data: Record<
   ]
 }
 
-/** Registers `count` cars with the node at `info.url` and uploads one errand each. */
-export async function seedFleet(info: NodeInfo, count = 3): Promise<SeededFleet> {
+/**
+ * Registers `count` cars with the node at `info.url` and uploads one errand each
+ * (`certificateLifetimeMs`: the cars' certificates' validity, backdated 5 min by the issuer).
+ */
+export async function seedFleet(
+  info: NodeInfo,
+  count = 3,
+  options: { certificateLifetimeMs?: number } = {},
+): Promise<SeededFleet> {
   const pki = await aPki()
   const { walletClient, publicClient } = await connectChain({
     rpcUrl: info.chain.rpcUrl,
@@ -84,7 +91,7 @@ export async function seedFleet(info: NodeInfo, count = 3): Promise<SeededFleet>
   const cars: FleetCar[] = []
   for (let n = 0; n < count; n++) {
     const vin = aVin()
-    const issued = await pki.aVehicle({ vin })
+    const issued = await pki.aVehicle({ vin, lifetimeMs: options.certificateLifetimeMs })
     const vehicle = getAddress(await pki.store.ethereumAddress(issued.walletRef))
     const ownerIndex = 1 + (n % 2)
     await send('registerVehicle', [

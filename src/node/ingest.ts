@@ -1,13 +1,13 @@
 /**
  * The node's one way in for vehicle batches, whatever the transport (HTTP, MQTT): group commit
- * (batches arriving together share one transaction), the certified key of each vehicle cached in
- * memory (a registration replaces it), and every newly stored event published on the live stream.
+ * (batches arriving together share one transaction), the certified key of each vehicle checked for
+ * expiry and on-chain revocation before each batch (`vehicle-keys.ts`), and every newly stored event published on the live stream.
  */
 import type { Database } from '../db/database.ts'
-import { fromHex } from '../ledger/bytes.ts'
 import type { VehicleAddress } from '../ledger/envelope.ts'
 import { createBatchIngester, type IngestBatchReturnType } from '../ledger/ingest.ts'
 import type { NodeEvents } from './stream.ts'
+import { createVehicleKeys, type VehicleKeysParameters } from './vehicle-keys.ts'
 
 export type NodeIngest = {
   /** Verifies and stores a batch from `vehicle`; resolves once it is durable. */
@@ -16,20 +16,13 @@ export type NodeIngest = {
   forget(vehicle: string): void
 }
 
-export function createNodeIngest(db: Database, events: NodeEvents): NodeIngest {
-  const keys = new Map<string, Uint8Array>()
-  const resolveVehicleKey = async (vehicle: string) => {
-    const cached = keys.get(vehicle)
-    if (cached) return cached
-    const { rows } = await db.query<{ public_key: Uint8Array }>(
-      'select public_key from node_vehicles where vehicle = $1',
-      [fromHex(vehicle, 'vehicle', 20)],
-    )
-    const key = rows[0] && new Uint8Array(rows[0].public_key)
-    if (key) keys.set(vehicle, key)
-    return key
-  }
-  const ingester = createBatchIngester(db, { resolveVehicleKey })
+export function createNodeIngest(
+  db: Database,
+  events: NodeEvents,
+  vehicleKeys: VehicleKeysParameters,
+): NodeIngest {
+  const keys = createVehicleKeys(db, vehicleKeys)
+  const ingester = createBatchIngester(db, { resolveVehicleKey: keys.resolve })
   return {
     async accept(batch, vehicle) {
       const result = await ingester.ingest(batch, vehicle)
@@ -50,6 +43,6 @@ export function createNodeIngest(db: Database, events: NodeEvents): NodeIngest {
       }
       return result
     },
-    forget: (vehicle) => keys.delete(vehicle.toLowerCase()),
+    forget: keys.forget,
   }
 }

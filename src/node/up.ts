@@ -21,6 +21,7 @@ import { lockDataDir } from '../data-dir.ts'
 import { type Database, openDatabase, redactUrl } from '../db/database.ts'
 import { migrate } from '../db/migrate.ts'
 import { BaseError } from '../errors.ts'
+import { registryRevocation } from '../identity/registry-revocation.ts'
 import { keyRoutes } from '../keys/online.ts'
 import { getLogId } from '../ledger/anchor.ts'
 import { type Fleet, simRoutes, startFleet } from '../sim/fleet.ts'
@@ -139,7 +140,10 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
       contracts,
       logId: await getLogId(db),
       events,
-      ingest: createNodeIngest(db, events),
+      ingest: createNodeIngest(db, events, {
+        isRevoked: registryRevocation(clients.publicClient, contracts.VehicleRegistry),
+        revocationTtlMs: config.revocationTtlMs,
+      }),
       indexer,
     }
     const anchoring = startAnchoring(context, {
