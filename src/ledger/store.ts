@@ -219,12 +219,51 @@ type Head = {
   changed: boolean
 }
 
+/**
+ * One group's append, in the transaction, as named steps: take the log lock and the vehicles'
+ * heads (`lockLogAndHeads`), check each batch against its vehicle's head (`admit`), add the
+ * admitted events to the tree in memory (`sequenceBatch`), then write everything at once
+ * (`writeAppends`). A refused batch leaves the tree and its head as they were.
+ */
 async function appendInTransaction(
   tx: Queryable,
   engine: Database['engine'],
   batches: PreparedBatch[],
 ): Promise<[number, AppendBatchesReturnType[number]][]> {
-  // The one-writer lock (held until commit or rollback) and the vehicles' heads, in one round trip.
+  const { log, heads } = await lockLogAndHeads(tx, batches)
+  const treeSizeBefore = Number(log.tree_size)
+  const group = startGroup(log.frontier, treeSizeBefore)
+  const outcomes: [number, AppendBatchesReturnType[number]][] = []
+  const accepted: { slot: number; result: Omit<AppendBatchReturnType, 'treeSize' | 'rootHash'> }[] = []
+  for (const batch of batches) {
+    const head = headOf(heads, batch)
+    let admitted: Admitted
+    try {
+      admitted = await admit(tx, batch, head)
+    } catch (error) {
+      if (!(error instanceof BaseError)) throw error
+      outcomes.push([batch.slot, { ok: false, error }])
+      continue
+    }
+    accepted.push({ slot: batch.slot, result: sequenceBatch(group, batch, head, admitted) })
+  }
+  const rootHash = foldNodes(group.frontier.map((node) => node.hash))
+  if (group.fresh.length > 0) await writeAppends(tx, engine, { ...group, heads, rootHash })
+  const treeSize = group.size
+  const rootHex = toHex(treeSize === treeSizeBefore ? log.root_hash : rootHash)
+  for (const { slot, result } of accepted)
+    outcomes.push([slot, { ok: true, result: { ...result, treeSize, rootHash: rootHex } }])
+  return outcomes
+}
+
+/**
+ * Takes the one-writer lock (held until commit or rollback) and reads the log head and the
+ * group's vehicles' heads, in one round trip.
+ */
+async function lockLogAndHeads(
+  tx: Queryable,
+  batches: PreparedBatch[],
+): Promise<{ log: LogRow; heads: Map<string, Head> }> {
   const vehicles = [...new Set(batches.map((batch) => batch.vehicle))]
   const { rows } = await tx.query<
     LogRow & { vehicle: Uint8Array | null } & { [K in keyof HeadRow]: HeadRow[K] | null }
@@ -252,108 +291,95 @@ async function appendInTransaction(
       changed: false,
     })
   }
+  return { log, heads }
+}
 
-  const treeSizeBefore = Number(log.tree_size)
-  const frontier = decodeFrontier(log.frontier, treeSizeBefore)
-  let size = treeSizeBefore
-  const fresh: FreshEvent[] = []
-  const nodeLevels: number[] = []
-  const nodeIndexes: number[] = []
-  const nodeHashes: Uint8Array[] = []
-  const checkpoints: {
-    vehicleBytes: Uint8Array
-    seq: number
-    leafHash: Uint8Array
-    signature: Uint8Array
-  }[] = []
-  const accepted: { slot: number; result: Omit<AppendBatchReturnType, 'treeSize' | 'rootHash'> }[] = []
-  const outcomes: [number, AppendBatchesReturnType[number]][] = []
-
-  for (const batch of batches) {
-    let head = heads.get(batch.vehicle)
-    if (head === undefined) {
-      head = {
-        vehicleBytes: batch.vehicleBytes,
-        nextSeq: 0,
-        leafHash: undefined,
-        timeMs: 0,
-        odometerKm: undefined,
-        pendingFrom: undefined,
-        pending: [],
-        changed: false,
-      }
-      heads.set(batch.vehicle, head)
+/** The batch's vehicle's head: as stored, or a new vehicle's empty head (added to `heads`). */
+function headOf(heads: Map<string, Head>, batch: PreparedBatch): Head {
+  let head = heads.get(batch.vehicle)
+  if (head === undefined) {
+    head = {
+      vehicleBytes: batch.vehicleBytes,
+      nextSeq: 0,
+      leafHash: undefined,
+      timeMs: 0,
+      odometerKm: undefined,
+      pendingFrom: undefined,
+      pending: [],
+      changed: false,
     }
-    let admitted: Admitted
-    try {
-      admitted = await admit(tx, batch, head)
-    } catch (error) {
-      if (!(error instanceof BaseError)) throw error
-      outcomes.push([batch.slot, { ok: false, error }])
-      continue
-    }
-    const ids = admitted.stored.map((event) => toHex(event.leafHash))
-    const leafIndexes = admitted.stored.map((event) => event.index)
-    // Extend the tree from the frontier: merging while the new subtree has a left sibling of
-    // its level; each merge completes one perfect subtree.
-    for (const event of admitted.fresh) {
-      let hash = event.leafHash
-      let level = 0
-      let index = size
-      while (frontier.length > 0 && frontier[frontier.length - 1]!.level === level) {
-        hash = hashChildren(frontier.pop()!.hash, hash)
-        level++
-        index = Math.floor(index / 2)
-        if (level % NODE_STRIDE === 0) {
-          nodeLevels.push(level)
-          nodeIndexes.push(index)
-          nodeHashes.push(hash)
-        }
-      }
-      frontier.push({ level, hash })
-      fresh.push({ event, vehicleBytes: batch.vehicleBytes, index: size })
-      head.pendingFrom ??= event.envelope.seq
-      head.pending.push({ leafHash: event.leafHash, index: size })
-      ids.push(event.id)
-      leafIndexes.push(size)
-      size++
-    }
-    if (admitted.fresh.length > 0) {
-      const last = admitted.fresh[admitted.fresh.length - 1]!
-      checkpoints.push({
-        vehicleBytes: batch.vehicleBytes,
-        seq: last.envelope.seq,
-        leafHash: last.leafHash,
-        signature: batch.checkpointSignature,
-      })
-      head.nextSeq = last.envelope.seq + 1
-      head.leafHash = last.leafHash
-      head.timeMs = admitted.timeMs
-      head.odometerKm = admitted.odometerKm
-      head.changed = true
-    }
-    accepted.push({ slot: batch.slot, result: { ids, leafIndexes, duplicates: admitted.stored.length } })
+    heads.set(batch.vehicle, head)
   }
+  return head
+}
 
-  const rootHash = foldNodes(frontier.map((node) => node.hash))
-  if (fresh.length > 0) {
-    await writeAppends(tx, engine, {
-      fresh,
-      nodeLevels,
-      nodeIndexes,
-      nodeHashes,
-      checkpoints,
-      heads,
-      size,
-      rootHash,
-      frontier,
+/** The tree as the group extends it in memory, and every row it will write. */
+type Group = Omit<Writes, 'heads' | 'rootHash'>
+
+function startGroup(frontier: Uint8Array, treeSize: number): Group {
+  return {
+    size: treeSize,
+    frontier: decodeFrontier(frontier, treeSize),
+    fresh: [],
+    nodeLevels: [],
+    nodeIndexes: [],
+    nodeHashes: [],
+    checkpoints: [],
+  }
+}
+
+/**
+ * Adds an admitted batch's new events to the group's tree and moves its vehicle's head on;
+ * answers the batch's ids and leaf indexes (re-sent events first, with their stored ones).
+ */
+function sequenceBatch(
+  group: Group,
+  batch: PreparedBatch,
+  head: Head,
+  admitted: Admitted,
+): Omit<AppendBatchReturnType, 'treeSize' | 'rootHash'> {
+  const { frontier } = group
+  const ids = admitted.stored.map((event) => toHex(event.leafHash))
+  const leafIndexes = admitted.stored.map((event) => event.index)
+  // Extend the tree from the frontier: merging while the new subtree has a left sibling of
+  // its level; each merge completes one perfect subtree.
+  for (const event of admitted.fresh) {
+    let hash = event.leafHash
+    let level = 0
+    let index = group.size
+    while (frontier.length > 0 && frontier[frontier.length - 1]!.level === level) {
+      hash = hashChildren(frontier.pop()!.hash, hash)
+      level++
+      index = Math.floor(index / 2)
+      if (level % NODE_STRIDE === 0) {
+        group.nodeLevels.push(level)
+        group.nodeIndexes.push(index)
+        group.nodeHashes.push(hash)
+      }
+    }
+    frontier.push({ level, hash })
+    group.fresh.push({ event, vehicleBytes: batch.vehicleBytes, index: group.size })
+    head.pendingFrom ??= event.envelope.seq
+    head.pending.push({ leafHash: event.leafHash, index: group.size })
+    ids.push(event.id)
+    leafIndexes.push(group.size)
+    group.size++
+  }
+  if (admitted.fresh.length > 0) {
+    const last = admitted.fresh[admitted.fresh.length - 1]!
+    group.checkpoints.push({
+      vehicleBytes: batch.vehicleBytes,
+      seq: last.envelope.seq,
+      leafHash: last.leafHash,
+      signature: batch.checkpointSignature,
     })
+    head.nextSeq = last.envelope.seq + 1
+    head.leafHash = last.leafHash
+    head.timeMs = admitted.timeMs
+    head.odometerKm = admitted.odometerKm
+    head.changed = true
   }
-  const treeSize = size
-  const rootHex = toHex(size === treeSizeBefore ? log.root_hash : rootHash)
-  for (const { slot, result } of accepted)
-    outcomes.push([slot, { ok: true, result: { ...result, treeSize, rootHash: rootHex } }])
-  return outcomes
+  return { ids, leafIndexes, duplicates: admitted.stored.length }
 }
 
 type Admitted = {
