@@ -13,7 +13,8 @@
  */
 import { CopyBinaryWriter } from '../db/copy-binary.ts'
 import type { Database, Queryable } from '../db/database.ts'
-import { BaseError, toBaseError } from '../errors.ts'
+import { BaseError, type ErrorCode, toBaseError } from '../errors.ts'
+import { logger } from '../log.ts'
 import { equalBytes, fromHex, type Hex, toBareHex, toHex } from './bytes.ts'
 import {
   type Envelope,
@@ -36,6 +37,8 @@ import {
   type ProofPlan,
   rangeNodes,
 } from './merkle.ts'
+
+const log = logger('ledger.store')
 
 /** The most entries `getEntries` returns at once. */
 export const MAX_ENTRIES_PAGE = 1000
@@ -126,15 +129,19 @@ export async function appendBatches(
       const failure = toBaseError(error)
       for (const batch of prepared) outcomes[batch.slot] = { ok: false, error: failure }
     }
+    const evidence: Evidence[] = []
     for (const batch of prepared) {
       const outcome = outcomes[batch.slot]!
       if (
         !outcome.ok &&
         (outcome.error.code === 'EVENT_FORK' || outcome.error.code === 'ODOMETER_ROLLBACK')
       ) {
-        await recordEvidence(db, batch, outcome.error).catch(() => {})
+        evidence.push(evidenceOf(batch, outcome.error))
       }
     }
+    const backlog = unwritten.get(db)
+    if (evidence.length > 0 || (backlog !== undefined && Date.now() >= backlog.retryAtMs))
+      await writeEvidence(db, evidence)
   }
   return outcomes
 }
@@ -230,9 +237,9 @@ async function appendInTransaction(
   engine: Database['engine'],
   batches: PreparedBatch[],
 ): Promise<[number, AppendBatchesReturnType[number]][]> {
-  const { log, heads } = await lockLogAndHeads(tx, batches)
-  const treeSizeBefore = Number(log.tree_size)
-  const group = startGroup(log.frontier, treeSizeBefore)
+  const { logRow, heads } = await lockLogAndHeads(tx, batches)
+  const treeSizeBefore = Number(logRow.tree_size)
+  const group = startGroup(logRow.frontier, treeSizeBefore)
   const outcomes: [number, AppendBatchesReturnType[number]][] = []
   const accepted: { slot: number; result: Omit<AppendBatchReturnType, 'treeSize' | 'rootHash'> }[] = []
   for (const batch of batches) {
@@ -250,7 +257,7 @@ async function appendInTransaction(
   const rootHash = foldNodes(group.frontier.map((node) => node.hash))
   if (group.fresh.length > 0) await writeAppends(tx, engine, { ...group, heads, rootHash })
   const treeSize = group.size
-  const rootHex = toHex(treeSize === treeSizeBefore ? log.root_hash : rootHash)
+  const rootHex = toHex(treeSize === treeSizeBefore ? logRow.root_hash : rootHash)
   for (const { slot, result } of accepted)
     outcomes.push([slot, { ok: true, result: { ...result, treeSize, rootHash: rootHex } }])
   return outcomes
@@ -263,7 +270,7 @@ async function appendInTransaction(
 async function lockLogAndHeads(
   tx: Queryable,
   batches: PreparedBatch[],
-): Promise<{ log: LogRow; heads: Map<string, Head> }> {
+): Promise<{ logRow: LogRow; heads: Map<string, Head> }> {
   const vehicles = [...new Set(batches.map((batch) => batch.vehicle))]
   const { rows } = await tx.query<
     LogRow & { vehicle: Uint8Array | null } & { [K in keyof HeadRow]: HeadRow[K] | null }
@@ -274,8 +281,8 @@ async function lockLogAndHeads(
       where l.id for update of l`,
     [vehicles.map((vehicle) => vehicle.slice(2))],
   )
-  const log = rows[0]
-  if (log === undefined)
+  const logRow = rows[0]
+  if (logRow === undefined)
     throw new BaseError('INTERNAL', 'the ledger_log row is missing (migration 0002 not applied?)')
   const heads = new Map<string, Head>()
   for (const row of rows) {
@@ -291,7 +298,7 @@ async function lockLogAndHeads(
       changed: false,
     })
   }
-  return { log, heads }
+  return { logRow, heads }
 }
 
 /** The batch's vehicle's head: as stored, or a new vehicle's empty head (added to `heads`). */
@@ -652,38 +659,125 @@ function encodeFrontier(frontier: FrontierNode[]): Uint8Array {
   return bytes
 }
 
-async function recordEvidence(db: Database, prepared: PreparedBatch, error: BaseError): Promise<void> {
+/** A refused batch's tamper evidence: the conflicting chain (forks only) and the alert. */
+type Evidence = {
+  vehicleBytes: Uint8Array
+  code: ErrorCode
+  seq: number
+  fork: { storedLeafHash: Uint8Array | null; receivedLeafHash: Uint8Array | null; batch: string } | undefined
+  /** The alert's details (JSON). */
+  details: string
+}
+
+function evidenceOf(prepared: PreparedBatch, error: BaseError): Evidence {
   const { vehicleBytes, events, checkpointSignature } = prepared
   const seq = typeof error.details.seq === 'number' ? error.details.seq : events[0]!.envelope.seq
-  if (error.code === 'EVENT_FORK') {
-    // The conflicting, vehicle-signed chain is the evidence: envelopes and signature, no payload data.
-    const batch = {
-      envelopes: events.map((event) => event.envelope),
-      checkpoint: {
-        leafHash: toHex(events[events.length - 1]!.leafHash),
-        signature: toHex(checkpointSignature),
-      },
-    }
-    const storedId = error.details.storedId
-    const receivedId = error.details.receivedId
-    await db.query(
-      `insert into ledger_forks (vehicle, seq, stored_leaf_hash, received_leaf_hash, batch)
-       values ($1, $2, $3, $4, $5::jsonb)`,
-      [
-        vehicleBytes,
-        seq,
-        typeof storedId === 'string' ? fromHex(storedId, 'storedId') : null,
-        typeof receivedId === 'string' ? fromHex(receivedId, 'receivedId') : null,
-        JSON.stringify(batch),
-      ],
-    )
-  }
-  await db.query('insert into ledger_alerts (vehicle, code, seq, details) values ($1, $2, $3, $4::jsonb)', [
+  const { storedId, receivedId } = error.details
+  return {
     vehicleBytes,
-    error.code,
+    code: error.code,
     seq,
-    JSON.stringify({ message: error.shortMessage, ...error.details }),
-  ])
+    // The conflicting, vehicle-signed chain is the evidence: envelopes and signature, no payload data.
+    fork:
+      error.code === 'EVENT_FORK'
+        ? {
+            storedLeafHash: typeof storedId === 'string' ? fromHex(storedId, 'storedId') : null,
+            receivedLeafHash: typeof receivedId === 'string' ? fromHex(receivedId, 'receivedId') : null,
+            batch: JSON.stringify({
+              envelopes: events.map((event) => event.envelope),
+              checkpoint: {
+                leafHash: toHex(events[events.length - 1]!.leafHash),
+                signature: toHex(checkpointSignature),
+              },
+            }),
+          }
+        : undefined,
+    details: JSON.stringify({ message: error.shortMessage, ...error.details }),
+  }
+}
+
+/** The most tamper records kept in memory while the database refuses them (each ≤ a batch's envelopes). */
+export const MAX_UNWRITTEN_EVIDENCE = 100
+/** The wait before writing unwritten evidence again, with a later append. */
+const EVIDENCE_RETRY_MS = 5000
+
+// Evidence whose write failed, per database, oldest first: written before any newer evidence.
+const unwritten = new WeakMap<Database, { evidence: Evidence[]; lastError: string; retryAtMs: number }>()
+
+/**
+ * Writes `evidence` after whatever evidence is still unwritten, each record (fork and alert) in
+ * its own transaction. A failure is never swallowed: it is logged with the evidence itself, the
+ * rest is kept in memory (at most MAX_UNWRITTEN_EVIDENCE, the oldest dropped loudly) and written
+ * with a later append, and `unwrittenEvidence` reports it (the node's health shows it).
+ */
+async function writeEvidence(db: Database, evidence: Evidence[]): Promise<void> {
+  const queue = [...(unwritten.get(db)?.evidence ?? []), ...evidence]
+  for (let i = 0; i < queue.length; i++) {
+    const record = queue[i]!
+    try {
+      await db.transaction(async (tx) => {
+        if (record.fork !== undefined) {
+          await tx.query(
+            `insert into ledger_forks (vehicle, seq, stored_leaf_hash, received_leaf_hash, batch)
+             values ($1, $2, $3, $4, $5::jsonb)`,
+            [
+              record.vehicleBytes,
+              record.seq,
+              record.fork.storedLeafHash,
+              record.fork.receivedLeafHash,
+              record.fork.batch,
+            ],
+          )
+        }
+        await tx.query(
+          'insert into ledger_alerts (vehicle, code, seq, details) values ($1, $2, $3, $4::jsonb)',
+          [record.vehicleBytes, record.code, record.seq, record.details],
+        )
+      })
+    } catch (error) {
+      const left = queue.slice(i)
+      for (const dropped of left.splice(0, Math.max(0, left.length - MAX_UNWRITTEN_EVIDENCE))) {
+        log.error(
+          { ...describeEvidence(dropped), batch: dropped.fork?.batch },
+          'tamper evidence dropped: the database refused it too long; this log line is its only record',
+        )
+      }
+      log.error(
+        { err: error, ...describeEvidence(record), unwritten: left.length },
+        'tamper evidence (fork or odometer rollback) could not be stored; kept in memory and written again with a later append',
+      )
+      unwritten.set(db, {
+        evidence: left,
+        lastError: (error as Error)?.message ?? String(error),
+        retryAtMs: Date.now() + EVIDENCE_RETRY_MS,
+      })
+      return
+    }
+  }
+  unwritten.delete(db)
+}
+
+function describeEvidence(evidence: Evidence): Record<string, unknown> {
+  return {
+    vehicle: toHex(evidence.vehicleBytes),
+    code: evidence.code,
+    seq: evidence.seq,
+    details: JSON.parse(evidence.details),
+  }
+}
+
+/**
+ * Tamper evidence (forks, odometer rollbacks) that `db` refused and this process still holds:
+ * how many records and why the last write failed; `count` 0 when everything is stored.
+ */
+export function unwrittenEvidence(db: Database): { count: number; lastError: string | undefined } {
+  const backlog = unwritten.get(db)
+  return { count: backlog?.evidence.length ?? 0, lastError: backlog?.lastError }
+}
+
+/** Writes the evidence `db` refused before now (e.g. once the database is repaired). */
+export async function writeUnwrittenEvidence(db: Database): Promise<void> {
+  if (unwritten.has(db)) await writeEvidence(db, [])
 }
 
 // ---------------------------------------------------------------------------------------------

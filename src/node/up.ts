@@ -24,6 +24,7 @@ import { BaseError } from '../errors.ts'
 import { registryRevocation } from '../identity/registry-revocation.ts'
 import { keyRoutes } from '../keys/online.ts'
 import { getLogId } from '../ledger/anchor.ts'
+import { unwrittenEvidence } from '../ledger/store.ts'
 import { type Fleet, simRoutes, startFleet } from '../sim/fleet.ts'
 import { chargingRoutes } from '../station/routes.ts'
 import { type AnchoringScheduler, startAnchoring } from './anchoring.ts'
@@ -168,6 +169,9 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
           (error: Error) => `unreachable: ${error.message.split('\n')[0]}`,
         )
         parts.anchoring = anchoring.lastError ? `retrying: ${anchoring.lastError}` : 'ok'
+        const evidence = unwrittenEvidence(db)
+        parts.evidence =
+          evidence.count === 0 ? 'ok' : `${evidence.count} tamper record(s) not stored: ${evidence.lastError}`
         return parts
       },
       routes: [
