@@ -21,6 +21,7 @@ import type { Database } from '../src/db/database.ts'
 import { openDatabase } from '../src/db/database.ts'
 import { migrate } from '../src/db/migrate.ts'
 import { BaseError } from '../src/errors.ts'
+import { createBatch } from '../src/ledger/batch.ts'
 import { toBareHex } from '../src/ledger/bytes.ts'
 import {
   type BuiltEvent,
@@ -28,7 +29,7 @@ import {
   encodeEnvelope,
   type VehicleAddress,
 } from '../src/ledger/envelope.ts'
-import { createBatch, createBatchIngester } from '../src/ledger/ingest.ts'
+import { createBatchIngester } from '../src/ledger/ingest.ts'
 import { aP256Signer } from '../src/ledger/testing.ts'
 import { freshDatabase } from '../test/database.ts'
 

@@ -11,8 +11,8 @@ import { connectChain, developmentAccount } from '../src/chain/clients.ts'
 import { demoTokenAbi, vehicleRegistryAbi } from '../src/chain/generated/index.ts'
 import { toPem } from '../src/identity/certificate.ts'
 import { aPki, aVin } from '../src/identity/pki.testkit.ts'
+import { createBatch } from '../src/ledger/batch.ts'
 import { createEventChain, type EventChain, type EventKind } from '../src/ledger/envelope.ts'
-import { createBatch } from '../src/ledger/ingest.ts'
 
 export type FleetCar = {
   vehicle: `0x${string}`

@@ -32,14 +32,8 @@ const expected: Record<string, string[]> = {
     'verifyP256',
     'verifyPayload',
   ],
-  ingest: [
-    'MAX_BATCH_EVENTS',
-    'createBatch',
-    'createBatchIngester',
-    'ingestBatch',
-    'parseBatch',
-    'verifyBatch',
-  ],
+  batch: ['MAX_BATCH_EVENTS', 'createBatch', 'parseBatch', 'verifyBatch'],
+  ingest: ['createBatchIngester', 'ingestBatch'],
   jcs: ['JCS_MAX_DEPTH', 'canonicalize', 'canonicalizeToBytes'],
   'local-log': ['MAX_RECORD_BYTES', 'openLocalLog'],
   merkle: [
@@ -61,6 +55,7 @@ const expected: Record<string, string[]> = {
   ],
   store: [
     'MAX_ENTRIES_PAGE',
+    'MAX_UNWRITTEN_EVIDENCE',
     'appendBatch',
     'appendBatches',
     'createLedgerStore',
@@ -75,6 +70,8 @@ const expected: Record<string, string[]> = {
     'getPayload',
     'getRootAt',
     'getVehicleHead',
+    'unwrittenEvidence',
+    'writeUnwrittenEvidence',
   ],
   verify: ['createDisclosure', 'verifyDisclosure', 'verifyEvent'],
 }

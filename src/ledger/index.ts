@@ -4,6 +4,7 @@
  */
 
 export * from './anchor.ts'
+export * from './batch.ts'
 export * from './bytes.ts'
 export * from './envelope.ts'
 export * from './ingest.ts'

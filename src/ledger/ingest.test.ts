@@ -4,6 +4,7 @@ import fc from 'fast-check'
 import { engines, freshDatabase } from '../../test/database.ts'
 import type { Database } from '../db/database.ts'
 import { BaseError, isErrorCode } from '../errors.ts'
+import { type BatchJson, createBatch, parseBatch } from './batch.ts'
 import { fromHex, toHex } from './bytes.ts'
 import {
   computeCommit,
@@ -15,7 +16,7 @@ import {
   parsePayload,
   type VehicleAddress,
 } from './envelope.ts'
-import { type BatchJson, createBatch, createBatchIngester, ingestBatch, parseBatch } from './ingest.ts'
+import { createBatchIngester, ingestBatch } from './ingest.ts'
 import { canonicalize, type JsonValue } from './jcs.ts'
 import { buildMerkleTree, hashLeaf } from './merkle.ts'
 import { getAlerts, getCheckpoint, getEntries, getPayload } from './store.ts'

@@ -13,16 +13,17 @@
 import type { KeyObject } from 'node:crypto'
 import { isMainThread, parentPort, Worker } from 'node:worker_threads'
 import { BaseError, type ErrorCode } from '../errors.ts'
+import { type ParsedBatch, verifyBatch } from './batch.ts'
 import type { Hex } from './bytes.ts'
 import {
   type Envelope,
   type EventKind,
   type Payload,
   p256PublicKey,
+  SALT_BYTES,
+  SIGNATURE_BYTES,
   type VehicleAddress,
 } from './envelope.ts'
-import type { ParsedBatch } from './ingest.ts'
-import { verifyBatch } from './ingest.ts'
 import type { JsonValue } from './jcs.ts'
 import { HASH_BYTES } from './merkle.ts'
 
@@ -55,8 +56,6 @@ type Reply =
       message: string
       details: Record<string, unknown>
     }
-
-const SIGNATURE_BYTES = 64
 
 class KeyFailed extends Error {}
 
@@ -106,7 +105,8 @@ async function answer(request: Request): Promise<{ reply: Reply; transfer: Array
     }
   }
   let size = SIGNATURE_BYTES
-  for (const event of parsed.events) size += event.leafInput.length + HASH_BYTES + (event.payload ? 16 : 0)
+  for (const event of parsed.events)
+    size += event.leafInput.length + HASH_BYTES + (event.payload ? SALT_BYTES : 0)
   const bytes = new Uint8Array(size)
   let at = 0
   const inputLengths: number[] = []
@@ -119,7 +119,7 @@ async function answer(request: Request): Promise<{ reply: Reply; transfer: Array
     at += HASH_BYTES
     if (event.payload) {
       bytes.set(event.payload.salt, at)
-      at += 16
+      at += SALT_BYTES
     }
     inputLengths.push(event.leafInput.length)
     ids.push(event.id)
@@ -240,8 +240,8 @@ function rebuild(batch: unknown, reply: Extract<Reply, { ok: true }>): ParsedBat
     const json = payloadJson[i]
     let payload: Payload | undefined
     if (json !== null && json !== undefined) {
-      payload = { salt: view(at, 16), data: p!.data }
-      at += 16
+      payload = { salt: view(at, SALT_BYTES), data: p!.data }
+      at += SALT_BYTES
     }
     events[i] = { envelope, leafInput, leafHash, id: ids[i]!, payload, payloadJson: json ?? undefined }
   }

@@ -24,8 +24,8 @@ import type { Database } from '../db/database.ts'
 import { BaseError } from '../errors.ts'
 import { parseCertificate } from '../identity/certificate.ts'
 import { setBounded } from '../keys/bounded-map.ts'
+import type { ResolveVehicleKey } from '../ledger/batch.ts'
 import { fromHex } from '../ledger/bytes.ts'
-import type { ResolveVehicleKey } from '../ledger/ingest.ts'
 import { logger } from '../log.ts'
 
 const log = logger('node.vehicle-keys')

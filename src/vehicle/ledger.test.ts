@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { BaseError } from '../errors.ts'
-import type { BatchJson } from '../ledger/ingest.ts'
+import type { BatchJson } from '../ledger/batch.ts'
 import { aP256Signer } from '../ledger/testing.ts'
 import { type BatchTransport, VehicleLedger } from './ledger.ts'
 

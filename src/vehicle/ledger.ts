@@ -16,6 +16,7 @@ import type { Hex } from 'viem'
 import { BaseError, toBaseError } from '../errors.ts'
 import type { KeyRef, KeyStore } from '../identity/keystore.ts'
 import { type AccessRecorder, DeferredEvents } from '../keys/recorder.ts'
+import { type BatchJson, createBatch } from '../ledger/batch.ts'
 import {
   type BuiltEvent,
   createEventChain,
@@ -23,7 +24,6 @@ import {
   type EventKind,
   type P256Signer,
 } from '../ledger/envelope.ts'
-import { type BatchJson, createBatch } from '../ledger/ingest.ts'
 import type { JsonValue } from '../ledger/jcs.ts'
 import { type LocalLog, openLocalLog } from '../ledger/local-log.ts'
 import { acksTopic, eventsTopic } from '../ledger/topics.ts'

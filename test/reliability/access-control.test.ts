@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { developmentAccount } from '../../src/chain/clients.ts'
+import { createBatch } from '../../src/ledger/batch.ts'
 import { createEventChain } from '../../src/ledger/envelope.ts'
-import { createBatch } from '../../src/ledger/ingest.ts'
 import { type SeededFleet, seedFleet } from '../fleet-fixture.ts'
 import { call, signIn, startTestNode, type TestNode } from './harness.ts'
 

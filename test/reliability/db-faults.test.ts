@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto'
 import { after, before, test } from 'node:test'
 import { openDatabase } from '../../src/db/database.ts'
 import { errorCodes } from '../../src/errors.ts'
-import { createBatch } from '../../src/ledger/ingest.ts'
+import { createBatch } from '../../src/ledger/batch.ts'
 import { type FleetCar, type SeededFleet, seedFleet } from '../fleet-fixture.ts'
 import { requirePart } from '../skip.ts'
 import {
