@@ -34,6 +34,7 @@ import {
   type KeyGrant,
   RENTAL_SCOPES,
   type SignedGrant,
+  ZERO_GRANT_ID,
 } from './typed-data.ts'
 import type { UseCounter } from './use-counter.ts'
 
@@ -116,7 +117,6 @@ function sameGrant(a: KeyGrant, b: KeyGrant): boolean {
 }
 
 const ZERO32 = new Uint8Array(32)
-const ZERO_ID: Hex = `0x${'0'.repeat(64)}`
 
 /** The offline decision of one vehicle. */
 export class AccessController {
@@ -179,7 +179,7 @@ export class AccessController {
   #decideRental(attempt: AccessAttempt): AccessDecision {
     const base = {
       action: attempt.action,
-      grantId: ZERO_ID,
+      grantId: ZERO_GRANT_ID,
       subject: undefined as Address | undefined,
       issuer: undefined,
       rental: true,

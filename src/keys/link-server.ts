@@ -36,7 +36,7 @@ import {
   type ResultMessage,
 } from './link-protocol.ts'
 import type { AccessRecorder } from './recorder.ts'
-import { Scope, scopeNames } from './typed-data.ts'
+import { Scope, scopeNames, ZERO_GRANT_ID } from './typed-data.ts'
 
 /** What the vehicle does with a granted action; a throw turns the answer into INTERNAL. */
 export type GrantedHandler = (decision: AccessDecision, eventId: Hex) => void | Promise<void>
@@ -351,7 +351,7 @@ function eventData(
     if (decision.uses !== undefined) data.uses = decision.uses
   } else if (request) {
     const grant = request.grant?.grant
-    data.grantId = grant?.grantId ?? `0x${'0'.repeat(64)}`
+    data.grantId = grant?.grantId ?? ZERO_GRANT_ID
     data.rental = request.grant === null
     if (grant) data.subject = grant.grantee
   }

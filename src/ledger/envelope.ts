@@ -11,6 +11,9 @@ import { BaseError } from '../errors.ts'
 import { equalBytes, fromHex, type Hex, toBareHex, toHex } from './bytes.ts'
 import { canonicalize, canonicalizeToBytes, type JsonValue } from './jcs.ts'
 import { hashLeaf, sha256 } from './merkle.ts'
+import { SALT_BYTES, SIGNATURE_BYTES } from './sizes.ts'
+
+export { SALT_BYTES, SIGNATURE_BYTES }
 
 /** The kinds of event a vehicle records (DESIGN.md "Ledger"); anything else is refused. */
 export const eventKinds = [
@@ -57,9 +60,6 @@ export type Envelope = {
 
 /** The erasable part of an event: `commit = SHA-256(salt ‖ JCS(data))`. */
 export type Payload = { readonly salt: Uint8Array; readonly data: JsonValue }
-
-/** Bytes of the payload salt. */
-export const SALT_BYTES = 16
 
 /** `prev` of a vehicle's first event (seq 0). */
 export const GENESIS_PREV = '0'.repeat(64)
@@ -388,9 +388,6 @@ export function odometerKm(data: unknown): number {
 
 // ---------------------------------------------------------------------------------------------
 // Checkpoint signatures
-
-/** Bytes of a raw P-256 signature r‖s (IEEE P1363). */
-export const SIGNATURE_BYTES = 64
 
 /** Bytes of a raw uncompressed P-256 public key 0x04 ‖ X ‖ Y (SEC 1 §2.3.3). */
 export const P256_PUBLIC_KEY_BYTES = 65

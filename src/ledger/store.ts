@@ -196,7 +196,7 @@ function prepareBatch(batch: AppendBatchParameters, slot: number): PreparedBatch
   })
   for (let i = 1; i < events.length; i++) {
     const prev = events[i]!.envelope.prev
-    if (typeof prev !== 'string' || prev.length !== 64 || !events[i - 1]!.id.endsWith(prev)) {
+    if (typeof prev !== 'string' || prev.length !== 2 * HASH_BYTES || !events[i - 1]!.id.endsWith(prev)) {
       const seq = events[i]!.envelope.seq
       throw new BaseError('EVENT_FORK', `event ${seq} does not link to event ${seq - 1} of the batch`, {
         details: { vehicle, seq },

@@ -7,6 +7,7 @@
  */
 import { sha256 } from '@noble/hashes/sha2.js'
 import { canonicalize } from '../../../src/ledger/jcs.ts'
+import { SALT_BYTES } from '../../../src/ledger/sizes.ts'
 import { fromHex, toHex } from './hex.ts'
 import { equalBytes, hashLeaf, rootFromInclusionProof } from './merkle.ts'
 
@@ -94,7 +95,7 @@ export async function checkEvent(
 export function payloadMatchesCommit(envelope: unknown, payload: { salt: string; data: unknown }): boolean {
   const commit = (envelope as { commit?: unknown } | null)?.commit
   const salt = fromHex(payload.salt)
-  if (typeof commit !== 'string' || !salt || salt.length !== 16) return false
+  if (typeof commit !== 'string' || !salt || salt.length !== SALT_BYTES) return false
   let data: Uint8Array
   try {
     data = encoder.encode(canonicalize(payload.data))
