@@ -1,11 +1,10 @@
 /**
  * Issuing, sharing and verifying digital keys. An owner (or a manager the owner approved) signs a
  * KeyGrant with any Ethereum account; the grantee receives it as a file or a share link (QR
- * payload) and answers the car's challenges by signing AccessRequests.
+ * payload, share-link.ts) and answers the car's challenges by signing AccessRequests.
  */
 import { randomBytes } from 'node:crypto'
 import type { Address, Hex, LocalAccount } from 'viem'
-import { BaseError } from '../errors.ts'
 import { recoverAddress } from './signatures.ts'
 import {
   type AccessRequest,
@@ -13,8 +12,6 @@ import {
   grantTypedData,
   hashGrant,
   type KeyDomain,
-  type KeyGrant,
-  parseAddress,
   parseGrant,
   parseSignatureHex,
   type SignedGrant,
@@ -78,63 +75,4 @@ export async function signAccessRequest(
   request: AccessRequest,
 ): Promise<Hex> {
   return signer.signTypedData(accessRequestTypedData(domain, request))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Sharing: a grant file and a link / QR payload
-
-/** What a grantee needs: the domain (to sign requests) and the signed grant. */
-export type SharedKey = { chainId: number; keyRegistry: Address; grant: KeyGrant; signature: Hex }
-
-/** The prefix of a share link. */
-export const SHARE_LINK_PREFIX = 'carchain-key:'
-
-/** The JSON form of a shared key (a grant file). */
-export function sharedKey(domain: KeyDomain, signed: SignedGrant): SharedKey {
-  return { chainId: domain.chainId, keyRegistry: domain.keyRegistry, ...signed }
-}
-
-/** `carchain-key:<base64url of the shared key's JSON>` — short enough for one QR code. */
-export function encodeShareLink(domain: KeyDomain, signed: SignedGrant): string {
-  return SHARE_LINK_PREFIX + Buffer.from(JSON.stringify(sharedKey(domain, signed))).toString('base64url')
-}
-
-/** Parses a shared key from its JSON object (grant file). INVALID_ARGUMENT naming the field. */
-export function parseSharedKey(value: unknown): SharedKey {
-  if (typeof value !== 'object' || value === null || Array.isArray(value))
-    throw new BaseError(
-      'INVALID_ARGUMENT',
-      'a shared key is a JSON object {chainId, keyRegistry, grant, signature}',
-    )
-  const record = value as Record<string, unknown>
-  const chainId = record.chainId
-  if (typeof chainId !== 'number' || !Number.isSafeInteger(chainId) || chainId <= 0)
-    throw new BaseError('INVALID_ARGUMENT', 'chainId must be a positive integer', {
-      details: { field: 'chainId' },
-    })
-  return {
-    chainId,
-    keyRegistry: parseAddress(record.keyRegistry, 'keyRegistry'),
-    grant: parseGrant(record.grant),
-    signature: parseSignatureHex(record.signature, 'signature'),
-  }
-}
-
-/** Parses a share link, or a grant file's text (JSON). */
-export function decodeShareLink(text: string): SharedKey {
-  const trimmed = text.trim()
-  let json: unknown
-  try {
-    json = trimmed.startsWith(SHARE_LINK_PREFIX)
-      ? JSON.parse(Buffer.from(trimmed.slice(SHARE_LINK_PREFIX.length), 'base64url').toString('utf8'))
-      : JSON.parse(trimmed)
-  } catch (error) {
-    throw new BaseError('INVALID_ARGUMENT', 'not a carchain-key: link or a grant JSON file', { cause: error })
-  }
-  return parseSharedKey(json)
-}
-
-/** The domain of a shared key. */
-export function sharedKeyDomain(shared: SharedKey): KeyDomain {
-  return { chainId: shared.chainId, keyRegistry: shared.keyRegistry }
 }

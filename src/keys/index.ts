@@ -27,17 +27,10 @@ export {
   startRental,
 } from './flows.ts'
 export {
-  decodeShareLink,
-  encodeShareLink,
   grantSigner,
   type IssueGrantParameters,
   issueGrant,
   newGrantId,
-  parseSharedKey,
-  SHARE_LINK_PREFIX,
-  type SharedKey,
-  sharedKey,
-  sharedKeyDomain,
   signAccessRequest,
   type TypedDataSigner,
 } from './grant.ts'
@@ -81,6 +74,15 @@ export {
   type TxResult,
   titleTokenId,
 } from './registry.ts'
+export {
+  decodeShareLink,
+  encodeShareLink,
+  parseSharedKey,
+  SHARE_LINK_PREFIX,
+  type SharedKey,
+  sharedKey,
+  sharedKeyDomain,
+} from './share-link.ts'
 export { parseEthereumSignature, recoverAddress, recoverPoint, SignerKeyCache } from './signatures.ts'
 export {
   type AccessRequest,

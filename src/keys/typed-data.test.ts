@@ -6,7 +6,8 @@ import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import fc from 'fast-check'
 import { privateKeyToAccount } from 'viem/accounts'
-import { decodeShareLink, encodeShareLink, grantSigner, issueGrant, newGrantId } from './grant.ts'
+import { grantSigner, issueGrant, newGrantId } from './grant.ts'
+import { decodeShareLink, encodeShareLink } from './share-link.ts'
 import { recoverAddress, SignerKeyCache } from './signatures.ts'
 import {
   accessRequestHasher,

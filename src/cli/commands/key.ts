@@ -17,7 +17,7 @@ import { join } from 'node:path'
 import { type Address, createPublicClient, type Hex, http, type LocalAccount } from 'viem'
 import { type ChainClients, connectChain } from '../../chain/clients.ts'
 import { BaseError } from '../../errors.ts'
-import { decodeShareLink, encodeShareLink, issueGrant, type SharedKey, sharedKey } from '../../keys/grant.ts'
+import { issueGrant } from '../../keys/grant.ts'
 import { requestAccess } from '../../keys/link-client.ts'
 import {
   epochOf,
@@ -27,6 +27,13 @@ import {
   revokeGrant,
   setRentalUser,
 } from '../../keys/registry.ts'
+import {
+  decodeShareLink,
+  encodeShareLink,
+  SHARE_LINK_PREFIX,
+  type SharedKey,
+  sharedKey,
+} from '../../keys/share-link.ts'
 import {
   type KeyDomain,
   parseActionName,
@@ -149,7 +156,7 @@ const nowSec = () => Math.floor(Date.now() / 1000)
 
 /** Reads `--grant`: a file path or a `carchain-key:` link. */
 async function readGrantArgument(value: string): Promise<SharedKey> {
-  if (value.startsWith('carchain-key:')) return decodeShareLink(value)
+  if (value.startsWith(SHARE_LINK_PREFIX)) return decodeShareLink(value)
   let text: string
   try {
     text = await readFile(value, 'utf8')

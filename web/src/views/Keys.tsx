@@ -5,6 +5,7 @@
  */
 import { useCallback, useEffect, useMemo, useState } from 'react'
 import type { Address, Hex } from 'viem'
+import { encodeShareLink } from '../../../src/keys/share-link.ts'
 import { grantTypedData, type KeyGrant, Scope, scopeNames } from '../../../src/keys/typed-data.ts'
 import { type SimVehicle, useApi, type Vehicle } from '../api.ts'
 import { vehicleRegistryAbi } from '../chain.ts'
@@ -17,7 +18,6 @@ import { type Session, signIn, signOut, useSession } from '../session.ts'
 type StoredGrant = { grant: KeyGrant; signature: Hex; signedAt: number; signer?: string }
 type GrantStatus = 'active' | 'revoked' | 'void' | 'expired' | 'not yet valid' | 'unknown'
 
-const SHARE_LINK_PREFIX = 'carchain-key:'
 const scopeList = Object.keys(Scope) as (keyof typeof Scope)[]
 
 function storageKey(chainId: number, keyRegistry: string) {
@@ -30,13 +30,6 @@ function loadGrants(key: string): StoredGrant[] {
   } catch {
     return []
   }
-}
-
-/** `carchain-key:<base64url of {chainId, keyRegistry, grant, signature}>`, as src/keys/grant.ts writes it. */
-function shareLink(chainId: number, keyRegistry: string, stored: StoredGrant): string {
-  const json = JSON.stringify({ chainId, keyRegistry, grant: stored.grant, signature: stored.signature })
-  const base64 = btoa(String.fromCharCode(...new TextEncoder().encode(json)))
-  return SHARE_LINK_PREFIX + base64.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
 }
 
 export function KeysView() {
@@ -262,9 +255,8 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
         grantId: toHex(crypto.getRandomValues(new Uint8Array(32))),
         purpose,
       }
-      const signature = await props.session.account.signTypedData(
-        grantTypedData({ chainId: info.chainId, keyRegistry: info.contracts.KeyRegistry }, grant),
-      )
+      const domain = { chainId: info.chainId, keyRegistry: info.contracts.KeyRegistry }
+      const signature = await props.session.account.signTypedData(grantTypedData(domain, grant))
       const stored = {
         grant,
         signature,
@@ -275,7 +267,7 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
       setMessage({
         tone: 'good',
         text: 'Key signed. Give the grantee this link (or the grant file); the car verifies it offline.',
-        link: shareLink(info.chainId, info.contracts.KeyRegistry, stored),
+        link: encodeShareLink(domain, { grant, signature }),
       })
     } catch (error) {
       setMessage({ tone: 'bad', text: (error as Error).message.split('\n')[0] ?? 'failed' })
