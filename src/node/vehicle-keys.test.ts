@@ -145,8 +145,8 @@ describe('createVehicleKeys', () => {
     assert.equal(chain.asked.filter((f) => f === first.cert.fingerprint).length, 2)
   })
 
-  test('an unknown vehicle has no key; forget reloads after a new registration', async () => {
-    const { keys } = aCache()
+  test('an unknown vehicle has no key; a new registration counts at forget, or within the TTL', async () => {
+    const { keys, advance } = aCache()
     assert.equal(await keys.resolve(`0x${'ab'.repeat(20)}`), undefined)
     const { vehicle, cert } = vehicles[0]!
     assert.deepEqual(await keys.resolve(vehicle), cert.publicKey)
@@ -155,8 +155,14 @@ describe('createVehicleKeys', () => {
       renewed.der,
       fromHex(vehicle, 'vehicle', 20),
     ])
-    assert.deepEqual(await keys.resolve(vehicle), cert.publicKey, 'cached until forgotten')
+    assert.deepEqual(await keys.resolve(vehicle), cert.publicKey, 'cached')
     keys.forget(getAddress(vehicle))
-    assert.deepEqual(await keys.resolve(vehicle), renewed.publicKey)
+    assert.deepEqual(await keys.resolve(vehicle), renewed.publicKey, 'forgotten: loaded again')
+    await db.query('update node_vehicles set certificate = $1 where vehicle = $2', [
+      cert.der,
+      fromHex(vehicle, 'vehicle', 20),
+    ])
+    advance(1001)
+    assert.deepEqual(await keys.resolve(vehicle), cert.publicKey, 'loaded again after the TTL')
   })
 })

@@ -6,8 +6,9 @@
  *
  * The hot path is a few map hits per batch, never a database or chain round trip per batch:
  *
- * - a vehicle's key and path (fingerprints, earliest `notAfter`) are loaded once and kept until a
- *   new registration (`forget`) or until `maxEntries` newer vehicles pushed them out;
+ * - a vehicle's key and path (fingerprints, earliest `notAfter`) are loaded from the database
+ *   once per `revocationTtlMs` (a registration here calls `forget`; one through another node
+ *   sharing the database is seen within the TTL);
  * - expiry is checked on every batch against the cached `notAfter`, so an expired certificate is
  *   refused from its first batch after `notAfter`, with no lookup;
  * - each fingerprint's revocation answer is reused for `revocationTtlMs` (default 30 s): a
@@ -65,6 +66,7 @@ type CertifiedKey = {
   fingerprints: string[]
   /** The earliest `notAfter` on the path. */
   notAfterMs: number
+  loadedAtMs: number
 }
 
 type RevocationAnswer = {
@@ -86,7 +88,7 @@ export function createVehicleKeys(db: Database, parameters: VehicleKeysParameter
   // One chain read per fingerprint at a time, however many batches wait for it.
   const asking = new Map<string, Promise<RevocationAnswer>>()
 
-  const load = async (vehicle: string): Promise<CertifiedKey | undefined> => {
+  const load = async (vehicle: string, now: number): Promise<CertifiedKey | undefined> => {
     const { rows } = await db.query<{ certificate: Uint8Array; chain: Uint8Array[] }>(
       'select certificate, chain from node_vehicles where vehicle = $1',
       [fromHex(vehicle, 'vehicle', 20)],
@@ -101,6 +103,7 @@ export function createVehicleKeys(db: Database, parameters: VehicleKeysParameter
         .filter((cert) => !Buffer.from(cert.subject.der).equals(cert.issuer.der))
         .map((cert) => cert.fingerprint),
       notAfterMs: Math.min(...path.map((cert) => cert.notAfter.getTime())),
+      loadedAtMs: now,
     }
   }
 
@@ -151,13 +154,17 @@ export function createVehicleKeys(db: Database, parameters: VehicleKeysParameter
 
   return {
     async resolve(vehicle) {
+      const now = nowMs()
       let key = keys.get(vehicle)
-      if (key === undefined) {
-        key = await load(vehicle)
-        if (key === undefined) return undefined
+      // Reloaded once per TTL too: a registration made through another node sharing the database.
+      if (key === undefined || now - key.loadedAtMs >= ttlMs) {
+        key = await load(vehicle, now)
+        if (key === undefined) {
+          keys.delete(vehicle)
+          return undefined
+        }
         setBounded(keys, vehicle, key, maxEntries)
       }
-      const now = nowMs()
       if (now > key.notAfterMs) {
         throw new BaseError(
           'CERT_EXPIRED',
