@@ -62,7 +62,8 @@ const expected: Record<string, string[]> = {
   'payments/gas': ['measureChargingGas', 'measureVoucherVerification'],
   'station/station': ['createChargingStation'],
   'station/meter': ['simulatedMeter', 'virtualClock'],
-  'station/vouchers': ['claimPending', 'fileVoucherBook', 'memoryVoucherBook'],
+  'station/vouchers': ['channelBusy', 'claimPending', 'fileVoucherBook', 'memoryVoucherBook'],
+  'station/database-voucher-book': ['databaseVoucherBook'],
   'station/routes': ['chargingRoutes', 'sessionToJson'],
 }
 

@@ -105,7 +105,8 @@ test('carchain charge station and charge session over mutual TLS, settled by the
       await pki.store.generate('secp256k1', 'charger-wallet'),
     )
     const cpo = await keyStoreAccount(pki.store, await pki.store.generate('secp256k1', 'cpo'))
-    const car = await keyStoreAccount(pki.store, await pki.store.generate('secp256k1', 'car-wallet'))
+    // The car pays from the wallet its certificate binds (the station checks that).
+    const car = await keyStoreAccount(pki.store, vehicle.walletRef)
     for (const to of [cpo.address, car.address])
       await wait(await walletClient.sendTransaction({ to, value: parseEther('1') }))
     await wait(
@@ -201,7 +202,7 @@ test('carchain charge station and charge session over mutual TLS, settled by the
           'charge',
           'session',
           '--wallet',
-          'car-wallet',
+          vehicle.walletRef.slice('keystore:'.length),
           '--identity-key',
           vehicle.keyRef,
           '--cert',
