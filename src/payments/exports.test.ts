@@ -51,6 +51,7 @@ const expected: Record<string, string[]> = {
     'parseReading',
     'parseStart',
     'parseVoucher',
+    'sendStop',
     'stopError',
     'stopMessage',
   ],

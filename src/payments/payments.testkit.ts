@@ -29,7 +29,7 @@ import type { ChannelClients } from './channels.ts'
 import { createChargerChecker, evseIdHash } from './charger-check.ts'
 import { type MessageTransport, tlsTransport } from './transport.ts'
 import type { PaymentsDomain } from './typed-data.ts'
-import { type CarWallet, createCarWallet, type WalletPolicy } from './wallet.ts'
+import { type CarWallet, createCarWallet, type Recorder, type WalletPolicy } from './wallet.ts'
 
 export const TOKEN = 10n ** 18n
 
@@ -66,6 +66,8 @@ export type ChargingWorld = {
     statePath?: string
     /** The wallet key in `pki.store` (e.g. the one a vehicle certificate binds); default a fresh one. */
     walletRef?: string
+    /** Replaces the recorder that collects `events` (e.g. one that fails). */
+    record?: Recorder
   }): Promise<{
     wallet: CarWallet
     clients: ChannelClients
@@ -209,10 +211,12 @@ export async function aChargingWorld(): Promise<ChargingWorld> {
           vehicleRegistry: registry,
           trustAnchors: { cpo: [pki.cpo.root.der] },
         }),
-        record: async (kind, data) => {
-          events.push({ kind, data })
-          return `car-${events.length}`
-        },
+        record:
+          options.record ??
+          (async (kind, data) => {
+            events.push({ kind, data })
+            return `car-${events.length}`
+          }),
         now: clock.now,
       })
       const clients: ChannelClients = {

@@ -30,6 +30,7 @@ import {
   PROTOCOL_VERSION,
   parseStart,
   parseVoucher,
+  sendStop,
   stopError,
   stopMessage,
 } from '../payments/protocol.ts'
@@ -350,7 +351,10 @@ export function createChargingStation(parameters: CreateChargingStationParameter
         session.cumulativeAmount = v.cumulativeAmount
         session.vouchers += 1
         if (start.maxWh > 0n && sample.sessionWh >= start.maxWh) {
-          await transport.send(stopMessage('OK', `reached the car's ${start.maxWh} Wh`)).catch(() => {})
+          await sendStop(transport, 'OK', `reached the car's ${start.maxWh} Wh`, {
+            sessionId: start.sessionId,
+            evseId,
+          })
           break
         }
       }
@@ -358,7 +362,10 @@ export function createChargingStation(parameters: CreateChargingStationParameter
       const failure = toBaseError(error)
       code = failure.code
       if (!failure.details.peer)
-        await transport.send(stopMessage(failure.code, failure.shortMessage)).catch(() => {})
+        await sendStop(transport, failure.code, failure.shortMessage, {
+          sessionId: session.sessionId,
+          evseId,
+        })
     } finally {
       meterSession?.close()
       transport.close()
