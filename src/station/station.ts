@@ -2,8 +2,8 @@
  * The charging-station agent: the charger's side of the session protocol (docs/payments.md).
  *
  * It offers its certificate and an EIP-712 tariff signed by its registered secp256k1 key, checks
- * that the car's certificate binds the channel's payer, opens the channel's one session in the
- * operator's voucher book (shared by all its chargers), checks the car's channel (its key — the
+ * that the car's certificate binds the channel's payer, holds the channel for this session in
+ * the operator's voucher book (shared by all its chargers), checks the car's channel (its key — the
  * car as payer, its CPO as payee, the tariff's token and the car's nonce — gives the channel id
  * the car named; on chain it is open long enough; the base is not below the book), then
  * alternates: deliver an increment, send the signed meter reading, require the
