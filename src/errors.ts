@@ -108,6 +108,12 @@ export const errorCodes = {
   CHANNEL_STATE: code(409, 'The channel is not in a state that allows this.'),
   INSUFFICIENT_FUNDS: code(402, 'The wallet or channel does not hold enough.'),
   PEER_CLOSED: code(502, 'The other side of a session closed the connection or stopped answering.', true),
+  CHANNEL_BUSY: code(
+    409,
+    'Another session is open on this channel at this operator; start again when it ended.',
+    true,
+  ),
+  PAYER_NOT_PEER: code(403, 'The channel’s payer is not the wallet the car’s certificate binds.'),
 } as const satisfies Record<string, ErrorCodeInfo>
 
 /** A stable error code. */

@@ -122,7 +122,7 @@ test('the car reclaims after expiry what the operator never claimed; a late clai
   const balance = await world.balanceOf(car.account.address)
   await reclaimChannel(car.clients, { channels, key })
   assert.equal((await world.balanceOf(car.account.address)) - balance, onChain.deposit)
-  const { newest } = station.book.newest(result.channelId)!
+  const { newest } = (await station.book.newest(result.channelId))!
   await assert.rejects(claimVoucher(world.cpo, { channels, key, voucher: newest }), code('CHANNEL_STATE'))
   const closed = await readChannel(world.chain.clients.publicClient, { channels, key })
   assert.equal(closed.closed, true)

@@ -51,6 +51,7 @@ const expected: Record<string, string[]> = {
     'parseReading',
     'parseStart',
     'parseVoucher',
+    'sendStop',
     'stopError',
     'stopMessage',
   ],
@@ -62,7 +63,8 @@ const expected: Record<string, string[]> = {
   'payments/gas': ['measureChargingGas', 'measureVoucherVerification'],
   'station/station': ['createChargingStation'],
   'station/meter': ['simulatedMeter', 'virtualClock'],
-  'station/vouchers': ['claimPending', 'fileVoucherBook', 'memoryVoucherBook'],
+  'station/vouchers': ['channelBusy', 'claimPending', 'fileVoucherBook', 'memoryVoucherBook'],
+  'station/database-voucher-book': ['databaseVoucherBook'],
   'station/routes': ['chargingRoutes', 'sessionToJson'],
 }
 

@@ -4,6 +4,7 @@
  * together. Not part of the library.
  */
 import { mkdtemp, rm } from 'node:fs/promises'
+import type { AddressInfo, Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type Address, createWalletClient, http, type LocalAccount, parseEther } from 'viem'
@@ -13,14 +14,22 @@ import { demoTokenAbi, vehicleRegistryAbi } from '../chain/generated/index.ts'
 import { keyStoreAccount } from '../identity/account.ts'
 import { type Certificate, toPem } from '../identity/certificate.ts'
 import { aPki, type TestPki } from '../identity/pki.testkit.ts'
+import { connectIdentity, createIdentityServer, type TlsIdentity } from '../identity/tls.ts'
 import type { EventKind } from '../ledger/envelope.ts'
 import type { JsonValue } from '../ledger/jcs.ts'
 import { simulatedMeter, virtualClock } from '../station/meter.ts'
-import { type ChargingStation, createChargingStation, type TariffConfig } from '../station/station.ts'
+import {
+  type ChargingStation,
+  createChargingStation,
+  type StationSession,
+  type TariffConfig,
+} from '../station/station.ts'
+import type { VoucherBook } from '../station/vouchers.ts'
 import type { ChannelClients } from './channels.ts'
 import { createChargerChecker, evseIdHash } from './charger-check.ts'
+import { type MessageTransport, tlsTransport } from './transport.ts'
 import type { PaymentsDomain } from './typed-data.ts'
-import { type CarWallet, createCarWallet, type WalletPolicy } from './wallet.ts'
+import { type CarWallet, createCarWallet, type Recorder, type WalletPolicy } from './wallet.ts'
 
 export const TOKEN = 10n ** 18n
 
@@ -41,6 +50,8 @@ export type ChargingWorld = {
     powerW?: number
     limitWh?: number
     register?: boolean
+    /** The operator's voucher book, to share it between chargers (default: the station's own). */
+    book?: VoucherBook
   }): Promise<{
     station: ChargingStation
     signer: LocalAccount
@@ -49,12 +60,28 @@ export type ChargingWorld = {
     cert: Certificate
     keyRef: string
   }>
-  aCar(options?: { policy?: Partial<WalletPolicy>; funds?: bigint; statePath?: string }): Promise<{
+  aCar(options?: {
+    policy?: Partial<WalletPolicy>
+    funds?: bigint
+    statePath?: string
+    /** The wallet key in `pki.store` (e.g. the one a vehicle certificate binds); default a fresh one. */
+    walletRef?: string
+    /** Replaces the recorder that collects `events` (e.g. one that fails). */
+    record?: Recorder
+  }): Promise<{
     wallet: CarWallet
     clients: ChannelClients
     account: LocalAccount
     events: RecordedEvent[]
   }>
+  /** Serves `charger` over mutual TLS 1.3 (vehicles of the test OEM) on a free port. */
+  listen(charger: { station: ChargingStation; keyRef: string; cert: Certificate }): Promise<{
+    server: Server
+    served: Promise<StationSession>[]
+    port: number
+  }>
+  /** Connects to a charger's `port` over mutual TLS 1.3 as `vehicle` (whose certificate binds its wallet). */
+  connectAs(vehicle: { keyRef: string; cert: Certificate }, port: number): Promise<MessageTransport>
   balanceOf(address: Address): Promise<bigint>
   stop(): Promise<void>
 }
@@ -86,6 +113,13 @@ export async function aChargingWorld(): Promise<ChargingWorld> {
   )
   // Virtual time from 01:00 UTC today, so a run of many simulated hours stays within one UTC day.
   const clock = virtualClock(Math.floor(Date.now() / 86_400_000) * 86_400_000 + 3_600_000)
+  /** A TLS identity of the test PKI: its key in `pki.store`, its sub-CA as the chain. */
+  const identity = (holder: { keyRef: string; cert: Certificate }, issuer: Certificate): TlsIdentity => ({
+    store: pki.store,
+    keyRef: holder.keyRef,
+    certificate: holder.cert.der,
+    chain: [issuer.der],
+  })
   const world: ChargingWorld = {
     chain,
     pki,
@@ -134,6 +168,7 @@ export async function aChargingWorld(): Promise<ChargingWorld> {
           clock,
           ...(options.limitWh !== undefined ? { limitWh: options.limitWh } : {}),
         }),
+        ...(options.book ? { book: options.book } : {}),
         record: async (kind, data) => {
           events.push({ kind, data })
           return `station-${events.length}`
@@ -143,10 +178,12 @@ export async function aChargingWorld(): Promise<ChargingWorld> {
       return { station, signer, events, evseId, cert, keyRef }
     },
     async aCar(options = {}) {
-      const ref = await pki.store.generate(
-        'secp256k1',
-        `car-wallet-${process.pid}-${Date.now()}-${Math.random()}`.slice(0, 60),
-      )
+      const ref =
+        options.walletRef ??
+        (await pki.store.generate(
+          'secp256k1',
+          `car-wallet-${process.pid}-${Date.now()}-${Math.random()}`.slice(0, 60),
+        ))
       const account = await keyStoreAccount(pki.store, ref)
       await wait(await walletClient.sendTransaction({ to: account.address, value: parseEther('1') }))
       await wait(
@@ -174,10 +211,12 @@ export async function aChargingWorld(): Promise<ChargingWorld> {
           vehicleRegistry: registry,
           trustAnchors: { cpo: [pki.cpo.root.der] },
         }),
-        record: async (kind, data) => {
-          events.push({ kind, data })
-          return `car-${events.length}`
-        },
+        record:
+          options.record ??
+          (async (kind, data) => {
+            events.push({ kind, data })
+            return `car-${events.length}`
+          }),
         now: clock.now,
       })
       const clients: ChannelClients = {
@@ -189,6 +228,27 @@ export async function aChargingWorld(): Promise<ChargingWorld> {
         }),
       }
       return { wallet, clients, account, events }
+    },
+    async listen(charger) {
+      const served: Promise<StationSession>[] = []
+      const server = await createIdentityServer(
+        {
+          identity: identity(charger, pki.cpo.sub),
+          peer: { role: 'vehicle', trustAnchors: { oem: [pki.oem.root.der] } },
+        },
+        (session) => served.push(charger.station.serve(tlsTransport(session))),
+      )
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+      return { server, served, port: (server.address() as AddressInfo).port }
+    },
+    async connectAs(vehicle, port) {
+      const session = await connectIdentity({
+        identity: identity(vehicle, pki.oem.sub),
+        peer: { role: 'charger', trustAnchors: { cpo: [pki.cpo.root.der] } },
+        host: '127.0.0.1',
+        port,
+      })
+      return tlsTransport(session)
     },
     balanceOf: (address) =>
       publicClient.readContract({

@@ -11,7 +11,8 @@
  */
 import type { Address, Hex } from 'viem'
 import { BaseError, type ErrorCode, errorCodes } from '../errors.ts'
-import type { Message } from './transport.ts'
+import { logger } from '../log.ts'
+import type { Message, MessageTransport } from './transport.ts'
 import {
   describeValue,
   readAddress,
@@ -184,4 +185,21 @@ export function parseVoucher(message: Message): Signed<Voucher> {
 
 export function stopMessage(code: 'OK' | ErrorCode, message: string): StopMessage {
   return { type: 'stop', code, message }
+}
+
+const log = logger('payments.session')
+
+/**
+ * Sends `stop` as a side's last message. One that cannot be sent (the link is gone) is logged with
+ * `context`, not thrown: the peer then ends on its own timeout, and the session's outcome stands.
+ */
+export async function sendStop(
+  transport: MessageTransport,
+  code: 'OK' | ErrorCode,
+  message: string,
+  context: Record<string, unknown> = {},
+): Promise<void> {
+  await transport
+    .send(stopMessage(code, message))
+    .catch((err: unknown) => log.warn({ err, code, ...context }, 'could not send the stop to the peer'))
 }

@@ -1,11 +1,7 @@
 import assert from 'node:assert/strict'
-import type { AddressInfo } from 'node:net'
 import { after, before, test } from 'node:test'
-import { connectIdentity, createIdentityServer } from '../identity/tls.ts'
-import type { StationSession } from '../station/station.ts'
 import { aChargingWorld, type ChargingWorld } from './payments.testkit.ts'
 import { runChargingSession } from './session.ts'
-import { tlsTransport } from './transport.ts'
 
 let world: ChargingWorld
 before(async () => {
@@ -18,35 +14,11 @@ after(async () => {
 test('a session over mutual TLS 1.3: the offered certificate is the TLS peer’s', async () => {
   const charger = await world.aCharger()
   const vehicle = await world.pki.aVehicle()
-  const car = await world.aCar()
-  const served: Promise<StationSession>[] = []
-  const server = await createIdentityServer(
-    {
-      identity: {
-        store: world.pki.store,
-        keyRef: charger.keyRef,
-        certificate: charger.cert.der,
-        chain: [world.pki.cpo.sub.der],
-      },
-      peer: { role: 'vehicle', trustAnchors: { oem: [world.pki.oem.root.der] } },
-    },
-    (session) => served.push(charger.station.serve(tlsTransport(session))),
-  )
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const car = await world.aCar({ walletRef: vehicle.walletRef })
+  const { server, served, port } = await world.listen(charger)
   try {
-    const session = await connectIdentity({
-      identity: {
-        store: world.pki.store,
-        keyRef: vehicle.keyRef,
-        certificate: vehicle.cert.der,
-        chain: [world.pki.oem.sub.der],
-      },
-      peer: { role: 'charger', trustAnchors: { cpo: [world.pki.cpo.root.der] } },
-      host: '127.0.0.1',
-      port: (server.address() as AddressInfo).port,
-    })
     const result = await runChargingSession({
-      transport: tlsTransport(session),
+      transport: await world.connectAs(vehicle, port),
       wallet: car.wallet,
       clients: car.clients,
       contracts: { channels: world.domain.verifyingContract },

@@ -561,7 +561,7 @@ test('the charger refuses vouchers for another channel or chain, above the depos
   await t.test('on chain: a stale voucher after a newer one pays nothing', async () => {
     const claims = await station.claim()
     assert.ok(claims.every((c) => c.ok))
-    const newest = station.book.newest(first.channelId)!.newest
+    const newest = (await station.book.newest(first.channelId))!.newest
     const older = { channelId: first.channelId, cumulativeAmount: newest.cumulativeAmount - 1n, meterWh: 0n }
     await assert.rejects(
       claimVoucher(world.cpo, {

@@ -20,11 +20,17 @@ export interface MessageTransport {
   receive(timeoutMs: number): Promise<Message>
   /** The peer's authenticated certificate (DER) when the stream is mutual TLS; else undefined. */
   readonly peerCertificate: Uint8Array | undefined
+  /** The wallet that certificate binds (a vehicle's `did:pkh:eip155` subjectAltName), if any. */
+  readonly peerWallet: PeerWallet | undefined
   close(): void
 }
 
+/** A wallet a certificate binds: `did:pkh:eip155:<chainId>:<address>`. */
+export type PeerWallet = { readonly chainId: number; readonly address: `0x${string}` }
+
 export type NdjsonTransportOptions = {
   readonly peerCertificate?: Uint8Array
+  readonly peerWallet?: PeerWallet
   /** Default 64 KiB. */
   readonly maxLineBytes?: number
 }
@@ -84,6 +90,7 @@ export function ndjsonTransport(stream: Duplex, options: NdjsonTransportOptions 
   )
   return {
     peerCertificate: options.peerCertificate,
+    peerWallet: options.peerWallet,
     send(message) {
       if (stream.destroyed || stream.writableEnded)
         return Promise.reject(new BaseError('PEER_CLOSED', 'the connection is closed'))
@@ -138,7 +145,8 @@ export function memoryTransportPair(
 
 /**
  * The transport over an authenticated mutual-TLS session (src/identity/tls.ts): the peer's
- * validated leaf certificate becomes `peerCertificate`, and the paused socket is resumed.
+ * validated leaf certificate becomes `peerCertificate`, the wallet it binds `peerWallet`, and the
+ * paused socket is resumed.
  */
 export function tlsTransport(
   session: SecureSession,
@@ -147,6 +155,7 @@ export function tlsTransport(
   const leaf = session.peer.path[0]
   const transport = ndjsonTransport(session.socket, {
     ...(leaf ? { peerCertificate: leaf.der } : {}),
+    ...(session.peer.wallet ? { peerWallet: session.peer.wallet } : {}),
     ...(options.maxLineBytes ? { maxLineBytes: options.maxLineBytes } : {}),
   })
   session.socket.resume()

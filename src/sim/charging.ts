@@ -60,7 +60,7 @@ export async function startChargePoints(parameters: {
   const servers: Server[] = []
   const schedulers: { stop(): Promise<void> }[] = []
   // The vouchers survive a restart, so nothing signed to the CPO goes unclaimed.
-  const book = fileVoucherBook(join(parameters.dataDir, 'fleet', 'cpo-vouchers.json'))
+  const book = await fileVoucherBook(join(parameters.dataDir, 'fleet', 'cpo-vouchers.json'))
   for (let i = 1; i <= parameters.count; i++) {
     const evseId = `DE*CCH*E${String(i).padStart(5, '0')}`
     const issued = await pki.issueCharger({ evseId })

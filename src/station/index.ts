@@ -3,6 +3,7 @@
  * The public library surface for integrators (package export `carchain/station`).
  */
 
+export * from './database-voucher-book.ts'
 export * from './meter.ts'
 export * from './routes.ts'
 export * from './station.ts'

@@ -38,12 +38,12 @@ const aSession = (over: Partial<StationSession> = {}): StationSession => ({
 
 test('GET /v1/charging/sessions lists sessions with amounts as strings and claim state', async () => {
   const book = memoryVoucherBook()
-  book.offer(
+  await book.offer(
     { channelId, cumulativeAmount: 1_500_000_000_000_000_000n, meterWh: 5000n, signature: '0x' },
     key,
   )
   // A key that is not the voucher's channel's is refused.
-  assert.throws(
+  await assert.rejects(
     () =>
       book.offer(
         { channelId, cumulativeAmount: 2_000_000_000_000_000_000n, meterWh: 6000n, signature: '0x' },
@@ -51,7 +51,7 @@ test('GET /v1/charging/sessions lists sessions with amounts as strings and claim
       ),
     /not the voucher’s channel’s/,
   )
-  book.markClaimed(channelId, 1_500_000_000_000_000_000n)
+  await book.markClaimed(channelId, 1_500_000_000_000_000_000n)
   const app = Fastify()
   chargingRoutes(app, {
     sessions: () => [

@@ -10,6 +10,7 @@
  * whether the session's vouchers are settled on chain.
  */
 import type { FastifyInstance } from 'fastify'
+import type { Hex } from 'viem'
 import type { StationSession } from './station.ts'
 import type { VoucherBook } from './vouchers.ts'
 
@@ -41,8 +42,8 @@ export type ChargingSessionJson = {
   claimed: boolean
 }
 
-export function sessionToJson(session: StationSession, book?: VoucherBook): ChargingSessionJson {
-  const claimedAmount = session.channelId ? (book?.newest(session.channelId)?.claimed ?? 0n) : 0n
+/** `claimedAmount`: what the operator claimed on the session's channel so far (the book's `claimed`). */
+export function sessionToJson(session: StationSession, claimedAmount: bigint): ChargingSessionJson {
   return {
     sessionId: session.sessionId,
     evseId: session.evseId,
@@ -117,10 +118,15 @@ export function chargingRoutes(app: FastifyInstance, deps: ChargingRoutesDeps): 
     async (request) => {
       const query = request.query as { state?: 'active' | 'ended'; limit?: number }
       const all = await deps.sessions()
-      const sessions = all
-        .filter((s) => !query.state || s.state === query.state)
-        .slice(0, query.limit ?? 100)
-        .map((s) => sessionToJson(s, deps.book))
+      const book = deps.book
+      const claimedOn = async (channelId: Hex | null) =>
+        channelId && book ? ((await book.newest(channelId))?.claimed ?? 0n) : 0n
+      const sessions = await Promise.all(
+        all
+          .filter((s) => !query.state || s.state === query.state)
+          .slice(0, query.limit ?? 100)
+          .map(async (s) => sessionToJson(s, await claimedOn(s.channelId))),
+      )
       return { sessions }
     },
   )

@@ -2,8 +2,10 @@
  * The charging-station agent: the charger's side of the session protocol (docs/payments.md).
  *
  * It offers its certificate and an EIP-712 tariff signed by its registered secp256k1 key, checks
- * the car's channel (its key — the car as payer, its CPO as payee, the tariff's token and the
- * car's nonce — gives the channel id the car named; on chain it is open long enough), then
+ * that the car's certificate binds the channel's payer, holds the channel for this session in
+ * the operator's voucher book (shared by all its chargers), checks the car's channel (its key — the
+ * car as payer, its CPO as payee, the tariff's token and the car's nonce — gives the channel id
+ * the car named; on chain it is open long enough; the base is not below the book), then
  * alternates: deliver an increment, send the signed meter reading, require the
  * car's voucher for exactly that energy at the tariff before delivering more. So the most it can
  * lose is one increment. Vouchers go to the voucher book; `claim()` settles the newest per
@@ -14,6 +16,7 @@ import type { Address, Chain, Hex, LocalAccount, PublicClient, Transport } from 
 import { BaseError, toBaseError } from '../errors.ts'
 import type { EventKind } from '../ledger/envelope.ts'
 import type { JsonValue } from '../ledger/jcs.ts'
+import { logger } from '../log.ts'
 import {
   type ChannelClients,
   type ChannelKey,
@@ -27,6 +30,7 @@ import {
   PROTOCOL_VERSION,
   parseStart,
   parseVoucher,
+  sendStop,
   stopError,
   stopMessage,
 } from '../payments/protocol.ts'
@@ -89,6 +93,10 @@ export type CreateChargingStationParameters = {
   readonly payee: Address
   readonly tariff: TariffConfig
   readonly meter: Meter
+  /**
+   * The operator's voucher book; every charger of one CPO must share it (it serialises the
+   * sessions on a channel). Default: a book of this station alone.
+   */
   readonly book?: VoucherBook
   readonly record?: (kind: EventKind, data: JsonValue) => Promise<string>
   readonly now?: () => number
@@ -114,6 +122,8 @@ export type ChargingStation = {
   startClaimScheduler(intervalMs: number): { stop(): Promise<void> }
 }
 
+const sessionLog = logger('payments.session')
+
 export function createChargingStation(parameters: CreateChargingStationParameters): ChargingStation {
   const { signer, domain, evseId } = parameters
   const now = parameters.now ?? Date.now
@@ -123,6 +133,33 @@ export function createChargingStation(parameters: CreateChargingStationParameter
   const record = parameters.record ?? (async () => randomUUID())
   const log: StationSession[] = []
   const keep = parameters.keepSessions ?? 1000
+
+  /**
+   * The channel's payer must be the car at the other end: the wallet its certificate binds
+   * (`did:pkh:eip155:<chainId>:<address>`), on this chain. A transport that authenticated no
+   * peer (an in-process pair) has no identity to check.
+   */
+  function checkPayerIsPeer(transport: MessageTransport, start: ReturnType<typeof parseStart>): void {
+    if (transport.peerCertificate === undefined) return
+    const wallet = transport.peerWallet
+    if (
+      wallet === undefined ||
+      wallet.chainId !== domain.chainId ||
+      wallet.address.toLowerCase() !== start.vehicle.toLowerCase()
+    )
+      throw new BaseError(
+        'PAYER_NOT_PEER',
+        'the channel’s payer is not the wallet the car’s certificate binds',
+        {
+          details: {
+            vehicle: start.vehicle,
+            peerWallet: wallet?.address ?? null,
+            peerChainId: wallet?.chainId ?? null,
+            chainId: domain.chainId,
+          },
+        },
+      )
+  }
 
   async function checkStart(
     start: ReturnType<typeof parseStart>,
@@ -153,8 +190,9 @@ export function createChargingStation(parameters: CreateChargingStationParameter
     const minSec = BigInt(Math.floor(now() / 1000) + (parameters.minChannelValiditySec ?? 3600))
     if (onChain.expiresAt < minSec)
       state('the channel expires too soon', { expiresAt: Number(onChain.expiresAt) })
-    // The base must not be below anything this operator knows the car signed or was paid.
-    const known = book.newest(start.channelId)?.newest.cumulativeAmount ?? 0n
+    // The base must not be below anything this operator knows the car signed or was paid (read
+    // under the channel's session, so no other session of the operator moves it meanwhile).
+    const known = (await book.newest(start.channelId))?.newest.cumulativeAmount ?? 0n
     const floor = known > onChain.paid ? known : onChain.paid
     const base = start.base
     if (base.cumulativeAmount < floor)
@@ -173,7 +211,7 @@ export function createChargingStation(parameters: CreateChargingStationParameter
         })
       if (base.cumulativeAmount > onChain.deposit)
         throw new BaseError('VOUCHER_INVALID', 'the session base is above the deposit', { details: {} })
-      book.offer({ ...voucher, signature: base.signature }, key)
+      await book.offer({ ...voucher, signature: base.signature }, key)
     }
     return { onChain, base: { cumulativeAmount: base.cumulativeAmount, meterWh: base.meterWh } }
   }
@@ -209,6 +247,9 @@ export function createChargingStation(parameters: CreateChargingStationParameter
     log.unshift(session)
     if (log.length > keep) log.length = keep
     let meterSession: MeterSession | undefined
+    // This session's hold on its channel in the operator's book: drawn here, never the car's id.
+    const holder = randomUUID()
+    let held: Hex | undefined
     let started = false
     let code = 'OK'
     try {
@@ -226,6 +267,9 @@ export function createChargingStation(parameters: CreateChargingStationParameter
       session.sessionId = start.sessionId
       session.vehicle = start.vehicle
       session.channelId = start.channelId
+      checkPayerIsPeer(transport, start)
+      await book.holdChannel(start.channelId, holder)
+      held = start.channelId
       const { onChain, base } = await checkStart(start, tariff)
       session.cumulativeAmount = base.cumulativeAmount
       started = true
@@ -290,7 +334,7 @@ export function createChargingStation(parameters: CreateChargingStationParameter
           throw new BaseError('VOUCHER_INVALID', 'the voucher is above the channel deposit', {
             details: { ...details, deposit: onChain.deposit.toString() },
           })
-        const newest = book.newest(v.channelId)?.newest.cumulativeAmount ?? 0n
+        const newest = (await book.newest(v.channelId))?.newest.cumulativeAmount ?? 0n
         if (v.cumulativeAmount < newest)
           throw new BaseError('VOUCHER_INVALID', 'the voucher is older than the newest one', {
             details: { ...details, newest: newest.toString() },
@@ -299,13 +343,18 @@ export function createChargingStation(parameters: CreateChargingStationParameter
           throw new BaseError('VOUCHER_INVALID', 'the voucher is not signed by the channel’s payer', {
             details,
           })
-        book.offer({ ...v, signature: signed.signature }, onChain)
+        // Renewed before the voucher counts: the book takes vouchers only from the holding session.
+        await book.holdChannel(start.channelId, holder)
+        await book.offer({ ...v, signature: signed.signature }, onChain)
         session.energyWh = sample.sessionWh
         session.amount = sessionCost(tariff, sample.sessionWh)
         session.cumulativeAmount = v.cumulativeAmount
         session.vouchers += 1
         if (start.maxWh > 0n && sample.sessionWh >= start.maxWh) {
-          await transport.send(stopMessage('OK', `reached the car's ${start.maxWh} Wh`)).catch(() => {})
+          await sendStop(transport, 'OK', `reached the car's ${start.maxWh} Wh`, {
+            sessionId: start.sessionId,
+            evseId,
+          })
           break
         }
       }
@@ -313,10 +362,22 @@ export function createChargingStation(parameters: CreateChargingStationParameter
       const failure = toBaseError(error)
       code = failure.code
       if (!failure.details.peer)
-        await transport.send(stopMessage(failure.code, failure.shortMessage)).catch(() => {})
+        await sendStop(transport, failure.code, failure.shortMessage, {
+          sessionId: session.sessionId,
+          evseId,
+        })
     } finally {
       meterSession?.close()
       transport.close()
+      if (held)
+        await book
+          .releaseChannel(held, holder)
+          .catch((err: unknown) =>
+            sessionLog.error(
+              { err, channelId: held, evseId },
+              'could not release the channel in the voucher book; it lapses when not renewed',
+            ),
+          )
     }
     session.state = 'ended'
     session.code = code

@@ -1,10 +1,14 @@
 /**
- * The operator's voucher book: the newest voucher per channel and what was claimed. Claims are
- * batched per channel — only the newest voucher is ever submitted, since it pays everything the
- * older ones would — so one claim transaction settles any number of increments and sessions.
+ * The operator's voucher book: the newest voucher per channel, what was claimed, and the one
+ * session open on each channel. Claims are batched per channel — only the newest voucher is ever
+ * submitted, since it pays everything the older ones would — so one claim transaction settles any
+ * number of increments and sessions.
  *
- * Share one book between the chargers of one CPO (they are paid through the same channels);
- * the in-memory book serves one station process.
+ * Every charger of one CPO must share one book: they are paid through the same channels, and the
+ * book is where sessions on a channel are serialised (`openSession`). Two chargers with two books,
+ * or two sessions open at once, would each accept vouchers from the same base, and the operator
+ * could claim only the highest of the overlapping amounts (docs/payments.md "One session per
+ * channel"). The in-memory and file books serve the chargers of one process.
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { dirname } from 'node:path'
@@ -28,24 +32,65 @@ export type BookEntry = {
   readonly claimed: bigint
 }
 
+/**
+ * Contract: async so that a book may live in a store shared by processes; every method is atomic
+ * with respect to the others on the same channel.
+ */
 export interface VoucherBook {
-  newest(channelId: Hex): BookEntry | undefined
+  newest(channelId: Hex): Promise<BookEntry | undefined>
   /**
-   * Keeps `voucher` when it raises the channel's cumulative amount; returns whether it did.
+   * Keeps `voucher` when it raises the channel's cumulative amount; resolves whether it did.
    * INVALID_ARGUMENT when `key` is not the key of the voucher's channel.
    */
-  offer(voucher: SignedVoucher, key: ChannelKey): boolean
-  markClaimed(channelId: Hex, cumulativeAmount: bigint): void
+  offer(voucher: SignedVoucher, key: ChannelKey): Promise<boolean>
+  markClaimed(channelId: Hex, cumulativeAmount: bigint): Promise<void>
   /** Channels whose newest voucher is above what was claimed. */
-  pending(): BookEntry[]
-  all(): BookEntry[]
+  pending(): Promise<BookEntry[]>
+  all(): Promise<BookEntry[]>
+  /**
+   * Holds the channel for `holder` (an id the station draws per session, never one the car
+   * chose) across every charger sharing this book: CHANNEL_BUSY while another holder's hold is
+   * live. The same holder calling again renews its hold. A station holds the channel before it
+   * reads the book's newest voucher as the session's floor, renews with every voucher and
+   * releases when the session ended; a book shared by processes lets a hold lapse when it was
+   * not renewed in time (its charger died).
+   */
+  holdChannel(channelId: Hex, holder: string): Promise<void>
+  /** Ends `holder`'s hold on the channel; nothing when it does not hold it. */
+  releaseChannel(channelId: Hex, holder: string): Promise<void>
+}
+
+/** The error of a channel another session holds. */
+export function channelBusy(channelId: Hex): BaseError {
+  return new BaseError(
+    'CHANNEL_BUSY',
+    'another session is open on this channel at this operator; start again when it ended',
+    { details: { channelId } },
+  )
+}
+
+/** Channel holds for the books of one process: a hold lives until released. */
+function processHolds(): Pick<VoucherBook, 'holdChannel' | 'releaseChannel'> {
+  const holders = new Map<string, string>()
+  return {
+    async holdChannel(channelId, holder) {
+      const id = channelId.toLowerCase()
+      const current = holders.get(id)
+      if (current !== undefined && current !== holder) throw channelBusy(channelId)
+      holders.set(id, holder)
+    },
+    async releaseChannel(channelId, holder) {
+      const id = channelId.toLowerCase()
+      if (holders.get(id) === holder) holders.delete(id)
+    },
+  }
 }
 
 export function memoryVoucherBook(): VoucherBook {
   const entries = new Map<string, BookEntry>()
   return {
-    newest: (channelId) => entries.get(channelId.toLowerCase()),
-    offer(voucher, key) {
+    newest: async (channelId) => entries.get(channelId.toLowerCase()),
+    async offer(voucher, key) {
       const id = voucher.channelId.toLowerCase()
       if (channelIdOf(key) !== id)
         throw new BaseError('INVALID_ARGUMENT', 'the key is not the voucher’s channel’s', {
@@ -60,14 +105,15 @@ export function memoryVoucherBook(): VoucherBook {
       })
       return true
     },
-    markClaimed(channelId, cumulativeAmount) {
+    async markClaimed(channelId, cumulativeAmount) {
       const id = channelId.toLowerCase()
       const current = entries.get(id)
       if (current && cumulativeAmount > current.claimed)
         entries.set(id, { ...current, claimed: cumulativeAmount })
     },
-    pending: () => [...entries.values()].filter((e) => e.newest.cumulativeAmount > e.claimed),
-    all: () => [...entries.values()],
+    pending: async () => [...entries.values()].filter((e) => e.newest.cumulativeAmount > e.claimed),
+    all: async () => [...entries.values()],
+    ...processHolds(),
   }
 }
 
@@ -91,9 +137,11 @@ type BookFile = {
 
 /**
  * A voucher book persisted as JSON (crash-safe writes): a station keeps what the car signed
- * across restarts, and `carchain charge claim` settles from the same file.
+ * across restarts, and `carchain charge claim` settles from the same file. One process writes it
+ * (its open sessions live in that process's memory): run all of an operator's chargers that
+ * share it in that process.
  */
-export function fileVoucherBook(path: string): VoucherBook {
+export async function fileVoucherBook(path: string): Promise<VoucherBook> {
   const memory = memoryVoucherBook()
   if (existsSync(path)) {
     let file: BookFile
@@ -118,7 +166,7 @@ export function fileVoucherBook(path: string): VoucherBook {
         details: { path, version: describeValue(file.version) },
       })
     for (const [channelId, e] of Object.entries(file.channels)) {
-      memory.offer(
+      await memory.offer(
         {
           channelId: channelId as Hex,
           cumulativeAmount: BigInt(e.cumulativeAmount),
@@ -127,12 +175,12 @@ export function fileVoucherBook(path: string): VoucherBook {
         },
         { payer: e.payer, payee: e.payee, token: e.token, nonce: BigInt(e.nonce) },
       )
-      memory.markClaimed(channelId as Hex, BigInt(e.claimed))
+      await memory.markClaimed(channelId as Hex, BigInt(e.claimed))
     }
   }
-  const save = () => {
+  const save = async () => {
     const file: BookFile = { version: 2, channels: {} }
-    for (const e of memory.all())
+    for (const e of await memory.all())
       file.channels[e.newest.channelId.toLowerCase()] = {
         cumulativeAmount: e.newest.cumulativeAmount.toString(),
         meterWh: e.newest.meterWh.toString(),
@@ -148,14 +196,14 @@ export function fileVoucherBook(path: string): VoucherBook {
   }
   return {
     ...memory,
-    offer(voucher, key) {
-      const kept = memory.offer(voucher, key)
-      if (kept) save()
+    async offer(voucher, key) {
+      const kept = await memory.offer(voucher, key)
+      if (kept) await save()
       return kept
     },
-    markClaimed(channelId, cumulativeAmount) {
-      memory.markClaimed(channelId, cumulativeAmount)
-      save()
+    async markClaimed(channelId, cumulativeAmount) {
+      await memory.markClaimed(channelId, cumulativeAmount)
+      await save()
     },
   }
 }
@@ -177,7 +225,7 @@ export async function claimPending(
   },
 ): Promise<ClaimOutcome[]> {
   const outcomes: ClaimOutcome[] = []
-  for (const entry of parameters.book.pending()) {
+  for (const entry of await parameters.book.pending()) {
     const { newest } = entry
     let outcome: ClaimOutcome
     try {
@@ -186,7 +234,7 @@ export async function claimPending(
         key: entry.key,
         voucher: newest,
       })
-      parameters.book.markClaimed(newest.channelId, newest.cumulativeAmount)
+      await parameters.book.markClaimed(newest.channelId, newest.cumulativeAmount)
       outcome = {
         channelId: newest.channelId,
         ok: true,

@@ -105,7 +105,8 @@ test('carchain charge station and charge session over mutual TLS, settled by the
       await pki.store.generate('secp256k1', 'charger-wallet'),
     )
     const cpo = await keyStoreAccount(pki.store, await pki.store.generate('secp256k1', 'cpo'))
-    const car = await keyStoreAccount(pki.store, await pki.store.generate('secp256k1', 'car-wallet'))
+    // The car pays from the wallet its certificate binds (the station checks that).
+    const car = await keyStoreAccount(pki.store, vehicle.walletRef)
     for (const to of [cpo.address, car.address])
       await wait(await walletClient.sendTransaction({ to, value: parseEther('1') }))
     await wait(
@@ -201,7 +202,7 @@ test('carchain charge station and charge session over mutual TLS, settled by the
           'charge',
           'session',
           '--wallet',
-          'car-wallet',
+          vehicle.walletRef.slice('keystore:'.length),
           '--identity-key',
           vehicle.keyRef,
           '--cert',
@@ -238,5 +239,44 @@ test('carchain charge station and charge session over mutual TLS, settled by the
     assert.ok(paid > 0n)
   } finally {
     await pki.cleanup()
+  }
+})
+
+test('carchain charge claim from the operator’s database book; --book and --database exclude each other', async (t) => {
+  const { requirePart } = await import('../../../test/skip.ts')
+  if (!requirePart(t, Boolean(process.env.DATABASE_URL), 'needs a PostgreSQL server (DATABASE_URL)')) return
+  const { openDatabase } = await import('../../db/database.ts')
+  const { randomBytes } = await import('node:crypto')
+  // A schema of its own, so the migration touches nothing else on the server.
+  const schema = `test_${randomBytes(6).toString('hex')}`
+  const admin = await openDatabase({ engine: 'postgres', url: process.env.DATABASE_URL!, maxConnections: 1 })
+  await admin.exec(`create schema ${schema}`)
+  try {
+    const url = new URL(process.env.DATABASE_URL!)
+    url.searchParams.set('options', `-c search_path=${schema}`)
+    await cli(['charge', 'wallet', '--wallet', 'cpo'])
+    const claimed = await cli(['charge', 'claim', '--cpo-key', 'cpo', '--database', url.toString()])
+    assert.equal(claimed.code, 0, JSON.stringify(claimed.json))
+    assert.deepEqual(claimed.json, { claims: [] })
+    const { rows } = await admin.query(
+      `select count(*)::int as n from information_schema.tables where table_schema = $1 and table_name = 'station_channel_holds'`,
+      [schema],
+    )
+    assert.equal(rows[0]?.n, 1, 'the book’s tables were migrated')
+    const both = await cli([
+      'charge',
+      'claim',
+      '--cpo-key',
+      'cpo',
+      '--database',
+      url.toString(),
+      '--book',
+      join(dir, 'book.json'),
+    ])
+    assert.equal(both.code, 2)
+    assert.equal(both.json.code, 'CLI_USAGE')
+  } finally {
+    await admin.exec(`drop schema ${schema} cascade`)
+    await admin.close()
   }
 })

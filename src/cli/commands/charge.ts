@@ -24,6 +24,8 @@ import {
 import { type ChainClients, connectChain, developmentAccount } from '../../chain/clients.ts'
 import { readDeployment } from '../../chain/deploy.ts'
 import { demoTokenAbi } from '../../chain/generated/index.ts'
+import { openDatabase } from '../../db/database.ts'
+import { migrate } from '../../db/migrate.ts'
 import { BaseError } from '../../errors.ts'
 import { keyStoreAccount } from '../../identity/account.ts'
 import { fromPem } from '../../identity/certificate.ts'
@@ -36,9 +38,10 @@ import { pay } from '../../payments/pay.ts'
 import { runChargingSession } from '../../payments/session.ts'
 import { tlsTransport } from '../../payments/transport.ts'
 import { type CarWallet, createCarWallet } from '../../payments/wallet.ts'
+import { databaseVoucherBook } from '../../station/database-voucher-book.ts'
 import { simulatedMeter } from '../../station/meter.ts'
 import { createChargingStation } from '../../station/station.ts'
-import { claimPending, fileVoucherBook } from '../../station/vouchers.ts'
+import { claimPending, fileVoucherBook, type VoucherBook } from '../../station/vouchers.ts'
 import type { Command, CommandIo, FlagSpec, ParsedFlags } from '../command.ts'
 import { integerFlag, requiredStringFlag, stringFlag } from '../flags.ts'
 
@@ -213,6 +216,37 @@ async function withContext<T>(
 
 const amountText = (ctx: Context, amount: bigint) => formatUnits(amount, ctx.decimals)
 
+const bookFlags: Record<string, FlagSpec> = {
+  book: { type: 'string', value: 'FILE', description: 'Voucher book file (chargers of one process).' },
+  database: {
+    type: 'string',
+    value: 'URL',
+    description: 'PostgreSQL holding the operator’s voucher book, shared by all its chargers.',
+  },
+}
+
+/**
+ * The operator's voucher book: in its database with --database (every charger of the operator,
+ * in any process, must use the same one: it allows one session per channel at a time), else the
+ * file --book or `defaultPath`.
+ */
+async function openBook(
+  flags: ParsedFlags,
+  defaultPath: string | undefined,
+): Promise<{ book: VoucherBook; close(): Promise<void> }> {
+  const url = stringFlag(flags, 'database')
+  const path = stringFlag(flags, 'book') ?? defaultPath
+  if (url && stringFlag(flags, 'book'))
+    throw new BaseError('CLI_USAGE', 'give the voucher book as --book or --database, not both')
+  if (url) {
+    const db = await openDatabase({ engine: 'postgres', url, maxConnections: 2 })
+    await migrate(db)
+    return { book: databaseVoucherBook(db), close: () => db.close() }
+  }
+  if (!path) throw new BaseError('CLI_USAGE', 'give the voucher book as --book FILE or --database URL')
+  return { book: await fileVoucherBook(path), close: async () => {} }
+}
+
 const wallet: Command = {
   path: ['charge', 'wallet'],
   summary: 'Create (if missing) and show the car wallet key: address, token balance, spent today.',
@@ -374,10 +408,12 @@ const station: Command = {
     price: { type: 'string', value: 'TOKENS', description: 'Price per kWh.', default: '0.3' },
     fee: { type: 'string', value: 'TOKENS', description: 'Session fee.', default: '0' },
     'power-w': { type: 'string', value: 'W', description: 'Simulated charging power.', default: '11000' },
+    ...bookFlags,
     book: {
       type: 'string',
       value: 'FILE',
-      description: 'Voucher book (default <data>/station/<EVSE>.vouchers.json).',
+      description:
+        'Voucher book file (default <data>/station/<EVSE>.vouchers.json); a charger of an operator with several runs --database instead.',
     },
     'claim-every': { type: 'string', value: 'SEC', description: 'Claim interval.', default: '300' },
   },
@@ -388,60 +424,66 @@ const station: Command = {
       const cpo = await accountFor(ctx, requiredStringFlag(flags, 'cpo-key'))
       const certificate = fromPem(await readFile(requiredStringFlag(flags, 'cert'), 'utf8'))[0] as Uint8Array
       const chainPem = await readFile(requiredStringFlag(flags, 'chain'), 'utf8')
-      const book = fileVoucherBook(
-        stringFlag(flags, 'book') ??
-          join(ctx.dataDir, 'station', `${evseId.replace(/[^A-Za-z0-9._-]/g, '_')}.vouchers.json`),
+      const { book, close: closeBook } = await openBook(
+        flags,
+        join(ctx.dataDir, 'station', `${evseId.replace(/[^A-Za-z0-9._-]/g, '_')}.vouchers.json`),
       )
-      const agent = createChargingStation({
-        signer,
-        evseId,
-        certificatePem: (await readFile(requiredStringFlag(flags, 'cert'), 'utf8')).trim(),
-        chainPem: [chainPem.trim()],
-        domain: { chainId: ctx.clients.chain.id, verifyingContract: ctx.contracts.channels },
-        publicClient: ctx.clients.publicClient,
-        settlement: clientsFor(ctx, cpo),
-        payee: cpo.address,
-        tariff: {
-          token: ctx.contracts.token,
-          pricePerKWh: tokens(ctx, flags, 'price'),
-          sessionFee: tokens(ctx, flags, 'fee'),
-        },
-        meter: simulatedMeter({ powerW: integerFlag(flags, 'power-w', { min: 1 }) ?? 11_000 }),
-        book,
-      })
-      const server = await createIdentityServer(
-        {
-          identity: {
-            store: ctx.store,
-            keyRef: requiredStringFlag(flags, 'identity-key'),
-            certificate,
-            chain: fromPem(chainPem),
+      try {
+        const agent = createChargingStation({
+          signer,
+          evseId,
+          certificatePem: (await readFile(requiredStringFlag(flags, 'cert'), 'utf8')).trim(),
+          chainPem: [chainPem.trim()],
+          domain: { chainId: ctx.clients.chain.id, verifyingContract: ctx.contracts.channels },
+          publicClient: ctx.clients.publicClient,
+          settlement: clientsFor(ctx, cpo),
+          payee: cpo.address,
+          tariff: {
+            token: ctx.contracts.token,
+            pricePerKWh: tokens(ctx, flags, 'price'),
+            sessionFee: tokens(ctx, flags, 'fee'),
           },
-          peer: {
-            role: 'vehicle',
-            trustAnchors: { oem: fromPem(await readFile(requiredStringFlag(flags, 'oem-root'), 'utf8')) },
+          meter: simulatedMeter({ powerW: integerFlag(flags, 'power-w', { min: 1 }) ?? 11_000 }),
+          book,
+        })
+        const server = await createIdentityServer(
+          {
+            identity: {
+              store: ctx.store,
+              keyRef: requiredStringFlag(flags, 'identity-key'),
+              certificate,
+              chain: fromPem(chainPem),
+            },
+            peer: {
+              role: 'vehicle',
+              trustAnchors: { oem: fromPem(await readFile(requiredStringFlag(flags, 'oem-root'), 'utf8')) },
+            },
           },
-        },
-        (tls) =>
-          void agent
-            .serve(tlsTransport(tls))
-            .then((s) => io.progress(`session ${s.sessionId} ended ${s.code}: ${s.energyWh} Wh`)),
-        (error) => io.progress(`refused a connection: ${error.code} ${error.shortMessage}`),
-      )
-      const port = integerFlag(flags, 'port', { min: 0, max: 65535 }) ?? 15118
-      await new Promise<void>((ok) => server.listen(port, ok))
-      io.print(
-        `station ${evseId} (${signer.address}) listening on TLS port ${(server.address() as AddressInfo).port}`,
-      )
-      const claims = agent.startClaimScheduler((integerFlag(flags, 'claim-every', { min: 1 }) ?? 300) * 1000)
-      await new Promise<void>((done) => {
-        if (io.stopSignal.aborted) done()
-        io.stopSignal.addEventListener('abort', () => done(), { once: true })
-      })
-      server.close()
-      await claims.stop()
-      const final = await agent.claim()
-      return { data: { stopped: true, claims: final }, text: `stopped; ${final.length} final claim(s)` }
+          (tls) =>
+            void agent
+              .serve(tlsTransport(tls))
+              .then((s) => io.progress(`session ${s.sessionId} ended ${s.code}: ${s.energyWh} Wh`)),
+          (error) => io.progress(`refused a connection: ${error.code} ${error.shortMessage}`),
+        )
+        const port = integerFlag(flags, 'port', { min: 0, max: 65535 }) ?? 15118
+        await new Promise<void>((ok) => server.listen(port, ok))
+        io.print(
+          `station ${evseId} (${signer.address}) listening on TLS port ${(server.address() as AddressInfo).port}`,
+        )
+        const claims = agent.startClaimScheduler(
+          (integerFlag(flags, 'claim-every', { min: 1 }) ?? 300) * 1000,
+        )
+        await new Promise<void>((done) => {
+          if (io.stopSignal.aborted) done()
+          io.stopSignal.addEventListener('abort', () => done(), { once: true })
+        })
+        server.close()
+        await claims.stop()
+        const final = await agent.claim()
+        return { data: { stopped: true, claims: final }, text: `stopped; ${final.length} final claim(s)` }
+      } finally {
+        await closeBook()
+      }
     }),
 }
 
@@ -452,15 +494,16 @@ const claim: Command = {
     ...chainFlags,
     ...keyFlags,
     'cpo-key': { type: 'string', value: 'LABEL', description: 'The payee’s secp256k1 key.', required: true },
-    book: { type: 'string', value: 'FILE', description: 'The station’s voucher book.', required: true },
+    ...bookFlags,
   },
   run: ({ flags, io }) =>
     withContext(flags, io, async (ctx) => {
       const cpo = await accountFor(ctx, requiredStringFlag(flags, 'cpo-key'))
+      const { book, close } = await openBook(flags, undefined)
       const outcomes = await claimPending(clientsFor(ctx, cpo), {
         channels: ctx.contracts.channels,
-        book: fileVoucherBook(requiredStringFlag(flags, 'book')),
-      })
+        book,
+      }).finally(close)
       const failed = outcomes.filter((o) => !o.ok).length
       return {
         data: { claims: outcomes },
