@@ -18,13 +18,14 @@ import { loadConfig } from '../src/config.ts'
 import { toPem } from '../src/identity/certificate.ts'
 import { aPki, type TestPki } from '../src/identity/pki.testkit.ts'
 import { fromBase64, fromHex } from '../src/ledger/bytes.ts'
+import { dataGrantTypedData } from '../src/ledger/data-grant.ts'
 import { createEventChain, type EventChain } from '../src/ledger/envelope.ts'
 import { createBatch } from '../src/ledger/ingest.ts'
 import { hashLeaf, verifyConsistency, verifyInclusion } from '../src/ledger/merkle.ts'
 import { getRootAt } from '../src/ledger/store.ts'
 import { aP256Signer } from '../src/ledger/testing.ts'
 import { type RunningNode, startNode } from '../src/node/up.ts'
-import { dataGrantTypedData } from '../src/node/vehicle-routes.ts'
+import { dataGrantDomain } from '../src/node/vehicle-routes.ts'
 
 const dataDir = mkdtempSync(join(tmpdir(), 'carchain-node-'))
 let node: RunningNode
@@ -279,7 +280,7 @@ test('the fleet view lists the vehicle with its owner and last event', async () 
 
 test('an owner admits a reader with a signed DataGrant; it expires, cannot be self-issued, and gives no right to erase', async () => {
   const typed = (reader: `0x${string}`, notAfter: number) =>
-    dataGrantTypedData(node.context, { vehicle: car.vehicle, reader, notAfter })
+    dataGrantTypedData(dataGrantDomain(node.context), { vehicle: car.vehicle, reader, notAfter })
   const admit = async (signer: typeof owner, notAfter: number) =>
     api(`/v1/vehicles/${car.vehicle}/readers`, {
       method: 'POST',

@@ -7,6 +7,7 @@ import { it } from 'node:test'
 
 const expected: Record<string, string[]> = {
   bytes: ['equalBytes', 'fromBase64', 'fromHex', 'toBareHex', 'toBase64', 'toHex'],
+  'data-grant': ['dataGrantTypedData', 'dataGrantTypes', 'recoverDataGrantSigner'],
   envelope: [
     'GENESIS_PREV',
     'P256_PUBLIC_KEY_BYTES',
@@ -59,6 +60,7 @@ const expected: Record<string, string[]> = {
     'verifyConsistency',
     'verifyInclusion',
   ],
+  'payload-access': ['admitReader', 'mayReadPayloads', 'removeReader'],
   store: [
     'MAX_ENTRIES_PAGE',
     'appendBatch',

@@ -5,11 +5,13 @@
 
 export * from './anchor.ts'
 export * from './bytes.ts'
+export * from './data-grant.ts'
 export * from './envelope.ts'
 export * from './ingest.ts'
 export * from './jcs.ts'
 export * from './local-log.ts'
 export * from './merkle.ts'
+export * from './payload-access.ts'
 export * from './store.ts'
 export * from './timeline.ts'
 export * from './topics.ts'
