@@ -279,17 +279,19 @@ test('the fleet view lists the vehicle with its owner and last event', async () 
 })
 
 test('an owner admits a reader with a signed DataGrant; it expires, cannot be self-issued, and gives no right to erase', async () => {
-  const typed = (reader: `0x${string}`, notAfter: number) =>
-    dataGrantTypedData(dataGrantDomain(node.context), { vehicle: car.vehicle, reader, notAfter })
-  const admit = async (signer: typeof owner, notAfter: number) =>
-    api(`/v1/vehicles/${car.vehicle}/readers`, {
+  let issuedAtMs = Date.now()
+  const admit = async (signer: typeof owner, notAfter: number) => {
+    const grant = { vehicle: car.vehicle, reader: stranger.address, notAfter, issuedAtMs: ++issuedAtMs }
+    return api(`/v1/vehicles/${car.vehicle}/readers`, {
       method: 'POST',
       json: {
-        reader: stranger.address,
+        reader: grant.reader,
         notAfter,
-        signature: await signer.signTypedData(typed(stranger.address, notAfter)),
+        issuedAtMs: grant.issuedAtMs,
+        signature: await signer.signTypedData(dataGrantTypedData(dataGrantDomain(node.context), grant)),
       },
     })
+  }
   const selfIssued = await admit(stranger, Math.floor(Date.now() / 1000) + 3600)
   assert.equal(selfIssued.status, 403)
   assert.equal(selfIssued.body.code, 'FORBIDDEN')

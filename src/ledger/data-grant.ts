@@ -3,7 +3,12 @@
  * reader to the vehicle's payloads at a node until `notAfter`.
  *
  * - Domain `{name:"Carchain", version:"1", chainId, verifyingContract: <VehicleRegistry>}`.
- * - `DataGrant(address vehicle,address reader,uint64 notAfter)`, `notAfter` in unix seconds.
+ * - `DataGrant(address vehicle,address reader,uint64 notAfter,uint64 issuedAtMs)`, `notAfter` in
+ *   unix seconds, `issuedAtMs` the signing time in unix milliseconds.
+ *
+ * `issuedAtMs` makes a grant single-use at a node: it takes a grant only if it is newer than every
+ * grant it accepted for that vehicle and reader and than the reader's last removal, so neither a
+ * removed reader nor a third party can replay an old grant (src/ledger/payload-access.ts).
  */
 import { type Address, recoverTypedDataAddress } from 'viem'
 import type { Hex } from './bytes.ts'
@@ -14,6 +19,8 @@ export type DataGrant = {
   reader: Address
   /** Unix seconds, inclusive. */
   notAfter: number
+  /** When the grant was signed, unix milliseconds: a later grant for the same reader replaces it. */
+  issuedAtMs: number
 }
 
 /** The chain and VehicleRegistry a DataGrant is signed for. */
@@ -25,6 +32,7 @@ export const dataGrantTypes = {
     { name: 'vehicle', type: 'address' },
     { name: 'reader', type: 'address' },
     { name: 'notAfter', type: 'uint64' },
+    { name: 'issuedAtMs', type: 'uint64' },
   ],
 } as const
 
@@ -39,7 +47,12 @@ export function dataGrantTypedData(domain: DataGrantDomain, grant: DataGrant) {
     },
     types: dataGrantTypes,
     primaryType: 'DataGrant' as const,
-    message: { vehicle: grant.vehicle, reader: grant.reader, notAfter: BigInt(grant.notAfter) },
+    message: {
+      vehicle: grant.vehicle,
+      reader: grant.reader,
+      notAfter: BigInt(grant.notAfter),
+      issuedAtMs: BigInt(grant.issuedAtMs),
+    },
   }
 }
 

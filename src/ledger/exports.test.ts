@@ -60,7 +60,7 @@ const expected: Record<string, string[]> = {
     'verifyConsistency',
     'verifyInclusion',
   ],
-  'payload-access': ['admitReader', 'mayReadPayloads', 'removeReader'],
+  'payload-access': ['MAX_GRANT_CLOCK_SKEW_MS', 'admitReader', 'mayReadPayloads', 'removeReader'],
   store: [
     'MAX_ENTRIES_PAGE',
     'appendBatch',

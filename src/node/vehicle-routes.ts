@@ -219,11 +219,12 @@ function readerRoutes(context: NodeContext, app: FastifyInstance) {
         params: vehicleParams,
         body: {
           type: 'object',
-          required: ['reader', 'notAfter', 'signature'],
+          required: ['reader', 'notAfter', 'issuedAtMs', 'signature'],
           additionalProperties: false,
           properties: {
             reader: address,
             notAfter: { type: 'integer', minimum: 0, maximum: 2 ** 53 - 1 },
+            issuedAtMs: { type: 'integer', minimum: 0, maximum: 2 ** 53 - 1 },
             signature: { type: 'string', pattern: '^0x[0-9a-fA-F]{130}$' },
           },
         },
@@ -231,8 +232,13 @@ function readerRoutes(context: NodeContext, app: FastifyInstance) {
     },
     async (request) => {
       const vehicle = vehicleOf(request)
-      const body = request.body as { reader: string; notAfter: number; signature: Hex }
-      const grant = { vehicle, reader: getAddress(body.reader), notAfter: body.notAfter }
+      const body = request.body as { reader: string; notAfter: number; issuedAtMs: number; signature: Hex }
+      const grant = {
+        vehicle,
+        reader: getAddress(body.reader),
+        notAfter: body.notAfter,
+        issuedAtMs: body.issuedAtMs,
+      }
       const signer = await recoverDataGrantSigner(dataGrantDomain(context), grant, body.signature)
       if (!(await titleCheck(context)(vehicle, signer)))
         throw new BaseError(

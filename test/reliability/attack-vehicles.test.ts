@@ -1,0 +1,143 @@
+/**
+ * Attacks on a vehicle's payloads at the node (issue 19, docs/reliability.md "Security review
+ * (issue 19): vehicles"): replayed and rolled-back DataGrants, reads and erasure across a sale,
+ * and the odometer in the public fleet view.
+ */
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import type { LocalAccount } from 'viem'
+import { developmentAccount } from '../../src/chain/clients.ts'
+import { type DataGrant, dataGrantTypedData } from '../../src/ledger/data-grant.ts'
+import { type SeededFleet, seedFleet } from '../fleet-fixture.ts'
+import { call, signIn, startTestNode, type TestNode } from './harness.ts'
+
+let node: TestNode
+let fleet: SeededFleet
+/** Car 0 belongs to development account 1, car 1 to account 2 (test/fleet-fixture.ts). */
+const owners = [developmentAccount(1), developmentAccount(2)]
+const tokens = new Map<string, string>()
+
+before(async () => {
+  node = await startTestNode()
+  fleet = await seedFleet(node, 2)
+})
+
+after(async () => {
+  await fleet?.cleanup()
+  await node?.cleanup()
+})
+
+/** A bearer token for `account` (signed in once per test file). */
+async function tokenOf(account: LocalAccount): Promise<string> {
+  const known = tokens.get(account.address)
+  if (known) return known
+  const { token, answer } = await signIn(node.url, node.chain.chainId, account)
+  assert.equal(answer.status, 200, JSON.stringify(answer.body))
+  tokens.set(account.address, token!)
+  return token!
+}
+
+const nowSec = () => Math.floor(Date.now() / 1000)
+
+/** A DataGrant signed by `signer`, as the JSON body of `POST /v1/vehicles/{vehicle}/readers`. */
+async function signedGrant(signer: LocalAccount, grant: DataGrant) {
+  const domain = {
+    chainId: node.chain.chainId,
+    vehicleRegistry: node.chain.contracts.VehicleRegistry as `0x${string}`,
+  }
+  const signature = await signer.signTypedData(dataGrantTypedData(domain, grant))
+  return { reader: grant.reader, notAfter: grant.notAfter, issuedAtMs: grant.issuedAtMs, signature }
+}
+
+const admit = (vehicle: string, body: unknown) =>
+  call(`${node.url}/v1/vehicles/${vehicle}/readers`, { json: body })
+
+const payloadsFor = async (vehicle: string, account: LocalAccount) =>
+  (await call(`${node.url}/v1/vehicles/${vehicle}/events?limit=20`, { token: await tokenOf(account) })).body
+    .payloads
+
+test('a removed reader cannot come back by replaying its old DataGrant (issue 19 #5)', async () => {
+  const car = fleet.cars[0]!
+  const reader = developmentAccount(7)
+  const grant = await signedGrant(owners[0]!, {
+    vehicle: car.vehicle,
+    reader: reader.address,
+    notAfter: nowSec() + 3600,
+    issuedAtMs: Date.now(),
+  })
+  const admitted = await admit(car.vehicle, grant)
+  assert.equal(admitted.status, 200, JSON.stringify(admitted.body))
+  assert.equal(await payloadsFor(car.vehicle, reader), 'included')
+
+  const removed = await call(`${node.url}/v1/vehicles/${car.vehicle}/readers/${reader.address}`, {
+    method: 'DELETE',
+    token: await tokenOf(owners[0]!),
+  })
+  assert.equal(removed.status, 200, JSON.stringify(removed.body))
+  assert.equal(removed.body.removed, 1)
+  assert.equal(await payloadsFor(car.vehicle, reader), 'forbidden')
+
+  // The attack: the reader (or anyone holding the grant) posts it again.
+  const replay = await admit(car.vehicle, grant)
+  assert.equal(replay.status, 409, JSON.stringify(replay.body))
+  assert.equal(replay.body.code, 'DATA_GRANT_STALE')
+  assert.equal(await payloadsFor(car.vehicle, reader), 'forbidden')
+
+  // A grant the owner signed before the removal but never posted is just as dead.
+  const unposted = await signedGrant(owners[0]!, {
+    vehicle: car.vehicle,
+    reader: reader.address,
+    notAfter: nowSec() + 7200,
+    issuedAtMs: grant.issuedAtMs + 1,
+  })
+  assert.equal((await admit(car.vehicle, unposted)).body.code, 'DATA_GRANT_STALE')
+
+  // The owner admits the reader again with a grant signed after the removal.
+  const fresh = await signedGrant(owners[0]!, {
+    vehicle: car.vehicle,
+    reader: reader.address,
+    notAfter: nowSec() + 3600,
+    issuedAtMs: Date.now() + 1,
+  })
+  const readmitted = await admit(car.vehicle, fresh)
+  assert.equal(readmitted.status, 200, JSON.stringify(readmitted.body))
+  assert.equal(await payloadsFor(car.vehicle, reader), 'included')
+})
+
+test('an older DataGrant cannot replace a newer one (issue 19 #5)', async () => {
+  const car = fleet.cars[0]!
+  const reader = developmentAccount(8)
+  const issuedAtMs = Date.now()
+  const long = await signedGrant(owners[0]!, {
+    vehicle: car.vehicle,
+    reader: reader.address,
+    notAfter: nowSec() + 30 * 86_400,
+    issuedAtMs,
+  })
+  assert.equal((await admit(car.vehicle, long)).status, 200)
+  assert.equal(await payloadsFor(car.vehicle, reader), 'included')
+  // The owner ends the access early with a newer, already expired grant.
+  const ended = await signedGrant(owners[0]!, {
+    vehicle: car.vehicle,
+    reader: reader.address,
+    notAfter: nowSec() - 1,
+    issuedAtMs: issuedAtMs + 1,
+  })
+  assert.equal((await admit(car.vehicle, ended)).status, 200)
+  assert.equal(await payloadsFor(car.vehicle, reader), 'forbidden')
+  // The attack: a third party puts the older, longer grant back.
+  const rollback = await admit(car.vehicle, long)
+  assert.equal(rollback.status, 409, JSON.stringify(rollback.body))
+  assert.equal(rollback.body.code, 'DATA_GRANT_STALE')
+  assert.equal(await payloadsFor(car.vehicle, reader), 'forbidden')
+  // A grant dated in the future would block the owner's next ones: refused until its time.
+  const future = await signedGrant(owners[0]!, {
+    vehicle: car.vehicle,
+    reader: reader.address,
+    notAfter: nowSec() + 3600,
+    issuedAtMs: Date.now() + 3_600_000,
+  })
+  const early = await admit(car.vehicle, future)
+  assert.equal(early.status, 403, JSON.stringify(early.body))
+  assert.equal(early.body.code, 'GRANT_NOT_YET_VALID')
+})
