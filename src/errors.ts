@@ -51,6 +51,11 @@ export const errorCodes = {
   ),
   DEPLOYMENT_MISSING: code(404, 'No Carchain contracts are deployed on this chain; run `carchain deploy`.'),
   ARTIFACTS_STALE: code(500, 'Generated contract artifacts are out of date; run `npm run generate`.'),
+  TITLES_BEHIND: code(
+    503,
+    'The node has not indexed the vehicle’s latest title transfer yet; try again shortly.',
+    true,
+  ),
   // database
   DB_UNREACHABLE: code(503, 'The database does not answer.', true),
   DB_MIGRATION_FAILED: code(500, 'A database migration failed; nothing after it was applied.'),

@@ -60,7 +60,16 @@ const expected: Record<string, string[]> = {
     'verifyConsistency',
     'verifyInclusion',
   ],
-  'payload-access': ['MAX_GRANT_CLOCK_SKEW_MS', 'admitReader', 'mayReadPayloads', 'removeReader'],
+  'payload-access': [
+    'MAX_GRANT_CLOCK_SKEW_MS',
+    'OPEN_PERIOD_END_MS',
+    'admitReader',
+    'inPeriods',
+    'payloadAccess',
+    'recordTitleTransfers',
+    'removeReader',
+    'titlePeriods',
+  ],
   store: [
     'MAX_ENTRIES_PAGE',
     'appendBatch',

@@ -36,6 +36,7 @@ import {
   type ProofPlan,
   rangeNodes,
 } from './merkle.ts'
+import type { TimeSpan } from './payload-access.ts'
 
 /** The most entries `getEntries` returns at once. */
 export const MAX_ENTRIES_PAGE = 1000
@@ -922,13 +923,27 @@ export async function erasePayload(db: Queryable, id: Hex | Uint8Array): Promise
   return rows.length > 0
 }
 
-/** Erases every payload of a vehicle (e.g. a right-to-erasure request); returns how many. */
-export async function eraseVehicle(db: Queryable, vehicle: VehicleAddress): Promise<number> {
+/**
+ * Erases every payload of a vehicle (e.g. a right-to-erasure request), or only those of events
+ * whose time lies in `periods` (an owner's title periods); returns how many.
+ */
+export async function eraseVehicle(
+  db: Queryable,
+  vehicle: VehicleAddress,
+  periods?: readonly TimeSpan[],
+): Promise<number> {
   const { rows } = await db.query(
     `update ledger_leaves set salt = null, data = null, erased_at = now()
       where vehicle = $1 and salt is not null
+        and ($2::bigint[] is null or exists (
+          select 1 from unnest($2::bigint[], $3::bigint[]) as p(from_ms, until_ms)
+           where time_ms >= p.from_ms and time_ms < p.until_ms))
      returning 1`,
-    [fromHex(vehicle, 'vehicle', 20)],
+    [
+      fromHex(vehicle, 'vehicle', 20),
+      periods ? periods.map((p) => p.fromMs) : null,
+      periods ? periods.map((p) => p.untilMs) : null,
+    ],
   )
   return rows.length
 }
@@ -982,7 +997,7 @@ export type LedgerStore = {
   getConsistencyProof(first: number, second: number): Promise<GetConsistencyProofReturnType>
   getPayload(id: Hex | Uint8Array): Promise<Payload>
   erasePayload(id: Hex | Uint8Array): Promise<boolean>
-  eraseVehicle(vehicle: VehicleAddress): Promise<number>
+  eraseVehicle(vehicle: VehicleAddress, periods?: readonly TimeSpan[]): Promise<number>
   getAlerts(parameters?: { vehicle?: VehicleAddress; limit?: number }): Promise<LedgerAlert[]>
 }
 
@@ -999,7 +1014,7 @@ export function createLedgerStore(db: Database): LedgerStore {
     getConsistencyProof: (first, second) => getConsistencyProof(db, first, second),
     getPayload: (id) => getPayload(db, id),
     erasePayload: (id) => erasePayload(db, id),
-    eraseVehicle: (vehicle) => eraseVehicle(db, vehicle),
+    eraseVehicle: (vehicle, periods) => eraseVehicle(db, vehicle, periods),
     getAlerts: (parameters) => getAlerts(db, parameters),
   }
 }

@@ -7,6 +7,7 @@ import { fromHex, type Hex, toHex } from './bytes.ts'
 import type { Envelope, VehicleAddress } from './envelope.ts'
 import { parseEnvelopeBytes } from './envelope.ts'
 import type { JsonValue } from './jcs.ts'
+import { inPeriods, type TimeSpan } from './payload-access.ts'
 
 export type TimelineEvent = {
   id: Hex
@@ -26,8 +27,8 @@ export type ListVehicleEventsParameters = {
   beforeSeq?: number | undefined
   /** At most this many (1–500, default 50). */
   limit?: number | undefined
-  /** Include payloads (the caller checked the reader's right to them). */
-  withPayloads: boolean
+  /** Include the payloads of events whose time lies in these spans (the reader's right to them). */
+  payloadPeriods: readonly TimeSpan[]
 }
 
 /** A vehicle's events, newest first. */
@@ -61,7 +62,7 @@ export async function listVehicleEvents(
     kind: row.kind,
     envelope: parseEnvelopeBytes(new Uint8Array(row.leaf_input)),
     payload:
-      parameters.withPayloads && row.salt && row.erased_at === null
+      row.salt && row.erased_at === null && inPeriods(Number(row.time_ms), parameters.payloadPeriods)
         ? { salt: toHex(new Uint8Array(row.salt)), data: row.data as JsonValue }
         : null,
     erased: row.erased_at !== null,

@@ -11,6 +11,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { type Address, getAddress } from 'viem'
+import { vehicleRegistryAbi } from '../chain/generated/index.ts'
 import { BaseError } from '../errors.ts'
 import {
   listRegisteredVehicles,
@@ -23,7 +24,15 @@ import { listAnchors } from '../ledger/anchor.ts'
 import type { Hex } from '../ledger/bytes.ts'
 import { type DataGrantDomain, recoverDataGrantSigner } from '../ledger/data-grant.ts'
 import type { VehicleAddress } from '../ledger/envelope.ts'
-import { admitReader, mayReadPayloads, removeReader, type TitleCheck } from '../ledger/payload-access.ts'
+import {
+  admitReader,
+  inPeriods,
+  type PayloadAccess,
+  payloadAccess,
+  removeReader,
+  type TitleChain,
+  type TitleCheck,
+} from '../ledger/payload-access.ts'
 import { erasePayload, eraseVehicle, getEvent } from '../ledger/store.ts'
 import { listVehicleEvents, summarizeVehicles } from '../ledger/timeline.ts'
 import { createDisclosure } from '../ledger/verify.ts'
@@ -70,6 +79,44 @@ function titleCheck(context: NodeContext): TitleCheck {
     })
 }
 
+/** The title's owner on chain now, or null (not minted, burnt). */
+async function chainOwnerOf(context: NodeContext, vehicle: Address): Promise<Address | null> {
+  try {
+    return await context.clients.publicClient.readContract({
+      address: context.contracts.VehicleRegistry,
+      abi: vehicleRegistryAbi,
+      functionName: 'ownerOf',
+      args: [BigInt(vehicle)],
+    })
+  } catch (error) {
+    // ERC-721 reverts for a title that does not exist; anything else is the chain failing.
+    if (error instanceof Error && /ERC721NonexistentToken/.test(error.message)) return null
+    throw error
+  }
+}
+
+function titleChain(context: NodeContext): TitleChain {
+  return { isOwnerOrManager: titleCheck(context), ownerOf: (vehicle) => chainOwnerOf(context, vehicle) }
+}
+
+/**
+ * What the signed-in `account` may read and erase of `vehicle`'s payloads (its title periods,
+ * src/ledger/payload-access.ts); a sale the indexer has not seen yet is indexed first.
+ */
+async function accessOf(
+  context: NodeContext,
+  vehicle: Address,
+  account: Address | undefined,
+): Promise<PayloadAccess> {
+  try {
+    return await payloadAccess(context.db, titleChain(context), vehicle, account)
+  } catch (error) {
+    if (!(error instanceof BaseError) || error.code !== 'TITLES_BEHIND') throw error
+    await context.indexer.sync()
+    return payloadAccess(context.db, titleChain(context), vehicle, account)
+  }
+}
+
 const vehicleOf = (request: FastifyRequest) => getAddress((request.params as { vehicle: string }).vehicle)
 const eventIdOf = (request: FastifyRequest) => (request.params as { id: Hex }).id.toLowerCase() as Hex
 
@@ -98,15 +145,29 @@ async function listVehicles(context: NodeContext) {
   )
 }
 
+/** The signed-in account, or UNAUTHENTICATED. */
+async function requireSignedIn(context: NodeContext, request: FastifyRequest): Promise<Address> {
+  const account = await sessionAddress(context.db, request)
+  if (!account) throw new BaseError('UNAUTHENTICATED', 'sign in with Ethereum (POST /v1/auth/siwe) first')
+  return account
+}
+
 /** The signed-in owner or manager of `vehicle`, or UNAUTHENTICATED / FORBIDDEN. */
 async function requireOwner(context: NodeContext, request: FastifyRequest, vehicle: Address) {
-  const reader = await sessionAddress(context.db, request)
-  if (!reader) throw new BaseError('UNAUTHENTICATED', 'sign in with Ethereum (POST /v1/auth/siwe) first')
-  if (!(await titleCheck(context)(vehicle, reader)))
-    throw new BaseError('FORBIDDEN', `${reader} is neither the owner nor a manager of ${vehicle}`, {
-      details: { reader, vehicle },
+  const account = await requireSignedIn(context, request)
+  if (!(await titleCheck(context)(vehicle, account)))
+    throw new BaseError('FORBIDDEN', `${account} is neither the owner nor a manager of ${vehicle}`, {
+      details: { reader: account, vehicle },
     })
-  return reader
+  return account
+}
+
+/** How much of a page of events the reader's periods cover, as the `payloads` field says it. */
+function payloadsCoverage(events: readonly { timeMs: number }[], access: PayloadAccess, signedIn: boolean) {
+  if (!signedIn) return 'sign in to read payloads'
+  const covered = events.filter((event) => inPeriods(event.timeMs, access.readable)).length
+  if (access.readable.length === 0 || (covered === 0 && events.length > 0)) return 'forbidden'
+  return covered === events.length ? 'included' : 'partial'
 }
 
 /** `POST /v1/vehicles` and `GET /v1/vehicles[/{vehicle}]`: registration and the fleet. */
@@ -153,7 +214,8 @@ function readRoutes(context: NodeContext, app: FastifyInstance) {
     '/v1/vehicles/:vehicle/events',
     {
       schema: {
-        summary: 'A vehicle’s events, newest first; payloads only for its owner or managers (signed in)',
+        summary:
+          'A vehicle’s events, newest first; payloads of the caller’s title periods only (owner, manager, past owner, admitted reader)',
         params: vehicleParams,
         querystring: {
           type: 'object',
@@ -168,17 +230,14 @@ function readRoutes(context: NodeContext, app: FastifyInstance) {
       const vehicle = vehicleOf(request)
       const { before, limit } = request.query as { before?: number; limit: number }
       const reader = await sessionAddress(db, request)
-      const withPayloads = await mayReadPayloads(db, titleCheck(context), vehicle, reader)
+      const access = await accessOf(context, vehicle, reader)
       const events = await listVehicleEvents(db, {
         vehicle: vehicle.toLowerCase() as VehicleAddress,
         beforeSeq: before,
         limit,
-        withPayloads,
+        payloadPeriods: access.readable,
       })
-      return {
-        events,
-        payloads: withPayloads ? 'included' : reader ? 'forbidden' : 'sign in to read payloads',
-      }
+      return { events, payloads: payloadsCoverage(events, access, reader !== undefined) }
     },
   )
   app.get(
@@ -194,10 +253,12 @@ function readRoutes(context: NodeContext, app: FastifyInstance) {
       const id = eventIdOf(request)
       const event = await getEvent(db, id)
       const vehicle = getAddress(event.envelope.vehicle)
-      if (!(await mayReadPayloads(db, titleCheck(context), vehicle, await sessionAddress(db, request))))
+      const access = await accessOf(context, vehicle, await sessionAddress(db, request))
+      if (!inPeriods(event.envelope.time, access.readable))
         throw new BaseError(
           'FORBIDDEN',
-          `sign in as the owner, a manager or an admitted reader of ${vehicle}`,
+          `sign in as the owner or a manager of ${vehicle}, or a reader they admitted, while the event's time lies in their title`,
+          { details: { id, vehicle, timeMs: event.envelope.time } },
         )
       const [anchored] = await listAnchors(db, 1)
       if (!anchored || anchored.treeSize <= event.index)
@@ -240,7 +301,8 @@ function readerRoutes(context: NodeContext, app: FastifyInstance) {
         issuedAtMs: body.issuedAtMs,
       }
       const signer = await recoverDataGrantSigner(dataGrantDomain(context), grant, body.signature)
-      if (!(await titleCheck(context)(vehicle, signer)))
+      const titleOwner = await chainOwnerOf(context, vehicle)
+      if (!titleOwner || !(await titleCheck(context)(vehicle, signer)))
         throw new BaseError(
           'FORBIDDEN',
           `the DataGrant is signed by ${signer}, neither the owner nor a manager`,
@@ -248,7 +310,7 @@ function readerRoutes(context: NodeContext, app: FastifyInstance) {
             details: { signer, vehicle },
           },
         )
-      await admitReader(context.db, { ...grant, grantedBy: signer, signature: body.signature })
+      await admitReader(context.db, { ...grant, grantedBy: signer, titleOwner, signature: body.signature })
       return { ...grant, grantedBy: signer }
     },
   )
@@ -276,14 +338,23 @@ function erasureRoutes(context: NodeContext, app: FastifyInstance) {
     '/v1/events/:id/payload',
     {
       schema: {
-        summary: 'Erase one event’s payload (its proofs stay valid) — owner or manager only',
+        summary:
+          'Erase one event’s payload (its proofs stay valid) — the owner or a manager of the title when it was recorded',
         params: eventParams,
       },
     },
     async (request) => {
       const id = eventIdOf(request)
       const event = await getEvent(db, id)
-      const by = await requireOwner(context, request, getAddress(event.envelope.vehicle))
+      const by = await requireSignedIn(context, request)
+      const vehicle = getAddress(event.envelope.vehicle)
+      const access = await accessOf(context, vehicle, by)
+      if (!inPeriods(event.envelope.time, access.erasable))
+        throw new BaseError(
+          'FORBIDDEN',
+          `${by} did not hold ${vehicle}'s title (as owner or manager) when this event was recorded`,
+          { details: { id, vehicle, timeMs: event.envelope.time, by } },
+        )
       return { erased: (await erasePayload(db, id)) ? 1 : 0, by }
     },
   )
@@ -291,14 +362,20 @@ function erasureRoutes(context: NodeContext, app: FastifyInstance) {
     '/v1/vehicles/:vehicle/payloads',
     {
       schema: {
-        summary: 'Erase every payload of a vehicle (right to erasure) — owner or manager only',
+        summary:
+          'Erase the payloads of a vehicle from the caller’s title periods (right to erasure) — owners and managers, present or past',
         params: vehicleParams,
       },
     },
     async (request) => {
       const vehicle = vehicleOf(request)
-      const by = await requireOwner(context, request, vehicle)
-      return { erased: await eraseVehicle(db, vehicle.toLowerCase() as VehicleAddress), by }
+      const by = await requireSignedIn(context, request)
+      const { erasable } = await accessOf(context, vehicle, by)
+      if (erasable.length === 0)
+        throw new BaseError('FORBIDDEN', `${by} has never been the owner nor a manager of ${vehicle}`, {
+          details: { reader: by, vehicle },
+        })
+      return { erased: await eraseVehicle(db, vehicle.toLowerCase() as VehicleAddress, erasable), by }
     },
   )
 }

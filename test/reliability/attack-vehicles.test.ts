@@ -6,8 +6,10 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import type { LocalAccount } from 'viem'
-import { developmentAccount } from '../../src/chain/clients.ts'
+import { connectChain, developmentAccount } from '../../src/chain/clients.ts'
+import { vehicleRegistryAbi } from '../../src/chain/generated/index.ts'
 import { type DataGrant, dataGrantTypedData } from '../../src/ledger/data-grant.ts'
+import { createBatch } from '../../src/ledger/ingest.ts'
 import { type SeededFleet, seedFleet } from '../fleet-fixture.ts'
 import { call, signIn, startTestNode, type TestNode } from './harness.ts'
 
@@ -140,4 +142,110 @@ test('an older DataGrant cannot replace a newer one (issue 19 #5)', async () => 
   const early = await admit(car.vehicle, future)
   assert.equal(early.status, 403, JSON.stringify(early.body))
   assert.equal(early.body.code, 'GRANT_NOT_YET_VALID')
+})
+
+/** Uploads `count` events for `car`, the first at `fromMs`; returns their ids. */
+async function upload(car: SeededFleet['cars'][number], fromMs: number, count: number): Promise<string[]> {
+  const events = Array.from({ length: count }, (_, i) =>
+    car.chain.append({ kind: 'telemetry', time: fromMs + i, data: { batteryPct: 60 - i } }),
+  )
+  const answer = await call(`${node.url}/v1/vehicles/${car.vehicle}/events`, {
+    json: await createBatch({ events, signer: { sign: car.sign } }),
+  })
+  assert.equal(answer.status, 200, JSON.stringify(answer.body))
+  return answer.body.ids
+}
+
+type Page = { payloads: string; events: { id: string; timeMs: number; payload: unknown; erased: boolean }[] }
+const pageFor = async (vehicle: string, account: LocalAccount): Promise<Page> =>
+  (await call(`${node.url}/v1/vehicles/${vehicle}/events?limit=100`, { token: await tokenOf(account) }))
+    .body as Page
+
+/** `signer` admits `reader` to `vehicle` for an hour with a fresh grant. */
+const grantAccess = async (signer: LocalAccount, vehicle: `0x${string}`, reader: LocalAccount) =>
+  admit(
+    vehicle,
+    await signedGrant(signer, {
+      vehicle,
+      reader: reader.address,
+      notAfter: nowSec() + 3600,
+      issuedAtMs: Date.now(),
+    }),
+  )
+
+/** The page carries payloads for exactly the events `ids`. */
+function assertPayloadsOnly(page: Page, ids: readonly string[], who: string) {
+  for (const event of page.events)
+    assert.equal(event.payload !== null, ids.includes(event.id), `${who}, event ${event.id}`)
+}
+
+test('after a sale the buyer reads and erases only its own period, the seller only its own (issue 19 #7)', async () => {
+  const car = fleet.cars[1]!
+  const seller = owners[1]!
+  const buyer = developmentAccount(3)
+  const sellersReader = developmentAccount(9)
+  const admitted = await grantAccess(seller, car.vehicle, sellersReader)
+  assert.equal(admitted.status, 200, JSON.stringify(admitted.body))
+  const before = await pageFor(car.vehicle, seller)
+  assert.equal(before.payloads, 'included')
+  const sellersIds = before.events.map((event) => event.id)
+
+  // The sale, on chain.
+  const wallet = await connectChain({ rpcUrl: node.chain.rpcUrl, account: seller })
+  const hash = await wallet.walletClient.writeContract({
+    address: node.chain.contracts.VehicleRegistry as `0x${string}`,
+    abi: vehicleRegistryAbi,
+    functionName: 'transferFrom',
+    args: [seller.address, buyer.address, BigInt(car.vehicle)],
+  })
+  const receipt = await wallet.publicClient.waitForTransactionReceipt({ hash })
+  const saleMs =
+    Number((await wallet.publicClient.getBlock({ blockNumber: receipt.blockNumber })).timestamp) * 1000
+  const lastMs = Math.max(...before.events.map((event) => event.timeMs))
+  const buyersIds = await upload(car, Math.max(saleMs, lastMs) + 1000, 3)
+  await node.anchoring.anchorNow()
+
+  // The buyer: its own events with payloads, the seller's without.
+  const asBuyer = await pageFor(car.vehicle, buyer)
+  assert.equal(asBuyer.payloads, 'partial')
+  assertPayloadsOnly(asBuyer, buyersIds, 'buyer')
+  const disclosure = await call(`${node.url}/v1/events/${sellersIds[0]}/disclosure`, {
+    token: await tokenOf(buyer),
+  })
+  assert.equal(disclosure.status, 403, JSON.stringify(disclosure.body))
+  const eraseSellers = await call(`${node.url}/v1/events/${sellersIds[0]}/payload`, {
+    method: 'DELETE',
+    token: await tokenOf(buyer),
+  })
+  assert.equal(eraseSellers.status, 403, JSON.stringify(eraseSellers.body))
+  assert.equal(eraseSellers.body.code, 'FORBIDDEN')
+
+  // The seller's reader went with the seller's title; a reader the buyer admits sees the buyer's period.
+  assert.equal(await payloadsFor(car.vehicle, sellersReader), 'forbidden')
+  const buyersReader = developmentAccount(10)
+  const buyerAdmits = await grantAccess(buyer, car.vehicle, buyersReader)
+  assert.equal(buyerAdmits.status, 200, JSON.stringify(buyerAdmits.body))
+  assertPayloadsOnly(await pageFor(car.vehicle, buyersReader), buyersIds, 'buyer’s reader')
+
+  // The seller: still reads its own period, never the buyer's.
+  const asSeller = await pageFor(car.vehicle, seller)
+  assert.equal(asSeller.payloads, 'partial')
+  assertPayloadsOnly(asSeller, sellersIds, 'seller')
+  const eraseBuyers = await call(`${node.url}/v1/events/${buyersIds[0]}/payload`, {
+    method: 'DELETE',
+    token: await tokenOf(seller),
+  })
+  assert.equal(eraseBuyers.status, 403, JSON.stringify(eraseBuyers.body))
+  // …and erases all of its own period, and nothing of the buyer's.
+  const erased = await call(`${node.url}/v1/vehicles/${car.vehicle}/payloads`, {
+    method: 'DELETE',
+    token: await tokenOf(seller),
+  })
+  assert.equal(erased.status, 200, JSON.stringify(erased.body))
+  assert.equal(erased.body.erased, sellersIds.length)
+  const afterErasure = await pageFor(car.vehicle, buyer)
+  for (const event of afterErasure.events) {
+    assert.equal(event.erased, sellersIds.includes(event.id), `erased: event ${event.id}`)
+    assert.equal(event.payload !== null, buyersIds.includes(event.id))
+  }
 })
