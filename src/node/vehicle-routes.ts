@@ -34,7 +34,7 @@ import {
   type TitleCheck,
 } from '../ledger/payload-access.ts'
 import { erasePayload, eraseVehicle, getEvent } from '../ledger/store.ts'
-import { listVehicleEvents, summarizeVehicles } from '../ledger/timeline.ts'
+import { latestOdometerKm, listVehicleEvents, summarizeVehicles } from '../ledger/timeline.ts'
 import { createDisclosure } from '../ledger/verify.ts'
 import { sessionAddress } from './auth.ts'
 import type { NodeContext } from './context.ts'
@@ -120,8 +120,12 @@ async function accessOf(
 const vehicleOf = (request: FastifyRequest) => getAddress((request.params as { vehicle: string }).vehicle)
 const eventIdOf = (request: FastifyRequest) => (request.params as { id: Hex }).id.toLowerCase() as Hex
 
-/** Every vehicle known to the node (registered or with events), its owner and activity. */
-async function listVehicles(context: NodeContext) {
+/**
+ * Every vehicle known to the node (registered or with events), its owner and activity. The
+ * odometer is payload data: only the signed-in `account` sees it, for the cars it owns (as the
+ * index says) and from a reading of its own title periods that it has not erased.
+ */
+async function listVehicles(context: NodeContext, account: Address | undefined) {
   const [summaries, registered] = await Promise.all([
     summarizeVehicles(context.db),
     listRegisteredVehicles(context.db),
@@ -132,14 +136,22 @@ async function listVehicles(context: NodeContext) {
   return Promise.all(
     all.map(async (vehicle) => {
       const summary = byVehicle.get(vehicle as VehicleAddress)
+      const owner = await context.indexer.ownerOf(getAddress(vehicle))
       return {
         vehicle: getAddress(vehicle),
         vin: vins.get(vehicle) ?? null,
-        owner: await context.indexer.ownerOf(getAddress(vehicle)),
+        owner,
         registered: vins.has(vehicle),
         events: summary?.events ?? 0,
         lastEvent: summary?.lastEvent ?? null,
-        odometerKm: summary?.odometerKm ?? null,
+        odometerKm:
+          account !== undefined && owner === account
+            ? await latestOdometerKm(
+                context.db,
+                vehicle as VehicleAddress,
+                (await accessOf(context, getAddress(vehicle), account)).readable,
+              )
+            : null,
       }
     }),
   )
@@ -193,14 +205,15 @@ function fleetRoutes(context: NodeContext, app: FastifyInstance) {
   app.get(
     '/v1/vehicles',
     { schema: { summary: 'The fleet: every vehicle known to the node' } },
-    async () => ({ vehicles: await listVehicles(context) }),
+    async (request) => ({ vehicles: await listVehicles(context, await sessionAddress(context.db, request)) }),
   )
   app.get(
     '/v1/vehicles/:vehicle',
     { schema: { summary: 'One vehicle', params: vehicleParams } },
     async (request) => {
       const vehicle = vehicleOf(request)
-      const found = (await listVehicles(context)).find((v) => v.vehicle === vehicle)
+      const account = await sessionAddress(context.db, request)
+      const found = (await listVehicles(context, account)).find((v) => v.vehicle === vehicle)
       if (!found) throw new BaseError('NOT_FOUND', `no vehicle ${vehicle} at this node`)
       return found
     },

@@ -9,7 +9,9 @@ import type { LocalAccount } from 'viem'
 import { connectChain, developmentAccount } from '../../src/chain/clients.ts'
 import { vehicleRegistryAbi } from '../../src/chain/generated/index.ts'
 import { type DataGrant, dataGrantTypedData } from '../../src/ledger/data-grant.ts'
+import type { VehicleAddress } from '../../src/ledger/envelope.ts'
 import { createBatch } from '../../src/ledger/ingest.ts'
+import { getVehicleHead } from '../../src/ledger/store.ts'
 import { type SeededFleet, seedFleet } from '../fleet-fixture.ts'
 import { call, signIn, startTestNode, type TestNode } from './harness.ts'
 
@@ -142,6 +144,42 @@ test('an older DataGrant cannot replace a newer one (issue 19 #5)', async () => 
   const early = await admit(car.vehicle, future)
   assert.equal(early.status, 403, JSON.stringify(early.body))
   assert.equal(early.body.code, 'GRANT_NOT_YET_VALID')
+})
+
+type Listed = { vehicle: string; odometerKm: number | null }
+const listed = async (vehicle: string, token?: string): Promise<Listed> =>
+  (await call(`${node.url}/v1/vehicles`, { token })).body.vehicles.find(
+    (entry: Listed) => entry.vehicle === vehicle,
+  )
+
+test('the odometer is not public, and erasure erases it (issue 19 #8)', async () => {
+  const car = fleet.cars[0]!
+  const head = await getVehicleHead(node.db, car.vehicle.toLowerCase() as VehicleAddress)
+  assert.ok(head?.odometerKm !== undefined, 'the seeded car has an odometer reading')
+  // The attack: anyone reads the odometer (payload data) from the fleet view.
+  assert.equal((await listed(car.vehicle)).odometerKm, null)
+  assert.equal(
+    (await listed(car.vehicle, await tokenOf(owners[1]!))).odometerKm,
+    null,
+    'not to another owner',
+  )
+  assert.equal(
+    (await call(`${node.url}/v1/vehicles/${car.vehicle}`)).body.odometerKm,
+    null,
+    'nor in the one-vehicle view',
+  )
+  // The owner sees its own reading…
+  const owner = await tokenOf(owners[0]!)
+  assert.equal((await listed(car.vehicle, owner)).odometerKm, head.odometerKm)
+  // …until it erases its payloads: then the node keeps no reading at all.
+  const erased = await call(`${node.url}/v1/vehicles/${car.vehicle}/payloads`, {
+    method: 'DELETE',
+    token: owner,
+  })
+  assert.equal(erased.status, 200, JSON.stringify(erased.body))
+  assert.equal((await listed(car.vehicle, owner)).odometerKm, null)
+  const after = await getVehicleHead(node.db, car.vehicle.toLowerCase() as VehicleAddress)
+  assert.equal(after?.odometerKm, undefined, 'the vehicle head forgot the erased reading')
 })
 
 /** Uploads `count` events for `car`, the first at `fromMs`; returns their ids. */
