@@ -198,13 +198,12 @@ export function runScenario(parameters: RunScenarioParameters): {
 
   const loops = (async () => {
     const cars = parameters.vehicles()
-    // Each car resumes at the reading its head keeps for rollback checks (none after erasure).
+    // Each car resumes at the reading its head keeps for rollback checks (a new car, or one whose
+    // readings were all erased, starts at a demo reading).
     const heads = await Promise.all(
       cars.map((car) => getVehicleHead(context.db, car.vehicle.toLowerCase() as VehicleAddress)),
     )
-    const drives = cars.map((car, i) =>
-      drive(car, heads[i] ? (heads[i].odometerKm ?? 0) : 1000 + i * 137, controller.signal),
-    )
+    const drives = cars.map((car, i) => drive(car, heads[i]?.odometerKm ?? 1000 + i * 137, controller.signal))
     const specials = [
       cars[0] && sleep(2000, controller.signal).then(() => parcel(cars[0]!)),
       cars[1] && sleep(4000, controller.signal).then(() => rental(cars[1]!)),
