@@ -182,6 +182,18 @@ test('the odometer is not public, and erasure erases it (issue 19 #8)', async ()
   assert.equal(after?.odometerKm, undefined, 'the vehicle head forgot the erased reading')
 })
 
+test('a signed-in read of a vehicle with no title is a plain refusal, not a failure', async () => {
+  const nobody = `0x${'5a'.repeat(20)}`
+  const page = await call(`${node.url}/v1/vehicles/${nobody}/events`, { token: await tokenOf(owners[0]!) })
+  assert.equal(page.status, 200, JSON.stringify(page.body))
+  assert.deepEqual(page.body.events, [])
+  const erase = await call(`${node.url}/v1/vehicles/${nobody}/payloads`, {
+    method: 'DELETE',
+    token: await tokenOf(owners[0]!),
+  })
+  assert.equal(erase.status, 403, JSON.stringify(erase.body))
+})
+
 /** Uploads `count` events for `car`, the first at `fromMs`; returns their ids. */
 async function upload(car: SeededFleet['cars'][number], fromMs: number, count: number): Promise<string[]> {
   const events = Array.from({ length: count }, (_, i) =>
