@@ -174,6 +174,28 @@ async function requireOwner(context: NodeContext, request: FastifyRequest, vehic
   return account
 }
 
+/**
+ * The request's event (`:id`) if its time lies in the `right` periods of `account`, else
+ * FORBIDDEN with the message `refusal` gives.
+ */
+async function eventWithin(
+  context: NodeContext,
+  request: FastifyRequest,
+  account: Address | undefined,
+  right: keyof PayloadAccess,
+  refusal: (vehicle: Address) => string,
+) {
+  const id = eventIdOf(request)
+  const event = await getEvent(context.db, id)
+  const vehicle = getAddress(event.envelope.vehicle)
+  const access = await accessOf(context, vehicle, account)
+  if (!inPeriods(event.envelope.time, access[right]))
+    throw new BaseError('FORBIDDEN', refusal(vehicle), {
+      details: { id, vehicle, timeMs: event.envelope.time, account: account ?? null },
+    })
+  return { id, event }
+}
+
 /** How much of a page of events the reader's periods cover, as the `payloads` field says it. */
 function payloadsCoverage(events: readonly { timeMs: number }[], access: PayloadAccess, signedIn: boolean) {
   if (!signedIn) return 'sign in to read payloads'
@@ -263,16 +285,14 @@ function readRoutes(context: NodeContext, app: FastifyInstance) {
       },
     },
     async (request) => {
-      const id = eventIdOf(request)
-      const event = await getEvent(db, id)
-      const vehicle = getAddress(event.envelope.vehicle)
-      const access = await accessOf(context, vehicle, await sessionAddress(db, request))
-      if (!inPeriods(event.envelope.time, access.readable))
-        throw new BaseError(
-          'FORBIDDEN',
+      const { id, event } = await eventWithin(
+        context,
+        request,
+        await sessionAddress(db, request),
+        'readable',
+        (vehicle) =>
           `sign in as the owner or a manager of ${vehicle}, or a reader they admitted, while the event's time lies in their title`,
-          { details: { id, vehicle, timeMs: event.envelope.time } },
-        )
+      )
       const [anchored] = await listAnchors(db, 1)
       if (!anchored || anchored.treeSize <= event.index)
         throw new BaseError('NOT_FOUND', `event ${id} is not anchored yet; try again after the next anchor`, {
@@ -357,17 +377,15 @@ function erasureRoutes(context: NodeContext, app: FastifyInstance) {
       },
     },
     async (request) => {
-      const id = eventIdOf(request)
-      const event = await getEvent(db, id)
       const by = await requireSignedIn(context, request)
-      const vehicle = getAddress(event.envelope.vehicle)
-      const access = await accessOf(context, vehicle, by)
-      if (!inPeriods(event.envelope.time, access.erasable))
-        throw new BaseError(
-          'FORBIDDEN',
+      const { id } = await eventWithin(
+        context,
+        request,
+        by,
+        'erasable',
+        (vehicle) =>
           `${by} did not hold ${vehicle}'s title (as owner or manager) when this event was recorded`,
-          { details: { id, vehicle, timeMs: event.envelope.time, by } },
-        )
+      )
       return { erased: (await erasePayload(db, id)) ? 1 : 0, by }
     },
   )

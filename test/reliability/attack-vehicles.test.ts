@@ -13,7 +13,7 @@ import type { VehicleAddress } from '../../src/ledger/envelope.ts'
 import { createBatch } from '../../src/ledger/ingest.ts'
 import { getVehicleHead } from '../../src/ledger/store.ts'
 import { type SeededFleet, seedFleet } from '../fleet-fixture.ts'
-import { call, signIn, startTestNode, type TestNode } from './harness.ts'
+import { type Answer, call, signIn, startTestNode, type TestNode } from './harness.ts'
 
 let node: TestNode
 let fleet: SeededFleet
@@ -60,6 +60,13 @@ const payloadsFor = async (vehicle: string, account: LocalAccount) =>
   (await call(`${node.url}/v1/vehicles/${vehicle}/events?limit=20`, { token: await tokenOf(account) })).body
     .payloads
 
+/** The grant was refused as stale and the reader still reads nothing. */
+async function assertStaleAndLockedOut(vehicle: string, reader: LocalAccount, answer: Answer) {
+  assert.equal(answer.status, 409, JSON.stringify(answer.body))
+  assert.equal(answer.body.code, 'DATA_GRANT_STALE')
+  assert.equal(await payloadsFor(vehicle, reader), 'forbidden')
+}
+
 test('a removed reader cannot come back by replaying its old DataGrant (issue 19 #5)', async () => {
   const car = fleet.cars[0]!
   const reader = developmentAccount(7)
@@ -82,10 +89,7 @@ test('a removed reader cannot come back by replaying its old DataGrant (issue 19
   assert.equal(await payloadsFor(car.vehicle, reader), 'forbidden')
 
   // The attack: the reader (or anyone holding the grant) posts it again.
-  const replay = await admit(car.vehicle, grant)
-  assert.equal(replay.status, 409, JSON.stringify(replay.body))
-  assert.equal(replay.body.code, 'DATA_GRANT_STALE')
-  assert.equal(await payloadsFor(car.vehicle, reader), 'forbidden')
+  await assertStaleAndLockedOut(car.vehicle, reader, await admit(car.vehicle, grant))
 
   // A grant the owner signed before the removal but never posted is just as dead.
   const unposted = await signedGrant(owners[0]!, {
@@ -130,10 +134,7 @@ test('an older DataGrant cannot replace a newer one (issue 19 #5)', async () => 
   assert.equal((await admit(car.vehicle, ended)).status, 200)
   assert.equal(await payloadsFor(car.vehicle, reader), 'forbidden')
   // The attack: a third party puts the older, longer grant back.
-  const rollback = await admit(car.vehicle, long)
-  assert.equal(rollback.status, 409, JSON.stringify(rollback.body))
-  assert.equal(rollback.body.code, 'DATA_GRANT_STALE')
-  assert.equal(await payloadsFor(car.vehicle, reader), 'forbidden')
+  await assertStaleAndLockedOut(car.vehicle, reader, await admit(car.vehicle, long))
   // A grant dated in the future would block the owner's next ones: refused until its time.
   const future = await signedGrant(owners[0]!, {
     vehicle: car.vehicle,
