@@ -51,6 +51,11 @@ export const errorCodes = {
   ),
   DEPLOYMENT_MISSING: code(404, 'No Carchain contracts are deployed on this chain; run `carchain deploy`.'),
   ARTIFACTS_STALE: code(500, 'Generated contract artifacts are out of date; run `npm run generate`.'),
+  TITLES_BEHIND: code(
+    503,
+    'The node has not indexed the vehicle’s latest title transfer yet; try again shortly.',
+    true,
+  ),
   // database
   DB_UNREACHABLE: code(503, 'The database does not answer.', true),
   DB_MIGRATION_FAILED: code(500, 'A database migration failed; nothing after it was applied.'),
@@ -83,6 +88,10 @@ export const errorCodes = {
   ODOMETER_ROLLBACK: code(400, 'An odometer reading is lower than the last one (tamper alert).'),
   EVENT_VEHICLE_MISMATCH: code(403, 'The batch is for another vehicle.'),
   PAYLOAD_ERASED: code(410, 'The payload was erased.'),
+  DATA_GRANT_STALE: code(
+    409,
+    'The DataGrant is not newer than one the node accepted for this reader or than its removal; sign a new one.',
+  ),
   PROOF_INVALID: code(400, 'An inclusion or consistency proof does not verify.'),
   TREE_SIZE_INVALID: code(400, 'A tree size is beyond the log or out of order.'),
   ANCHOR_MISMATCH: code(409, 'The log does not match the root anchored on chain.'),

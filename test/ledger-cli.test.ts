@@ -11,11 +11,11 @@ import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { promisify } from 'node:util'
 import { loadConfig } from '../src/config.ts'
-import { type RunningNode, startNode } from '../src/node/up.ts'
+import { type RunningSystem, startSystem } from '../src/sim/system.ts'
 
 const main = new URL('../src/cli/main.ts', import.meta.url).pathname
 const dataDir = mkdtempSync(join(tmpdir(), 'carchain-ledger-cli-'))
-let node: RunningNode
+let node: RunningSystem
 let eventId: string
 let ownerIndex: number
 
@@ -31,7 +31,7 @@ async function cli(...args: string[]): Promise<{ status: number; json: Record<st
 }
 
 before(async () => {
-  node = await startNode({
+  node = await startSystem({
     config: loadConfig({
       flags: { data: dataDir, port: 0, vehicles: 1 },
       env: { CARCHAIN_ANCHOR_INTERVAL_MS: '1000' },

@@ -13,7 +13,7 @@ import { createBatch } from '../src/ledger/batch.ts'
 import { createEventChain } from '../src/ledger/envelope.ts'
 import { aP256Signer } from '../src/ledger/testing.ts'
 import { connectMqtt } from '../src/node/mqtt.ts'
-import { startNode } from '../src/node/up.ts'
+import { startSystem } from '../src/sim/system.ts'
 import { mqttBatchTransport } from '../src/vehicle/ledger.ts'
 import { requirePart } from './skip.ts'
 
@@ -34,7 +34,7 @@ const brokerUp = () =>
 
 test('the fleet uploads over MQTT and the node acknowledges durable batches', async (t) => {
   if (!requirePart(t, await brokerUp(), `no MQTT broker at ${MQTT_URL} (apt-get install mosquitto)`)) return
-  const node = await startNode({
+  const node = await startSystem({
     config: loadConfig({ flags: { data: dataDir, port: 0, vehicles: 1, mqtt: MQTT_URL }, env: {} }),
   })
   try {

@@ -19,12 +19,13 @@ import { toPem } from '../src/identity/certificate.ts'
 import { aPki, type TestPki } from '../src/identity/pki.testkit.ts'
 import { createBatch } from '../src/ledger/batch.ts'
 import { fromBase64, fromHex } from '../src/ledger/bytes.ts'
+import { dataGrantTypedData } from '../src/ledger/data-grant.ts'
 import { createEventChain, type EventChain } from '../src/ledger/envelope.ts'
 import { hashLeaf, verifyConsistency, verifyInclusion } from '../src/ledger/merkle.ts'
 import { getRootAt } from '../src/ledger/store.ts'
 import { aP256Signer } from '../src/ledger/testing.ts'
 import { type RunningNode, startNode } from '../src/node/up.ts'
-import { dataGrantTypedData } from '../src/node/vehicle-routes.ts'
+import { dataGrantDomain } from '../src/node/vehicle-routes.ts'
 
 const dataDir = mkdtempSync(join(tmpdir(), 'carchain-node-'))
 let node: RunningNode
@@ -278,17 +279,19 @@ test('the fleet view lists the vehicle with its owner and last event', async () 
 })
 
 test('an owner admits a reader with a signed DataGrant; it expires, cannot be self-issued, and gives no right to erase', async () => {
-  const typed = (reader: `0x${string}`, notAfter: number) =>
-    dataGrantTypedData(node.context, { vehicle: car.vehicle, reader, notAfter })
-  const admit = async (signer: typeof owner, notAfter: number) =>
-    api(`/v1/vehicles/${car.vehicle}/readers`, {
+  let issuedAtMs = Date.now()
+  const admit = async (signer: typeof owner, notAfter: number) => {
+    const grant = { vehicle: car.vehicle, reader: stranger.address, notAfter, issuedAtMs: ++issuedAtMs }
+    return api(`/v1/vehicles/${car.vehicle}/readers`, {
       method: 'POST',
       json: {
-        reader: stranger.address,
+        reader: grant.reader,
         notAfter,
-        signature: await signer.signTypedData(typed(stranger.address, notAfter)),
+        issuedAtMs: grant.issuedAtMs,
+        signature: await signer.signTypedData(dataGrantTypedData(dataGrantDomain(node.context), grant)),
       },
     })
+  }
   const selfIssued = await admit(stranger, Math.floor(Date.now() / 1000) + 3600)
   assert.equal(selfIssued.status, 403)
   assert.equal(selfIssued.body.code, 'FORBIDDEN')
@@ -308,7 +311,7 @@ test('an owner admits a reader with a signed DataGrant; it expires, cannot be se
   assert.equal(await payloads(), 'forbidden')
 })
 
-test('a sale moves the title in the fleet view and the payload rights with it', async () => {
+test('a sale moves the title in the fleet view; the history before it stays the seller’s', async () => {
   const seller = await connectChain({ rpcUrl: node.chain.rpcUrl, account: owner })
   const hash = await seller.walletClient.writeContract({
     address: node.chain.contracts.VehicleRegistry as `0x${string}`,
@@ -325,11 +328,11 @@ test('a sale moves the title in the fleet view and the payload rights with it', 
       token: (await signIn(owner)).result.body.token,
     })
   ).body
-  assert.equal(asSeller.payloads, 'forbidden')
+  assert.equal(asSeller.payloads, 'included', 'the newest event was recorded before the sale')
   const asBuyer = (
     await api(`/v1/vehicles/${car.vehicle}/events?limit=1`, {
       token: (await signIn(stranger)).result.body.token,
     })
   ).body
-  assert.equal(asBuyer.payloads, 'included')
+  assert.equal(asBuyer.payloads, 'forbidden', 'the buyer does not read the seller’s period')
 })

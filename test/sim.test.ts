@@ -12,13 +12,13 @@ import { developmentAccount } from '../src/chain/clients.ts'
 import { vehicleRegistryAbi } from '../src/chain/generated/index.ts'
 import { loadConfig } from '../src/config.ts'
 import { parseCertificate } from '../src/identity/certificate.ts'
-import { type RunningNode, startNode } from '../src/node/up.ts'
+import { type RunningSystem, startSystem } from '../src/sim/system.ts'
 
 const dataDir = mkdtempSync(join(tmpdir(), 'carchain-sim-'))
 after(() => rmSync(dataDir, { recursive: true, force: true }))
 
 const start = () =>
-  startNode({
+  startSystem({
     config: loadConfig({
       flags: { data: dataDir, port: 0, vehicles: 2 },
       env: { CARCHAIN_ANCHOR_INTERVAL_MS: '2000' },
@@ -35,7 +35,7 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, tim
   }
 }
 
-const json = async (node: RunningNode, path: string) => (await fetch(`${node.url}${path}`)).json()
+const json = async (node: RunningSystem, path: string) => (await fetch(`${node.url}${path}`)).json()
 
 let firstVehicles: { vehicle: string }[] = []
 

@@ -7,6 +7,7 @@ import { it } from 'node:test'
 
 const expected: Record<string, string[]> = {
   bytes: ['equalBytes', 'fromBase64', 'fromHex', 'toBareHex', 'toBase64', 'toHex'],
+  'data-grant': ['dataGrantTypedData', 'dataGrantTypes', 'recoverDataGrantSigner'],
   envelope: [
     'GENESIS_PREV',
     'P256_PUBLIC_KEY_BYTES',
@@ -52,6 +53,16 @@ const expected: Record<string, string[]> = {
     'splitPoint',
     'verifyConsistency',
     'verifyInclusion',
+  ],
+  'payload-access': [
+    'MAX_GRANT_CLOCK_SKEW_MS',
+    'OPEN_PERIOD_END_MS',
+    'admitReader',
+    'inPeriods',
+    'payloadAccess',
+    'recordTitleTransfers',
+    'removeReader',
+    'titlePeriods',
   ],
   store: [
     'MAX_ENTRIES_PAGE',

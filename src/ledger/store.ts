@@ -37,6 +37,7 @@ import {
   type ProofPlan,
   rangeNodes,
 } from './merkle.ts'
+import type { TimeSpan } from './payload-access.ts'
 
 const log = logger('ledger.store')
 
@@ -1029,28 +1030,74 @@ export async function getPayload(db: Queryable, id: Hex | Uint8Array): Promise<P
 
 /**
  * Erases an event's payload (salt and data) for good; the envelope, its commitment and every
- * proof stay valid. Returns whether there was a payload to erase.
+ * proof stay valid. Returns whether there was a payload to erase. An erased odometer reading
+ * leaves the vehicle's head too (see {@link eraseVehicle}).
  */
-export async function erasePayload(db: Queryable, id: Hex | Uint8Array): Promise<boolean> {
+export async function erasePayload(db: Database, id: Hex | Uint8Array): Promise<boolean> {
   const leafHash = typeof id === 'string' ? fromHex(id, 'id', HASH_BYTES) : id
-  const { rows } = await db.query(
-    `update ledger_leaves set salt = null, data = null, erased_at = now()
-      where leaf_hash = $1 and salt is not null
-     returning 1`,
-    [leafHash],
-  )
-  return rows.length > 0
+  return db.transaction(async (tx) => {
+    await lockLog(tx)
+    const { rows } = await tx.query<{ vehicle: Uint8Array }>(
+      `update ledger_leaves set salt = null, data = null, erased_at = now()
+        where leaf_hash = $1 and salt is not null
+       returning vehicle`,
+      [leafHash],
+    )
+    if (rows[0]) await keepOnlyUnerasedOdometer(tx, rows[0].vehicle)
+    return rows.length > 0
+  })
 }
 
-/** Erases every payload of a vehicle (e.g. a right-to-erasure request); returns how many. */
-export async function eraseVehicle(db: Queryable, vehicle: VehicleAddress): Promise<number> {
-  const { rows } = await db.query(
-    `update ledger_leaves set salt = null, data = null, erased_at = now()
-      where vehicle = $1 and salt is not null
-     returning 1`,
-    [fromHex(vehicle, 'vehicle', 20)],
+/**
+ * Erases every payload of a vehicle (e.g. a right-to-erasure request), or only those of events
+ * whose time lies in `periods` (an owner's title periods); returns how many.
+ *
+ * The vehicle's head then keeps the newest odometer reading whose payload is still there, or
+ * none: the reading is payload data, and erasure must not leave it behind. Rollback detection
+ * (ODOMETER_ROLLBACK) goes on from that reading. Both run under the append lock, so an append
+ * in flight cannot write the erased reading back with its head.
+ */
+export async function eraseVehicle(
+  db: Database,
+  vehicle: VehicleAddress,
+  periods?: readonly TimeSpan[],
+): Promise<number> {
+  const vehicleBytes = fromHex(vehicle, 'vehicle', 20)
+  return db.transaction(async (tx) => {
+    await lockLog(tx)
+    const { rows } = await tx.query(
+      `update ledger_leaves set salt = null, data = null, erased_at = now()
+        where vehicle = $1 and salt is not null
+          and ($2::bigint[] is null or exists (
+            select 1 from unnest($2::bigint[], $3::bigint[]) as p(from_ms, until_ms)
+             where time_ms >= p.from_ms and time_ms < p.until_ms))
+       returning 1`,
+      [
+        vehicleBytes,
+        periods ? periods.map((p) => p.fromMs) : null,
+        periods ? periods.map((p) => p.untilMs) : null,
+      ],
+    )
+    if (rows.length > 0) await keepOnlyUnerasedOdometer(tx, vehicleBytes)
+    return rows.length
+  })
+}
+
+/** The one-writer lock appends take (the log head row), held until the transaction ends. */
+async function lockLog(tx: Queryable): Promise<void> {
+  await tx.query('select 1 from ledger_log where id for update')
+}
+
+/** Sets the vehicle head's odometer to its newest reading whose payload is not erased, or null. */
+async function keepOnlyUnerasedOdometer(tx: Queryable, vehicleBytes: Uint8Array): Promise<void> {
+  await tx.query(
+    `update ledger_vehicles set odometer_km = (
+       select (data->>'km')::float8 from ledger_leaves
+        where vehicle = $1 and kind = 'odometer' and salt is not null
+        order by seq desc limit 1)
+      where vehicle = $1`,
+    [vehicleBytes],
   )
-  return rows.length
 }
 
 export type LedgerAlert = {
@@ -1102,7 +1149,7 @@ export type LedgerStore = {
   getConsistencyProof(first: number, second: number): Promise<GetConsistencyProofReturnType>
   getPayload(id: Hex | Uint8Array): Promise<Payload>
   erasePayload(id: Hex | Uint8Array): Promise<boolean>
-  eraseVehicle(vehicle: VehicleAddress): Promise<number>
+  eraseVehicle(vehicle: VehicleAddress, periods?: readonly TimeSpan[]): Promise<number>
   getAlerts(parameters?: { vehicle?: VehicleAddress; limit?: number }): Promise<LedgerAlert[]>
 }
 
@@ -1119,7 +1166,7 @@ export function createLedgerStore(db: Database): LedgerStore {
     getConsistencyProof: (first, second) => getConsistencyProof(db, first, second),
     getPayload: (id) => getPayload(db, id),
     erasePayload: (id) => erasePayload(db, id),
-    eraseVehicle: (vehicle) => eraseVehicle(db, vehicle),
+    eraseVehicle: (vehicle, periods) => eraseVehicle(db, vehicle, periods),
     getAlerts: (parameters) => getAlerts(db, parameters),
   }
 }

@@ -1,12 +1,14 @@
 /**
  * Read models over the stored log for people: a vehicle's timeline (newest first, with payloads
- * for whoever may read them) and the fleet's summary. Proof-related reads live in store.ts.
+ * for whoever may read them), the fleet's summary (public: no payload data) and an owner's
+ * odometer. Proof-related reads live in store.ts.
  */
 import type { Queryable } from '../db/database.ts'
 import { fromHex, type Hex, toHex } from './bytes.ts'
 import type { Envelope, VehicleAddress } from './envelope.ts'
 import { parseEnvelopeBytes } from './envelope.ts'
 import type { JsonValue } from './jcs.ts'
+import { inPeriods, type TimeSpan } from './payload-access.ts'
 
 export type TimelineEvent = {
   id: Hex
@@ -26,8 +28,8 @@ export type ListVehicleEventsParameters = {
   beforeSeq?: number | undefined
   /** At most this many (1–500, default 50). */
   limit?: number | undefined
-  /** Include payloads (the caller checked the reader's right to them). */
-  withPayloads: boolean
+  /** Include the payloads of events whose time lies in these spans (the reader's right to them). */
+  payloadPeriods: readonly TimeSpan[]
 }
 
 /** A vehicle's events, newest first. */
@@ -61,30 +63,29 @@ export async function listVehicleEvents(
     kind: row.kind,
     envelope: parseEnvelopeBytes(new Uint8Array(row.leaf_input)),
     payload:
-      parameters.withPayloads && row.salt && row.erased_at === null
+      row.salt && row.erased_at === null && inPeriods(Number(row.time_ms), parameters.payloadPeriods)
         ? { salt: toHex(new Uint8Array(row.salt)), data: row.data as JsonValue }
         : null,
     erased: row.erased_at !== null,
   }))
 }
 
+/** What anyone may see of a vehicle: envelope metadata only, never payload data (the odometer). */
 export type VehicleSummary = {
   vehicle: VehicleAddress
   events: number
   lastEvent: { kind: string; timeMs: number } | null
-  odometerKm: number | null
 }
 
-/** Every vehicle with events in the log: counts, newest event, odometer. */
+/** Every vehicle with events in the log: counts and newest event. */
 export async function summarizeVehicles(db: Queryable): Promise<VehicleSummary[]> {
   const { rows } = await db.query<{
     vehicle: Uint8Array
     last_seq: bigint
     last_time_ms: bigint
-    odometer_km: number | null
     kind: string
   }>(
-    `select v.vehicle, v.last_seq, v.last_time_ms, v.odometer_km, l.kind
+    `select v.vehicle, v.last_seq, v.last_time_ms, l.kind
        from ledger_vehicles v join ledger_leaves l on l.leaf_hash = v.last_leaf_hash
       order by v.vehicle`,
   )
@@ -92,6 +93,26 @@ export async function summarizeVehicles(db: Queryable): Promise<VehicleSummary[]
     vehicle: toHex(new Uint8Array(row.vehicle)) as VehicleAddress,
     events: Number(row.last_seq) + 1,
     lastEvent: { kind: row.kind, timeMs: Number(row.last_time_ms) },
-    odometerKm: row.odometer_km,
   }))
+}
+
+/**
+ * A vehicle's newest odometer reading (payload data) among events whose time lies in `periods`
+ * (the reader's right to them), unless erased; null if there is none.
+ */
+export async function latestOdometerKm(
+  db: Queryable,
+  vehicle: VehicleAddress,
+  periods: readonly TimeSpan[],
+): Promise<number | null> {
+  if (periods.length === 0) return null
+  const { rows } = await db.query<{ km: number | null }>(
+    `select (data->>'km')::float8 as km from ledger_leaves
+      where vehicle = $1 and kind = 'odometer' and salt is not null
+        and exists (select 1 from unnest($2::bigint[], $3::bigint[]) as p(from_ms, until_ms)
+                     where time_ms >= p.from_ms and time_ms < p.until_ms)
+      order by seq desc limit 1`,
+    [fromHex(vehicle, 'vehicle', 20), periods.map((p) => p.fromMs), periods.map((p) => p.untilMs)],
+  )
+  return rows[0]?.km ?? null
 }

@@ -1,13 +1,15 @@
 /**
  * The node's chain indexer: follows VehicleRegistry `Transfer` events (mints and sales) into
  * `node_titles`, from a cursor kept in `node_settings`, so reads such as the fleet view come from
- * the database. It polls (default 1 s) and resumes from its cursor after a restart or an RPC
- * outage; a reorg is healed by re-reading the last `reorgDepth` blocks on every pass (a title's
+ * the database, and their history into `node_title_transfers` (the title periods that payload
+ * access is cut by, src/ledger/payload-access.ts). It polls (default 1 s) and resumes from its
+ * cursor after a restart or an RPC outage; a reorg is healed by re-reading the last `reorgDepth` blocks on every pass (a title's
  * row always holds the newest transfer seen).
  */
 import { type Address, getAddress } from 'viem'
 import { vehicleRegistryAbi } from '../chain/generated/index.ts'
 import { fromHex, toHex } from '../ledger/bytes.ts'
+import { recordTitleTransfers, type TitleTransfer } from '../ledger/payload-access.ts'
 import type { NodeContext } from './context.ts'
 
 export type ChainIndexer = {
@@ -34,6 +36,27 @@ export function startChainIndexer(
     )
     return rows[0] ? BigInt(rows[0].value) : deployedAt
   }
+  /** The transfers of `logs` with their blocks' timestamps (the history of title periods). */
+  const titleTransfers = async (
+    logs: readonly { args: unknown; blockNumber: bigint; logIndex: number }[],
+  ): Promise<TitleTransfer[]> => {
+    const blocks = [...new Set(logs.map((log) => log.blockNumber))]
+    const atMs = new Map<bigint, number>()
+    for (const blockNumber of blocks) {
+      const block = await clients.publicClient.getBlock({ blockNumber })
+      atMs.set(blockNumber, Number(block.timestamp) * 1000)
+    }
+    return logs.map((log) => {
+      const { to, tokenId } = log.args as { to: Address; tokenId: bigint }
+      return {
+        vehicle: getAddress(`0x${tokenId.toString(16).padStart(40, '0')}`),
+        owner: getAddress(to),
+        blockNumber: log.blockNumber,
+        logIndex: log.logIndex,
+        atMs: atMs.get(log.blockNumber)!,
+      }
+    })
+  }
   const pass = async () => {
     // Uncached: viem keeps a block number for seconds, and a pass must see every block mined so far.
     const head = await clients.publicClient.getBlockNumber({ cacheTime: 0 })
@@ -50,6 +73,7 @@ export function startChainIndexer(
         fromBlock: start,
         toBlock: end,
       })
+      await recordTitleTransfers(db, { fromBlock: start, toBlock: end }, await titleTransfers(logs))
       for (const log of logs) {
         const { to, tokenId } = log.args as { to: Address; tokenId: bigint }
         const vehicle = `0x${tokenId.toString(16).padStart(40, '0')}`

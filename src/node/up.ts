@@ -25,8 +25,7 @@ import { registryRevocation } from '../identity/registry-revocation.ts'
 import { keyRoutes } from '../keys/online.ts'
 import { getLogId } from '../ledger/anchor.ts'
 import { unwrittenEvidence } from '../ledger/store.ts'
-import { type Fleet, simRoutes, startFleet } from '../sim/fleet.ts'
-import { chargingRoutes } from '../station/routes.ts'
+import { type ChargingRoutesDeps, chargingRoutes } from '../station/routes.ts'
 import { type AnchoringScheduler, startAnchoring } from './anchoring.ts'
 import { authRoutes } from './auth.ts'
 import type { NodeContext } from './context.ts'
@@ -35,7 +34,7 @@ import { startChainIndexer } from './indexer.ts'
 import { createNodeIngest } from './ingest.ts'
 import { logRoutes } from './log-routes.ts'
 import { startMqttIngest } from './mqtt.ts'
-import { type ChainInfo, createServer } from './server.ts'
+import { type ChainInfo, createServer, type NodeRoutes } from './server.ts'
 import { createNodeEvents, streamRoutes } from './stream.ts'
 import { vehicleRoutes } from './vehicle-routes.ts'
 
@@ -52,18 +51,39 @@ export type RunningNode = {
   readonly context: NodeContext
   readonly anchoring: AnchoringScheduler
   readonly server: FastifyInstance
-  readonly fleet: Fleet | undefined
   /** Stops everything this node started, in reverse order. Idempotent. */
   stop(): Promise<void>
+}
+
+/**
+ * What runs on top of the node (the demo fleet, src/sim/system.ts): the node knows it only
+ * through this, so `node/` never depends on `sim/`.
+ */
+export type NodeExtension = {
+  /** Routes mounted with the node's own (the server starts before the extension does). */
+  routes?: readonly NodeRoutes[]
+  /** What `GET /v1/charging/sessions` serves, read per request (default: no sessions). */
+  charging?: ChargingRoutesDeps
+  /** Started once the node listens (and after MQTT ingest); stopped first. */
+  start?(node: {
+    context: NodeContext
+    url: string
+    progress: (message: string) => void
+  }): Promise<{ stop(): Promise<void> } | undefined>
 }
 
 export type StartNodeParameters = {
   config: NodeConfig
   progress?: (message: string) => void
+  extension?: NodeExtension
 }
 
 /** Starts the whole node; resolves when it serves HTTP. */
-export async function startNode({ config, progress = () => {} }: StartNodeParameters): Promise<RunningNode> {
+export async function startNode({
+  config,
+  progress = () => {},
+  extension = {},
+}: StartNodeParameters): Promise<RunningNode> {
   const undo: Array<() => Promise<void> | void> = []
   const stop = async () => {
     while (undo.length) {
@@ -153,7 +173,6 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
       log: (message) => progress(message),
     })
     undo.push(() => anchoring.stop())
-    let fleet: Fleet | undefined
     const server = await createServer({
       version: carchainVersion,
       chain: () => chain,
@@ -179,15 +198,8 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
         vehicleRoutes(context),
         authRoutes(context),
         streamRoutes(context.events),
-        simRoutes(() => fleet),
-        (app) =>
-          chargingRoutes(app, {
-            sessions: () => fleet?.chargingSessions() ?? [],
-            // read per request: the fleet starts after the server
-            get book() {
-              return fleet?.chargingBook
-            },
-          }),
+        ...(extension.routes ?? []),
+        (app) => chargingRoutes(app, extension.charging ?? { sessions: () => [] }),
         (app) =>
           keyRoutes(app, {
             client: clients.publicClient,
@@ -219,20 +231,9 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
       const ingest = await startMqttIngest(context, config.mqttUrl)
       undo.push(() => ingest.stop())
     }
-    if (config.sim) {
-      progress(`starting the demo fleet (${config.vehicles} vehicles)`)
-      fleet = await startFleet({
-        context,
-        nodeUrl: url,
-        mqttUrl: config.mqttUrl,
-        dataDir: config.dataDir,
-        vehicles: config.vehicles,
-        progress,
-      })
-      const started = fleet
-      undo.push(() => started.stop())
-    }
-    return { url, chain, clients, deployment, db, context, anchoring, server, fleet, stop }
+    const started = await extension.start?.({ context, url, progress })
+    if (started) undo.push(() => started.stop())
+    return { url, chain, clients, deployment, db, context, anchoring, server, stop }
   } catch (error) {
     await stop()
     throw error

@@ -93,135 +93,31 @@ export function demoVin(index: number): string {
   return `WCC0DEM0${String(index).padStart(9, '0')}`
 }
 
+/**
+ * Starts the demo fleet in steps: the PKI the registry trusts, the fleet's records (certificates
+ * issued once), titles on chain, each car's agent, the chargers and the scenario.
+ */
 export async function startFleet(parameters: StartFleetParameters): Promise<Fleet> {
   const { context, dataDir, progress = () => {} } = parameters
-  const { clients } = context
   const fleetDir = join(dataDir, 'fleet')
   const pkiDir = join(dataDir, 'pki')
   mkdirSync(fleetDir, { recursive: true })
 
-  const pki = new PkiDirectory({ dir: pkiDir, passphrase: DEV_PASSPHRASE, scrypt: DEMO_SCRYPT })
-  if (!existsSync(join(pkiDir, 'pki.json'))) {
-    progress('creating the demo OEM and CPO certificate hierarchies')
-    await pki.init()
-  }
-  await trustPki(context, pkiDir)
-
-  const statePath = join(fleetDir, 'fleet.json')
-  const state: FleetState = existsSync(statePath)
-    ? JSON.parse(readFileSync(statePath, 'utf8'))
-    : { version: 1, vehicles: [] }
-  for (let i = state.vehicles.length; i < parameters.vehicles; i++) {
-    const vin = demoVin(i + 1)
-    const issued = await pki.issueVehicle({ vin, chainId: clients.chain.id })
-    const walletKey = `${issued.key}-wallet` // PkiDirectory's label for the car's wallet key
-    const store = keyStore(pkiDir)
-    const vehicle = getAddress(await store.ethereumAddress(walletKey))
-    state.vehicles.push({
-      vin,
-      vehicle,
-      ownerIndex: 1 + (i % OWNER_COUNT),
-      identityKey: issued.key,
-      walletKey,
-      cert: issued.cert,
-      chain: issued.chain,
-    })
-    writeFileAtomic(statePath, `${JSON.stringify(state, null, 2)}\n`)
-  }
-  for (const record of state.vehicles) {
-    if (record.components) continue
-    record.components = []
-    for (const name of DEMO_COMPONENTS) {
-      const issued = await pki.issueComponent({ vin: record.vin, name })
-      record.components.push({ name, cert: issued.cert, key: issued.key })
-    }
-    writeFileAtomic(statePath, `${JSON.stringify(state, null, 2)}\n`)
-  }
-  const records = state.vehicles.slice(0, parameters.vehicles)
+  const pki = await openDemoPki(context, pkiDir, progress)
+  const records = await loadFleetRecords(context, pki, pkiDir, fleetDir, parameters.vehicles)
   progress(`registering ${records.length} vehicles on chain`)
   await registerOnChain(context, records)
 
   const store = keyStore(pkiDir)
-  const agents = new Map<Address, VehicleAgent>()
-  const ledgers = new Map<Address, VehicleLedger>()
-  const components = new Map<Address, ComponentCheck>()
-  for (const record of records) {
-    const roots = [join(pkiDir, 'subca', 'oem.pem'), join(pkiDir, 'roots', 'oem.pem')].map((p) =>
-      readFileSync(p, 'utf8'),
-    )
-    await registerVehicle(context, { certificate: readFileSync(record.cert, 'utf8'), chain: roots })
-    const dir = join(fleetDir, record.vin)
-    const ledger = await VehicleLedger.open({
-      vehicle: record.vehicle,
-      dir,
-      signer: keyStoreP256Signer(store, record.identityKey),
-      transport: parameters.mqttUrl
-        ? await mqttBatchTransport(
-            await connectMqtt(parameters.mqttUrl, `carchain-car-${record.vehicle}`),
-            record.vehicle,
-          )
-        : httpBatchTransport(parameters.nodeUrl),
-      onUploadError: (error) => progress(`${record.vin}: upload failed (${error.code}); retrying`),
-    })
-    const agent = await VehicleAgent.create({
-      dir,
-      keys: { store, identityKey: record.identityKey, walletKey: record.walletKey },
-      chain: {
-        client: clients.publicClient,
-        chainId: clients.chain.id,
-        vehicleRegistry: context.contracts.VehicleRegistry,
-        keyRegistry: context.contracts.KeyRegistry,
-      },
-      recorder: ledger,
-      link: { host: '127.0.0.1', port: 0 },
-      plugins: [ledger],
-    })
-    agent.onNotice((notice) => context.events.publish('access', { ...notice, notice: true }))
-    agent.link.onAttempt((attempt) =>
-      context.events.publish('access', { vehicle: record.vehicle, ...(attempt as object) }),
-    )
-    await agent.start()
-    components.set(record.vehicle, await authenticateEcus(context, record, store, pkiDir, ledger, progress))
-    agents.set(record.vehicle, agent)
-    ledgers.set(record.vehicle, ledger)
-  }
+  const cars = new Map<Address, StartedCar>()
+  for (const record of records) cars.set(record.vehicle, await startCar(parameters, record, store, pkiDir))
+  const agents = new Map([...cars].map(([vehicle, car]) => [vehicle, car.agent]))
+  const components = new Map([...cars].map(([vehicle, car]) => [vehicle, car.components]))
   progress(`${agents.size} vehicles running`)
 
   const chargePoints = await startChargePoints({ context, pki, pkiDir, store, dataDir, count: 2 })
   progress(`${chargePoints.chargers.length} chargers running`)
-  const wallets = new Map(
-    records.map((r) => [
-      r.vehicle,
-      carWallet(context, agents.get(r.vehicle)!, join(fleetDir, r.vin), pkiDir),
-    ]),
-  )
-  const oemSubCa = pemDer(join(pkiDir, 'subca', 'oem.pem'))
-  const payments: ScenarioPayments = {
-    async charge(car, energyWh, signal) {
-      const record = records.find((r) => r.vehicle === car.vehicle)!
-      const charger = chargePoints.chargers[records.indexOf(record) % chargePoints.chargers.length]!
-      const result = await chargeCar({
-        agent: agents.get(car.vehicle)!,
-        identity: { store, keyRef: record.identityKey, certificate: pemDer(record.cert), chain: [oemSubCa] },
-        charger,
-        wallet: wallets.get(car.vehicle)!,
-        pkiDir,
-        channels: context.contracts.ChargingChannels,
-        energyWh,
-        signal,
-      })
-      return `${Number(result.energyWh) / 1000} kWh at ${charger.evseId}, ${formatUnits(result.amount, 18)} cEUR (${result.channelAction} channel)`
-    },
-    async payParking(car) {
-      const paid = await payParking(
-        context,
-        wallets.get(car.vehicle)!,
-        developmentAccount(PARKING_INDEX).address,
-        'parking P3',
-      )
-      return `2.5 cEUR to the parking operator, tx ${paid.txHash.slice(0, 10)}…`
-    },
-  }
+  const payments = demoPayments({ context, records, agents, store, pkiDir, fleetDir, chargePoints })
 
   const vehicles = (): SimVehicle[] =>
     records.map((r) => ({
@@ -250,6 +146,164 @@ export async function startFleet(parameters: StartFleetParameters): Promise<Flee
       for (const agent of agents.values()) await agent.stop()
       await store.close()
       await pki.close()
+    },
+  }
+}
+
+/** The demo OEM and CPO hierarchies (created on first start), trusted by the registry. */
+async function openDemoPki(
+  context: NodeContext,
+  pkiDir: string,
+  progress: (message: string) => void,
+): Promise<PkiDirectory> {
+  const pki = new PkiDirectory({ dir: pkiDir, passphrase: DEV_PASSPHRASE, scrypt: DEMO_SCRYPT })
+  if (!existsSync(join(pkiDir, 'pki.json'))) {
+    progress('creating the demo OEM and CPO certificate hierarchies')
+    await pki.init()
+  }
+  await trustPki(context, pkiDir)
+  return pki
+}
+
+/**
+ * The fleet's records from `fleet/fleet.json`, grown to `count` cars: each new car's certificate,
+ * wallet and ECU certificates are issued once and written at once, so a restart finds them.
+ */
+async function loadFleetRecords(
+  context: NodeContext,
+  pki: PkiDirectory,
+  pkiDir: string,
+  fleetDir: string,
+  count: number,
+): Promise<FleetVehicleRecord[]> {
+  const statePath = join(fleetDir, 'fleet.json')
+  const state: FleetState = existsSync(statePath)
+    ? JSON.parse(readFileSync(statePath, 'utf8'))
+    : { version: 1, vehicles: [] }
+  for (let i = state.vehicles.length; i < count; i++) {
+    const vin = demoVin(i + 1)
+    const issued = await pki.issueVehicle({ vin, chainId: context.clients.chain.id })
+    const walletKey = `${issued.key}-wallet` // PkiDirectory's label for the car's wallet key
+    const store = keyStore(pkiDir)
+    const vehicle = getAddress(await store.ethereumAddress(walletKey))
+    state.vehicles.push({
+      vin,
+      vehicle,
+      ownerIndex: 1 + (i % OWNER_COUNT),
+      identityKey: issued.key,
+      walletKey,
+      cert: issued.cert,
+      chain: issued.chain,
+    })
+    writeFileAtomic(statePath, `${JSON.stringify(state, null, 2)}\n`)
+  }
+  for (const record of state.vehicles) {
+    if (record.components) continue
+    record.components = []
+    for (const name of DEMO_COMPONENTS) {
+      const issued = await pki.issueComponent({ vin: record.vin, name })
+      record.components.push({ name, cert: issued.cert, key: issued.key })
+    }
+    writeFileAtomic(statePath, `${JSON.stringify(state, null, 2)}\n`)
+  }
+  return state.vehicles.slice(0, count)
+}
+
+type StartedCar = { agent: VehicleAgent; components: ComponentCheck }
+
+/**
+ * One car: registered with the node by its certificate, its ledger uploading over HTTP or MQTT,
+ * its agent (keys, link) started and its ECUs checked.
+ */
+async function startCar(
+  parameters: StartFleetParameters,
+  record: FleetVehicleRecord,
+  store: SoftwareKeyStore,
+  pkiDir: string,
+): Promise<StartedCar> {
+  const { context, progress = () => {} } = parameters
+  const { clients } = context
+  const roots = [join(pkiDir, 'subca', 'oem.pem'), join(pkiDir, 'roots', 'oem.pem')].map((p) =>
+    readFileSync(p, 'utf8'),
+  )
+  await registerVehicle(context, { certificate: readFileSync(record.cert, 'utf8'), chain: roots })
+  const dir = join(parameters.dataDir, 'fleet', record.vin)
+  const ledger = await VehicleLedger.open({
+    vehicle: record.vehicle,
+    dir,
+    signer: keyStoreP256Signer(store, record.identityKey),
+    transport: parameters.mqttUrl
+      ? await mqttBatchTransport(
+          await connectMqtt(parameters.mqttUrl, `carchain-car-${record.vehicle}`),
+          record.vehicle,
+        )
+      : httpBatchTransport(parameters.nodeUrl),
+    onUploadError: (error) => progress(`${record.vin}: upload failed (${error.code}); retrying`),
+  })
+  const agent = await VehicleAgent.create({
+    dir,
+    keys: { store, identityKey: record.identityKey, walletKey: record.walletKey },
+    chain: {
+      client: clients.publicClient,
+      chainId: clients.chain.id,
+      vehicleRegistry: context.contracts.VehicleRegistry,
+      keyRegistry: context.contracts.KeyRegistry,
+    },
+    recorder: ledger,
+    link: { host: '127.0.0.1', port: 0 },
+    plugins: [ledger],
+  })
+  agent.onNotice((notice) => context.events.publish('access', { ...notice, notice: true }))
+  agent.link.onAttempt((attempt) =>
+    context.events.publish('access', { vehicle: record.vehicle, ...(attempt as object) }),
+  )
+  await agent.start()
+  const components = await authenticateEcus(context, record, store, pkiDir, ledger, progress)
+  return { agent, components }
+}
+
+/** The scenario's payments: charging at the demo chargers and paying for parking, per car. */
+function demoPayments(parameters: {
+  context: NodeContext
+  records: FleetVehicleRecord[]
+  agents: ReadonlyMap<Address, VehicleAgent>
+  store: SoftwareKeyStore
+  pkiDir: string
+  fleetDir: string
+  chargePoints: Awaited<ReturnType<typeof startChargePoints>>
+}): ScenarioPayments {
+  const { context, records, agents, store, pkiDir, fleetDir, chargePoints } = parameters
+  const wallets = new Map(
+    records.map((r) => [
+      r.vehicle,
+      carWallet(context, agents.get(r.vehicle)!, join(fleetDir, r.vin), pkiDir),
+    ]),
+  )
+  const oemSubCa = pemDer(join(pkiDir, 'subca', 'oem.pem'))
+  return {
+    async charge(car, energyWh, signal) {
+      const record = records.find((r) => r.vehicle === car.vehicle)!
+      const charger = chargePoints.chargers[records.indexOf(record) % chargePoints.chargers.length]!
+      const result = await chargeCar({
+        agent: agents.get(car.vehicle)!,
+        identity: { store, keyRef: record.identityKey, certificate: pemDer(record.cert), chain: [oemSubCa] },
+        charger,
+        wallet: wallets.get(car.vehicle)!,
+        pkiDir,
+        channels: context.contracts.ChargingChannels,
+        energyWh,
+        signal,
+      })
+      return `${Number(result.energyWh) / 1000} kWh at ${charger.evseId}, ${formatUnits(result.amount, 18)} cEUR (${result.channelAction} channel)`
+    },
+    async payParking(car) {
+      const paid = await payParking(
+        context,
+        wallets.get(car.vehicle)!,
+        developmentAccount(PARKING_INDEX).address,
+        'parking P3',
+      )
+      return `2.5 cEUR to the parking operator, tx ${paid.txHash.slice(0, 10)}…`
     },
   }
 }

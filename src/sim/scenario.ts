@@ -12,7 +12,8 @@ import { familyMemberGrant, parcelDeliveryGrant, startRental } from '../keys/flo
 import { requestAccess } from '../keys/link-client.ts'
 import type { SignedGrant } from '../keys/typed-data.ts'
 import { Scope } from '../keys/typed-data.ts'
-import { summarizeVehicles } from '../ledger/timeline.ts'
+import type { VehicleAddress } from '../ledger/envelope.ts'
+import { getVehicleHead } from '../ledger/store.ts'
 import type { NodeContext } from '../node/context.ts'
 import type { VehicleAgent } from '../vehicle/agent.ts'
 import type { SimVehicle } from './fleet.ts'
@@ -197,16 +198,12 @@ export function runScenario(parameters: RunScenarioParameters): {
 
   const loops = (async () => {
     const cars = parameters.vehicles()
-    const odometers = new Map(
-      (await summarizeVehicles(context.db)).map((v) => [v.vehicle, v.odometerKm ?? 0]),
+    // Each car resumes at the reading its head keeps for rollback checks (a new car, or one whose
+    // readings were all erased, starts at a demo reading).
+    const heads = await Promise.all(
+      cars.map((car) => getVehicleHead(context.db, car.vehicle.toLowerCase() as VehicleAddress)),
     )
-    const drives = cars.map((car, i) =>
-      drive(
-        car,
-        odometers.get(car.vehicle.toLowerCase() as `0x${string}`) ?? 1000 + i * 137,
-        controller.signal,
-      ),
-    )
+    const drives = cars.map((car, i) => drive(car, heads[i]?.odometerKm ?? 1000 + i * 137, controller.signal))
     const specials = [
       cars[0] && sleep(2000, controller.signal).then(() => parcel(cars[0]!)),
       cars[1] && sleep(4000, controller.signal).then(() => rental(cars[1]!)),

@@ -5,7 +5,7 @@ import { loadConfig } from '../../config.ts'
 import { BaseError } from '../../errors.ts'
 import { listAnchors } from '../../ledger/anchor.ts'
 import { getCheckpoint } from '../../ledger/store.ts'
-import { type RunningNode, startNode } from '../../node/up.ts'
+import { type RunningSystem, startSystem } from '../../sim/system.ts'
 import type { Command } from '../command.ts'
 import { booleanFlag, integerFlag, stringFlag } from '../flags.ts'
 
@@ -59,7 +59,7 @@ const up: Command = {
       env: process.env,
     })
     const started = Date.now()
-    const node = await startNode({ config, progress: (message) => io.progress(`· ${message}`) })
+    const node = await startSystem({ config, progress: (message) => io.progress(`· ${message}`) })
     const info = {
       url: node.url,
       chain: node.chain,
@@ -103,7 +103,7 @@ const up: Command = {
 }
 
 /** One line on what the system did so far, for the terminal. */
-async function liveSummary(node: RunningNode): Promise<string> {
+async function liveSummary(node: RunningSystem): Promise<string> {
   const [head, [anchor]] = await Promise.all([getCheckpoint(node.db), listAnchors(node.db, 1)])
   const counts = node.fleet?.activity.counts ?? {}
   const flows = Object.entries(counts)
