@@ -13,6 +13,11 @@ export type NodeConfig = {
   readonly port: number
   /** Interface the HTTP server binds (default 127.0.0.1). */
   readonly host: string
+  /**
+   * The URL people and wallets reach the node at (`--public-url`, `CARCHAIN_PUBLIC_URL`): a
+   * Sign-In with Ethereum message must name its origin. Undefined: what the server listens on.
+   */
+  readonly publicUrl: string | undefined
   /** External JSON-RPC endpoint; undefined: the embedded anvil. */
   readonly rpcUrl: string | undefined
   /** PostgreSQL URL; undefined: PGlite in the data dir. */
@@ -41,6 +46,7 @@ export type ConfigSources = {
     data?: string | undefined
     port?: number | undefined
     host?: string | undefined
+    publicUrl?: string | undefined
     rpc?: string | undefined
     database?: string | undefined
     vehicles?: number | undefined
@@ -89,6 +95,7 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
     dataDir: resolve(flags.data ?? env.CARCHAIN_DATA ?? './data'),
     port,
     host: flags.host ?? env.CARCHAIN_HOST ?? '127.0.0.1',
+    publicUrl: checkUrl(flags.publicUrl ?? env.CARCHAIN_PUBLIC_URL, '--public-url', ['http:', 'https:']),
     rpcUrl: checkUrl(flags.rpc ?? env.CARCHAIN_RPC_URL, '--rpc', ['http:', 'https:', 'ws:', 'wss:']),
     databaseUrl: checkUrl(flags.database ?? env.DATABASE_URL, '--database / DATABASE_URL', [
       'postgres:',

@@ -26,7 +26,7 @@ import { getLogId } from '../ledger/anchor.ts'
 import { type Fleet, simRoutes, startFleet } from '../sim/fleet.ts'
 import { chargingRoutes } from '../station/routes.ts'
 import { type AnchoringScheduler, startAnchoring } from './anchoring.ts'
-import { authRoutes } from './auth.ts'
+import { authRoutes, signInOrigins } from './auth.ts'
 import type { NodeContext } from './context.ts'
 import { createDashboardRoutes } from './dashboard.ts'
 import { startChainIndexer } from './indexer.ts'
@@ -127,6 +127,7 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
     ) as NodeContext['contracts']
     const chain: ChainInfo = { chainId: clients.chain.id, rpcUrl, contracts }
     const events = createNodeEvents()
+    let origins: readonly string[] = [] // known once the server listens
     const indexer = startChainIndexer({ db, clients, contracts, deployment })
     undo.push(() => indexer.stop())
     await indexer
@@ -141,6 +142,7 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
       events,
       ingest: createNodeIngest(db, events),
       indexer,
+      signInOrigins: () => origins,
     }
     const anchoring = startAnchoring(context, {
       everyEvents: config.anchorEveryEvents,
@@ -206,6 +208,8 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
     }
     const { port } = server.server.address() as AddressInfo
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
+    origins = signInOrigins({ publicUrl: config.publicUrl, host: config.host, port })
+    progress(`sign-in messages must name ${origins.join(' or ')}`)
     if (config.mqttUrl) {
       progress(`subscribing to vehicle uploads on ${config.mqttUrl}`)
       const ingest = await startMqttIngest(context, config.mqttUrl)
