@@ -91,17 +91,22 @@ export function checkSiweMessage(message: Partial<SiweMessage>, parameters: Chec
 
 const hashToken = (token: string) => createHash('sha256').update(token).digest()
 
-/** The address signed in on this request, if any (Authorization: Bearer <token>). */
-export async function sessionAddress(db: Queryable, request: FastifyRequest): Promise<Address | undefined> {
-  const header = request.headers.authorization
-  if (!header?.startsWith('Bearer ')) return undefined
+/** The address a session token belongs to, or UNAUTHENTICATED if it is unknown or expired. */
+export async function tokenAddress(db: Queryable, token: string): Promise<Address> {
   const { rows } = await db.query<{ address: Uint8Array }>(
     'select address from auth_sessions where token_hash = $1 and expires_at > now()',
-    [hashToken(header.slice(7).trim())],
+    [hashToken(token.trim())],
   )
   if (!rows[0])
     throw new BaseError('UNAUTHENTICATED', 'the session token is unknown or expired; sign in again')
   return getAddress(`0x${Buffer.from(rows[0].address).toString('hex')}`)
+}
+
+/** The address signed in on this request, if any (Authorization: Bearer <token>). */
+export async function sessionAddress(db: Queryable, request: FastifyRequest): Promise<Address | undefined> {
+  const header = request.headers.authorization
+  if (!header?.startsWith('Bearer ')) return undefined
+  return tokenAddress(db, header.slice(7))
 }
 
 export function authRoutes(context: NodeContext) {

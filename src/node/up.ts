@@ -172,7 +172,7 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
         logRoutes(context),
         vehicleRoutes(context),
         authRoutes(context),
-        streamRoutes(context.events),
+        streamRoutes(context),
         simRoutes(() => fleet),
         (app) =>
           chargingRoutes(app, {

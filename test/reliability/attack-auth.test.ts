@@ -4,20 +4,28 @@
  */
 import assert from 'node:assert/strict'
 import { request as httpRequest } from 'node:http'
+import { connect } from 'node:net'
 import { after, before, test } from 'node:test'
 import type { LocalAccount } from 'viem'
 import { createSiweMessage } from 'viem/siwe'
 import { developmentAccount } from '../../src/chain/clients.ts'
-import { type Answer, call, signIn, startTestNode, type TestNode } from './harness.ts'
+import { captureLogs } from '../../src/log.ts'
+import { MAX_STREAM_BUFFERED_BYTES } from '../../src/node/stream.ts'
+import { type SeededFleet, seedFleet } from '../fleet-fixture.ts'
+import { type Answer, call, signIn, startTestNode, type TestNode, waitFor } from './harness.ts'
 
 let node: TestNode
+let fleet: SeededFleet
 const owner = developmentAccount(1)
 
 before(async () => {
   node = await startTestNode()
+  // Car 0 belongs to development account 1, car 1 to account 2 (test/fleet-fixture.ts).
+  fleet = await seedFleet(node, 2)
 })
 
 after(async () => {
+  await fleet?.cleanup()
   await node?.cleanup()
 })
 
@@ -104,4 +112,137 @@ test('#1 sign-in is bound to the node’s own origin and chain, and to the valid
   assert.equal((await call(`${node.url}/v1/auth/siwe`, { json: localhost })).status, 200)
   const harness = await signIn(node.url, node.chain.chainId, owner)
   assert.equal(harness.answer.status, 200, JSON.stringify(harness.answer.body))
+})
+
+type StreamMessage = { name: string; data: Record<string, unknown> }
+
+/** A reader of `/v1/stream` that collects messages until one matches. */
+async function openStream(query = '') {
+  const controller = new AbortController()
+  const response = await fetch(`${node.url}/v1/stream${query}`, { signal: controller.signal })
+  const messages: StreamMessage[] = []
+  const reader = response.body?.getReader()
+  const decoder = new TextDecoder()
+  let buffer = ''
+  return {
+    response,
+    messages,
+    async until(done: (message: StreamMessage) => boolean) {
+      for (;;) {
+        const { value, done: ended } = await reader!.read()
+        if (ended) throw new Error('the stream ended')
+        buffer += decoder.decode(value, { stream: true })
+        const blocks = buffer.split('\n\n')
+        buffer = blocks.pop()!
+        for (const block of blocks) {
+          const name = /^event: (.*)$/m.exec(block)?.[1]
+          const data = /^data: (.*)$/m.exec(block)?.[1]
+          if (!name || !data) continue
+          const message = { name, data: JSON.parse(data) }
+          messages.push(message)
+          if (done(message)) return
+        }
+      }
+    },
+    close: () => controller.abort(),
+  }
+}
+
+test('#13 an anonymous stream reader gets no grantee, issuer or purpose; an owner gets its own car’s', async () => {
+  const [mine, theirs] = fleet.cars.map((car) => car.vehicle.toLowerCase())
+  const { token } = await signIn(node.url, node.chain.chainId, owner)
+  const anonymous = await openStream()
+  const signedIn = await openStream(`?token=${token}`)
+  try {
+    assert.equal(signedIn.response.headers.get('access-control-allow-origin'), null)
+    const who = { subject: developmentAccount(5).address, issuer: owner.address, purpose: 'parcel: dentist' }
+    const decision = {
+      ok: true,
+      code: 'OK',
+      action: 1,
+      grantId: `0x${'ab'.repeat(32)}`,
+      rental: false,
+      ...who,
+    }
+    for (const vehicle of [mine, theirs]) {
+      node.context.events.publish('access', { vehicle, decision, code: 'OK', eventId: null, elapsedMs: 3 })
+      node.context.events.publish('access', {
+        vehicle,
+        notice: true,
+        grantee: who.subject,
+        purpose: who.purpose,
+        action: 'unlock',
+      })
+      node.context.events.publish('charging', {
+        evseId: 'EVSE-1',
+        kind: 'session.started',
+        data: { vehicle, wallet: who.subject, amountWei: '5' },
+      })
+    }
+    node.context.events.publish('alert', { vehicle: mine!, code: 'END', message: 'end of the test' })
+    const isEnd = (message: StreamMessage) => message.name === 'alert' && message.data.code === 'END'
+    await anonymous.until(isEnd)
+    await signedIn.until(isEnd)
+
+    const personal = /grantee|subject|issuer|purpose|grantId|wallet|amountWei|dentist/
+    const access = anonymous.messages.filter((m) => m.name === 'access')
+    assert.equal(access.length, 2, 'the decisions, not the owner’s notices')
+    for (const message of anonymous.messages) assert.doesNotMatch(JSON.stringify(message.data), personal)
+    assert.deepEqual(access[0]!.data, {
+      vehicle: mine,
+      code: 'OK',
+      decision: { ok: true, code: 'OK', action: 1, rental: false },
+    })
+    // The owner: everything about its own car, the public view of the other.
+    const about = (vehicle: string) =>
+      signedIn.messages.filter((m) => JSON.stringify(m.data).includes(vehicle) && m.name !== 'alert')
+    assert.equal(about(mine!).length, 3)
+    assert.match(JSON.stringify(about(mine!)), /dentist/)
+    assert.match(JSON.stringify(about(mine!)), /amountWei/)
+    for (const message of about(theirs!)) assert.doesNotMatch(JSON.stringify(message.data), personal)
+    const forged = await call(`${node.url}/v1/stream?token=a-token-nobody-issued`)
+    assert.equal(forged.status, 401)
+    assert.equal(forged.body.code, 'UNAUTHENTICATED')
+  } finally {
+    anonymous.close()
+    signedIn.close()
+  }
+})
+
+test('#13 a reader that stops reading is disconnected once it leaves too much unread', async () => {
+  const socket = connect(Number(new URL(node.url).port), '127.0.0.1')
+  let received = 0
+  const headers = new Promise<void>((resolve) =>
+    socket.once('data', (chunk) => {
+      received += chunk.length
+      resolve()
+    }),
+  )
+  socket.write(`GET /v1/stream HTTP/1.1\r\nhost: ${new URL(node.url).host}\r\n\r\n`)
+  await headers
+  socket.pause() // a reader that never reads again: the kernel's buffers fill, then the node's
+  let closed = false
+  socket.on('close', () => {
+    closed = true
+  })
+  const logs = captureLogs()
+  try {
+    const message = 'x'.repeat(64 * 1024)
+    const count = 512 // 32 MiB: more than any kernel buffers on loopback
+    for (let i = 0; i < count; i++)
+      node.context.events.publish('alert', { vehicle: fleet.cars[0]!.vehicle, code: 'FLOOD', message })
+    const dropped = logs.records.find((r) => r.component === 'node.stream' && /too slow/.test(r.msg))
+    assert.ok(dropped, 'the slow reader is disconnected and logged')
+    assert.ok((dropped.bufferedBytes as number) <= MAX_STREAM_BUFFERED_BYTES, JSON.stringify(dropped))
+    // Reading what was left: the connection ends well before the flood's 32 MiB.
+    socket.on('data', (chunk) => {
+      received += chunk.length
+    })
+    socket.resume()
+    await waitFor('the stream to end', async () => (closed ? true : undefined), 30_000)
+    assert.ok(received < (count * message.length) / 2, `received ${received} bytes`)
+  } finally {
+    logs.restore()
+    socket.destroy()
+  }
 })
