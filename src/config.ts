@@ -35,8 +35,9 @@ export type NodeConfig = {
   readonly anchorIntervalMs: number
   /**
    * Per-client request budgets per minute: `CARCHAIN_RATE_LIMIT_API` (public reads, default 1200),
-   * `CARCHAIN_RATE_LIMIT_AUTH` (sign-in, default 60), `CARCHAIN_RATE_LIMIT_INGEST` (batches per
-   * vehicle, default 1200).
+   * `CARCHAIN_RATE_LIMIT_AUTH` (sign-in, default 60), `CARCHAIN_RATE_LIMIT_INGEST` (signed batches
+   * per vehicle, default 1200), `CARCHAIN_RATE_LIMIT_INGEST_CLIENT` (uploads per client IP, any
+   * vehicle, default 30000).
    */
   readonly rateLimit: RateLimitConfig
 }
@@ -112,6 +113,7 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
       apiMax: positive('CARCHAIN_RATE_LIMIT_API', defaultRateLimit.apiMax),
       authMax: positive('CARCHAIN_RATE_LIMIT_AUTH', defaultRateLimit.authMax),
       ingestMax: positive('CARCHAIN_RATE_LIMIT_INGEST', defaultRateLimit.ingestMax),
+      ingestClientMax: positive('CARCHAIN_RATE_LIMIT_INGEST_CLIENT', defaultRateLimit.ingestClientMax),
     },
   }
 }

@@ -140,7 +140,7 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
       contracts,
       logId: await getLogId(db),
       events,
-      ingest: createNodeIngest(db, events),
+      ingest: createNodeIngest(db, events, config.rateLimit),
       indexer,
       signInOrigins: () => origins,
     }

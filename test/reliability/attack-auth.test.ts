@@ -3,12 +3,15 @@
  * docs/reliability.md "Security review (issue 19): sign-in, stream and upload limits").
  */
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { request as httpRequest } from 'node:http'
 import { connect } from 'node:net'
 import { after, before, test } from 'node:test'
 import type { LocalAccount } from 'viem'
 import { createSiweMessage } from 'viem/siwe'
 import { developmentAccount } from '../../src/chain/clients.ts'
+import { createEventChain } from '../../src/ledger/envelope.ts'
+import { createBatch } from '../../src/ledger/ingest.ts'
 import { captureLogs } from '../../src/log.ts'
 import { MAX_STREAM_BUFFERED_BYTES } from '../../src/node/stream.ts'
 import { type SeededFleet, seedFleet } from '../fleet-fixture.ts'
@@ -18,8 +21,16 @@ let node: TestNode
 let fleet: SeededFleet
 const owner = developmentAccount(1)
 
+/** Small upload budgets, so the #9 tests reach them: per vehicle, and per client whatever the path. */
+const INGEST = { vehicle: 10, client: 60 }
+
 before(async () => {
-  node = await startTestNode()
+  node = await startTestNode({
+    env: {
+      CARCHAIN_RATE_LIMIT_INGEST: String(INGEST.vehicle),
+      CARCHAIN_RATE_LIMIT_INGEST_CLIENT: String(INGEST.client),
+    },
+  })
   // Car 0 belongs to development account 1, car 1 to account 2 (test/fleet-fixture.ts).
   fleet = await seedFleet(node, 2)
 })
@@ -151,6 +162,7 @@ async function openStream(query = '') {
 test('#13 an anonymous stream reader gets no grantee, issuer or purpose; an owner gets its own car’s', async () => {
   const [mine, theirs] = fleet.cars.map((car) => car.vehicle.toLowerCase())
   const { token } = await signIn(node.url, node.chain.chainId, owner)
+  await node.context.indexer.sync() // the titles the seeding just registered
   const anonymous = await openStream()
   const signedIn = await openStream(`?token=${token}`)
   try {
@@ -245,4 +257,77 @@ test('#13 a reader that stops reading is disconnected once it leaves too much un
     logs.restore()
     socket.destroy()
   }
+})
+
+const randomVehicle = () => `0x${randomBytes(20).toString('hex')}`
+
+test('#9 an upload for an unregistered vehicle is refused before its body is read', async () => {
+  const socket = connect(Number(new URL(node.url).port), '127.0.0.1')
+  let answer = ''
+  socket.setEncoding('utf8')
+  socket.on('data', (chunk) => {
+    answer += chunk
+  })
+  try {
+    // 16 MB announced, 1 KiB sent: only an answer given without the body can arrive.
+    socket.write(
+      `POST /v1/vehicles/${randomVehicle()}/events HTTP/1.1\r\nhost: ${new URL(node.url).host}\r\n` +
+        `content-type: application/json\r\ncontent-length: ${16_000_000}\r\n\r\n{"events":[${'0,'.repeat(512)}`,
+    )
+    await waitFor('an answer', async () => (answer.includes('\r\n\r\n{') ? true : undefined), 20_000)
+    assert.match(answer, /^HTTP\/1.1 403/)
+    assert.match(answer, /"code":"VEHICLE_NOT_REGISTERED"/)
+  } finally {
+    socket.destroy()
+  }
+})
+
+test('#9 forged uploads on a car’s path do not spend its budget, and are refused before parsing', async () => {
+  const [mine, theirs] = fleet.cars
+  const upload = (body: unknown) => call(`${node.url}/v1/vehicles/${theirs!.vehicle}/events`, { json: body })
+  // Car 1's name, car 0's signature: refused by the checkpoint signature, more often than car 1's budget.
+  const impersonated = createEventChain({ vehicle: theirs!.vehicle, head: theirs!.chain.head() })
+  const forged = await createBatch({
+    events: [impersonated.append({ kind: 'door.unlocked', time: Date.now(), data: {} })],
+    signer: { sign: mine!.sign },
+  })
+  for (let i = 0; i < INGEST.vehicle + 5; i++) {
+    const answer = await upload(forged)
+    assert.equal(answer.body.code, 'EVENT_BAD_SIGNATURE', JSON.stringify(answer.body))
+  }
+  // Events nobody could parse behind a checkpoint nobody signed: the signature is checked first.
+  const junk = await upload({ ...forged, events: 'x'.repeat(1000) })
+  assert.equal(junk.body.code, 'EVENT_BAD_SIGNATURE', JSON.stringify(junk.body))
+  // The car's own batch goes through; its re-sends count against its own budget.
+  const next = createEventChain({ vehicle: theirs!.vehicle, head: theirs!.chain.head() })
+  const genuine = await createBatch({
+    events: [next.append({ kind: 'telemetry', time: Date.now(), data: { ok: true } })],
+    signer: { sign: theirs!.sign },
+  })
+  assert.equal((await upload(genuine)).status, 200)
+  let limited: Answer | undefined
+  for (let i = 0; i < INGEST.vehicle && !limited; i++) {
+    const answer = await upload(genuine)
+    if (answer.status === 429) limited = answer
+    else assert.equal(answer.status, 200, JSON.stringify(answer.body))
+  }
+  assert.ok(limited, 'the car’s own budget never ran out')
+  assert.equal(limited.body.code, 'RATE_LIMITED')
+  assert.equal(limited.body.details.class, 'vehicle')
+  assert.ok(Number(limited.headers.get('retry-after')) > 0)
+})
+
+test('#9 cycling the path’s vehicle does not escape the per-client upload budget', async () => {
+  let limited: Answer | undefined
+  for (let i = 0; i <= INGEST.client && !limited; i++) {
+    const answer = await call(`${node.url}/v1/vehicles/${randomVehicle()}/events`, { json: {} })
+    if (answer.status === 429) limited = answer
+    else assert.equal(answer.body.code, 'VEHICLE_NOT_REGISTERED', JSON.stringify(answer.body))
+  }
+  assert.ok(limited, `no 429 after ${INGEST.client + 1} uploads to fresh paths`)
+  assert.equal(limited.body.details.class, 'ingest')
+  assert.equal(limited.body.details.limit, INGEST.client)
+  // A registered car's path from the same client: the same budget.
+  const car = await call(`${node.url}/v1/vehicles/${fleet.cars[0]!.vehicle}/events`, { json: {} })
+  assert.equal(car.status, 429)
 })
