@@ -1,6 +1,7 @@
 /** The sign-in's origin rules without a node (issue 19 #1; the attack on a running node: test/reliability). */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { loadConfig } from '../config.ts'
 import { isErrorCode } from '../errors.ts'
 import { checkSiweMessage, signInOrigins } from './auth.ts'
 
@@ -55,5 +56,18 @@ test('expiration-time and not-before as EIP-4361 says: valid from not-before, un
     assert.throws(
       () => at(fields),
       (error) => isErrorCode(error, 'SIWE_OUTSIDE_VALIDITY'),
+    )
+})
+
+test('--public-url / CARCHAIN_PUBLIC_URL: an http(s) URL, the flag winning', () => {
+  const load = (flag: string | undefined, env: string | undefined) =>
+    loadConfig({ flags: { publicUrl: flag }, env: { CARCHAIN_PUBLIC_URL: env } }).publicUrl
+  assert.equal(load(undefined, undefined), undefined)
+  assert.equal(load(undefined, 'https://fleet.example'), 'https://fleet.example')
+  assert.equal(load('http://localhost:5173', 'https://fleet.example'), 'http://localhost:5173')
+  for (const bad of ['ftp://fleet.example', 'fleet.example'])
+    assert.throws(
+      () => load(bad, undefined),
+      (error) => isErrorCode(error, 'CONFIG_INVALID'),
     )
 })
