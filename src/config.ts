@@ -14,6 +14,11 @@ export type NodeConfig = {
   readonly port: number
   /** Interface the HTTP server binds (default 127.0.0.1). */
   readonly host: string
+  /**
+   * The URL people and wallets reach the node at (`--public-url`, `CARCHAIN_PUBLIC_URL`): a
+   * Sign-In with Ethereum message must name its origin. Undefined: what the server listens on.
+   */
+  readonly publicUrl: string | undefined
   /** External JSON-RPC endpoint; undefined: the embedded anvil. */
   readonly rpcUrl: string | undefined
   /** PostgreSQL URL; undefined: PGlite in the data dir. */
@@ -31,8 +36,9 @@ export type NodeConfig = {
   readonly anchorIntervalMs: number
   /**
    * Per-client request budgets per minute: `CARCHAIN_RATE_LIMIT_API` (public reads, default 1200),
-   * `CARCHAIN_RATE_LIMIT_AUTH` (sign-in, default 60), `CARCHAIN_RATE_LIMIT_INGEST` (batches per
-   * vehicle, default 1200).
+   * `CARCHAIN_RATE_LIMIT_AUTH` (sign-in, default 60), `CARCHAIN_RATE_LIMIT_INGEST` (signed batches
+   * per vehicle, default 1200), `CARCHAIN_RATE_LIMIT_INGEST_CLIENT` (uploads per client IP, any
+   * vehicle, default 30000).
    */
   readonly rateLimit: RateLimitConfig
   /**
@@ -47,6 +53,7 @@ export type ConfigSources = {
     data?: string | undefined
     port?: number | undefined
     host?: string | undefined
+    publicUrl?: string | undefined
     rpc?: string | undefined
     database?: string | undefined
     vehicles?: number | undefined
@@ -95,6 +102,7 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
     dataDir: resolve(flags.data ?? env.CARCHAIN_DATA ?? './data'),
     port,
     host: flags.host ?? env.CARCHAIN_HOST ?? '127.0.0.1',
+    publicUrl: checkUrl(flags.publicUrl ?? env.CARCHAIN_PUBLIC_URL, '--public-url', ['http:', 'https:']),
     rpcUrl: checkUrl(flags.rpc ?? env.CARCHAIN_RPC_URL, '--rpc', ['http:', 'https:', 'ws:', 'wss:']),
     databaseUrl: checkUrl(flags.database ?? env.DATABASE_URL, '--database / DATABASE_URL', [
       'postgres:',
@@ -111,6 +119,7 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
       apiMax: positive('CARCHAIN_RATE_LIMIT_API', defaultRateLimit.apiMax),
       authMax: positive('CARCHAIN_RATE_LIMIT_AUTH', defaultRateLimit.authMax),
       ingestMax: positive('CARCHAIN_RATE_LIMIT_INGEST', defaultRateLimit.ingestMax),
+      ingestClientMax: positive('CARCHAIN_RATE_LIMIT_INGEST_CLIENT', defaultRateLimit.ingestClientMax),
     },
     revocationTtlMs: positive('CARCHAIN_REVOCATION_TTL_MS', DEFAULT_REVOCATION_TTL_MS),
   }

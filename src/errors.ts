@@ -32,6 +32,9 @@ export const errorCodes = {
   FORBIDDEN: code(403, 'The caller may not do this.'),
   RATE_LIMITED: code(429, 'Too many requests; slow down.', true),
   TIMEOUT: code(504, 'An operation did not finish in time.', true),
+  SIWE_DOMAIN_MISMATCH: code(401, 'The sign-in message names another site than this node; sign in here.'),
+  SIWE_CHAIN_MISMATCH: code(401, "The sign-in message names another chain than this node's."),
+  SIWE_OUTSIDE_VALIDITY: code(401, 'The sign-in message is expired or not yet valid; sign a new one.'),
   // CLI and configuration
   CLI_USAGE: code(400, 'Unknown command or flag, or a flag value of the wrong form.'),
   CONFIG_INVALID: code(400, 'A configuration value (flag or environment variable) is invalid.'),

@@ -164,7 +164,9 @@ test('batches are accepted once durable, re-sends are idempotent, forgeries refu
     method: 'POST',
     json: await createBatch({ events, signer: { sign: car.sign } }),
   })
-  assert.equal(wrongPath.body.code, 'EVENT_VEHICLE_MISMATCH')
+  // Nobody registered that path's vehicle: refused before the body is read (issue 19 #9); a
+  // registered car's path gets EVENT_VEHICLE_MISMATCH (test/reliability/access-control.test.ts).
+  assert.equal(wrongPath.body.code, 'VEHICLE_NOT_REGISTERED')
   const malformed = await api(`/v1/vehicles/${car.vehicle}/events`, {
     method: 'POST',
     json: { vehicle: car.vehicle, events: 'x' },

@@ -21,4 +21,6 @@ export type NodeContext = {
   readonly ingest: NodeIngest
   /** Titles (owners) followed from chain events. */
   readonly indexer: ChainIndexer
+  /** The origins a sign-in message may name (src/node/auth.ts `signInOrigins`); known once listening. */
+  readonly signInOrigins: () => readonly string[]
 }

@@ -1,17 +1,36 @@
 /**
  * The node's one way in for vehicle batches, whatever the transport (HTTP, MQTT): group commit
  * (batches arriving together share one transaction), the certified key of each vehicle checked for
- * expiry and on-chain revocation before each batch (`vehicle-keys.ts`), and every newly stored event published on the live stream.
+ * expiry and on-chain revocation before each batch (`vehicle-keys.ts`), and every newly stored
+ * event published on the live stream.
+ *
+ * Cheap checks come before expensive ones: the vehicle must be registered (HTTP asks before the
+ * body is read: `requireRegistered`), then the batch's checkpoint must carry that vehicle's
+ * signature over the leaf hash it names (one P-256 verification) before a single event is parsed
+ * or hashed; only then is a batch counted against the vehicle's own budget (so nobody else can
+ * spend it) and verified whole.
  */
+import type { KeyObject } from 'node:crypto'
 import type { Database } from '../db/database.ts'
-import type { VehicleAddress } from '../ledger/envelope.ts'
+import { BaseError } from '../errors.ts'
+import { fromHex } from '../ledger/bytes.ts'
+import {
+  isVehicleAddress,
+  SIGNATURE_BYTES,
+  type VehicleAddress,
+  verifyCheckpointSignature,
+} from '../ledger/envelope.ts'
 import { createBatchIngester, type IngestBatchReturnType } from '../ledger/ingest.ts'
+import { HASH_BYTES } from '../ledger/merkle.ts'
+import { createRateCounter, type RateLimitConfig } from './rate-limit.ts'
 import type { NodeEvents } from './stream.ts'
 import { createVehicleKeys, type VehicleKeysParameters } from './vehicle-keys.ts'
 
 export type NodeIngest = {
   /** Verifies and stores a batch from `vehicle`; resolves once it is durable. */
   accept(batch: unknown, vehicle: VehicleAddress): Promise<IngestBatchReturnType>
+  /** VEHICLE_NOT_REGISTERED unless `vehicle` has a certified key (before reading a batch). */
+  requireRegistered(vehicle: string): Promise<void>
   /** Drops a cached key (after the vehicle registered a new certificate). */
   forget(vehicle: string): void
 }
@@ -19,12 +38,29 @@ export type NodeIngest = {
 export function createNodeIngest(
   db: Database,
   events: NodeEvents,
+  limits: Pick<RateLimitConfig, 'ingestMax' | 'windowMs'>,
   vehicleKeys: VehicleKeysParameters,
 ): NodeIngest {
   const keys = createVehicleKeys(db, vehicleKeys)
+  const requireKey = async (vehicle: string) => {
+    const key = await keys.resolve(vehicle.toLowerCase() as VehicleAddress)
+    if (!key)
+      throw new BaseError(
+        'VEHICLE_NOT_REGISTERED',
+        `no identity key is known for ${vehicle}; register it first`,
+        {
+          details: { vehicle },
+        },
+      )
+    return key
+  }
+  const budget = createRateCounter({ kind: 'vehicle', max: limits.ingestMax, windowMs: limits.windowMs })
   const ingester = createBatchIngester(db, { resolveVehicleKey: keys.resolve })
   return {
     async accept(batch, vehicle) {
+      const publicKey = await requireKey(vehicle)
+      authenticateCheckpoint(batch, vehicle, publicKey)
+      budget.take(vehicle)
       const result = await ingester.ingest(batch, vehicle)
       if (result.duplicates < result.ids.length) {
         const envelopes = (batch as { events: { envelope: { seq: number; kind: string; time: number } }[] })
@@ -43,6 +79,42 @@ export function createNodeIngest(
       }
       return result
     },
+    async requireRegistered(vehicle) {
+      await requireKey(vehicle)
+    },
     forget: keys.forget,
   }
+}
+
+/**
+ * The batch names `vehicle` and its checkpoint carries `vehicle`'s signature over the leaf hash it
+ * names: EVENT_MALFORMED, EVENT_VEHICLE_MISMATCH or EVENT_BAD_SIGNATURE. Whether that leaf hash is
+ * the batch's newest event is checked with the rest of the batch (src/ledger/ingest.ts).
+ */
+function authenticateCheckpoint(
+  batch: unknown,
+  vehicle: VehicleAddress,
+  publicKey: Uint8Array | KeyObject,
+): void {
+  const claimed = batch as {
+    vehicle?: unknown
+    checkpoint?: { leafHash?: unknown; signature?: unknown }
+  } | null
+  if (typeof claimed !== 'object' || claimed === null || !isVehicleAddress(claimed.vehicle))
+    throw new BaseError(
+      'EVENT_MALFORMED',
+      'a batch must be a JSON object naming its vehicle (0x + 40 lowercase hex)',
+    )
+  if (claimed.vehicle !== vehicle)
+    throw new BaseError('EVENT_VEHICLE_MISMATCH', `${vehicle} sent a batch of ${claimed.vehicle}`, {
+      details: { vehicle: claimed.vehicle, authenticatedVehicle: vehicle },
+    })
+  const checkpoint =
+    typeof claimed.checkpoint === 'object' && claimed.checkpoint !== null ? claimed.checkpoint : {}
+  const leafHash = fromHex(checkpoint.leafHash, 'checkpoint.leafHash', HASH_BYTES, 'EVENT_MALFORMED')
+  const signature = fromHex(checkpoint.signature, 'checkpoint.signature', SIGNATURE_BYTES, 'EVENT_MALFORMED')
+  if (!verifyCheckpointSignature({ publicKey, leafHash, signature }))
+    throw new BaseError('EVENT_BAD_SIGNATURE', `the checkpoint signature of ${vehicle} does not verify`, {
+      details: { vehicle },
+    })
 }

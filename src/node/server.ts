@@ -70,6 +70,10 @@ export async function createServer(parameters: CreateServerParameters): Promise<
     else if ((thrown as FastifyError).statusCode && (thrown as FastifyError).statusCode! < 500)
       error = new BaseError('INVALID_ARGUMENT', thrown.message)
     else error = toBaseError(thrown)
+    // A budget counted outside the rate-limit plugin (a vehicle's own) says when to retry too.
+    const { retryAfterMs } = error.details
+    if (error.code === 'RATE_LIMITED' && typeof retryAfterMs === 'number' && !reply.hasHeader('retry-after'))
+      reply.header('retry-after', Math.ceil(retryAfterMs / 1000))
     reply.status(errorCodes[error.code].httpStatus).send(error.toJSON())
   })
   app.setNotFoundHandler((request, reply) => {

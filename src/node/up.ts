@@ -27,7 +27,7 @@ import { getLogId } from '../ledger/anchor.ts'
 import { unwrittenEvidence } from '../ledger/store.ts'
 import { type ChargingRoutesDeps, chargingRoutes } from '../station/routes.ts'
 import { type AnchoringScheduler, startAnchoring } from './anchoring.ts'
-import { authRoutes } from './auth.ts'
+import { authRoutes, signInOrigins } from './auth.ts'
 import type { NodeContext } from './context.ts'
 import { createDashboardRoutes } from './dashboard.ts'
 import { startChainIndexer } from './indexer.ts'
@@ -149,6 +149,7 @@ export async function startNode({
     ) as NodeContext['contracts']
     const chain: ChainInfo = { chainId: clients.chain.id, rpcUrl, contracts }
     const events = createNodeEvents()
+    let origins: readonly string[] = [] // known once the server listens
     const indexer = startChainIndexer({ db, clients, contracts, deployment })
     undo.push(() => indexer.stop())
     await indexer
@@ -161,11 +162,12 @@ export async function startNode({
       contracts,
       logId: await getLogId(db),
       events,
-      ingest: createNodeIngest(db, events, {
+      ingest: createNodeIngest(db, events, config.rateLimit, {
         isRevoked: registryRevocation(clients.publicClient, contracts.VehicleRegistry),
         revocationTtlMs: config.revocationTtlMs,
       }),
       indexer,
+      signInOrigins: () => origins,
     }
     const anchoring = startAnchoring(context, {
       everyEvents: config.anchorEveryEvents,
@@ -197,7 +199,7 @@ export async function startNode({
         logRoutes(context),
         vehicleRoutes(context),
         authRoutes(context),
-        streamRoutes(context.events),
+        streamRoutes(context),
         ...(extension.routes ?? []),
         (app) => chargingRoutes(app, extension.charging ?? { sessions: () => [] }),
         (app) =>
@@ -226,6 +228,8 @@ export async function startNode({
     }
     const { port } = server.server.address() as AddressInfo
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
+    origins = signInOrigins({ publicUrl: config.publicUrl, host: config.host, port })
+    progress(`sign-in messages must name ${origins.join(' or ')}`)
     if (config.mqttUrl) {
       progress(`subscribing to vehicle uploads on ${config.mqttUrl}`)
       const ingest = await startMqttIngest(context, config.mqttUrl)

@@ -417,6 +417,12 @@ function ingestRoutes(context: NodeContext, app: FastifyInstance) {
     '/v1/vehicles/:vehicle/events',
     {
       bodyLimit: 16 * 1024 * 1024,
+      // An unregistered vehicle is refused before its body is read, after the per-client
+      // budget (an onRequest hook) has counted the request (issue 19 #9).
+      preParsing: async (request, _reply, payload) => {
+        await context.ingest.requireRegistered((request.params as { vehicle: string }).vehicle)
+        return payload
+      },
       schema: {
         summary: 'Upload a signed batch of events (docs/ledger.md); answers once durable',
         params: vehicleParams,

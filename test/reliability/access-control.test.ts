@@ -188,15 +188,30 @@ test('public reads and sign-in are rate-limited per client; ingest keeps its own
     const answer = await call(`${node.url}/v1/vehicles/${car.vehicle}/events`, { json: batch })
     assert.equal(answer.status, 200, JSON.stringify(answer.body))
   }
-  // …within a budget of its own per vehicle.
+  // …within a budget of its own per vehicle, spent only by batches it signed (re-sends count).
+  const batch = await createBatch({
+    events: [car.chain.append({ kind: 'telemetry', time: Date.now() + 3, data: { i: 3 } })],
+    signer: { sign: car.sign },
+  })
   let ingestLimited = false
   for (let i = 0; i <= LIMITS.ingest && !ingestLimited; i++) {
-    const answer = await call(`${node.url}/v1/vehicles/${car.vehicle}/events`, { json: {} })
+    const answer = await call(`${node.url}/v1/vehicles/${car.vehicle}/events`, { json: batch })
     ingestLimited = answer.status === 429
-    if (!ingestLimited) assert.equal(answer.body.code, 'EVENT_MALFORMED')
+    if (!ingestLimited) assert.equal(answer.status, 200, JSON.stringify(answer.body))
+    else assert.equal(answer.body.details.class, 'vehicle')
   }
   assert.ok(ingestLimited, 'ingest was never limited')
   const other = fleet.cars[0]!
-  const stillOpen = await call(`${node.url}/v1/vehicles/${other.vehicle}/events`, { json: {} })
-  assert.equal(stillOpen.body.code, 'EVENT_MALFORMED', 'another vehicle’s budget is separate')
+  const otherBatch = await createBatch({
+    events: [
+      createEventChain({ vehicle: other.vehicle, head: other.chain.head() }).append({
+        kind: 'telemetry',
+        time: Date.now(),
+        data: {},
+      }),
+    ],
+    signer: { sign: other.sign },
+  })
+  const stillOpen = await call(`${node.url}/v1/vehicles/${other.vehicle}/events`, { json: otherBatch })
+  assert.equal(stillOpen.status, 200, 'another vehicle’s budget is separate')
 })

@@ -67,6 +67,9 @@ let bearer: string | undefined
 export function setBearer(token: string | undefined): void {
   bearer = token
 }
+export function getBearer(): string | undefined {
+  return bearer
+}
 
 /** GET or POST a JSON route; never throws. */
 export async function callApi<T>(

@@ -8,6 +8,7 @@ import type { HDAccount } from 'viem/accounts'
 import { createSiweMessage } from 'viem/siwe'
 import { callApi, setBearer } from './api.ts'
 import { demoOwner } from './chain.ts'
+import { restartStream } from './stream.ts'
 
 export type Session = {
   ownerIndex: number
@@ -50,6 +51,7 @@ export async function signIn(ownerIndex: number, chainId: number): Promise<Sessi
     })
     if (answer.state === 'ok') {
       setBearer(answer.data.token)
+      restartStream()
       siwe = {
         state: 'signed-in',
         ...(answer.data.expiresAt ? { expiresAt: String(answer.data.expiresAt) } : {}),
@@ -63,6 +65,7 @@ export async function signIn(ownerIndex: number, chainId: number): Promise<Sessi
 
 export function signOut(): void {
   setBearer(undefined)
+  restartStream()
   publish(undefined)
 }
 

@@ -1,8 +1,11 @@
 /**
  * Live updates from `GET /v1/stream` (server-sent events): one EventSource for the whole page,
  * shared by every view. When the node does not serve the stream, views fall back to polling.
+ * Signed in, the stream carries the session token (an EventSource cannot send headers) and the
+ * node adds the full messages about the owner's own vehicles; `restartStream` after a sign-in or out.
  */
 import { useEffect, useState } from 'react'
+import { getBearer } from './api.ts'
 
 export type StreamMessage =
   | {
@@ -30,7 +33,8 @@ function setState(next: StreamState) {
 
 function open() {
   if (source || typeof EventSource === 'undefined') return
-  source = new EventSource('/v1/stream')
+  const token = getBearer()
+  source = new EventSource(token ? `/v1/stream?token=${encodeURIComponent(token)}` : '/v1/stream')
   source.onopen = () => setState('live')
   source.onerror = () => {
     // A non-stream answer (a 404 before the route exists) closes the source for good; a dropped
@@ -52,6 +56,14 @@ function open() {
       for (const listener of listeners) listener({ type, data } as StreamMessage)
     })
   }
+}
+
+/** Reopens the stream with the current session (after a sign-in or a sign-out). */
+export function restartStream(): void {
+  source?.close()
+  source = undefined
+  setState('connecting')
+  open()
 }
 
 /** Calls `onMessage` for every message while the component is mounted. */

@@ -26,6 +26,12 @@ const up: Command = {
       description: 'Interface to bind (env CARCHAIN_HOST).',
       default: '127.0.0.1',
     },
+    'public-url': {
+      type: 'string',
+      value: 'URL',
+      description:
+        'Where users reach the node, e.g. https://fleet.example; sign-in messages must name it (env CARCHAIN_PUBLIC_URL; default: the address it listens on).',
+    },
     rpc: {
       type: 'string',
       value: 'URL',
@@ -50,6 +56,7 @@ const up: Command = {
         data: stringFlag(flags, 'data'),
         port: integerFlag(flags, 'port', { min: 0, max: 65535 }),
         host: stringFlag(flags, 'host'),
+        publicUrl: stringFlag(flags, 'public-url'),
         rpc: stringFlag(flags, 'rpc'),
         database: stringFlag(flags, 'database'),
         vehicles: integerFlag(flags, 'vehicles', { min: 0, max: 10_000 }),
