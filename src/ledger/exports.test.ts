@@ -76,6 +76,7 @@ const expected: Record<string, string[]> = {
     'getRootAt',
     'getVehicleHead',
   ],
+  'vehicle-proof': ['parseVehicleProof', 'readVehicleSignature', 'verifyVehicleSignature'],
   verify: ['createDisclosure', 'verifyDisclosure', 'verifyEvent'],
 }
 

@@ -10,11 +10,9 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { type Address, getAddress, recoverTypedDataAddress } from 'viem'
-import { vehicleRegistryAbi } from '../chain/generated/index.ts'
 import { BaseError } from '../errors.ts'
-import { fromPem, parseCertificate } from '../identity/certificate.ts'
-import { registryRevocation } from '../identity/registry-revocation.ts'
-import { validateCertificate } from '../identity/validate.ts'
+import { fromPem, toPem } from '../identity/certificate.ts'
+import { validateVehicleCertificate } from '../identity/vehicle-certificate.ts'
 import { isOwnerOrManager as isTitleOwnerOrManager } from '../keys/registry.ts'
 import { listAnchors } from '../ledger/anchor.ts'
 import { fromHex, type Hex, toHex } from '../ledger/bytes.ts'
@@ -26,60 +24,19 @@ import { sessionAddress } from './auth.ts'
 import type { NodeContext } from './context.ts'
 
 const address = { type: 'string', pattern: '^0x[0-9a-fA-F]{40}$' } as const
-const OEM_ROLE = 0
 
 export type RegisterVehicleParameters = { certificate: string; chain: string[] }
 
 /** Validates a vehicle certificate against the chain's trust and registry; stores the vehicle. */
 export async function registerVehicle(context: NodeContext, parameters: RegisterVehicleParameters) {
-  const { publicClient } = context.clients
-  const registry = context.contracts.VehicleRegistry
-  const chainDers = parameters.chain.flatMap((pem) => fromPem(pem))
-  // Roots offered in the chain that the registry trusts for the OEM role.
-  const trusted: string[] = []
-  for (const der of chainDers) {
-    const cert = parseCertificate(der)
-    if (Buffer.compare(Buffer.from(cert.subject.der), Buffer.from(cert.issuer.der)) !== 0) continue
-    const ok = await publicClient.readContract({
-      address: registry,
-      abi: vehicleRegistryAbi,
-      functionName: 'isTrustedRoot',
-      args: [OEM_ROLE, `0x${cert.fingerprint}`],
-    })
-    if (ok) trusted.push(cert.fingerprint)
-  }
-  const identity = await validateCertificate({
+  const identity = await validateVehicleCertificate({
+    client: context.clients.publicClient,
+    vehicleRegistry: context.contracts.VehicleRegistry,
+    chainId: context.clients.chain.id,
     certificate: parameters.certificate,
-    chain: chainDers,
-    role: 'vehicle',
-    trustAnchors: { oem: trusted },
-    isRevoked: registryRevocation(publicClient, registry),
+    chain: parameters.chain.flatMap((pem) => fromPem(pem)),
   })
-  if (!identity.wallet)
-    throw new BaseError(
-      'CERT_WRONG_ROLE',
-      'a vehicle certificate must bind its wallet (subjectAltName did:pkh)',
-    )
-  if (identity.wallet.chainId !== context.clients.chain.id)
-    throw new BaseError(
-      'CERT_WRONG_ROLE',
-      `the certificate binds a wallet on chain ${identity.wallet.chainId}, not ${context.clients.chain.id}`,
-    )
-  const vehicle = getAddress(identity.wallet.address)
-  const registered = await publicClient.readContract({
-    address: registry,
-    abi: vehicleRegistryAbi,
-    functionName: 'certFingerprintOf',
-    args: [vehicle],
-  })
-  if (registered.toLowerCase() !== `0x${identity.fingerprint}`)
-    throw new BaseError(
-      'VEHICLE_NOT_REGISTERED',
-      `the registry holds no title for ${vehicle} with this certificate`,
-      {
-        details: { vehicle, fingerprint: identity.fingerprint, registered },
-      },
-    )
+  const { vehicle } = identity
   const leaf = identity.path[0]!
   await context.db.query(
     `insert into node_vehicles (vehicle, vin, certificate, chain, fingerprint, public_key) values ($1, $2, $3, $4, $5, $6)
@@ -346,7 +303,7 @@ export function vehicleRoutes(context: NodeContext) {
       {
         schema: {
           summary:
-            'A disclosure bundle (envelope, payload, inclusion proof at the anchored size) — owner, manager or admitted reader',
+            'A disclosure (envelope, payload, inclusion proof at the anchored size, the car’s signature and certificate) — owner, manager or admitted reader',
           params: eventParams,
         },
       },
@@ -368,7 +325,17 @@ export function vehicleRoutes(context: NodeContext) {
               details: { id, index: event.index, anchoredTreeSize: anchored?.treeSize ?? 0 },
             },
           )
-        return createDisclosure(db, { id, treeSize: anchored.treeSize })
+        // The certificate the car registered with: the disclosure carries the car's signature.
+        const { rows } = await db.query<{ certificate: Uint8Array; chain: Uint8Array[] }>(
+          'select certificate, chain from node_vehicles where vehicle = $1',
+          [fromHex(vehicle, 'vehicle', 20)],
+        )
+        const pem = (der: Uint8Array) => toPem('CERTIFICATE', new Uint8Array(der))
+        return createDisclosure(db, {
+          id,
+          treeSize: anchored.treeSize,
+          certificates: rows[0] && { certificate: pem(rows[0].certificate), chain: rows[0].chain.map(pem) },
+        })
       },
     )
 
