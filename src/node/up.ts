@@ -137,7 +137,7 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
       clients,
       deployment,
       contracts,
-      logId: await getLogId(db),
+      logId: await getLogId(db, clients.account.address),
       events,
       ingest: createNodeIngest(db, events),
       indexer,

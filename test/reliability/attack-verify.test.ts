@@ -24,6 +24,7 @@ import { ledgerAnchorAbi } from '../../src/chain/generated/index.ts'
 import { toPem } from '../../src/identity/certificate.ts'
 import { aPki, aVin, type TestPki } from '../../src/identity/pki.testkit.ts'
 import { issueVehicleCertificate } from '../../src/identity/profiles.ts'
+import { createLogId } from '../../src/ledger/anchor.ts'
 import { toHex } from '../../src/ledger/bytes.ts'
 import {
   createEventChain,
@@ -139,9 +140,7 @@ test('a forged event anchored as a one-leaf log under a fresh log id is refused'
     time: Date.now(),
     data: { km: 5 },
   })
-  const attackerLogId = toHex(
-    Buffer.concat([Buffer.from(attacker.account.address.slice(2), 'hex'), randomBytes(12)]),
-  )
+  const attackerLogId = createLogId(attacker.account.address)
   const hash = await attacker.walletClient.writeContract({
     address: chain.contracts.LedgerAnchor!,
     abi: ledgerAnchorAbi,
