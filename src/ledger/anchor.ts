@@ -78,7 +78,7 @@ async function checkOperator(clients: ChainClients, contract: Address, logId: He
   throw new BaseError(
     'ANCHOR_LOG_TAKEN',
     operator === zeroAddress
-      ? `log ${logId} can only be claimed by ${claimant}, not by this node's account ${clients.account.address}; anchor with that account, or give this database a log id of its own`
+      ? `log ${logId} can only be claimed by ${claimant}, not by this node's account ${clients.account.address}; anchor with that account, or (if this database never anchored on this chain) delete its id (\`delete from node_settings where key = 'logId'\`) and restart for a new one`
       : `log ${logId} is operated by ${operator}, not by this node's account ${clients.account.address}; anchor with that account or have it hand the log over (transferOperator)`,
     { details: { logId, operator, claimant, account: clients.account.address } },
   )

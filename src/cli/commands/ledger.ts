@@ -215,7 +215,13 @@ function provenEvent(proven: VerifyEventReturnType) {
  * certificate under the OEM roots (the registry's, or `--oem-root`) registered for the vehicle.
  */
 async function verifyBundle(flags: ParsedFlags, path: string) {
-  const bundle = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown> | null
+  const text = await readFile(path, 'utf8')
+  let bundle: Record<string, unknown> | null
+  try {
+    bundle = JSON.parse(text)
+  } catch (error) {
+    throw new BaseError('EVENT_MALFORMED', `${path} is not a JSON disclosure bundle`, { cause: error })
+  }
   if (bundle?.kind !== 'carchain.disclosure')
     throw new BaseError('EVENT_MALFORMED', `${path} is not a Carchain disclosure bundle`)
   if (bundle.v !== 2)
