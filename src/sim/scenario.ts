@@ -197,8 +197,11 @@ export function runScenario(parameters: RunScenarioParameters): {
 
   const loops = (async () => {
     const cars = parameters.vehicles()
+    // A car with events but no odometer reading yet starts like a new one, not at 0 km.
     const odometers = new Map(
-      (await summarizeVehicles(context.db)).map((v) => [v.vehicle, v.odometerKm ?? 0]),
+      (await summarizeVehicles(context.db)).flatMap((v) =>
+        v.odometerKm === null ? [] : [[v.vehicle, v.odometerKm] as const],
+      ),
     )
     const drives = cars.map((car, i) =>
       drive(
