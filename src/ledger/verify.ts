@@ -158,7 +158,7 @@ export type Disclosure = {
   treeSize: number
   rootHash: Hex
   auditPath: Hex[]
-  /** The car's signature covering the event and its certificate (`verifyVehicleProof`). */
+  /** The car's signature covering the event and its certificate (`vehicle-proof.ts`). */
   vehicleProof?: VehicleProof
 }
 
@@ -219,8 +219,8 @@ export type VerifyDisclosureParameters = {
 
 /**
  * Verifies a disclosure (parsed JSON) on its own or against a trusted root: that the node logged
- * the event. Its `vehicleProof` (that the car signed it) is checked by `verifyVehicleProof`, which
- * needs the OEM roots.
+ * the event. Its `vehicleProof` (that the car signed it) is checked apart, as it needs the OEM
+ * roots: `validateVehicleCertificate` (identity) for the certificate, then `verifyVehicleSignature`.
  */
 export function verifyDisclosure(parameters: VerifyDisclosureParameters): VerifyEventReturnType {
   const value = parameters.disclosure
