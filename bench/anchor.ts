@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto'
 import type { Address, Hex } from 'viem'
 import { ledgerAnchorAbi } from '../src/chain/generated/index.ts'
 import { BaseError } from '../src/errors.ts'
+import { createLogId } from '../src/ledger/anchor.ts'
 import { toHex } from '../src/ledger/bytes.ts'
 import { buildMerkleTree } from '../src/ledger/merkle.ts'
 import type { TestChain } from '../test/chain.ts'
@@ -31,7 +32,7 @@ export async function benchAnchorGas(chain: TestChain, options: BenchOptions): P
   const proof = tree.consistencyProof(first, second).map(toHex) as Hex[]
   const { clients, deployment } = chain
   const address = deployment.contracts.LedgerAnchor.address as Address
-  const logId = toHex(randomBytes(32)) as Hex
+  const logId = createLogId(clients.account.address)
   const send = async (treeSize: number, root: Uint8Array, path: Hex[]) => {
     const hash = await clients.walletClient.writeContract({
       address,

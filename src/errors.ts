@@ -99,6 +99,18 @@ export const errorCodes = {
   TREE_SIZE_INVALID: code(400, 'A tree size is beyond the log or out of order.'),
   ANCHOR_MISMATCH: code(409, 'The log does not match the root anchored on chain.'),
   LOG_CORRUPT: code(500, 'The local log file is damaged beyond its recoverable tail.'),
+  LOG_UNTRUSTED: code(
+    403,
+    'The log named (by a bundle, or its operator on chain) is not the one the verifier pinned (--node, or --rpc with --contract, --log-id, --operator).',
+  ),
+  DISCLOSURE_UNSIGNED: code(
+    400,
+    'The disclosure carries no checkpoint signature and certificate of the vehicle; make a new one with `carchain ledger disclose`.',
+  ),
+  ANCHOR_LOG_TAKEN: code(
+    409,
+    'Another account operates this log id on LedgerAnchor, or the id is bound to another account; the node cannot anchor under it.',
+  ),
   // digital keys (also the link's `result.code`)
   GRANT_BAD_SIGNATURE: code(403, 'The grant is not signed by the vehicle’s owner or a manager.'),
   GRANT_WRONG_VEHICLE: code(403, 'The grant is for another vehicle.'),

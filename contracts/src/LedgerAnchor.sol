@@ -8,9 +8,12 @@ import {MerkleConsistency} from "./libraries/MerkleConsistency.sol";
 /// @notice Records the heads of Carchain's RFC 9162 Merkle logs so that anyone can check an event
 ///         against Ethereum without trusting the node; the chain itself enforces append-only, as a
 ///         head is accepted only with a consistency proof from the previous one.
-/// @dev Operator rule: the account that first anchors a `logId` becomes its operator and only it
-///      may anchor that log (or hand it over with `transferOperator`). Log ids are first come,
-///      first served: verifiers must check `operatorOf(logId)` is the operator they expect.
+/// @dev Operator rule: a log id names the account that may claim it — its first 20 bytes are that
+///      account's address (the other 12 are the operator's choice). Only that account can anchor
+///      the log first and so become its operator; from then on only the operator may anchor it (or
+///      hand it over with `transferOperator`, e.g. to a rotated key). Log ids are public, so a
+///      first-come rule would let anyone squat an operator's id before its first anchor and stop its
+///      anchoring for good; binding the id to its claimant makes that impossible.
 ///      Sizes strictly grow: re-anchoring the current size (even with the same root) is rejected,
 ///      so every `Anchored` event is news and a retried transaction fails loudly and cheaply.
 contract LedgerAnchor is ILedgerAnchor {
@@ -28,6 +31,10 @@ contract LedgerAnchor is ILedgerAnchor {
         LogHead storage head = _logs[logId];
         address operator = head.operator;
         if (operator == address(0)) {
+            // Taking the first 20 bytes is the rule itself: the id names its claimant there.
+            // forge-lint: disable-next-line(unsafe-typecast)
+            address claimant = address(bytes20(logId));
+            if (msg.sender != claimant) revert LedgerAnchorUnauthorized(logId, msg.sender, claimant);
             if (treeSize == 0) revert LedgerAnchorEmptyTree(logId);
             if (proof.length != 0) revert LedgerAnchorInvalidProof(logId, 0, treeSize);
             head.operator = msg.sender;

@@ -10,7 +10,7 @@ contract LedgerAnchorTest is Test, MerkleTreeBuilder {
     LedgerAnchor private anchors;
     address private operator = address(0x0A);
     address private stranger = address(0x05);
-    bytes32 private constant LOG = keccak256("carchain/log/main");
+    bytes32 private immutable LOG = _logIdOf(address(0x0A), "main");
 
     function setUp() public {
         anchors = new LedgerAnchor();
@@ -27,6 +27,11 @@ contract LedgerAnchorTest is Test, MerkleTreeBuilder {
         vm.expectRevert(err);
         vm.prank(operator);
         anchors.anchor(LOG, size, root, proof);
+    }
+
+    /// @dev A log id naming `account` as the one that may claim it: its address, then a label.
+    function _logIdOf(address account, bytes12 label) private pure returns (bytes32) {
+        return bytes32(bytes20(account)) | bytes32(uint256(uint96(label)));
     }
 
     function _empty() private pure returns (bytes32[] memory) {
@@ -69,6 +74,34 @@ contract LedgerAnchorTest is Test, MerkleTreeBuilder {
         assertEq(size, 5);
         assertEq(head, root);
         assertEq(anchors.operatorOf(LOG), operator);
+    }
+
+    function test_firstAnchor_onlyTheAccountTheIdNames() public {
+        _useSeed("squat");
+        bytes32 root = _root(2);
+        // A stranger squatting the operator's (public) log id before its first anchor is refused…
+        vm.expectRevert(
+            abi.encodeWithSelector(ILedgerAnchor.LedgerAnchorUnauthorized.selector, LOG, stranger, operator)
+        );
+        vm.prank(stranger);
+        anchors.anchor(LOG, 2, root, _empty());
+        assertEq(anchors.operatorOf(LOG), address(0));
+        // …so the operator's own first anchor still works.
+        _anchor(2, root, _empty());
+        assertEq(anchors.operatorOf(LOG), operator);
+    }
+
+    function testFuzz_firstAnchor_boundToTheNamedAccount(address caller, bytes32 logId, bytes32 root) public {
+        address claimant = address(bytes20(logId));
+        vm.assume(caller != claimant);
+        vm.expectRevert(
+            abi.encodeWithSelector(ILedgerAnchor.LedgerAnchorUnauthorized.selector, logId, caller, claimant)
+        );
+        vm.prank(caller);
+        anchors.anchor(logId, 1, root, _empty());
+        vm.prank(claimant);
+        anchors.anchor(logId, 1, root, _empty());
+        assertEq(anchors.operatorOf(logId), claimant);
     }
 
     function test_unknownLog() public view {
@@ -116,11 +149,12 @@ contract LedgerAnchorTest is Test, MerkleTreeBuilder {
         );
         vm.prank(stranger);
         anchors.anchor(LOG, 2, root2, proof);
-        // Another log is free for another operator.
+        // A log of its own is free for another operator.
         bytes32 root1 = _root(1);
+        bytes32 other = _logIdOf(stranger, "other");
         vm.prank(stranger);
-        anchors.anchor(keccak256("other"), 1, root1, _empty());
-        assertEq(anchors.operatorOf(keccak256("other")), stranger);
+        anchors.anchor(other, 1, root1, _empty());
+        assertEq(anchors.operatorOf(other), stranger);
     }
 
     function test_anchor_sizeMustGrow() public {
@@ -272,7 +306,7 @@ contract LedgerAnchorTest is Test, MerkleTreeBuilder {
         uint256[4] memory olds = [uint256(1_000_000), 1_048_577, 3_000_001, 7_777_777];
         uint256 worst;
         for (uint256 t; t < olds.length; ++t) {
-            bytes32 log = bytes32(t + 1);
+            bytes32 log = _logIdOf(operator, bytes12(uint96(t + 1)));
             uint256 m = olds[t];
             uint256 n = m + 1_000_000;
             bytes32 rootM = _root(m);

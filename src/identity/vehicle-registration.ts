@@ -7,17 +7,10 @@
  * checkpoints.
  */
 
-import type { Address } from 'viem'
-import { getAddress, type PublicClient } from 'viem'
-import { vehicleRegistryAbi } from '../chain/generated/index.ts'
+import type { Address, PublicClient } from 'viem'
 import type { Queryable } from '../db/database.ts'
-import { BaseError } from '../errors.ts'
-import { fromPem, parseCertificate } from './certificate.ts'
-import { registryRevocation } from './registry-revocation.ts'
-import { validateCertificate } from './validate.ts'
-
-/** VehicleRegistry's role index of OEM roots. */
-const OEM_ROLE = 0
+import { fromPem, toPem } from './certificate.ts'
+import { validateVehicleCertificate } from './vehicle-certificate.ts'
 
 export type RegisterVehicleParameters = {
   /** The vehicle certificate (PEM). */
@@ -35,60 +28,21 @@ export type VehicleRegistrationChain = {
 
 export type RegisterVehicleReturnType = { vehicle: Address; vin: string; fingerprint: `0x${string}` }
 
-/** Fingerprints of the self-signed roots in `chainDers` that the registry trusts for the OEM role. */
-async function trustedOemRoots(chain: VehicleRegistrationChain, chainDers: Uint8Array[]): Promise<string[]> {
-  const trusted: string[] = []
-  for (const der of chainDers) {
-    const cert = parseCertificate(der)
-    if (Buffer.compare(Buffer.from(cert.subject.der), Buffer.from(cert.issuer.der)) !== 0) continue
-    const ok = await chain.client.readContract({
-      address: chain.vehicleRegistry,
-      abi: vehicleRegistryAbi,
-      functionName: 'isTrustedRoot',
-      args: [OEM_ROLE, `0x${cert.fingerprint}`],
-    })
-    if (ok) trusted.push(cert.fingerprint)
-  }
-  return trusted
-}
-
 /** Validates a vehicle certificate against the chain's trust and registry; stores the vehicle. */
 export async function registerVehicle(
   db: Queryable,
   chain: VehicleRegistrationChain,
   parameters: RegisterVehicleParameters,
 ): Promise<RegisterVehicleReturnType> {
-  const chainDers = parameters.chain.flatMap((pem) => fromPem(pem))
-  const identity = await validateCertificate({
+  // The same checks a verifier runs on a disclosure's certificate (`carchain verify --bundle`).
+  const identity = await validateVehicleCertificate({
+    client: chain.client,
+    vehicleRegistry: chain.vehicleRegistry,
+    chainId: chain.chainId,
     certificate: parameters.certificate,
-    chain: chainDers,
-    role: 'vehicle',
-    trustAnchors: { oem: await trustedOemRoots(chain, chainDers) },
-    isRevoked: registryRevocation(chain.client, chain.vehicleRegistry),
+    chain: parameters.chain.flatMap((pem) => fromPem(pem)),
   })
-  if (!identity.wallet)
-    throw new BaseError(
-      'CERT_WRONG_ROLE',
-      'a vehicle certificate must bind its wallet (subjectAltName did:pkh)',
-    )
-  if (identity.wallet.chainId !== chain.chainId)
-    throw new BaseError(
-      'CERT_WRONG_ROLE',
-      `the certificate binds a wallet on chain ${identity.wallet.chainId}, not ${chain.chainId}`,
-    )
-  const vehicle = getAddress(identity.wallet.address)
-  const registered = await chain.client.readContract({
-    address: chain.vehicleRegistry,
-    abi: vehicleRegistryAbi,
-    functionName: 'certFingerprintOf',
-    args: [vehicle],
-  })
-  if (registered.toLowerCase() !== `0x${identity.fingerprint}`)
-    throw new BaseError(
-      'VEHICLE_NOT_REGISTERED',
-      `the registry holds no title for ${vehicle} with this certificate`,
-      { details: { vehicle, fingerprint: identity.fingerprint, registered } },
-    )
+  const { vehicle } = identity
   const leaf = identity.path[0]!
   const vin = identity.vin ?? identity.commonName
   await db.query(
@@ -115,4 +69,17 @@ export async function listRegisteredVehicles(
     'select vehicle, vin from node_vehicles',
   )
   return rows.map((row) => ({ vehicle: `0x${Buffer.from(row.vehicle).toString('hex')}`, vin: row.vin }))
+}
+
+/** The certificate (PEM) and its chain a vehicle registered with, if it did. */
+export async function registeredCertificates(
+  db: Queryable,
+  vehicle: Address,
+): Promise<{ certificate: string; chain: string[] } | undefined> {
+  const { rows } = await db.query<{ certificate: Uint8Array; chain: Uint8Array[] }>(
+    'select certificate, chain from node_vehicles where vehicle = $1',
+    [Buffer.from(vehicle.slice(2), 'hex')],
+  )
+  const pem = (der: Uint8Array) => toPem('CERTIFICATE', new Uint8Array(der))
+  return rows[0] && { certificate: pem(rows[0].certificate), chain: rows[0].chain.map(pem) }
 }

@@ -41,8 +41,8 @@ test('anchors grow on chain with consistency proofs; a lost anchor is covered by
   const db = await freshDatabase('pglite')
   try {
     const contract = chain.deployment.contracts.LedgerAnchor.address
-    const logId = await getLogId(db)
-    assert.equal(await getLogId(db), logId, 'the log id is made once')
+    const logId = await getLogId(db, chain.clients.account.address)
+    assert.equal(await getLogId(db, chain.clients.account.address), logId, 'the log id is made once')
     const key = aP256Signer()
     const events = createEventChain({ vehicle })
     const step = () => anchorLog({ db, clients: chain.clients, contract, logId, holder: 'a' })
@@ -83,7 +83,7 @@ test('a database whose log is not what the chain anchored is refused with ANCHOR
   const rewritten = await freshDatabase('pglite')
   try {
     const contract = chain.deployment.contracts.LedgerAnchor.address
-    const logId = await getLogId(honest)
+    const logId = await getLogId(honest, chain.clients.account.address)
     const key = aP256Signer()
     await appendEvents(honest, createEventChain({ vehicle }), 4, key)
     await anchorLog({ db: honest, clients: chain.clients, contract, logId, holder: 'a' })

@@ -12,7 +12,7 @@
  * actually is.
  */
 import { randomBytes } from 'node:crypto'
-import type { Address, Hash } from 'viem'
+import { type Address, getAddress, type Hash, zeroAddress } from 'viem'
 import type { ChainClients } from '../chain/clients.ts'
 import { ledgerAnchorAbi } from '../chain/generated/index.ts'
 import type { Queryable } from '../db/database.ts'
@@ -43,14 +43,45 @@ export async function takeAnchorLease(
   return rows[0]?.holder === holder
 }
 
-/** The log's id on chain: 32 random bytes made once per database, shared by its nodes. */
-export async function getLogId(db: Queryable): Promise<Hex> {
-  const candidate = toHex(randomBytes(32))
+/** A fresh log id `operator` may claim on LedgerAnchor: its address, then 12 random bytes. */
+export function createLogId(operator: Address): Hex {
+  return toHex(Buffer.concat([fromHex(operator, 'operator', 20), randomBytes(12)]))
+}
+
+/**
+ * The log's id on chain, made once per database and shared by its nodes: the anchoring account's
+ * address (20 bytes) and 12 random bytes. LedgerAnchor lets only the account an id names claim
+ * it, so nobody can take the node's id before its first anchor.
+ */
+export async function getLogId(db: Queryable, operator: Address): Promise<Hex> {
+  const candidate = createLogId(operator)
   await db.query(`insert into node_settings (key, value) values ('logId', $1) on conflict (key) do nothing`, [
     JSON.stringify(candidate),
   ])
   const { rows } = await db.query<{ value: Hex }>(`select value from node_settings where key = 'logId'`)
   return rows[0]!.value
+}
+
+/**
+ * Refuses, before any transaction, a log this node cannot anchor: one another account operates,
+ * or an unclaimed id that names another account (LedgerAnchor would revert either way, forever).
+ */
+async function checkOperator(clients: ChainClients, contract: Address, logId: Hex): Promise<void> {
+  const operator = await clients.publicClient.readContract({
+    address: contract,
+    abi: ledgerAnchorAbi,
+    functionName: 'operatorOf',
+    args: [logId],
+  })
+  const claimant = operator === zeroAddress ? getAddress(logId.slice(0, 42)) : operator
+  if (claimant === clients.account.address) return
+  throw new BaseError(
+    'ANCHOR_LOG_TAKEN',
+    operator === zeroAddress
+      ? `log ${logId} can only be claimed by ${claimant}, not by this node's account ${clients.account.address}; anchor with that account, or (if this database never anchored on this chain) delete its id (\`delete from node_settings where key = 'logId'\`) and restart for a new one`
+      : `log ${logId} is operated by ${operator}, not by this node's account ${clients.account.address}; anchor with that account or have it hand the log over (transferOperator)`,
+    { details: { logId, operator, claimant, account: clients.account.address } },
+  )
 }
 
 export type AnchorRecord = {
@@ -114,9 +145,10 @@ export type AnchorLogReturnType =
   | { status: 'up-to-date' | 'not-leader' | 'too-few'; treeSize: number }
 
 /**
- * Anchors the database's tree if it grew past what the chain holds. Throws ANCHOR_MISMATCH when
- * the chain's root is not a prefix of the database's log (the log was rewritten, or belongs to
- * another chain) — an alarm, never fixed automatically.
+ * Anchors the database's tree if it grew past what the chain holds. Throws ANCHOR_LOG_TAKEN when
+ * this node's account may not anchor the log, and ANCHOR_MISMATCH when the chain's root is not a
+ * prefix of the database's log (the log was rewritten, or belongs to another chain) — alarms,
+ * never fixed automatically.
  */
 export async function anchorLog(parameters: AnchorLogParameters): Promise<AnchorLogReturnType> {
   const { db, clients, contract, logId } = parameters
@@ -124,6 +156,7 @@ export async function anchorLog(parameters: AnchorLogParameters): Promise<Anchor
   if (!(await takeAnchorLease(db, parameters.holder)))
     return { status: 'not-leader', treeSize: local.treeSize }
 
+  await checkOperator(clients, contract, logId)
   const onChain = await readAnchored(clients, contract, logId)
   if (onChain.treeSize > local.treeSize)
     throw new BaseError(

@@ -84,6 +84,7 @@ const expected: Record<string, string[]> = {
     'unwrittenEvidence',
     'writeUnwrittenEvidence',
   ],
+  'vehicle-proof': ['parseVehicleProof', 'readVehicleSignature', 'verifyVehicleSignature'],
   verify: ['createDisclosure', 'verifyDisclosure', 'verifyEvent'],
 }
 

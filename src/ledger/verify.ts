@@ -7,8 +7,12 @@
  * A *disclosure* bundles all of it in one JSON document (docs/ledger.md "Disclosure"):
  * ```json
  * { "v": 1, "envelope": {…}, "payload": {"salt": "0x…", "data": …},
- *   "leafIndex": 7, "treeSize": 1024, "rootHash": "0x…", "auditPath": ["0x…"] }
+ *   "leafIndex": 7, "treeSize": 1024, "rootHash": "0x…", "auditPath": ["0x…"],
+ *   "vehicleProof": { "following": [{…}], "signature": "0x…", "certificate": "-----BEGIN…", "chain": […] } }
  * ```
+ * The log proves the node logged the event; `vehicleProof` proves the car signed it: the car's
+ * checkpoint signature over a later event of its chain (linked back by `prev`) and its
+ * certificate, which the verifier checks against the OEM roots it trusts.
  */
 import type { Queryable } from '../db/database.ts'
 import { BaseError, isErrorCode } from '../errors.ts'
@@ -25,6 +29,7 @@ import {
 } from './envelope.ts'
 import { HASH_BYTES, hashLeaf, rootFromInclusionProof, verifyConsistency } from './merkle.ts'
 import { getCheckpoint, getEvent, getInclusionProof, getPayload, getRootAt } from './store.ts'
+import { readVehicleSignature, type VehicleProof } from './vehicle-proof.ts'
 
 /** A tree the verifier trusts, typically the latest root anchored on chain. */
 export type TrustedRoot = { treeSize: number; rootHash: Hex }
@@ -153,6 +158,8 @@ export type Disclosure = {
   treeSize: number
   rootHash: Hex
   auditPath: Hex[]
+  /** The car's signature covering the event and its certificate (`vehicle-proof.ts`). */
+  vehicleProof?: VehicleProof
 }
 
 export type CreateDisclosureParameters = {
@@ -161,6 +168,11 @@ export type CreateDisclosureParameters = {
   treeSize?: number | undefined
   /** Include the payload (salt + data); default true. Erased payloads are left out. */
   withPayload?: boolean | undefined
+  /**
+   * The vehicle's certificate and chain (PEM), as it registered them: with them the disclosure
+   * carries the car's signature covering the event (`vehicleProof`).
+   */
+  certificates?: { certificate: string; chain: string[] } | undefined
 }
 
 /** Builds a disclosure from the store (the node side). */
@@ -188,6 +200,14 @@ export async function createDisclosure(
     treeSize,
     rootHash,
     auditPath: proof.auditPath,
+    ...(parameters.certificates === undefined
+      ? {}
+      : {
+          vehicleProof: {
+            ...(await readVehicleSignature(db, event.envelope)),
+            ...parameters.certificates,
+          },
+        }),
   }
 }
 
@@ -197,14 +217,27 @@ export type VerifyDisclosureParameters = {
   consistencyProof?: readonly Hex[] | undefined
 }
 
-/** Verifies a disclosure (parsed JSON) on its own or against a trusted root. */
+/**
+ * Verifies a disclosure (parsed JSON) on its own or against a trusted root: that the node logged
+ * the event. Its `vehicleProof` (that the car signed it) is checked apart, as it needs the OEM
+ * roots: `validateVehicleCertificate` (identity) for the certificate, then `verifyVehicleSignature`.
+ */
 export function verifyDisclosure(parameters: VerifyDisclosureParameters): VerifyEventReturnType {
   const value = parameters.disclosure
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new BaseError('EVENT_MALFORMED', 'a disclosure must be a JSON object')
   }
   const d = value as Record<string, unknown>
-  const allowed = new Set(['v', 'envelope', 'payload', 'leafIndex', 'treeSize', 'rootHash', 'auditPath'])
+  const allowed = new Set([
+    'v',
+    'envelope',
+    'payload',
+    'leafIndex',
+    'treeSize',
+    'rootHash',
+    'auditPath',
+    'vehicleProof',
+  ])
   for (const key of Object.keys(d)) {
     if (!allowed.has(key))
       throw new BaseError('EVENT_MALFORMED', `a disclosure has an unknown key ${key}`, { details: { key } })

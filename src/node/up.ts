@@ -160,7 +160,7 @@ export async function startNode({
       clients,
       deployment,
       contracts,
-      logId: await getLogId(db),
+      logId: await getLogId(db, clients.account.address),
       events,
       ingest: createNodeIngest(db, events, config.rateLimit, {
         isRevoked: registryRevocation(clients.publicClient, contracts.VehicleRegistry),

@@ -18,6 +18,7 @@ import {
   type RegisterVehicleParameters,
   type RegisterVehicleReturnType,
   registerVehicle as registerCertifiedVehicle,
+  registeredCertificates,
 } from '../identity/vehicle-registration.ts'
 import { isOwnerOrManager as isTitleOwnerOrManager } from '../keys/registry.ts'
 import { listAnchors } from '../ledger/anchor.ts'
@@ -280,7 +281,7 @@ function readRoutes(context: NodeContext, app: FastifyInstance) {
     {
       schema: {
         summary:
-          'A disclosure bundle (envelope, payload, inclusion proof at the anchored size) — owner, manager or admitted reader',
+          'A disclosure (envelope, payload, inclusion proof at the anchored size, the car’s signature and certificate) — owner, manager or admitted reader',
         params: eventParams,
       },
     },
@@ -298,7 +299,12 @@ function readRoutes(context: NodeContext, app: FastifyInstance) {
         throw new BaseError('NOT_FOUND', `event ${id} is not anchored yet; try again after the next anchor`, {
           details: { id, index: event.index, anchoredTreeSize: anchored?.treeSize ?? 0 },
         })
-      return createDisclosure(db, { id, treeSize: anchored.treeSize })
+      // The certificate the car registered with: the disclosure carries the car's signature.
+      return createDisclosure(db, {
+        id,
+        treeSize: anchored.treeSize,
+        certificates: await registeredCertificates(db, getAddress(event.envelope.vehicle)),
+      })
     },
   )
 }

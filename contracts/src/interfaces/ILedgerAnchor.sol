@@ -10,7 +10,8 @@ interface ILedgerAnchor {
     /// @notice The operator of `logId` changed (from zero on its first anchor).
     event OperatorTransferred(bytes32 indexed logId, address indexed previousOperator, address indexed newOperator);
 
-    /// @notice `caller` is not `operator`, the only account that may anchor or hand over `logId`.
+    /// @notice `caller` is not `operator`, the only account that may anchor or hand over `logId`
+    ///         (before the first anchor: the account named by the id's first 20 bytes).
     error LedgerAnchorUnauthorized(bytes32 logId, address caller, address operator);
     /// @notice A tree of zero leaves has nothing to anchor.
     error LedgerAnchorEmptyTree(bytes32 logId);
@@ -23,14 +24,16 @@ interface ILedgerAnchor {
     error LedgerAnchorZeroOperator(bytes32 logId);
 
     /// @notice Anchors the head (`treeSize`, `rootHash`) of log `logId`. The first anchor of a log
-    ///         takes an empty proof and makes the caller the log's operator; later anchors only by
-    ///         the operator, with an RFC 9162 §2.1.4.2 consistency proof from the latest head.
+    ///         takes an empty proof, may only come from the account whose address is the id's first
+    ///         20 bytes, and makes it the log's operator; later anchors only by the operator, with an
+    ///         RFC 9162 §2.1.4.2 consistency proof from the latest head.
     function anchor(bytes32 logId, uint64 treeSize, bytes32 rootHash, bytes32[] calldata proof) external;
 
     /// @notice The latest anchored head of `logId`; (0, 0) when never anchored.
     function latest(bytes32 logId) external view returns (uint64 treeSize, bytes32 rootHash);
 
-    /// @notice The account allowed to anchor `logId`; zero when never anchored.
+    /// @notice The account allowed to anchor `logId`; zero when never anchored (then only the account
+    ///         named by the id's first 20 bytes may claim it).
     function operatorOf(bytes32 logId) external view returns (address);
 
     /// @notice Hands `logId` over to `newOperator` (e.g. a rotated anchoring key). Operator only.

@@ -7,29 +7,51 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { type Address, createPublicClient, getAddress, http, type PublicClient } from 'viem'
 import { ledgerAnchorAbi } from '../../chain/generated/index.ts'
 import { BaseError } from '../../errors.ts'
+import { fromPem } from '../../identity/certificate.ts'
+import { validateVehicleCertificate } from '../../identity/vehicle-certificate.ts'
 import { fromBase64, fromHex, type Hex, toHex } from '../../ledger/bytes.ts'
 import { encodeEnvelope, parseEnvelope, parseEnvelopeBytes } from '../../ledger/envelope.ts'
 import { hashLeaf, verifyConsistency } from '../../ledger/merkle.ts'
-import { type Disclosure, verifyDisclosure, verifyEvent } from '../../ledger/verify.ts'
+import { parseVehicleProof, verifyVehicleSignature } from '../../ledger/vehicle-proof.ts'
+import {
+  type Disclosure,
+  type VerifyEventReturnType,
+  verifyDisclosure,
+  verifyEvent,
+} from '../../ledger/verify.ts'
 import type { Command, FlagSpec, ParsedFlags } from '../command.ts'
 import { requiredStringFlag, stringFlag } from '../flags.ts'
 import { accountFromFlags, nodeJson, signIn } from '../remote.ts'
 
-/** The file `ledger disclose` writes and `verify --bundle` reads. */
+/**
+ * The file `ledger disclose` writes and `verify --bundle` reads (docs/ledger.md "Disclosure
+ * bundle"). `anchor` is what the disclosing node said; the verifier only compares it with the
+ * deployment it pinned itself, never looks where it points.
+ */
 export type DisclosureBundle = {
-  v: 1
+  v: 2
   kind: 'carchain.disclosure'
   disclosure: Disclosure
-  anchor: { chainId: number; contract: Address; logId: Hex; rpcUrl?: string }
+  anchor: { chainId: number; contract: Address; logId: Hex }
 }
 
-type LogLocation = { chainId: number; contract: Address; logId: Hex; rpcUrl: string; client: PublicClient }
+/** The log the verifier trusts: from its flags or a node it trusts, never from a bundle. */
+type PinnedLog = {
+  chainId: number
+  contract: Address
+  logId: Hex
+  /** VehicleRegistry, for the car's certificate. */
+  registry: Address | undefined
+  rpcUrl: string
+  client: PublicClient
+}
 
 const trustFlags: Record<string, FlagSpec> = {
   node: {
     type: 'string',
     value: 'URL',
-    description: 'A Carchain node (entries and proofs; never trusted).',
+    description:
+      'A Carchain node you trust to name its deployment (chain, LedgerAnchor, log id, VehicleRegistry); its entries and proofs are checked, never trusted.',
     default: 'http://127.0.0.1:8080',
   },
   rpc: {
@@ -39,27 +61,54 @@ const trustFlags: Record<string, FlagSpec> = {
   },
   contract: { type: 'string', value: 'ADDR', description: 'LedgerAnchor address (default: the node’s).' },
   'log-id': { type: 'string', value: '0x…', description: 'The log id (default: the node’s).' },
+  operator: {
+    type: 'string',
+    value: 'ADDR',
+    description: 'The account that must operate the log on chain (LedgerAnchor.operatorOf).',
+  },
 }
 
-async function locateLog(
-  flags: ParsedFlags,
-  hint?: Partial<DisclosureBundle['anchor']>,
-): Promise<LogLocation> {
+function pinnedAddress(value: string, flag: string): Address {
+  if (!/^0x[0-9a-fA-F]{40}$/.test(value))
+    throw new BaseError('CLI_USAGE', `${flag} must be an address (0x + 40 hex)`, { details: { value } })
+  return getAddress(value)
+}
+
+/**
+ * Pins the log to verify against: flags first, the rest from the node at `--node` (which the
+ * user trusts to name its own deployment). A bundle never takes part. With `--operator`, the log's
+ * operator on chain must be that account (LOG_UNTRUSTED otherwise).
+ */
+async function pinLog(flags: ParsedFlags, options: { registry?: boolean } = {}): Promise<PinnedLog> {
+  const flagged = {
+    rpcUrl: stringFlag(flags, 'rpc'),
+    contract: stringFlag(flags, 'contract'),
+    logId: stringFlag(flags, 'log-id'),
+    registry: options.registry ? stringFlag(flags, 'registry') : undefined,
+  }
   const node = stringFlag(flags, 'node')
-  const needNode =
-    !(stringFlag(flags, 'contract') ?? hint?.contract) || !(stringFlag(flags, 'log-id') ?? hint?.logId)
-  const checkpoint =
-    needNode && node
-      ? await nodeJson<{ logId: Hex; contract: Address; chainId: number }>(node, '/v1/log/checkpoint')
+  const complete =
+    flagged.rpcUrl && flagged.contract && flagged.logId && (!options.registry || flagged.registry)
+  const chain =
+    !complete && node
+      ? await nodeJson<{ chainId: number; rpcUrl: string; contracts: Record<string, Address> }>(
+          node,
+          '/v1/chain',
+        )
       : undefined
-  const rpcUrl =
-    stringFlag(flags, 'rpc') ??
-    hint?.rpcUrl ??
-    (node ? (await nodeJson<{ rpcUrl: string }>(node, '/v1/chain')).rpcUrl : undefined)
-  const contract = stringFlag(flags, 'contract') ?? hint?.contract ?? checkpoint?.contract
-  const logId = (stringFlag(flags, 'log-id') ?? hint?.logId ?? checkpoint?.logId) as Hex | undefined
-  if (!rpcUrl || !contract || !logId)
-    throw new BaseError('CLI_USAGE', 'give --node, or --rpc with --contract and --log-id')
+  const logId =
+    flagged.logId ??
+    (chain && node ? (await nodeJson<{ logId: Hex }>(node, '/v1/log/checkpoint')).logId : undefined)
+  const rpcUrl = flagged.rpcUrl ?? chain?.rpcUrl
+  const contract = flagged.contract ?? chain?.contracts.LedgerAnchor
+  const registry = flagged.registry ?? (options.registry ? chain?.contracts.VehicleRegistry : undefined)
+  if (!rpcUrl || !contract || !logId || (options.registry && !registry))
+    throw new BaseError(
+      'CLI_USAGE',
+      `give --node (a node you trust), or --rpc with --contract and --log-id${options.registry ? ' and --registry' : ''}`,
+    )
+  if (!/^0x[0-9a-fA-F]{64}$/.test(logId))
+    throw new BaseError('CLI_USAGE', '--log-id must be 32 bytes (0x + 64 hex)', { details: { logId } })
   const client = createPublicClient({
     transport: http(rpcUrl, { retryCount: 1, timeout: 15_000 }),
   }) as PublicClient
@@ -72,18 +121,60 @@ async function locateLog(
       cause: error,
     })
   }
-  const expected = hint?.chainId ?? checkpoint?.chainId
-  if (expected !== undefined && expected !== chainId)
+  if (chain && chain.chainId !== chainId)
     throw new BaseError(
       'CHAIN_MISMATCH',
-      `the log is anchored on chain ${expected}, ${rpcUrl} is chain ${chainId}`,
+      `the node is on chain ${chain.chainId}, ${rpcUrl} is chain ${chainId}`,
     )
-  return { chainId, contract: getAddress(contract), logId, rpcUrl, client }
+  const log: PinnedLog = {
+    chainId,
+    contract: pinnedAddress(contract, '--contract'),
+    logId: logId.toLowerCase() as Hex,
+    registry: registry === undefined ? undefined : pinnedAddress(registry, '--registry'),
+    rpcUrl,
+    client,
+  }
+  const operator = stringFlag(flags, 'operator')
+  if (operator) {
+    const actual = await client.readContract({
+      address: log.contract,
+      abi: ledgerAnchorAbi,
+      functionName: 'operatorOf',
+      args: [log.logId],
+    })
+    if (actual !== pinnedAddress(operator, '--operator'))
+      throw new BaseError('LOG_UNTRUSTED', `log ${log.logId} is operated by ${actual}, not ${operator}`, {
+        details: { logId: log.logId, operator: actual, expected: operator },
+      })
+  }
+  return log
+}
+
+/** A bundle's `anchor` must name the pinned log: anything else is someone else's log. */
+function checkBundleNamesPinnedLog(anchor: unknown, log: PinnedLog): void {
+  const named = (anchor ?? {}) as Partial<DisclosureBundle['anchor']>
+  const same =
+    named.chainId === log.chainId &&
+    typeof named.contract === 'string' &&
+    named.contract.toLowerCase() === log.contract.toLowerCase() &&
+    typeof named.logId === 'string' &&
+    named.logId.toLowerCase() === log.logId
+  if (!same)
+    throw new BaseError(
+      'LOG_UNTRUSTED',
+      `the bundle names log ${String(named.logId)} of ${String(named.contract)} on chain ${String(named.chainId)}, not the pinned log ${log.logId} of ${log.contract} on chain ${log.chainId}`,
+      {
+        details: {
+          bundle: named,
+          pinned: { chainId: log.chainId, contract: log.contract, logId: log.logId },
+        },
+      },
+    )
 }
 
 /** Every root anchored for the log, oldest first, read from the chain's `Anchored` events. */
 async function anchoredRoots(
-  log: LogLocation,
+  log: PinnedLog,
 ): Promise<{ treeSize: number; rootHash: Hex; txHash: Hex; blockNumber: bigint }[]> {
   const logs = await log.client.getContractEvents({
     address: log.contract,
@@ -101,7 +192,7 @@ async function anchoredRoots(
   }))
 }
 
-async function latestAnchored(log: LogLocation): Promise<{ treeSize: number; rootHash: Hex }> {
+async function latestAnchored(log: PinnedLog): Promise<{ treeSize: number; rootHash: Hex }> {
   const [treeSize, rootHash] = await log.client.readContract({
     address: log.contract,
     abi: ledgerAnchorAbi,
@@ -110,6 +201,85 @@ async function latestAnchored(log: LogLocation): Promise<{ treeSize: number; roo
   })
   if (treeSize === 0n) throw new BaseError('NOT_FOUND', `nothing is anchored yet for log ${log.logId}`)
   return { treeSize: Number(treeSize), rootHash }
+}
+
+/** What `verify` says of a proven event. */
+function provenEvent(proven: VerifyEventReturnType) {
+  const { vehicle, seq, kind } = proven.envelope
+  return { valid: true, id: proven.id, vehicle, seq, kind }
+}
+
+/**
+ * `verify --bundle`: the bundle is the holder's file, so it only supplies what is then proven —
+ * the event's inclusion in a root anchored in the PINNED log, and the car's signature by a
+ * certificate under the OEM roots (the registry's, or `--oem-root`) registered for the vehicle.
+ */
+async function verifyBundle(flags: ParsedFlags, path: string) {
+  const text = await readFile(path, 'utf8')
+  let bundle: Record<string, unknown> | null
+  try {
+    bundle = JSON.parse(text)
+  } catch (error) {
+    throw new BaseError('EVENT_MALFORMED', `${path} is not a JSON disclosure bundle`, { cause: error })
+  }
+  if (bundle?.kind !== 'carchain.disclosure')
+    throw new BaseError('EVENT_MALFORMED', `${path} is not a Carchain disclosure bundle`)
+  if (bundle.v !== 2)
+    throw new BaseError(
+      'DISCLOSURE_UNSIGNED',
+      `${path} is a version ${String(bundle.v)} bundle, which carries no signature of the car; make a new one with \`carchain ledger disclose\``,
+    )
+  const log = await pinLog(flags, { registry: true })
+  checkBundleNamesPinnedLog(bundle.anchor, log)
+  const disclosure = bundle.disclosure as Disclosure
+  const proven = verifyDisclosure({ disclosure })
+  const anchor = (await anchoredRoots(log)).find(
+    (a) => a.treeSize === disclosure.treeSize && a.rootHash === disclosure.rootHash,
+  )
+  if (!anchor)
+    throw new BaseError(
+      'PROOF_INVALID',
+      `no anchor of size ${disclosure.treeSize} with this root in log ${log.logId} on chain ${log.chainId}`,
+      { details: { reason: 'anchor', treeSize: disclosure.treeSize } },
+    )
+  const vehicleProof = parseVehicleProof(disclosure.vehicleProof)
+  const oemRootFile = stringFlag(flags, 'oem-root')
+  const block = await log.client.getBlock({ blockNumber: anchor.blockNumber })
+  // The certificate must have been valid when the event was anchored, as far as the chain knows.
+  const certificate = await validateVehicleCertificate({
+    client: log.client,
+    vehicleRegistry: log.registry!,
+    chainId: log.chainId,
+    certificate: vehicleProof.certificate,
+    chain: vehicleProof.chain,
+    oemRoots: oemRootFile ? fromPem(await readFile(oemRootFile, 'utf8')) : undefined,
+    vehicle: proven.envelope.vehicle,
+    now: new Date(Number(block.timestamp) * 1000),
+  })
+  const { signedSeq } = verifyVehicleSignature({
+    envelope: proven.envelope,
+    proof: vehicleProof,
+    publicKey: certificate.publicKey,
+  })
+  const data = {
+    ...provenEvent(proven),
+    payload: proven.data ?? null,
+    signedSeq,
+    certificate: {
+      vin: certificate.vin ?? certificate.commonName,
+      fingerprint: `0x${certificate.fingerprint}`,
+    },
+    log: { chainId: log.chainId, contract: log.contract, logId: log.logId },
+    anchor: {
+      treeSize: anchor.treeSize,
+      txHash: anchor.txHash,
+      blockNumber: anchor.blockNumber.toString(),
+    },
+  }
+  return {
+    data,
+    text: `valid: ${data.kind} #${data.seq} of ${data.vehicle} (VIN ${data.certificate.vin}), signed by the car, anchored in tx ${anchor.txHash}`,
+  }
 }
 
 const verify: Command = {
@@ -124,51 +294,27 @@ const verify: Command = {
     bundle: {
       type: 'string',
       value: 'FILE',
-      description: 'A disclosure bundle (carchain ledger disclose); needs no node.',
+      description:
+        'A disclosure bundle (carchain ledger disclose): checked against the pinned log and the car’s certificate.',
+    },
+    registry: {
+      type: 'string',
+      value: 'ADDR',
+      description: 'VehicleRegistry address, for --bundle (default: the node’s).',
+    },
+    'oem-root': {
+      type: 'string',
+      value: 'FILE',
+      description: 'OEM root certificate(s) (PEM) to trust for --bundle instead of the registry’s.',
     },
     ...trustFlags,
   },
   async run({ flags }) {
     const bundlePath = stringFlag(flags, 'bundle')
-    if (bundlePath) {
-      const bundle = JSON.parse(await readFile(bundlePath, 'utf8')) as DisclosureBundle
-      if (bundle?.kind !== 'carchain.disclosure' || bundle.v !== 1)
-        throw new BaseError('EVENT_MALFORMED', `${bundlePath} is not a Carchain disclosure bundle`)
-      const proven = verifyDisclosure({ disclosure: bundle.disclosure })
-      const log = await locateLog({ ...flags, node: undefined }, bundle.anchor)
-      const anchors = await anchoredRoots(log)
-      const anchor = anchors.find(
-        (a) => a.treeSize === bundle.disclosure.treeSize && a.rootHash === bundle.disclosure.rootHash,
-      )
-      if (!anchor)
-        throw new BaseError(
-          'PROOF_INVALID',
-          `no anchor of size ${bundle.disclosure.treeSize} with this root on chain ${log.chainId}`,
-          {
-            details: { reason: 'anchor', treeSize: bundle.disclosure.treeSize },
-          },
-        )
-      const data = {
-        valid: true,
-        id: proven.id,
-        vehicle: proven.envelope.vehicle,
-        seq: proven.envelope.seq,
-        kind: proven.envelope.kind,
-        payload: proven.data ?? null,
-        anchor: {
-          treeSize: anchor.treeSize,
-          txHash: anchor.txHash,
-          blockNumber: anchor.blockNumber.toString(),
-        },
-      }
-      return {
-        data,
-        text: `valid: ${data.kind} #${data.seq} of ${data.vehicle}, anchored in tx ${anchor.txHash}`,
-      }
-    }
+    if (bundlePath) return verifyBundle(flags, bundlePath)
     const target = requiredStringFlag(flags, 'event')
     const node = requiredStringFlag(flags, 'node')
-    const log = await locateLog(flags)
+    const log = await pinLog(flags)
     const trusted = await latestAnchored(log)
     let leafHash: Hex
     let fileEnvelope: unknown
@@ -198,11 +344,7 @@ const verify: Command = {
     if (proven.id !== leafHash)
       throw new BaseError('PROOF_INVALID', 'the node returned another event than the one asked for')
     const data = {
-      valid: true,
-      id: proven.id,
-      vehicle: proven.envelope.vehicle,
-      seq: proven.envelope.seq,
-      kind: proven.envelope.kind,
+      ...provenEvent(proven),
       leafIndex: proven.leafIndex,
       anchored: trusted,
       chainId: log.chainId,
@@ -221,7 +363,7 @@ const audit: Command = {
   flags: trustFlags,
   async run({ flags, io }) {
     const node = requiredStringFlag(flags, 'node')
-    const log = await locateLog(flags)
+    const log = await pinLog(flags)
     const anchors = await anchoredRoots(log)
     io.progress(`${anchors.length} anchors on chain ${log.chainId}`)
     const consistent = async (
@@ -307,7 +449,7 @@ const erase: Command = {
 const disclose: Command = {
   path: ['ledger', 'disclose'],
   summary:
-    'Write a bundle (envelope, payload, salt, inclusion proof, anchor) that `verify --bundle` checks with no node.',
+    'Write a bundle (envelope, payload, salt, inclusion proof, the car’s signature and certificate) that `verify --bundle` checks.',
   flags: {
     event: { type: 'string', value: 'HASH', description: 'The event to disclose.', required: true },
     out: { type: 'string', value: 'FILE', description: 'Where to write the bundle.', required: true },
@@ -324,20 +466,15 @@ const disclose: Command = {
       `/v1/events/${requiredStringFlag(flags, 'event')}/disclosure`,
       { token },
     )
-    const [checkpoint, chain] = await Promise.all([
-      nodeJson<{ logId: Hex; contract: Address; chainId: number }>(node, '/v1/log/checkpoint'),
-      nodeJson<{ rpcUrl: string }>(node, '/v1/chain'),
-    ])
+    const checkpoint = await nodeJson<{ logId: Hex; contract: Address; chainId: number }>(
+      node,
+      '/v1/log/checkpoint',
+    )
     const bundle: DisclosureBundle = {
-      v: 1,
+      v: 2,
       kind: 'carchain.disclosure',
       disclosure,
-      anchor: {
-        chainId: checkpoint.chainId,
-        contract: checkpoint.contract,
-        logId: checkpoint.logId,
-        rpcUrl: chain.rpcUrl,
-      },
+      anchor: { chainId: checkpoint.chainId, contract: checkpoint.contract, logId: checkpoint.logId },
     }
     const out = requiredStringFlag(flags, 'out')
     await writeFile(out, `${JSON.stringify(bundle, null, 2)}\n`)
