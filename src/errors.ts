@@ -87,6 +87,11 @@ export const errorCodes = {
   TREE_SIZE_INVALID: code(400, 'A tree size is beyond the log or out of order.'),
   ANCHOR_MISMATCH: code(409, 'The log does not match the root anchored on chain.'),
   LOG_CORRUPT: code(500, 'The local log file is damaged beyond its recoverable tail.'),
+  ACK_INVALID: code(
+    502,
+    'The node’s acknowledgement of a batch is not signed by the configured node or not for that batch; the car keeps the events and sends them again.',
+    true,
+  ),
   // digital keys (also the link's `result.code`)
   GRANT_BAD_SIGNATURE: code(403, 'The grant is not signed by the vehicle’s owner or a manager.'),
   GRANT_WRONG_VEHICLE: code(403, 'The grant is for another vehicle.'),

@@ -22,6 +22,7 @@ import type { VehicleAddress } from '../ledger/envelope.ts'
 import { erasePayload, eraseVehicle, getEvent } from '../ledger/store.ts'
 import { listVehicleEvents, summarizeVehicles } from '../ledger/timeline.ts'
 import { createDisclosure } from '../ledger/verify.ts'
+import { ingestAck } from './ack.ts'
 import { sessionAddress } from './auth.ts'
 import type { NodeContext } from './context.ts'
 
@@ -420,6 +421,7 @@ export function vehicleRoutes(context: NodeContext) {
           duplicates: result.duplicates,
           ids: result.ids,
           treeSize: result.treeSize,
+          ack: await ingestAck(context, result),
         }
       },
     )

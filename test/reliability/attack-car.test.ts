@@ -5,13 +5,33 @@
  * the car's real link and ledger, the local Mosquitto.
  */
 import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { type Address, createPublicClient, http } from 'viem'
+import { type Address, createPublicClient, type Hex, http } from 'viem'
 import { buildRequest } from '../../src/keys/link-client.ts'
 import { OnlineKeyService } from '../../src/keys/online.ts'
 import { aGrant, testAccount } from '../../src/keys/testing.ts'
 import { type KeyDomain, Scope } from '../../src/keys/typed-data.ts'
+import { signLedgerAck } from '../../src/ledger/ack.ts'
+import { type BatchJson, createBatch } from '../../src/ledger/ingest.ts'
+import { aP256Signer } from '../../src/ledger/testing.ts'
+import { acksTopic, eventsTopic } from '../../src/ledger/topics.ts'
+import { captureLogs } from '../../src/log.ts'
+import { connectMqtt } from '../../src/node/mqtt.ts'
+import {
+  type BatchTransport,
+  httpBatchTransport,
+  mqttBatchTransport,
+  VehicleLedger,
+} from '../../src/vehicle/ledger.ts'
 import { startTestChain, type TestChain } from '../chain.ts'
+import { seedFleet } from '../fleet-fixture.ts'
+import { requirePart } from '../skip.ts'
+import { listening, MQTT_URL, startTestNode } from './harness.ts'
 
 const owner = testAccount(1)
 const courier = testAccount(3)
@@ -70,5 +90,123 @@ describe('#12 the online key path counts uses atomically', () => {
     )
     assert.equal(granted.length, 1, `granted ${granted.length} commands for a one-use grant`)
     assert.deepEqual(new Set(refused), new Set(['GRANT_USED_UP']))
+  })
+})
+
+describe('#14 the car drops events only on an ack signed by its node', () => {
+  const forger = testAccount(7)
+  /** What a node would state for a batch stored as the log's only leaves. */
+  const storedAs = (batch: BatchJson, leafHash = batch.checkpoint.leafHash as Hex) => ({
+    vehicle: batch.vehicle,
+    ids: [leafHash],
+    leafIndexes: [0],
+    treeSize: 1,
+    rootHash: leafHash,
+  })
+  const aVehicle = () => testAccount(20 + Math.floor(Math.random() * 1000)).address.toLowerCase()
+  const openLedger = async (vehicle: string, transport: BatchTransport) => {
+    const dir = mkdtempSync(join(tmpdir(), 'carchain-attack-ack-'))
+    const ledger = await VehicleLedger.open({ vehicle, dir, signer: aP256Signer().signer, transport })
+    // stopped whatever the test's outcome: an open MQTT client would keep the runner alive
+    const cleanup = async () => {
+      await ledger.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+    return { ledger, cleanup }
+  }
+
+  test('forged acks on the MQTT acks topic (another client of the broker) delete nothing', async (t) => {
+    const brokerUrl = new URL(MQTT_URL)
+    const up = await listening(brokerUrl.hostname, Number(brokerUrl.port || 1883))
+    if (!requirePart(t, up, `no MQTT broker at ${MQTT_URL} (apt-get install mosquitto)`)) return
+    const carClient = await connectMqtt(MQTT_URL, `carchain-attack-car-${process.pid}`)
+    const attacker = await connectMqtt(MQTT_URL, `carchain-attack-forger-${process.pid}`)
+    t.after(() => attacker.endAsync())
+    const vehicle = aVehicle()
+    const transport = await mqttBatchTransport(carClient, vehicle, nodeAccount.address, 1500)
+    const { ledger, cleanup } = await openLedger(vehicle, transport)
+    t.after(cleanup)
+    // The forger sees each batch on the events topic and answers at once, before any node could.
+    let answer = async (batch: BatchJson): Promise<unknown[]> => {
+      const base = {
+        leafHash: batch.checkpoint.leafHash,
+        ok: true,
+        ids: [batch.checkpoint.leafHash],
+        treeSize: 1,
+      }
+      const otherBatch = `0x${'ab'.repeat(32)}` as Hex
+      return [
+        base, // the old answer: no signature at all
+        { ...base, ack: await signLedgerAck(forger, storedAs(batch)) }, // signed by another key
+        { ...base, ack: await signLedgerAck(nodeAccount, storedAs(batch, otherBatch)) }, // the node's, for another batch
+        { ...base, ack: { ...(await signLedgerAck(nodeAccount, storedAs(batch))), treeSize: 9 } }, // altered
+      ]
+    }
+    attacker.on('message', async (_topic, message) => {
+      const batch = JSON.parse(message.toString('utf8')) as BatchJson
+      for (const forged of await answer(batch))
+        await attacker.publishAsync(acksTopic(batch.vehicle), JSON.stringify(forged), { qos: 1 })
+    })
+    await attacker.subscribeAsync(eventsTopic(vehicle), { qos: 1 })
+    const logs = captureLogs()
+    t.after(logs.restore)
+    for (let i = 0; i < 3; i++) ledger.recordNow('telemetry', { speedKmh: i })
+    await assert.rejects(ledger.flush(), { code: 'TIMEOUT' })
+    assert.equal(ledger.pending(), 3, 'the car deleted events on a forged ack')
+    assert.ok(logs.records.some((r) => r.msg === 'an unverified ack was ignored'))
+    // The node's own signed ack is taken (as src/node/mqtt.ts signs it).
+    answer = async (batch) => [
+      {
+        leafHash: batch.checkpoint.leafHash,
+        ok: true,
+        ack: await signLedgerAck(nodeAccount, storedAs(batch)),
+      },
+    ]
+    await ledger.flush()
+    assert.equal(ledger.pending(), 0)
+  })
+
+  test('a forged answer over plain HTTP deletes nothing; the node’s signed one does', async (t) => {
+    // A man in the middle (or a node impostor) answering every upload with success.
+    const impostor = createServer((request, response) => {
+      let body = ''
+      request.on('data', (chunk) => {
+        body += chunk
+      })
+      request.on('end', () => {
+        const batch = JSON.parse(body) as BatchJson
+        response.setHeader('content-type', 'application/json')
+        response.end(
+          JSON.stringify({ accepted: 2, duplicates: 0, ids: [batch.checkpoint.leafHash], treeSize: 1 }),
+        )
+      })
+    })
+    await new Promise<void>((resolve) => impostor.listen(0, '127.0.0.1', resolve))
+    t.after(() => impostor.close())
+    const { port } = impostor.address() as AddressInfo
+    const { ledger, cleanup } = await openLedger(
+      aVehicle(),
+      httpBatchTransport(`http://127.0.0.1:${port}`, nodeAccount.address),
+    )
+    t.after(cleanup)
+    ledger.recordNow('telemetry', { speedKmh: 1 })
+    ledger.recordNow('telemetry', { speedKmh: 2 })
+    await assert.rejects(ledger.flush(), { code: 'ACK_INVALID' })
+    assert.equal(ledger.pending(), 2, 'the car deleted events on an unsigned answer')
+
+    // The real node signs its answer with its operator account, and the car checks it.
+    const node = await startTestNode()
+    t.after(() => node.cleanup())
+    const fleet = await seedFleet(node, 1)
+    t.after(() => fleet.cleanup())
+    const [car] = fleet.cars
+    const events = [car!.chain.append({ kind: 'telemetry', time: Date.now(), data: { speedKmh: 3 } })]
+    const batch = await createBatch({ events, signer: { sign: car!.sign } })
+    const operator = node.context.clients.account.address
+    const acknowledged = await httpBatchTransport(node.url, operator).send(batch)
+    assert.deepEqual(acknowledged.ids, [batch.checkpoint.leafHash])
+    // the same answer does not count for a car that trusts another node
+    const stranger = forger.address
+    await assert.rejects(httpBatchTransport(node.url, stranger).send(batch), { code: 'ACK_INVALID' })
   })
 })
