@@ -23,6 +23,7 @@ import { keyStoreAccount } from '../identity/account.ts'
 import type { KeyRef, KeyStore } from '../identity/keystore.ts'
 import { AccessController, type AccessDecision } from '../keys/access-control.ts'
 import { ChainCache } from '../keys/chain-cache.ts'
+import type { DenialBudgetOptions } from '../keys/denial-budget.ts'
 import { LinkServer } from '../keys/link-server.ts'
 import type { AccessRecorder } from '../keys/recorder.ts'
 import { type KeyDomain, scopeNames } from '../keys/typed-data.ts'
@@ -74,6 +75,8 @@ export type VehicleAgentOptions = {
     port?: number | undefined
     challengeTtlMs?: number | undefined
     relayBoundMs?: number | undefined
+    /** The bound on refused attempts (docs/keys.md "Refused attempts"). */
+    deniedAttempts?: DenialBudgetOptions | undefined
   }
   model?: VehicleModel | undefined
   plugins?: readonly VehicleAgentPlugin[] | undefined

@@ -12,10 +12,14 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { type Address, createPublicClient, type Hex, http } from 'viem'
-import { buildRequest } from '../../src/keys/link-client.ts'
+import { type AccessAttempt, AccessController, type AccessDecision } from '../../src/keys/access-control.ts'
+import { buildRequest, LinkClient } from '../../src/keys/link-client.ts'
+import { LinkServer } from '../../src/keys/link-server.ts'
 import { OnlineKeyService } from '../../src/keys/online.ts'
-import { aGrant, testAccount } from '../../src/keys/testing.ts'
-import { type KeyDomain, Scope } from '../../src/keys/typed-data.ts'
+import { MemoryAccessRecorder } from '../../src/keys/recorder.ts'
+import { aGrant, FakeKeyState, testAccount } from '../../src/keys/testing.ts'
+import { type KeyDomain, Scope, type SignedGrant } from '../../src/keys/typed-data.ts'
+import { MemoryUseCounter } from '../../src/keys/use-counter.ts'
 import { signLedgerAck } from '../../src/ledger/ack.ts'
 import { type BatchJson, createBatch } from '../../src/ledger/ingest.ts'
 import { aP256Signer } from '../../src/ledger/testing.ts'
@@ -49,6 +53,93 @@ before(async () => {
 
 after(async () => {
   await chain?.stop()
+})
+
+describe('#10 refused link attempts are bounded per peer and per time', () => {
+  const linkDomain: KeyDomain = { chainId: 31337, keyRegistry: '0xe7f1725e7734ce288f8367e1bb143e90bb3f0512' }
+  const car = '0x00000000000000000000000000000000000c0d10' as Address
+  const stranger = testAccount(7)
+
+  /** The real decision, counting what each attempt costs (a decision = signature work). */
+  class CountingController extends AccessController {
+    decisions = 0
+    override decide(attempt: AccessAttempt): AccessDecision {
+      this.decisions++
+      return super.decide(attempt)
+    }
+  }
+
+  test('a flood of well-formed refused requests costs the bound, then RATE_LIMITED; the holder gets in after the window', async (t) => {
+    let nowMs = Date.now()
+    const clock = () => nowMs
+    const state = new FakeKeyState()
+    state.owner = owner.address.toLowerCase() as Address
+    const controller = new CountingController({
+      vehicle: car,
+      domain: linkDomain,
+      state,
+      uses: new MemoryUseCounter(),
+      clock,
+    })
+    const recorder = new MemoryAccessRecorder(car, clock)
+    const budget = { perPeer: 5, total: 50, windowMs: 60_000 }
+    const server = new LinkServer({ vehicle: car, controller, recorder, clock, deniedAttempts: budget })
+    const url = await server.listen()
+    t.after(() => server.close())
+    const holderGrant = await aGrant({
+      signer: owner,
+      domain: linkDomain,
+      vehicle: car,
+      grantee: courier.address,
+    })
+    const tryOnce = async (link: LinkClient, grant: SignedGrant, signer = stranger) => {
+      const { challenge } = await link.challenge()
+      link.send(await buildRequest({ signer, domain: linkDomain, grant, action: Scope.UNLOCK, challenge }))
+      return (await link.result()).code
+    }
+
+    // Every request is well formed and carries a fresh grant: each one decided costs a recovery.
+    const flood = 30
+    const link = await LinkClient.connect(url)
+    const codes: string[] = []
+    for (let i = 0; i < flood; i++) {
+      const forged = await aGrant({
+        signer: stranger,
+        domain: linkDomain,
+        vehicle: car,
+        grantee: stranger.address,
+      })
+      codes.push(await tryOnce(link, forged))
+    }
+    assert.equal(controller.decisions, budget.perPeer, 'every flooded request was decided')
+    assert.deepEqual(codes.slice(0, budget.perPeer), Array(budget.perPeer).fill('GRANT_BAD_SIGNATURE'))
+    assert.deepEqual(new Set(codes.slice(budget.perPeer)), new Set(['RATE_LIMITED']))
+    // one event per decided refusal, plus one summary for the window
+    const denied = recorder.events.filter((e) => e.envelope.kind === 'access.denied')
+    assert.equal(denied.length, budget.perPeer + 1)
+    assert.deepEqual(denied.map((e) => (e.payload!.data as { code: string }).code).at(-1), 'RATE_LIMITED')
+    // within the window the peer is refused even with a good key: the bound is on the peer
+    assert.equal(await tryOnce(link, holderGrant, courier), 'RATE_LIMITED')
+    link.close()
+
+    // A window later (a fresh session, so its challenge is fresh by the car's clock).
+    nowMs += budget.windowMs
+    const later = await LinkClient.connect(url)
+    t.after(() => later.close())
+    assert.equal(await tryOnce(later, holderGrant, courier), 'OK')
+    const forged = await aGrant({
+      signer: stranger,
+      domain: linkDomain,
+      vehicle: car,
+      grantee: stranger.address,
+    })
+    assert.equal(await tryOnce(later, forged), 'GRANT_BAD_SIGNATURE')
+    const summaries = recorder.events.filter(
+      (e) => (e.payload!.data as { code?: string }).code === 'RATE_LIMITED',
+    )
+    assert.equal(summaries.length, 1)
+    assert.equal((summaries[0]!.payload!.data as { refused: number }).refused, 1)
+  })
 })
 
 describe('#12 the online key path counts uses atomically', () => {
