@@ -12,8 +12,15 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { type Address, createPublicClient, type Hex, http } from 'viem'
-import { type AccessAttempt, AccessController, type AccessDecision } from '../../src/keys/access-control.ts'
-import { buildRequest, LinkClient } from '../../src/keys/link-client.ts'
+import { vehicleRegistryAbi } from '../../src/chain/generated/index.ts'
+import {
+  type AccessAttempt,
+  AccessController,
+  type AccessDecision,
+  DEFAULT_MAX_STALE_MS,
+} from '../../src/keys/access-control.ts'
+import { startRental } from '../../src/keys/flows.ts'
+import { buildRequest, LinkClient, requestAccess } from '../../src/keys/link-client.ts'
 import { LinkServer } from '../../src/keys/link-server.ts'
 import { OnlineKeyService } from '../../src/keys/online.ts'
 import { MemoryAccessRecorder } from '../../src/keys/recorder.ts'
@@ -26,6 +33,7 @@ import { aP256Signer } from '../../src/ledger/testing.ts'
 import { acksTopic, eventsTopic } from '../../src/ledger/topics.ts'
 import { captureLogs } from '../../src/log.ts'
 import { connectMqtt } from '../../src/node/mqtt.ts'
+import { VehicleAgent } from '../../src/vehicle/agent.ts'
 import {
   type BatchTransport,
   httpBatchTransport,
@@ -139,6 +147,86 @@ describe('#10 refused link attempts are bounded per peer and per time', () => {
     )
     assert.equal(summaries.length, 1)
     assert.equal((summaries[0]!.payload!.data as { refused: number }).refused, 1)
+  })
+})
+
+describe('#11 the car decides only from chain state it has read, and not forever', () => {
+  const member = testAccount(2)
+  const manager = testAccount(4)
+  const renter = testAccount(5)
+  const carB = testAccount(11).address.toLowerCase() as Address
+  let agent: VehicleAgent
+  let url: string
+  let clockOffsetMs = 0
+  let dir: string
+
+  before(async () => {
+    await chain.registerVehicle(carB, owner.address)
+    dir = mkdtempSync(join(tmpdir(), 'carchain-attack-stale-'))
+    agent = await VehicleAgent.create({
+      dir,
+      vehicle: carB,
+      chain: {
+        client: chain.clients.publicClient,
+        chainId: chain.clients.chain.id,
+        vehicleRegistry: chain.deployment.contracts.VehicleRegistry.address,
+        keyRegistry: chain.deployment.contracts.KeyRegistry.address,
+      },
+      recorder: new MemoryAccessRecorder(carB),
+      clock: () => Date.now() + clockOffsetMs,
+    })
+    // The link alone, as between a start and the first sync (or a start with no network).
+    url = await agent.link.listen()
+  })
+  after(async () => {
+    await agent?.link.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  const attempt = (grant: SignedGrant | null, signer: typeof member) =>
+    requestAccess({ link: url, signer, domain, grant, action: Scope.UNLOCK }).then((r) => r.code)
+
+  test('before its first sync the car refuses every key with KEYS_NOT_SYNCED', async () => {
+    const grant = await aGrant({ signer: owner, domain, vehicle: carB, grantee: member.address })
+    assert.equal(await attempt(grant, member), 'KEYS_NOT_SYNCED')
+    assert.equal(await attempt(null, renter), 'KEYS_NOT_SYNCED')
+    await agent.cache.sync()
+    assert.equal(await attempt(grant, member), 'OK')
+  })
+
+  test(`offline past the bound (${DEFAULT_MAX_STALE_MS / 3_600_000} h) only owner-signed keys open it`, async () => {
+    const ownerClients = await chain.as(1)
+    const hash = await ownerClients.walletClient.writeContract({
+      address: chain.deployment.contracts.VehicleRegistry.address,
+      abi: vehicleRegistryAbi,
+      functionName: 'setApprovalForAll',
+      args: [manager.address, true],
+    })
+    await ownerClients.publicClient.waitForTransactionReceipt({ hash })
+    const nowSec = Math.floor(Date.now() / 1000)
+    await startRental(ownerClients, {
+      vehicleRegistry: chain.deployment.contracts.VehicleRegistry.address,
+      vehicle: carB,
+      renter: renter.address,
+      untilSec: nowSec + 30 * 86_400,
+    })
+    await agent.cache.sync()
+    const week = { nowSec, notAfter: nowSec + 7 * 86_400 }
+    const byOwner = await aGrant({ signer: owner, domain, vehicle: carB, grantee: member.address, ...week })
+    const byManager = await aGrant({
+      signer: manager,
+      domain,
+      vehicle: carB,
+      grantee: member.address,
+      ...week,
+    })
+    assert.equal(await attempt(byManager, member), 'OK')
+    assert.equal(await attempt(null, renter), 'OK')
+    // The car stays offline (no sync) past the bound: its revocation and approval state may be old.
+    clockOffsetMs = DEFAULT_MAX_STALE_MS + 3_600_000
+    assert.equal(await attempt(byManager, member), 'KEYS_STALE')
+    assert.equal(await attempt(null, renter), 'KEYS_STALE')
+    assert.equal(await attempt(byOwner, member), 'OK')
   })
 })
 
