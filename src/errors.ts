@@ -111,6 +111,11 @@ export const errorCodes = {
     409,
     'Another account operates this log id on LedgerAnchor, or the id is bound to another account; the node cannot anchor under it.',
   ),
+  ACK_INVALID: code(
+    502,
+    'The node’s acknowledgement of a batch is not signed by the configured node or not for that batch; the car keeps the events and sends them again.',
+    true,
+  ),
   // digital keys (also the link's `result.code`)
   GRANT_BAD_SIGNATURE: code(403, 'The grant is not signed by the vehicle’s owner or a manager.'),
   GRANT_WRONG_VEHICLE: code(403, 'The grant is for another vehicle.'),
@@ -124,6 +129,16 @@ export const errorCodes = {
   CHALLENGE_UNKNOWN: code(403, 'The challenge is unknown or already used.'),
   CHALLENGE_EXPIRED: code(403, 'The answer came too late (relay-attack bound).'),
   RENTAL_NOT_ACTIVE: code(403, 'The signer is not the title’s current ERC-4907 user.'),
+  KEYS_NOT_SYNCED: code(
+    503,
+    'The car has not yet read its owner, managers and revocations from the chain; try again once it has been online.',
+    true,
+  ),
+  KEYS_STALE: code(
+    503,
+    'The car has been offline past its staleness bound: only keys signed by the owner open it until it syncs again.',
+    true,
+  ),
   // payments and charging
   POLICY_DENIED: code(403, 'The owner’s wallet policy refuses this payment.'),
   TARIFF_INVALID: code(400, 'The tariff is unsigned, expired or above the policy’s price.'),

@@ -48,7 +48,12 @@ test('the fleet uploads over MQTT and the node acknowledges durable batches', as
 
     // A batch signed by a key that is not the car's certified one: refused, with the code.
     const client = await connectMqtt(MQTT_URL, 'carchain-test-forger')
-    const transport = await mqttBatchTransport(client, car!.vehicle, 10_000)
+    const transport = await mqttBatchTransport(
+      client,
+      car!.vehicle,
+      node.context.clients.account.address,
+      10_000,
+    )
     const forged = createEventChain({ vehicle: car!.vehicle }).append({
       kind: 'telemetry',
       time: Date.now(),

@@ -6,7 +6,9 @@
  *
  * | # | check | code |
  * |---|---|---|
+ * | 0 | the car has synced its chain state at least once | KEYS_NOT_SYNCED |
  * | 1 | the grant is signed by the vehicle's current owner or a manager (signer cached per grant) | GRANT_BAD_SIGNATURE |
+ * | 1b | last sync within `maxStaleMs`, or the grant is signed by the owner | KEYS_STALE |
  * | 2 | `grant.vehicle` is this vehicle | GRANT_WRONG_VEHICLE |
  * | 3 | `grant.epoch` equals the car's known epoch | GRANT_EPOCH |
  * | 4 | `grant.grantId` is not revoked | GRANT_REVOKED |
@@ -15,7 +17,8 @@
  * | 7 | uses left (`maxUses` 0 = unlimited) | GRANT_USED_UP |
  * | 8 | the grantee signed AccessRequest(grantId, action, challenge) over this fresh challenge | REQUEST_BAD_SIGNATURE |
  *
- * A rental (`grant` null): the action is within UNLOCK|LOCK|START (GRANT_SCOPE); the title has an
+ * A rental (`grant` null): the action is within UNLOCK|LOCK|START (GRANT_SCOPE), the last sync is
+ * within `maxStaleMs` (KEYS_STALE); the title has an
  * unexpired ERC-4907 user who signed AccessRequest(0, action, challenge) (RENTAL_NOT_ACTIVE;
  * REQUEST_BAD_SIGNATURE when the signature is malformed).
  *
@@ -45,6 +48,10 @@ import type { UseCounter } from './use-counter.ts'
 export interface KeyState {
   /** Whether `address` (lowercase) is the title's current owner or one of its managers. */
   isOwnerOrManager(address: Address): boolean
+  /** Whether `address` (lowercase) is the title's current owner. */
+  isOwner(address: Address): boolean
+  /** When this state was last read from the chain (unix ms); 0 never. */
+  syncedAtMs(): number
   /** The vehicle's current KeyRegistry epoch. */
   epoch(): number
   /** Whether `grantId` (lowercase) is revoked on chain. */
@@ -97,7 +104,15 @@ export type AccessControllerOptions = {
   clock?: () => number
   /** Grants whose signer is cached (least recent dropped first); default 1024. */
   maxCachedGrants?: number
+  /**
+   * Past this long since the last sync, only owner-signed grants are honoured (docs/keys.md
+   * "Chain cache, sync and offline policy"); default {@link DEFAULT_MAX_STALE_MS}.
+   */
+  maxStaleMs?: number | undefined
 }
+
+/** Three days: a long weekend parked without coverage still opens for every key. */
+export const DEFAULT_MAX_STALE_MS = 72 * 3600 * 1000
 
 type CachedGrant = { grant: KeyGrant; issuer: Address | undefined; grantIdBytes: Uint8Array }
 
@@ -129,6 +144,7 @@ export class AccessController {
   readonly #signers = new SignerKeyCache()
   readonly #grants = new Map<string, CachedGrant>()
   readonly #maxCachedGrants: number
+  readonly #maxStaleMs: number
 
   constructor(options: AccessControllerOptions) {
     this.vehicle = options.vehicle.toLowerCase() as Address
@@ -138,11 +154,19 @@ export class AccessController {
     this.#clock = options.clock ?? Date.now
     this.#hashRequest = accessRequestHasher(options.domain)
     this.#maxCachedGrants = options.maxCachedGrants ?? 1024
+    this.#maxStaleMs = options.maxStaleMs ?? DEFAULT_MAX_STALE_MS
   }
 
   /** Decides one attempt. Synchronous: everything it needs is local. */
   decide(attempt: AccessAttempt): AccessDecision {
     return attempt.grant === null ? this.#decideRental(attempt) : this.#decideGrant(attempt, attempt.grant)
+  }
+
+  /** 'fresh', 'stale' (synced, but longer ago than the bound) or 'never' synced. */
+  #freshness(): 'fresh' | 'stale' | 'never' {
+    const syncedAtMs = this.#state.syncedAtMs()
+    if (syncedAtMs <= 0) return 'never'
+    return this.#clock() - syncedAtMs > this.#maxStaleMs ? 'stale' : 'fresh'
   }
 
   #decideGrant(attempt: AccessAttempt, signed: SignedGrant): AccessDecision {
@@ -158,9 +182,14 @@ export class AccessController {
       ...(grant.maxUses > 0 ? { maxUses: grant.maxUses, uses: this.#uses.used(grant.grantId) } : {}),
     }
     const deny = (code: ErrorCode): AccessDecision => ({ ...base, ok: false, code })
+    // 0. an owner known from the chain, not the empty state of a car that never synced
+    const freshness = this.#freshness()
+    if (freshness === 'never') return deny('KEYS_NOT_SYNCED')
     // 1. signed by the *current* owner or a manager: a sale voids the old owner's grants
     if (cached.issuer === undefined || !this.#state.isOwnerOrManager(cached.issuer))
       return deny('GRANT_BAD_SIGNATURE')
+    // 1b. long offline: a manager's approval may have been withdrawn meanwhile; the owner's not
+    if (freshness === 'stale' && !this.#state.isOwner(cached.issuer)) return deny('KEYS_STALE')
     if (grant.vehicle !== this.vehicle) return deny('GRANT_WRONG_VEHICLE')
     if (grant.epoch !== this.#state.epoch()) return deny('GRANT_EPOCH')
     if (this.#state.isRevoked(grant.grantId)) return deny('GRANT_REVOKED')
@@ -187,6 +216,10 @@ export class AccessController {
     }
     if ((RENTAL_SCOPES & attempt.action) !== attempt.action)
       return { ...base, ok: false, code: 'GRANT_SCOPE' }
+    // a rental is chain state alone: unknown before the first sync, unsure long after the last
+    const freshness = this.#freshness()
+    if (freshness !== 'fresh')
+      return { ...base, ok: false, code: freshness === 'never' ? 'KEYS_NOT_SYNCED' : 'KEYS_STALE' }
     const rental = this.#state.rentalUser()
     const nowSec = Math.floor(this.#clock() / 1000)
     const active = rental !== undefined && nowSec <= rental.expiresSec ? rental.user : undefined

@@ -127,6 +127,14 @@ export class ChainCache implements KeyState {
     return owner !== null && (address === owner || address === approved || this.#operators.has(address))
   }
 
+  isOwner(address: Address): boolean {
+    return this.#snapshot.owner !== null && address === this.#snapshot.owner
+  }
+
+  syncedAtMs(): number {
+    return this.#snapshot.syncedAtMs
+  }
+
   epoch(): number {
     return this.#snapshot.epoch
   }

@@ -18,6 +18,9 @@
  *   the answer, and the answer carries the event id. A malformed frame is answered with its code
  *   (INVALID_ARGUMENT), never a crash; a connection sending `maxMalformed` of them is closed.
  * - Frames on one connection are handled one at a time, in order.
+ * - Refusals are bounded per peer and for the whole car ({@link DenialBudget}): past the bound the
+ *   answer is RATE_LIMITED, before any signature work, and one summarising event per window is
+ *   recorded instead of one per attempt.
  */
 import { randomBytes } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
@@ -26,6 +29,7 @@ import { type WebSocket, WebSocketServer } from 'ws'
 import { BaseError, type ErrorCode, toBaseError } from '../errors.ts'
 import type { JsonValue } from '../ledger/jcs.ts'
 import type { AccessController, AccessDecision, PastChallenge } from './access-control.ts'
+import { DenialBudget, type DenialBudgetOptions } from './denial-budget.ts'
 import {
   type ChallengeMessage,
   formatResult,
@@ -57,6 +61,8 @@ export type LinkServerOptions = {
   relayBoundMs?: number | undefined
   /** Malformed frames tolerated per connection before it is closed; default 5. */
   maxMalformed?: number | undefined
+  /** How many refused attempts the car decides and records in full (docs/keys.md). */
+  deniedAttempts?: DenialBudgetOptions | undefined
   /** Milliseconds since the epoch; default Date.now. */
   clock?: (() => number) | undefined
 }
@@ -71,6 +77,8 @@ export type LinkAttempt = {
 
 type Session = {
   socket: WebSocket
+  /** The remote address: whom refusals are charged to. */
+  peer: string
   current: { challenge: Uint8Array; sentAtMs: number } | undefined
   past: PastChallenge[]
   timer: NodeJS.Timeout | undefined
@@ -91,6 +99,7 @@ export class LinkServer {
   readonly #sessions = new Set<Session>()
   readonly #observers = new Set<(attempt: LinkAttempt) => void>()
   readonly #grants = new GrantParseCache()
+  readonly #denials: DenialBudget
   #server: WebSocketServer | undefined
   #url: string | undefined
 
@@ -99,6 +108,7 @@ export class LinkServer {
     this.#clock = options.clock ?? Date.now
     this.#ttlMs = options.challengeTtlMs ?? 5000
     this.#relayBoundMs = options.relayBoundMs ?? 2000
+    this.#denials = new DenialBudget(options.deniedAttempts)
     if (this.#relayBoundMs > this.#ttlMs)
       throw new BaseError('CONFIG_INVALID', 'the relay bound must not exceed the challenge lifetime', {
         details: { relayBoundMs: this.#relayBoundMs, challengeTtlMs: this.#ttlMs },
@@ -129,7 +139,9 @@ export class LinkServer {
         ),
       )
     })
-    server.on('connection', (socket) => this.#open(socket))
+    server.on('connection', (socket, request) =>
+      this.#open(socket, request.socket.remoteAddress ?? 'unknown'),
+    )
     this.#server = server
     const { port } = server.address() as AddressInfo
     this.#url = `ws://${host}:${port}`
@@ -156,9 +168,10 @@ export class LinkServer {
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()))
   }
 
-  #open(socket: WebSocket): void {
+  #open(socket: WebSocket, peer: string): void {
     const session: Session = {
       socket,
+      peer,
       current: undefined,
       past: [],
       timer: undefined,
@@ -241,8 +254,11 @@ export class LinkServer {
       code = toBaseError(error, 'INVALID_ARGUMENT').code
       session.malformed++
     }
-    // the session layer first: freshness of the challenge, then the decision
-    if (request === undefined) code ??= 'INVALID_ARGUMENT'
+    // the refusal budget first (it spares the signature work), then the session layer's
+    // freshness of the challenge, then the decision
+    const limited = !this.#denials.allows(session.peer, receivedAtMs)
+    if (limited) code = 'RATE_LIMITED'
+    else if (request === undefined) code ??= 'INVALID_ARGUMENT'
     else if (!current) code = 'CHALLENGE_UNKNOWN'
     else if (elapsedMs > this.#relayBoundMs) code = 'CHALLENGE_EXPIRED'
     else {
@@ -261,14 +277,20 @@ export class LinkServer {
     }
     if (request !== undefined || current) this.#retire(session, 'used')
     const ok = code === 'OK'
+    let refused: number | undefined
+    if (limited) {
+      refused = this.#denials.limited(receivedAtMs)
+      if (refused === undefined) return this.#answer(session, undefined, code, null, elapsedMs)
+    } else if (!ok) this.#denials.charge(session.peer, receivedAtMs)
     const kind = ok ? 'access.used' : 'access.denied'
+    const eventFields = eventData(code, decision, request, elapsedMs, refused)
     const { recorder } = this.#options
     if (recorder.recordNow === undefined)
-      return this.#recordThenAnswer(session, kind, decision, code, request, elapsedMs)
+      return this.#recordThenAnswer(session, kind, decision, code, eventFields, elapsedMs)
     let eventId: Hex | null = null
     let acting: Promise<void> | undefined
     try {
-      eventId = recorder.recordNow(kind, eventData(code, decision, request, elapsedMs))
+      eventId = recorder.recordNow(kind, eventFields)
       const act = ok && decision ? this.#options.onGranted?.(decision, eventId) : undefined
       if (act) acting = act
     } catch {
@@ -288,12 +310,12 @@ export class LinkServer {
     kind: 'access.used' | 'access.denied',
     decision: AccessDecision | undefined,
     code: 'OK' | ErrorCode,
-    request: ParsedRequest | undefined,
+    data: JsonValue,
     elapsedMs: number,
   ): Promise<void> {
     let eventId: Hex | null = null
     try {
-      eventId = await this.#options.recorder.record(kind, eventData(code, decision, request, elapsedMs))
+      eventId = await this.#options.recorder.record(kind, data)
       if (code === 'OK' && decision) {
         const acting = this.#options.onGranted?.(decision, eventId)
         if (acting) await acting
@@ -328,12 +350,14 @@ const actionNames = new Map(Object.entries(Scope).map(([name, bit]) => [bit as n
 /**
  * The ledger event's data: what happened, never the signatures. Keys are added in RFC 8785 order
  * (UTF-16 code units), so canonicalizing it is a plain JSON.stringify (jcs.ts's fast path).
+ * `refused`: a RATE_LIMITED summary's count of attempts refused that way since the last one.
  */
 function eventData(
   code: string,
   decision: AccessDecision | undefined,
   request: ParsedRequest | undefined,
   elapsedMs: number,
+  refused?: number,
 ): JsonValue {
   const data: Record<string, JsonValue> = {}
   const action = decision?.action ?? request?.action
@@ -352,8 +376,9 @@ function eventData(
   } else if (request) {
     const grant = request.grant?.grant
     data.grantId = grant?.grantId ?? ZERO_GRANT_ID
+    if (refused !== undefined) data.refused = refused
     data.rental = request.grant === null
     if (grant) data.subject = grant.grantee
-  }
+  } else if (refused !== undefined) data.refused = refused
   return data
 }

@@ -33,7 +33,8 @@ import { epochOf, isOwnerOrManager, isRevoked, titleTokenId } from './registry.t
 import { recoverAddress } from './signatures.ts'
 import {
   accessRequestTypedData,
-  grantTypedData,
+  hashAccessRequest,
+  hashGrant,
   type KeyDomain,
   type KeyGrant,
   parseAction,
@@ -46,6 +47,8 @@ import {
   ZERO_GRANT_ID,
 } from './typed-data.ts'
 import { MemoryUseCounter, type UseCounter } from './use-counter.ts'
+
+const bytes = (hex: Hex): Buffer => Buffer.from(hex.slice(2), 'hex')
 
 /** The node's command to a car. */
 export type VehicleCommand = { vehicle: Address; action: number; grantId: Hex; nonce: Hex; notAfter: number }
@@ -162,8 +165,7 @@ export class OnlineKeyService {
         deny('RENTAL_NOT_ACTIVE', 'the signer is not the current renter')
     } else {
       grantId = grant.grantId
-      const digest = Buffer.from(hashTypedData(grantTypedData(domain, grant)).slice(2), 'hex')
-      const issuer = recoverAddress(digest, Buffer.from((request.grantSignature ?? '0x').slice(2), 'hex'))
+      const issuer = recoverAddress(bytes(hashGrant(domain, grant)), bytes(request.grantSignature ?? '0x'))
       const [managed, epoch, revoked] = await Promise.all([
         issuer === undefined
           ? false
@@ -178,13 +180,18 @@ export class OnlineKeyService {
       if (nowSec < grant.notBefore) deny('GRANT_NOT_YET_VALID', 'not valid yet')
       if (nowSec > grant.notAfter) deny('GRANT_EXPIRED', 'expired')
       if ((grant.scopes & request.action) !== request.action) deny('GRANT_SCOPE', 'action outside the scopes')
+      // From the use check to the consume nothing awaits: concurrent requests on a limited grant
+      // are decided one after the other (issue 19 #12). A failure to sign the command afterwards
+      // keeps the use counted, erring on the side of refusing as the car's counter does.
       if (grant.maxUses > 0 && this.#uses.used(grantId) >= grant.maxUses)
         deny('GRANT_USED_UP', 'no uses left')
-      const signer = await recoverTypedDataAddress({
-        ...accessRequestTypedData(domain, { grantId, action: request.action, challenge: request.challenge }),
-        signature: request.signature,
-      }).catch(() => undefined)
-      if (signer?.toLowerCase() !== grant.grantee) deny('REQUEST_BAD_SIGNATURE', 'not signed by the grantee')
+      const requestDigest = hashAccessRequest(domain, {
+        grantId,
+        action: request.action,
+        challenge: request.challenge,
+      })
+      const signer = recoverAddress(bytes(requestDigest), bytes(request.signature))
+      if (signer !== grant.grantee) deny('REQUEST_BAD_SIGNATURE', 'not signed by the grantee')
       if (grant.maxUses > 0) this.#uses.consume(grantId)
     }
     const command: VehicleCommand = {
@@ -230,9 +237,8 @@ export class CommandVerifier {
   verify(signed: SignedCommand): 'OK' | ErrorCode {
     const { command } = signed
     const nowSec = Math.floor(this.#clock() / 1000)
-    const digest = Buffer.from(hashTypedData(commandTypedData(this.#domain, command)).slice(2), 'hex')
-    if (recoverAddress(digest, Buffer.from(signed.signature.slice(2), 'hex')) !== this.#node)
-      return 'UNAUTHENTICATED'
+    const digest = bytes(hashTypedData(commandTypedData(this.#domain, command)))
+    if (recoverAddress(digest, bytes(signed.signature)) !== this.#node) return 'UNAUTHENTICATED'
     if (command.vehicle.toLowerCase() !== this.#vehicle) return 'GRANT_WRONG_VEHICLE'
     if (command.notAfter < nowSec) return 'CHALLENGE_EXPIRED'
     for (const [nonce, notAfter] of this.#seen) if (notAfter < nowSec) this.#seen.delete(nonce)

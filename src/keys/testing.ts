@@ -27,9 +27,17 @@ export class FakeKeyState implements KeyState {
   currentEpoch = 0
   revoked = new Set<Hex>()
   rental: { user: Address; expiresSec: number } | undefined
+  /** Fresh whatever clock the test's controller runs on, unless the test sets it (0: never). */
+  lastSyncedAtMs = Number.MAX_SAFE_INTEGER
 
   isOwnerOrManager(address: Address): boolean {
     return address === this.owner || this.managers.has(address)
+  }
+  isOwner(address: Address): boolean {
+    return address === this.owner
+  }
+  syncedAtMs(): number {
+    return this.lastSyncedAtMs
   }
   epoch(): number {
     return this.currentEpoch

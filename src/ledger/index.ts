@@ -3,6 +3,7 @@
  * The public library surface for integrators (package export `carchain/ledger`).
  */
 
+export * from './ack.ts'
 export * from './anchor.ts'
 export * from './batch.ts'
 export * from './bytes.ts'

@@ -2,10 +2,11 @@
  * Vehicle uploads over MQTT (`--mqtt URL`). A car publishes its batch (the same JSON as the HTTP
  * body) to `carchain/v1/vehicles/{vehicle}/events` with QoS 1; the node ingests it exactly as over
  * HTTP and answers on `carchain/v1/vehicles/{vehicle}/acks` with
- * `{"leafHash", "ok": true, "ids", "treeSize"}` or `{"leafHash", "ok": false, "code", "message"}`.
+ * `{"leafHash", "ok": true, "ids", "treeSize", "ack"}` or `{"leafHash", "ok": false, "code", "message"}`.
  * The broker's PUBACK only means the broker has it: a car counts a batch as stored only on the
  * node's ack, which is sent after the batch is durable. `leafHash` (the batch's checkpoint)
- * pairs an ack with its batch.
+ * pairs an ack with its batch; `ack` is the node's signed statement (src/ledger/ack.ts), since
+ * any client of the broker can publish on the acks topic.
  *
  * The nodes of one deployment share the subscription (`$share/carchain-<log id>/…`, MQTT 5) so
  * each batch is ingested once by that deployment; ingest is idempotent anyway, so a redelivery is
@@ -15,6 +16,7 @@ import mqtt, { type MqttClient } from 'mqtt'
 import { BaseError, toBaseError } from '../errors.ts'
 import type { VehicleAddress } from '../ledger/envelope.ts'
 import { acksTopic, sharedEventsSubscription } from '../ledger/topics.ts'
+import { ingestAck } from './ack.ts'
 import type { NodeContext } from './context.ts'
 
 const TOPIC = /^carchain\/v1\/vehicles\/(0x[0-9a-f]{40})\/events$/
@@ -55,7 +57,8 @@ export async function startMqttIngest(context: NodeContext, url: string): Promis
         const batch = JSON.parse(message.toString('utf8')) as { checkpoint?: { leafHash?: unknown } }
         leafHash = batch?.checkpoint?.leafHash
         const result = await context.ingest.accept(batch, vehicle)
-        answer = { leafHash, ok: true, ids: result.ids, treeSize: result.treeSize }
+        const ack = await ingestAck(context, result)
+        answer = { leafHash, ok: true, ids: result.ids, treeSize: result.treeSize, ack }
       } catch (error) {
         const base =
           error instanceof SyntaxError

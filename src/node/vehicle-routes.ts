@@ -37,6 +37,7 @@ import {
 import { erasePayload, eraseVehicle, getEvent } from '../ledger/store.ts'
 import { latestOdometerKm, listVehicleEvents, summarizeVehicles } from '../ledger/timeline.ts'
 import { createDisclosure } from '../ledger/verify.ts'
+import { ingestAck } from './ack.ts'
 import { sessionAddress } from './auth.ts'
 import type { NodeContext } from './context.ts'
 
@@ -442,6 +443,7 @@ function ingestRoutes(context: NodeContext, app: FastifyInstance) {
         duplicates: result.duplicates,
         ids: result.ids,
         treeSize: result.treeSize,
+        ack: await ingestAck(context, result),
       }
     },
   )

@@ -236,8 +236,9 @@ async function startCar(
       ? await mqttBatchTransport(
           await connectMqtt(parameters.mqttUrl, `carchain-car-${record.vehicle}`),
           record.vehicle,
+          clients.account.address,
         )
-      : httpBatchTransport(parameters.nodeUrl),
+      : httpBatchTransport(parameters.nodeUrl, clients.account.address),
     onUploadError: (error) => progress(`${record.vin}: upload failed (${error.code}); retrying`),
   })
   const agent = await VehicleAgent.create({

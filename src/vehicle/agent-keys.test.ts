@@ -56,6 +56,6 @@ test('the agent takes its address from the wallet key and starts offline from an
     grant,
     action: Scope.UNLOCK,
   })
-  assert.equal(result.code, 'GRANT_BAD_SIGNATURE') // no owner known yet: nobody's key works
+  assert.equal(result.code, 'KEYS_NOT_SYNCED') // no owner known yet: nobody's key works, and it says why
   assert.equal(agent.model.status().locked, true)
 })

@@ -23,11 +23,15 @@ import { keyStoreAccount } from '../identity/account.ts'
 import type { KeyRef, KeyStore } from '../identity/keystore.ts'
 import { AccessController, type AccessDecision } from '../keys/access-control.ts'
 import { ChainCache } from '../keys/chain-cache.ts'
+import type { DenialBudgetOptions } from '../keys/denial-budget.ts'
 import { LinkServer } from '../keys/link-server.ts'
 import type { AccessRecorder } from '../keys/recorder.ts'
 import { type KeyDomain, scopeNames } from '../keys/typed-data.ts'
 import { FileUseCounter, type UseCounter } from '../keys/use-counter.ts'
+import { logger } from '../log.ts'
 import { VehicleModel, type VehicleStatus } from './vehicle-model.ts'
+
+const log = logger('vehicle.agent')
 
 /** What the owner is told when someone used a key on the car. */
 export type OwnerNotice = {
@@ -67,6 +71,8 @@ export type VehicleAgentOptions = {
     fromBlock?: bigint | undefined
     /** Sync period while running; default 1000 ms. */
     syncIntervalMs?: number | undefined
+    /** Offline longer than this, only owner-signed keys open the car (docs/keys.md); default 72 h. */
+    maxStaleMs?: number | undefined
   }
   recorder: AccessRecorder
   link?: {
@@ -74,6 +80,8 @@ export type VehicleAgentOptions = {
     port?: number | undefined
     challengeTtlMs?: number | undefined
     relayBoundMs?: number | undefined
+    /** The bound on refused attempts (docs/keys.md "Refused attempts"). */
+    deniedAttempts?: DenialBudgetOptions | undefined
   }
   model?: VehicleModel | undefined
   plugins?: readonly VehicleAgentPlugin[] | undefined
@@ -111,6 +119,7 @@ export class VehicleAgent {
       state: this.cache,
       uses: this.#uses,
       clock,
+      maxStaleMs: chain.maxStaleMs,
     })
     this.model = options.model ?? new VehicleModel()
     this.recorder = options.recorder
@@ -153,8 +162,16 @@ export class VehicleAgent {
     if (this.#started) return this.link.url
     this.#started = true
     const url = await this.link.listen()
-    // first sync before the first decision when online; offline the persisted cache decides
-    await this.cache.sync().catch(() => {})
+    // First sync at once. Until a car has synced once it refuses every key (KEYS_NOT_SYNCED);
+    // offline, a persisted cache decides, within the staleness bound (docs/keys.md).
+    await this.cache
+      .sync()
+      .catch((error: unknown) =>
+        log.warn(
+          { err: error, vehicle: this.vehicle },
+          'first key cache sync failed; deciding from the cache',
+        ),
+      )
     this.cache.start(this.#options.chain.syncIntervalMs ?? 1000)
     for (const plugin of this.#options.plugins ?? []) await plugin.start(this)
     return url

@@ -12,10 +12,11 @@ import { createHash } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { MqttClient } from 'mqtt'
-import type { Hex } from 'viem'
+import type { Address, Hex } from 'viem'
 import { BaseError, toBaseError } from '../errors.ts'
 import type { KeyRef, KeyStore } from '../identity/keystore.ts'
 import { type AccessRecorder, DeferredEvents } from '../keys/recorder.ts'
+import { verifyLedgerAck } from '../ledger/ack.ts'
 import { type BatchJson, createBatch } from '../ledger/batch.ts'
 import {
   type BuiltEvent,
@@ -27,17 +28,31 @@ import {
 import type { JsonValue } from '../ledger/jcs.ts'
 import { type LocalLog, openLocalLog } from '../ledger/local-log.ts'
 import { acksTopic, eventsTopic } from '../ledger/topics.ts'
+import { logger } from '../log.ts'
 import type { VehicleAgentPlugin } from './agent.ts'
 
-/** Moves a batch to the node; resolves with the node's acknowledgement once it is durable there. */
+const log = logger('vehicle.ledger')
+
+/**
+ * Moves a batch to the node. Resolves only with an acknowledgement it verified (`verifyLedgerAck`):
+ * signed by the configured node, for this batch's vehicle and newest event. The ledger drops the
+ * batch's events when `send` resolves, so an unverified answer must reject (or be ignored).
+ */
 export type BatchTransport = {
   send(batch: BatchJson): Promise<{ ids: readonly string[]; treeSize: number }>
   /** Releases the connection (the ledger calls it on stop). */
   close?(): Promise<void>
 }
 
-/** HTTP transport: `POST <node>/v1/vehicles/{vehicle}/events`. */
-export function httpBatchTransport(nodeUrl: string, timeoutMs = 30_000): BatchTransport {
+/**
+ * HTTP transport: `POST <node>/v1/vehicles/{vehicle}/events`. Plain HTTP authenticates nothing:
+ * the answer counts only with its `ack` signed by `trustedNode` (the node's operator address).
+ */
+export function httpBatchTransport(
+  nodeUrl: string,
+  trustedNode: Address,
+  timeoutMs = 30_000,
+): BatchTransport {
   return {
     async send(batch) {
       let response: Response
@@ -56,6 +71,7 @@ export function httpBatchTransport(nodeUrl: string, timeoutMs = 30_000): BatchTr
         message?: string
         ids?: string[]
         treeSize?: number
+        ack?: unknown
       }
       if (!response.ok)
         throw new BaseError(
@@ -65,29 +81,43 @@ export function httpBatchTransport(nodeUrl: string, timeoutMs = 30_000): BatchTr
             details: { status: response.status },
           },
         )
-      return { ids: body.ids ?? [], treeSize: body.treeSize ?? 0 }
+      const ack = await verifyLedgerAck(body.ack, batch, trustedNode)
+      return { ids: body.ids ?? [], treeSize: ack.treeSize }
     },
   }
 }
 
 /**
  * MQTT transport (src/node/mqtt.ts has the protocol): publishes the batch with QoS 1 and waits for
- * the node's ack for the batch's checkpoint on the vehicle's acks topic.
+ * the node's ack for the batch's checkpoint on the vehicle's acks topic. Any client of the broker
+ * can publish there: an `ok` ack counts only when its `ack` is signed by `trustedNode` for this
+ * batch; another is logged and ignored, and the wait goes on for the node's own. A refusal
+ * (`ok: false`) is taken as it comes: it deletes nothing, the ledger only sends again later.
  */
 export async function mqttBatchTransport(
   client: MqttClient,
   vehicle: string,
+  trustedNode: Address,
   timeoutMs = 30_000,
 ): Promise<BatchTransport> {
-  const waiting = new Map<string, (ack: MqttAck) => void>()
+  const waiting = new Map<string, { batch: BatchJson; settle: (ack: MqttAck) => void }>()
   client.on('message', (topic, message) => {
     if (topic !== acksTopic(vehicle)) return
+    let answer: MqttAck
     try {
-      const ack = JSON.parse(message.toString('utf8')) as MqttAck
-      waiting.get(String(ack.leafHash))?.(ack)
-    } catch {
-      // not an ack of ours
+      answer = JSON.parse(message.toString('utf8')) as MqttAck
+    } catch (error) {
+      log.warn({ err: error, vehicle }, 'an unreadable message on the acks topic was ignored')
+      return
     }
+    const waiter = waiting.get(String(answer?.leafHash))
+    if (!waiter) return
+    if (answer.ok !== true) return waiter.settle(answer)
+    verifyLedgerAck(answer.ack, waiter.batch, trustedNode).then(
+      () => waiter.settle(answer),
+      (error: unknown) =>
+        log.warn({ err: error, vehicle, leafHash: answer.leafHash }, 'an unverified ack was ignored'),
+    )
   })
   await client.subscribeAsync(acksTopic(vehicle), { qos: 1 })
   return {
@@ -102,10 +132,13 @@ export async function mqttBatchTransport(
             }),
           )
         }, timeoutMs)
-        waiting.set(key, (a) => {
-          clearTimeout(timer)
-          waiting.delete(key)
-          resolve(a)
+        waiting.set(key, {
+          batch,
+          settle: (a) => {
+            clearTimeout(timer)
+            waiting.delete(key)
+            resolve(a)
+          },
         })
         client
           .publishAsync(eventsTopic(vehicle), JSON.stringify(batch), { qos: 1 })
@@ -128,6 +161,8 @@ type MqttAck = {
   ok: boolean
   ids?: string[]
   treeSize?: number
+  /** The node's signed statement (`ok: true`), see src/ledger/ack.ts. */
+  ack?: unknown
   code?: string
   message?: string
 }

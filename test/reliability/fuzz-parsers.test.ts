@@ -254,6 +254,8 @@ test('link: mutated requests to a car answer a result with a 4xx code, and the c
     // Answers come from a loaded machine: the relay bound must not turn fuzz cases into timeouts.
     challengeTtlMs: 30_000,
     relayBoundMs: 30_000,
+    // Every mutant is a refusal from one peer: this test is about parsing, not the flood bound.
+    deniedAttempts: { perPeer: 1_000_000, total: 1_000_000 },
   })
   const url = await server.listen()
   t.after(() => server.close())

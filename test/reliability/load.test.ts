@@ -13,6 +13,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
+import { developmentAccount } from '../../src/chain/clients.ts'
 import { createBatch } from '../../src/ledger/batch.ts'
 import { connectMqtt } from '../../src/node/mqtt.ts'
 import { type BatchTransport, httpBatchTransport, mqttBatchTransport } from '../../src/vehicle/ledger.ts'
@@ -54,15 +55,17 @@ test(`${CARS} cars upload over HTTP${brokerUp ? ' and MQTT' : ''} for ${DURATION
     const figures = { batches: 0, events: 0, resends: 0, http: 0, mqtt: 0 }
     const refusals = new Map<string, number>()
 
+    // the embedded chain's operator (development account 0) signs the node's acks
+    const operator = developmentAccount(0).address
     const carTransport = async (
       car: FleetCar,
       i: number,
     ): Promise<{ transport: BatchTransport; kind: 'http' | 'mqtt' }> => {
       if (brokerUp && i % 2 === 1) {
         const client = await connectMqtt(MQTT_URL, `carchain-load-${process.pid}-${i}`)
-        return { transport: await mqttBatchTransport(client, car.vehicle, 60_000), kind: 'mqtt' }
+        return { transport: await mqttBatchTransport(client, car.vehicle, operator, 60_000), kind: 'mqtt' }
       }
-      return { transport: httpBatchTransport(info.url, 60_000), kind: 'http' }
+      return { transport: httpBatchTransport(info.url, operator, 60_000), kind: 'http' }
     }
     const drive = async (car: FleetCar, i: number) => {
       const { transport, kind } = await carTransport(car, i)
