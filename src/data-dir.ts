@@ -1,25 +1,71 @@
 /**
  * The data directory and its single-owner lock: PGlite and the chain snapshot must have one
- * writer. The lock file holds the owner's pid; a lock whose process is gone is stale and taken
- * over (the previous owner crashed).
+ * writer.
+ *
+ * The lock is a Unix-domain socket the owner listens on, because the kernel closes it when its
+ * process dies in any way — SIGKILL, or exited and not yet reaped (a zombie) — and nothing of it
+ * outlives a reboot. A pid file cannot do that: `kill(pid, 0)` succeeds on a zombie and on any
+ * process that reused the pid. On Linux the socket lives in the abstract namespace under a name
+ * derived from the data dir's real path, so it can never be left stale and taking it is one
+ * atomic `listen`. Elsewhere (macOS has no abstract namespace) it is a socket file in the temp
+ * dir, named the same way (a data dir's own path may exceed the 104–108 bytes a socket path may
+ * have): a file nobody answers on (connection refused) is left by a dead owner and taken over.
+ * The owner answers each connection with its pid, which the refusal names. docs/operations.md.
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { mkdirSync, realpathSync, rmSync } from 'node:fs'
+import { connect, createServer, type Server } from 'node:net'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { BaseError } from './errors.ts'
 
-export type DataDirLock = { release(): void }
+export type DataDirLock = { release(): Promise<void> }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
+/** Where earlier versions kept the owner's pid; a leftover is removed, never trusted. */
+const LEGACY_PID_FILE = 'carchain.lock'
+/** How long a starter waits for a live owner to say its pid. */
+const OWNER_ANSWER_TIMEOUT_MS = 2_000
+
+/** The lock socket's address for a data dir (its real path, so every spelling shares one lock). */
+export function lockSocketPath(dataDir: string): string {
+  const name = `carchain-${createHash('sha256').update(realpathSync(dataDir)).digest('hex').slice(0, 32)}`
+  return process.platform === 'linux' ? `\0${name}` : join(tmpdir(), `${name}.sock`)
 }
 
-/** Creates the data dir if needed and takes its lock. */
-export function lockDataDir(dataDir: string): DataDirLock {
+function listen(server: Server, path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(path, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+}
+
+/** The owner's pid as it answers, or the connect error's code (ECONNREFUSED: a dead owner's file). */
+function askOwner(path: string): Promise<{ pid: number | undefined } | { error: string }> {
+  return new Promise((resolve) => {
+    const socket = connect(path)
+    let answer = ''
+    const timer = setTimeout(() => socket.destroy(), OWNER_ANSWER_TIMEOUT_MS)
+    socket.on('data', (chunk: Buffer) => {
+      answer += chunk.toString()
+    })
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      clearTimeout(timer)
+      resolve({ error: error.code ?? 'EIO' })
+    })
+    socket.on('close', (hadError) => {
+      clearTimeout(timer)
+      if (hadError) return // resolved by 'error'
+      const pid = Number(answer.trim())
+      resolve({ pid: Number.isSafeInteger(pid) && pid > 0 ? pid : undefined })
+    })
+  })
+}
+
+/** Creates the data dir if needed and takes its lock; DATA_DIR_LOCKED while another owner lives. */
+export async function lockDataDir(dataDir: string): Promise<DataDirLock> {
   try {
     mkdirSync(dataDir, { recursive: true })
   } catch (error) {
@@ -28,28 +74,40 @@ export function lockDataDir(dataDir: string): DataDirLock {
       cause: error,
     })
   }
-  const path = join(dataDir, 'carchain.lock')
-  for (let attempt = 0; attempt < 2; attempt++) {
+  const path = lockSocketPath(dataDir)
+  const server = createServer((socket) => socket.end(`${process.pid}\n`))
+  for (let attempt = 0; ; attempt++) {
     try {
-      writeFileSync(path, `${process.pid}\n`, { flag: 'wx' })
-      return {
-        release() {
-          rmSync(path, { force: true })
-        },
-      }
+      await listen(server, path)
+      break
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST')
-        throw new BaseError('DATA_DIR_INVALID', `cannot write in ${dataDir}`, {
+      const code = (error as NodeJS.ErrnoException).code
+      if (code !== 'EADDRINUSE')
+        throw new BaseError('DATA_DIR_INVALID', `cannot create the lock socket of ${dataDir}: ${code}`, {
           details: { dataDir },
           cause: error,
         })
-      const owner = Number(readFileSync(path, 'utf8').trim())
-      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner))
-        throw new BaseError('DATA_DIR_LOCKED', `${dataDir} is in use by process ${owner}`, {
-          details: { dataDir, pid: owner },
-        })
-      rmSync(path, { force: true }) // stale: its owner is gone
+      const owner = await askOwner(path)
+      // A socket file nobody listens on (not Linux): its owner died. Remove it and listen again.
+      if ('error' in owner && owner.error === 'ECONNREFUSED' && !path.startsWith('\0') && attempt === 0) {
+        rmSync(path, { force: true })
+        continue
+      }
+      const pid = 'pid' in owner ? owner.pid : undefined
+      throw new BaseError(
+        'DATA_DIR_LOCKED',
+        `${dataDir} is in use by ${pid ? `process ${pid}` : 'another process'}; stop it or use another --data`,
+        { details: { dataDir, ...(pid ? { pid } : {}) } },
+      )
     }
   }
-  throw new BaseError('DATA_DIR_LOCKED', `cannot take the lock on ${dataDir}`, { details: { dataDir } })
+  server.unref() // the lock must not keep the process alive
+  rmSync(join(dataDir, LEGACY_PID_FILE), { force: true })
+  let released: Promise<void> | undefined
+  return {
+    release() {
+      released ??= new Promise<void>((resolve) => server.close(() => resolve()))
+      return released
+    },
+  }
 }

@@ -74,7 +74,7 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
     }
   }
   try {
-    const lock = lockDataDir(config.dataDir)
+    const lock = await lockDataDir(config.dataDir)
     undo.push(() => lock.release())
 
     let anvil: Anvil | undefined
