@@ -5,9 +5,12 @@ import { loadConfig } from '../../config.ts'
 import { BaseError } from '../../errors.ts'
 import { listAnchors } from '../../ledger/anchor.ts'
 import { getCheckpoint } from '../../ledger/store.ts'
+import { logger } from '../../log.ts'
 import { type RunningNode, startNode } from '../../node/up.ts'
 import type { Command } from '../command.ts'
 import { booleanFlag, integerFlag, stringFlag } from '../flags.ts'
+
+const log = logger('cli.up')
 
 const up: Command = {
   path: ['up'],
@@ -87,7 +90,7 @@ const up: Command = {
     const summary = setInterval(() => {
       liveSummary(node).then(
         (line) => io.progress(line),
-        () => {},
+        (error: unknown) => log.warn({ err: error }, 'the live summary could not be read'),
       )
     }, 15_000)
     summary.unref()
