@@ -14,6 +14,7 @@ import {
   connectChain,
   developmentAccount,
   operatorAccountFromKey,
+  refuseDevelopmentAccount,
 } from '../chain/clients.ts'
 import { type Deployment, deployContracts } from '../chain/deploy.ts'
 import type { NodeConfig } from '../config.ts'
@@ -100,6 +101,7 @@ export async function startNode({ config, progress = () => {} }: StartNodeParame
         },
       )
     const clients = await connectChain({ rpcUrl, account })
+    refuseDevelopmentAccount(clients.chain.id, account)
 
     const { deployment, deployedNow } = await deployContracts({
       clients,
