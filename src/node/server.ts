@@ -11,7 +11,7 @@ import { defaultRateLimit, type RateLimitConfig, registerRateLimit } from './rat
 
 const log = logger('node.http')
 
-/** What the node tells about its chain (DESIGN.md "Interfaces": `GET /v1/chain`). */
+/** What the node tells about its chain (docs/spec.md "HTTP API": `GET /v1/chain`). */
 export type ChainInfo = {
   chainId: number
   rpcUrl: string
