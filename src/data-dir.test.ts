@@ -5,11 +5,11 @@
  */
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
-import { lockDataDir } from './data-dir.ts'
+import { type LockSocketKind, lockDataDir, lockSocketPath } from './data-dir.ts'
 
 const scratch = mkdtempSync(join(tmpdir(), 'carchain-lock-'))
 const children: ChildProcess[] = []
@@ -23,7 +23,7 @@ const holderScript = join(scratch, 'holder.mjs')
 writeFileSync(
   holderScript,
   `import { lockDataDir } from ${JSON.stringify(new URL('./data-dir.ts', import.meta.url).href)}
-await lockDataDir(process.argv[2])
+await lockDataDir(process.argv[2], { socket: process.argv[3] })
 process.stdout.write(process.pid + '\\n')
 setInterval(() => {}, 1 << 30)
 `,
@@ -47,7 +47,9 @@ async function startHolder(command: string, args: string[]): Promise<{ child: Ch
   return { child, pid }
 }
 
-const holdLock = (dataDir: string) => startHolder(process.execPath, [holderScript, dataDir])
+const holdLock = (dataDir: string, socket: LockSocketKind = defaultKind) =>
+  startHolder(process.execPath, [holderScript, dataDir, socket])
+const defaultKind: LockSocketKind = process.platform === 'linux' ? 'abstract' : 'file'
 
 function processState(pid: number): string | undefined {
   try {
@@ -116,4 +118,24 @@ test('a stale pid file naming a live, unrelated process (a reused pid) does not 
   writeFileSync(join(dataDir, 'carchain.lock'), `${process.ppid}\n`) // alive, and not a holder
   const lock = await lockDataDir(dataDir)
   await lock.release()
+})
+
+test('the socket-file lock (platforms without an abstract namespace): the file of a dead holder is taken over, a live one refuses', async () => {
+  const dataDir = freshDir()
+  const { child, pid } = await holdLock(dataDir, 'file')
+  await assert.rejects(
+    lockDataDir(dataDir, { socket: 'file' }),
+    (error: { code: string; details: { pid?: number } }) => {
+      assert.equal(error.code, 'DATA_DIR_LOCKED')
+      assert.equal(error.details.pid, pid)
+      return true
+    },
+  )
+  const exited = new Promise((resolve) => child.on('exit', resolve))
+  child.kill('SIGKILL')
+  await exited
+  assert.ok(existsSync(lockSocketPath(dataDir, 'file')), 'SIGKILL left the socket file behind')
+  const lock = await lockDataDir(dataDir, { socket: 'file' })
+  await lock.release()
+  assert.ok(!existsSync(lockSocketPath(dataDir, 'file')), 'a release removes the file')
 })

@@ -26,10 +26,18 @@ const LEGACY_PID_FILE = 'carchain.lock'
 /** How long a starter waits for a live owner to say its pid. */
 const OWNER_ANSWER_TIMEOUT_MS = 2_000
 
+/** Where the lock socket lives: Linux's abstract namespace, or a socket file (other platforms). */
+export type LockSocketKind = 'abstract' | 'file'
+
+export type LockDataDirOptions = {
+  /** Default: `abstract` on Linux, `file` elsewhere (tests choose `file` to cover it on Linux). */
+  socket?: LockSocketKind | undefined
+}
+
 /** The lock socket's address for a data dir (its real path, so every spelling shares one lock). */
-export function lockSocketPath(dataDir: string): string {
+export function lockSocketPath(dataDir: string, kind: LockSocketKind): string {
   const name = `carchain-${createHash('sha256').update(realpathSync(dataDir)).digest('hex').slice(0, 32)}`
-  return process.platform === 'linux' ? `\0${name}` : join(tmpdir(), `${name}.sock`)
+  return kind === 'abstract' ? `\0${name}` : join(tmpdir(), `${name}.sock`)
 }
 
 function listen(server: Server, path: string): Promise<void> {
@@ -65,7 +73,7 @@ function askOwner(path: string): Promise<{ pid: number | undefined } | { error: 
 }
 
 /** Creates the data dir if needed and takes its lock; DATA_DIR_LOCKED while another owner lives. */
-export async function lockDataDir(dataDir: string): Promise<DataDirLock> {
+export async function lockDataDir(dataDir: string, options: LockDataDirOptions = {}): Promise<DataDirLock> {
   try {
     mkdirSync(dataDir, { recursive: true })
   } catch (error) {
@@ -74,7 +82,8 @@ export async function lockDataDir(dataDir: string): Promise<DataDirLock> {
       cause: error,
     })
   }
-  const path = lockSocketPath(dataDir)
+  const kind = options.socket ?? (process.platform === 'linux' ? 'abstract' : 'file')
+  const path = lockSocketPath(dataDir, kind)
   const server = createServer((socket) => socket.end(`${process.pid}\n`))
   for (let attempt = 0; ; attempt++) {
     try {
@@ -89,7 +98,7 @@ export async function lockDataDir(dataDir: string): Promise<DataDirLock> {
         })
       const owner = await askOwner(path)
       // A socket file nobody listens on (not Linux): its owner died. Remove it and listen again.
-      if ('error' in owner && owner.error === 'ECONNREFUSED' && !path.startsWith('\0') && attempt === 0) {
+      if ('error' in owner && owner.error === 'ECONNREFUSED' && kind === 'file' && attempt === 0) {
         rmSync(path, { force: true })
         continue
       }
