@@ -5,7 +5,18 @@
  */
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
@@ -138,4 +149,23 @@ test('the socket-file lock (platforms without an abstract namespace): the file o
   const lock = await lockDataDir(dataDir, { socket: 'file' })
   await lock.release()
   assert.ok(!existsSync(lockSocketPath(dataDir, 'file')), 'a release removes the file')
+})
+
+test('another local user cannot squat the lock: its name is not derived from the path alone', {
+  skip: process.platform !== 'linux' && 'the abstract namespace is Linux only',
+}, async () => {
+  const dataDir = freshDir()
+  mkdirSync(dataDir)
+  // Anyone on the host can listen on an abstract name; one computed from the path is guessable.
+  const guess = createHash('sha256').update(realpathSync(dataDir)).digest('hex').slice(0, 32)
+  const squatter = createServer((socket) => socket.end('1\n'))
+  await new Promise<void>((resolve) => squatter.listen(`\0carchain-${guess}`, resolve))
+  try {
+    const lock = await lockDataDir(dataDir)
+    await lock.release()
+  } finally {
+    squatter.close()
+  }
+  // The secret part of the name is readable by the data dir's owner only.
+  assert.equal(statSync(join(dataDir, 'lock-id')).mode & 0o077, 0)
 })

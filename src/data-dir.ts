@@ -5,24 +5,32 @@
  * The lock is a Unix-domain socket the owner listens on, because the kernel closes it when its
  * process dies in any way — SIGKILL, or exited and not yet reaped (a zombie) — and nothing of it
  * outlives a reboot. A pid file cannot do that: `kill(pid, 0)` succeeds on a zombie and on any
- * process that reused the pid. On Linux the socket lives in the abstract namespace under a name
- * derived from the data dir's real path, so it can never be left stale and taking it is one
- * atomic `listen`. Elsewhere (macOS has no abstract namespace) it is a socket file in the temp
- * dir, named the same way (a data dir's own path may exceed the 104–108 bytes a socket path may
- * have): a file nobody answers on (connection refused) is left by a dead owner and taken over.
- * The owner answers each connection with its pid, which the refusal names. docs/operations.md.
+ * process that reused the pid. On Linux the socket lives in the abstract namespace, so it can
+ * never be left stale and taking it is one atomic `listen`. Elsewhere (macOS has no abstract
+ * namespace) it is a socket file in the temp dir (a data dir's own path may exceed the 104–108
+ * bytes a socket path may have): a file nobody answers on (connection refused) is left by a dead
+ * owner and taken over. Either name is derived from the data dir's real path and a random lock
+ * id kept in the data dir, readable by its owner only: anyone on the host may listen on an
+ * abstract name or create a file in the temp dir, and a name they could compute would let them
+ * block the node. The owner answers each connection with its pid, which the refusal names.
+ * docs/operations.md.
  */
-import { createHash } from 'node:crypto'
-import { mkdirSync, realpathSync, rmSync } from 'node:fs'
+import { createHash, randomBytes } from 'node:crypto'
+import { linkSync, mkdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { BaseError } from './errors.ts'
+import { logger } from './log.ts'
+
+const log = logger('data-dir')
 
 export type DataDirLock = { release(): Promise<void> }
 
 /** Where earlier versions kept the owner's pid; a leftover is removed, never trusted. */
 const LEGACY_PID_FILE = 'carchain.lock'
+/** The random part of the lock's name (32 hex digits, mode 0600), made on first use. */
+const LOCK_ID_FILE = 'lock-id'
 /** How long a starter waits for a live owner to say its pid. */
 const OWNER_ANSWER_TIMEOUT_MS = 2_000
 
@@ -34,9 +42,39 @@ export type LockDataDirOptions = {
   socket?: LockSocketKind | undefined
 }
 
-/** The lock socket's address for a data dir (its real path, so every spelling shares one lock). */
+/**
+ * The data dir's lock id, made once: written to a temporary file and hard-linked into place, so
+ * of two first starts exactly one id wins and nobody reads a half-written one.
+ */
+function lockId(dataDir: string): string {
+  const path = join(dataDir, LOCK_ID_FILE)
+  const temporary = `${path}.${process.pid}.tmp`
+  try {
+    writeFileSync(temporary, `${randomBytes(16).toString('hex')}\n`, { mode: 0o600 })
+    linkSync(temporary, path)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST')
+      throw new BaseError('DATA_DIR_INVALID', `cannot write ${path}`, { details: { path }, cause: error })
+  } finally {
+    rmSync(temporary, { force: true })
+  }
+  const id = readFileSync(path, 'utf8').trim()
+  if (!/^[0-9a-f]{32}$/.test(id))
+    throw new BaseError('DATA_DIR_INVALID', `${path} is damaged; move it away (a new one is made)`, {
+      details: { path },
+    })
+  return id
+}
+
+/**
+ * The lock socket's address for a data dir: from its real path (every spelling shares one lock,
+ * a copy of the directory has its own) and its lock id (nobody else can compute it).
+ */
 export function lockSocketPath(dataDir: string, kind: LockSocketKind): string {
-  const name = `carchain-${createHash('sha256').update(realpathSync(dataDir)).digest('hex').slice(0, 32)}`
+  const digest = createHash('sha256')
+    .update(`${realpathSync(dataDir)}\0${lockId(dataDir)}`)
+    .digest('hex')
+  const name = `carchain-${digest.slice(0, 32)}`
   return kind === 'abstract' ? `\0${name}` : join(tmpdir(), `${name}.sock`)
 }
 
@@ -84,7 +122,11 @@ export async function lockDataDir(dataDir: string, options: LockDataDirOptions =
   }
   const kind = options.socket ?? (process.platform === 'linux' ? 'abstract' : 'file')
   const path = lockSocketPath(dataDir, kind)
-  const server = createServer((socket) => socket.end(`${process.pid}\n`))
+  const server = createServer((socket) => {
+    // A starter that gives up early resets the connection: expected, and no concern of the owner.
+    socket.on('error', (error) => log.debug({ err: error }, 'a lock query ended early'))
+    socket.end(`${process.pid}\n`)
+  })
   for (let attempt = 0; ; attempt++) {
     try {
       await listen(server, path)
