@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url'
 const root = fileURLToPath(new URL('..', import.meta.url))
 
 const swallowers: RegExp[] = [
-  /\.catch\(\s*\(\s*\)\s*=>\s*(\{\s*\}|undefined|null)\s*\)/g, // .catch(() => {}), (() => undefined)
+  /\.catch\(\s*\(\s*\w*\s*\)\s*=>\s*(\{\s*\}|undefined|null)\s*,?\s*\)/g, // .catch(() => {}), (() => undefined)
   /\bcatch\s*(\(\s*\w*\s*\))?\s*\{\s*\}/g, // catch {} / catch (error) {} with nothing inside
   /,\s*\(\s*\w*\s*\)\s*=>\s*\{\s*\}\s*,?\s*\)/g, // then(ok, () => {}) / on('error', () => {})
 ]
