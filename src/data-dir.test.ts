@@ -10,6 +10,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   realpathSync,
   rmSync,
@@ -117,7 +118,12 @@ test('a holder killed and left an unreaped zombie leaves no lock', {
     dataDir,
   ])
   process.kill(pid, 'SIGKILL')
-  await until(() => processState(pid) === 'Z', `the holder ${pid} is a zombie`)
+  // Dead and unreaped: a zombie whose threads are all gone (a zombie leader may briefly wait for
+  // its other threads, which still hold the process's files).
+  await until(
+    () => processState(pid) === 'Z' && readdirSync(`/proc/${pid}/task`).length === 1,
+    `the holder ${pid} is a zombie`,
+  )
   const lock = await lockDataDir(dataDir)
   await lock.release()
 })
