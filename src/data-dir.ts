@@ -33,6 +33,9 @@ const LEGACY_PID_FILE = 'carchain.lock'
 const LOCK_ID_FILE = 'lock-id'
 /** How long a starter waits for a live owner to say its pid. */
 const OWNER_ANSWER_TIMEOUT_MS = 2_000
+/** How often, and how far apart, a starter looks again when the owner did not answer. */
+const UNANSWERED_RETRIES = 5
+const UNANSWERED_RETRY_MS = 100
 
 /** Where the lock socket lives: Linux's abstract namespace, or a socket file (other platforms). */
 export type LockSocketKind = 'abstract' | 'file'
@@ -127,6 +130,7 @@ export async function lockDataDir(dataDir: string, options: LockDataDirOptions =
     socket.on('error', (error) => log.debug({ err: error }, 'a lock query ended early'))
     socket.end(`${process.pid}\n`)
   })
+  let staleFileRemoved = false
   for (let attempt = 0; ; attempt++) {
     try {
       await listen(server, path)
@@ -140,11 +144,18 @@ export async function lockDataDir(dataDir: string, options: LockDataDirOptions =
         })
       const owner = await askOwner(path)
       // A socket file nobody listens on (not Linux): its owner died. Remove it and listen again.
-      if ('error' in owner && owner.error === 'ECONNREFUSED' && kind === 'file' && attempt === 0) {
+      if ('error' in owner && owner.error === 'ECONNREFUSED' && kind === 'file' && !staleFileRemoved) {
         rmSync(path, { force: true })
+        staleFileRemoved = true
         continue
       }
       const pid = 'pid' in owner ? owner.pid : undefined
+      // No pid: an owner in the middle of dying (its last threads still hold the socket) does not
+      // answer; look again shortly rather than refuse a restart that comes right after a crash.
+      if (pid === undefined && attempt < UNANSWERED_RETRIES) {
+        await new Promise((resolve) => setTimeout(resolve, UNANSWERED_RETRY_MS))
+        continue
+      }
       throw new BaseError(
         'DATA_DIR_LOCKED',
         `${dataDir} is in use by ${pid ? `process ${pid}` : 'another process'}; stop it or use another --data`,
