@@ -83,7 +83,7 @@ export async function benchStartup(options: BenchOptions): Promise<BenchResult[]
     resultOf('node.startup_s', 's', fresh, undefined, {
       what: '`carchain up` on a fresh data dir (anvil, deploy, PGlite initdb, PKI, 12 demo cars) until its "up" line',
       restartSeconds: round3(median(restart)),
-      note: 'no target in the issues; DESIGN.md notes PGlite first open ~4 s (initdb)',
+      note: 'no target in the issues; PGlite first open measured ~4 s here (initdb)',
     }),
   ]
 }

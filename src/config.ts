@@ -25,7 +25,11 @@ export type NodeConfig = {
   readonly databaseUrl: string | undefined
   /** Operator key for an external network (`CARCHAIN_OPERATOR_KEY`). */
   readonly operatorKey: string | undefined
-  /** Demo fleet size; 0 with `--no-sim`. */
+  /**
+   * Demo fleet size; 0 with `--no-sim`, and 0 by default with `--rpc`: the fleet's owners are
+   * development-mnemonic accounts, whose keys are public, so on an external chain it runs only
+   * when forced with `--demo-fleet-on-external-chain` (else DEMO_FLEET_REFUSED for `--vehicles N`).
+   */
   readonly vehicles: number
   readonly sim: boolean
   /** MQTT broker for vehicle telemetry, e.g. mqtt://127.0.0.1:1883. */
@@ -58,6 +62,7 @@ export type ConfigSources = {
     database?: string | undefined
     vehicles?: number | undefined
     noSim?: boolean | undefined
+    demoFleetOnExternalChain?: boolean | undefined
     mqtt?: string | undefined
   }
   env: Record<string, string | undefined>
@@ -87,7 +92,15 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
   const port = flags.port ?? (env.PORT ? Number(env.PORT) : 8080)
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new BaseError('CONFIG_INVALID', `the port must be 0–65535, not ${env.PORT ?? port}`)
-  const vehicles = flags.noSim ? 0 : (flags.vehicles ?? 12)
+  const rpcUrl = checkUrl(flags.rpc ?? env.CARCHAIN_RPC_URL, '--rpc', ['http:', 'https:', 'ws:', 'wss:'])
+  const demoFleetAllowed = rpcUrl === undefined || flags.demoFleetOnExternalChain === true
+  if (!demoFleetAllowed && !flags.noSim && flags.vehicles !== undefined && flags.vehicles > 0)
+    throw new BaseError(
+      'DEMO_FLEET_REFUSED',
+      `the demo fleet's owners are development-mnemonic accounts, whose keys are public: it does not run on the external chain ${rpcUrl}; drop --vehicles, or pass --demo-fleet-on-external-chain for a throwaway test network`,
+      { details: { rpcUrl, vehicles: flags.vehicles } },
+    )
+  const vehicles = flags.noSim ? 0 : (flags.vehicles ?? (demoFleetAllowed ? 12 : 0))
   const positive = (name: string, fallback: number) => {
     const raw = env[name]
     if (raw === undefined || raw === '') return fallback
@@ -103,7 +116,7 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
     port,
     host: flags.host ?? env.CARCHAIN_HOST ?? '127.0.0.1',
     publicUrl: checkUrl(flags.publicUrl ?? env.CARCHAIN_PUBLIC_URL, '--public-url', ['http:', 'https:']),
-    rpcUrl: checkUrl(flags.rpc ?? env.CARCHAIN_RPC_URL, '--rpc', ['http:', 'https:', 'ws:', 'wss:']),
+    rpcUrl,
     databaseUrl: checkUrl(flags.database ?? env.DATABASE_URL, '--database / DATABASE_URL', [
       'postgres:',
       'postgresql:',

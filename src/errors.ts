@@ -41,6 +41,18 @@ export const errorCodes = {
   DATA_DIR_INVALID: code(500, 'The data directory is unreadable, corrupt or from an incompatible version.'),
   DATA_DIR_LOCKED: code(409, 'Another Carchain process is using this data directory.', true),
   PORT_IN_USE: code(409, 'The port is already taken.', true),
+  PASSPHRASE_REQUIRED: code(
+    400,
+    'A key store needs its passphrase from --passphrase or CARCHAIN_PASSPHRASE; the public development one serves only the embedded demo.',
+  ),
+  DEMO_FLEET_REFUSED: code(
+    400,
+    'The demo fleet registers development-mnemonic owners; on an external chain it runs only with --demo-fleet-on-external-chain.',
+  ),
+  DEVELOPMENT_KEY_REFUSED: code(
+    400,
+    'A publicly known development-mnemonic key may act only on the development chain (id 31337); set your own key.',
+  ),
   // chain
   NODE_UNREACHABLE: code(503, 'The Carchain node does not answer.', true),
   CHAIN_UNREACHABLE: code(503, 'The Ethereum JSON-RPC endpoint does not answer.', true),

@@ -1,7 +1,7 @@
 /**
  * The skip policy of the test suite: a test that needs a part this machine lacks (a PostgreSQL
- * server, SoftHSM2, Chromium, `../shared` vectors) skips with the reason on a developer's clone,
- * but fails under CI, where every part must be present.
+ * server, SoftHSM2, Chromium, the conformance vectors in `../shared/vectors`) skips with the
+ * reason on a developer's clone, but fails under CI, where every part must be present.
  */
 import type { TestContext } from 'node:test'
 

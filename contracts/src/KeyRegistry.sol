@@ -4,7 +4,7 @@ pragma solidity 0.8.37;
 import {IKeyRegistry} from "./interfaces/IKeyRegistry.sol";
 
 /// @title KeyRegistry
-/// @notice Where owners and managers revoke digital keys, for cars to sync when online (DESIGN.md
+/// @notice Where owners and managers revoke digital keys, for cars to sync when online (docs/spec.md
 ///         "Digital keys"). A grant is checked offline by the car; this contract only records
 ///         revocations: one grant (`revoke`) or all grants at once (`revokeAll` bumps the epoch,
 ///         and a grant is valid only while its `epoch` equals `epochOf(vehicle)`).

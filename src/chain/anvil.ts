@@ -19,6 +19,9 @@ import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { BaseError } from '../errors.ts'
 import { writeFileAtomic } from '../fs-atomic.ts'
+import { logger } from '../log.ts'
+
+const log = logger('chain.anvil')
 
 /** The standard development mnemonic; its accounts are the demo owners any wallet can use. */
 export const DEVELOPMENT_MNEMONIC = 'test test test test test test test test test test test junk'
@@ -190,7 +193,9 @@ export async function startAnvil(parameters: StartAnvilParameters = {}): Promise
   }
   const timer = statePath
     ? setInterval(() => {
-        snapshot().catch(() => {}) // the next tick retries; a stop takes a final snapshot
+        snapshot().catch((error: unknown) =>
+          log.error({ err: error, statePath }, 'chain snapshot failed; the next tick retries'),
+        )
       }, snapshotIntervalMs)
     : undefined
   timer?.unref()

@@ -15,7 +15,7 @@ import {
 } from 'viem'
 import { type HDAccount, mnemonicToAccount, privateKeyToAccount } from 'viem/accounts'
 import { BaseError } from '../errors.ts'
-import { DEVELOPMENT_MNEMONIC } from './anvil.ts'
+import { DEVELOPMENT_MNEMONIC, EMBEDDED_CHAIN_ID } from './anvil.ts'
 
 export type ChainClients = {
   readonly chain: Chain
@@ -28,6 +28,24 @@ export type ChainClients = {
 /** Account `index` of the development mnemonic: the embedded default's operator is index 0. */
 export function developmentAccount(index = 0): HDAccount {
   return mnemonicToAccount(DEVELOPMENT_MNEMONIC, { addressIndex: index })
+}
+
+/** How many accounts of the development mnemonic count as publicly known (anvil funds 10 to 20). */
+const KNOWN_DEVELOPMENT_ACCOUNTS = 20
+
+/**
+ * Refuses an account of the development mnemonic on any chain but the development chain id:
+ * its key is public, so whatever it signs or owns there anyone can take (DEVELOPMENT_KEY_REFUSED).
+ */
+export function refuseDevelopmentAccount(chainId: number, account: Pick<Account, 'address'>): void {
+  if (chainId === EMBEDDED_CHAIN_ID) return
+  for (let index = 0; index < KNOWN_DEVELOPMENT_ACCOUNTS; index++)
+    if (developmentAccount(index).address === account.address)
+      throw new BaseError(
+        'DEVELOPMENT_KEY_REFUSED',
+        `the key of ${account.address} is development account ${index}, public to anyone; chain ${chainId} needs your own key in CARCHAIN_OPERATOR_KEY`,
+        { details: { chainId, address: account.address, index } },
+      )
 }
 
 /** The operator account from a 0x private key (external networks: `CARCHAIN_OPERATOR_KEY`). */

@@ -10,6 +10,9 @@ import { PGlite, types as pgliteTypes } from '@electric-sql/pglite'
 import pg from 'pg'
 import { from as copyFromStdin } from 'pg-copy-streams'
 import { BaseError } from '../errors.ts'
+import { logger } from '../log.ts'
+
+const log = logger('db')
 
 /** Something SQL can be sent to: the database itself or an open transaction. */
 export type Queryable = {
@@ -99,7 +102,9 @@ async function openPostgres(url: string, maxConnections: number): Promise<Databa
     types: pgTypes as pg.CustomTypesConfig,
   })
   // An idle client losing its server must not crash the process; the next query reports it.
-  pool.on('error', () => {})
+  pool.on('error', (error) =>
+    log.warn({ err: error, url: redactUrl(url) }, 'an idle PostgreSQL connection failed'),
+  )
   const redacted = redactUrl(url)
   const unreachable = (error: unknown) =>
     new BaseError('DB_UNREACHABLE', `cannot reach PostgreSQL at ${redacted}: ${(error as Error).message}`, {
@@ -109,7 +114,9 @@ async function openPostgres(url: string, maxConnections: number): Promise<Databa
   try {
     await pool.query('select 1')
   } catch (error) {
-    await pool.end().catch(() => {})
+    await pool
+      .end()
+      .catch((endError: unknown) => log.warn({ err: endError }, 'closing the PostgreSQL pool failed'))
     throw unreachable(error)
   }
   const wrap = (q: pg.Pool | pg.PoolClient): Queryable => ({
@@ -173,7 +180,11 @@ async function openPostgres(url: string, maxConnections: number): Promise<Databa
         await client.query('commit')
         return result
       } catch (error) {
-        await client.query('rollback').catch(() => {})
+        await client
+          .query('rollback')
+          .catch((rollbackError: unknown) =>
+            log.warn({ err: rollbackError }, 'rollback failed; the connection is checked below'),
+          )
         const cause = error instanceof BaseError ? error.cause : error
         if (!isConnectionError(cause)) throw error
         // The connection died (begin, a statement or commit): a retryable DB_UNREACHABLE, and the

@@ -51,7 +51,7 @@ const grantFor = (overrides: Partial<Parameters<typeof aGrant>[0]> = {}) =>
   aGrant({ signer: owner, domain, vehicle, grantee: grantee.address, nowSec, ...overrides })
 
 describe('the offline decision', () => {
-  test('a valid grant opens; each check refuses with its own code, in DESIGN.md order', async () => {
+  test('a valid grant opens; each check refuses with its own code, in the order of docs/spec.md', async () => {
     const { controller, state } = setup()
     const good = await grantFor()
     assert.equal(controller.decide(await attempt(good, Scope.UNLOCK)).code, 'OK')

@@ -1,5 +1,5 @@
 /**
- * The car's offline access decision (DESIGN.md "Digital keys"): no server, only what the car
+ * The car's offline access decision (docs/spec.md "The car's offline check, in order"): no server, only what the car
  * knows of the chain (its {@link KeyState}, synced by the chain cache) and its own use counters.
  *
  * Checks, in order, each with its code (the link's `result.code`):

@@ -1,5 +1,5 @@
 /**
- * The short-range link's messages (DESIGN.md "Digital keys"; the link stands for BLE/NFC and is a
+ * The short-range link's messages (docs/spec.md "The short-range link"; the link stands for BLE/NFC and is a
  * WebSocket here). One JSON object per text frame:
  *
  * - car → device `{"type":"challenge","vehicle":"0x…","challenge":"0x…32 bytes","time":<unix s>}`

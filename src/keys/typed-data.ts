@@ -1,5 +1,5 @@
 /**
- * The EIP-712 typed data of digital keys (DESIGN.md "Digital keys"), exactly as outside parties
+ * The EIP-712 typed data of digital keys (docs/spec.md "Digital keys"), exactly as outside parties
  * sign it: any wallet, or `cast wallet sign --data --from-file typed.json --private-key K`.
  *
  * - Domain `{name:"Carchain", version:"1", chainId, verifyingContract: <KeyRegistry>}`.
@@ -16,7 +16,7 @@ import { type Address, type Hex, hashDomain, hashTypedData, type TypedDataDomain
 import { BaseError } from '../errors.ts'
 import { keccak256 } from './keccak.ts'
 
-/** Action and scope bits (DESIGN.md): a grant's `scopes` is an OR of them; a request names one. */
+/** Action and scope bits (docs/spec.md "Scope and action bits"): a grant's `scopes` is an OR of them; a request names one. */
 export const Scope = {
   UNLOCK: 1,
   LOCK: 2,
@@ -64,7 +64,7 @@ export type AccessRequest = { grantId: Hex; action: number; challenge: Hex }
 /** The EIP-712 domain of digital keys for a chain and its KeyRegistry. */
 export type KeyDomain = { chainId: number; keyRegistry: Address }
 
-/** EIP-712 struct definitions, field order exactly as DESIGN.md. */
+/** EIP-712 struct definitions, field order exactly as docs/spec.md. */
 export const keyTypes = {
   KeyGrant: [
     { name: 'vehicle', type: 'address' },

@@ -1,5 +1,5 @@
 /**
- * The event envelope (docs/ledger.md, DESIGN.md "Ledger"): what a vehicle signs and the log
+ * The event envelope (docs/ledger.md, docs/spec.md "Event envelope and hashing"): what a vehicle signs and the log
  * stores. Its RFC 8785 canonical bytes are the RFC 9162 leaf input; its leaf hash is the event id
  * and the next event's `prev`. The payload (salt + data) lives apart, bound by `commit`.
  *
@@ -15,7 +15,7 @@ import { SALT_BYTES, SIGNATURE_BYTES } from './sizes.ts'
 
 export { SALT_BYTES, SIGNATURE_BYTES }
 
-/** The kinds of event a vehicle records (DESIGN.md "Ledger"); anything else is refused. */
+/** The kinds of event a vehicle records (docs/spec.md "Event envelope and hashing"); anything else is refused. */
 export const eventKinds = [
   'door.unlocked',
   'door.locked',

@@ -18,6 +18,7 @@ import { type FileHandle, open, rename, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { crc32 } from 'node:zlib'
 import { BaseError } from '../errors.ts'
+import { logger } from '../log.ts'
 import { type Hex, toBareHex, toHex } from './bytes.ts'
 import {
   type ChainHead,
@@ -31,6 +32,8 @@ import {
 } from './envelope.ts'
 import { canonicalizeToBytes } from './jcs.ts'
 import { hashLeaf } from './merkle.ts'
+
+const log = logger('ledger.local-log')
 
 const MAGIC = new TextEncoder().encode('CCLEDG01')
 const RECORD_HEADER_BYTES = 9
@@ -101,7 +104,9 @@ async function syncDirectory(path: string): Promise<void> {
     } finally {
       await handle.close()
     }
-  } catch {}
+  } catch (error) {
+    log.warn({ err: error, path }, 'cannot fsync the directory; a crash may lose the last create or rename')
+  }
 }
 
 type State = {
@@ -231,7 +236,7 @@ export async function openLocalLog(path: string): Promise<LocalLog> {
   let queue: Promise<unknown> = Promise.resolve()
   const serialized = <T>(fn: () => Promise<T>): Promise<T> => {
     const run = queue.then(fn)
-    queue = run.catch(() => {})
+    queue = run.catch(() => {}) // the queue only orders: each failure is returned to its caller
     return run
   }
   const write = async (bytes: Uint8Array, sync: boolean) => {
@@ -239,7 +244,11 @@ export async function openLocalLog(path: string): Promise<LocalLog> {
       await handle.write(bytes, 0, bytes.length, size)
     } catch (error) {
       // A partial write (disk full) must not leave bytes a later, shorter record would not cover.
-      await handle.truncate(size).catch(() => {})
+      await handle
+        .truncate(size)
+        .catch((truncateError: unknown) =>
+          log.error({ err: truncateError, path }, 'cannot cut a partial write off the local log'),
+        )
       throw new BaseError(
         'DATA_DIR_INVALID',
         `cannot write the local log ${path}: ${(error as Error).message}`,

@@ -10,7 +10,10 @@ import { type Address, getAddress } from 'viem'
 import { vehicleRegistryAbi } from '../chain/generated/index.ts'
 import { fromHex, toHex } from '../ledger/bytes.ts'
 import { recordTitleTransfers, type TitleTransfer } from '../ledger/payload-access.ts'
+import { logger } from '../log.ts'
 import type { NodeContext } from './context.ts'
+
+const log = logger('node.indexer')
 
 export type ChainIndexer = {
   /** One pass now (tests). */
@@ -93,6 +96,7 @@ export function startChainIndexer(
   }
   /** A pass that starts now (after any pass in flight), so it sees everything mined so far. */
   const sync = async (): Promise<void> => {
+    // Only to run after the pass in flight: its failure went to whoever started it.
     while (running) await running.catch(() => {})
     running = pass().finally(() => {
       running = undefined
@@ -100,7 +104,10 @@ export function startChainIndexer(
     return running
   }
   const timer = setInterval(() => {
-    if (!stopped && !running) sync().catch(() => {}) // the next pass retries from the cursor
+    if (!stopped && !running)
+      sync().catch((error: unknown) =>
+        log.error({ err: error }, 'chain indexer sync failed; the next pass retries from the cursor'),
+      )
   }, options.pollMs ?? 1000)
   timer.unref()
   return {
@@ -121,7 +128,10 @@ export function startChainIndexer(
           functionName: 'ownerOf',
           args: [BigInt(vehicle)],
         })
-        .catch(() => null)
+        .catch((error: unknown) => {
+          log.warn({ err: error, vehicle }, 'reading ownerOf from the chain failed; answering no owner')
+          return null
+        })
       if (owner)
         await db.query(
           'insert into node_titles (vehicle, owner, block_number) values ($1, $2, 0) on conflict (vehicle) do nothing',
@@ -132,7 +142,7 @@ export function startChainIndexer(
     async stop() {
       stopped = true
       clearInterval(timer)
-      await running?.catch(() => {})
+      await running?.catch(() => {}) // only to stop after it: its failure went to its caller
     },
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The public log API (DESIGN.md "Ledger"): the verification surface anyone can use without
+ * The public log API (docs/spec.md "Public log API"): the verification surface anyone can use without
  * trusting the node — every answer can be checked against the root anchored on chain.
  */
 import type { FastifyInstance } from 'fastify'

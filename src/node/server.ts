@@ -6,9 +6,12 @@
 import swagger from '@fastify/swagger'
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
 import { BaseError, errorCodes, toBaseError } from '../errors.ts'
+import { logger } from '../log.ts'
 import { defaultRateLimit, type RateLimitConfig, registerRateLimit } from './rate-limit.ts'
 
-/** What the node tells about its chain (DESIGN.md "Interfaces": `GET /v1/chain`). */
+const log = logger('node.http')
+
+/** What the node tells about its chain (docs/spec.md "HTTP API": `GET /v1/chain`). */
 export type ChainInfo = {
   chainId: number
   rpcUrl: string
@@ -24,7 +27,6 @@ export type CreateServerParameters = {
   health: () => Promise<Record<string, 'ok' | string>>
   /** More routes from the domains (ledger log API, vehicles, keys…). */
   routes?: readonly NodeRoutes[]
-  logger?: boolean
   /** Per-client request budgets (src/node/rate-limit.ts); `false` turns them off. */
   rateLimit?: RateLimitConfig | false
 }
@@ -41,7 +43,9 @@ export const errorSchema = {
 
 /** Builds the server; the caller listens. */
 export async function createServer(parameters: CreateServerParameters): Promise<FastifyInstance> {
-  const app = Fastify({ logger: parameters.logger ?? false, bodyLimit: 8 * 1024 * 1024 })
+  // Fastify's own request logging stays off; what fails inside a request is logged below through
+  // the one logger (src/log.ts), and every other error answer is the caller's mistake.
+  const app = Fastify({ logger: false, bodyLimit: 8 * 1024 * 1024 })
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -56,7 +60,7 @@ export async function createServer(parameters: CreateServerParameters): Promise<
 
   if (parameters.rateLimit !== false) await registerRateLimit(app, parameters.rateLimit ?? defaultRateLimit)
 
-  app.setErrorHandler((thrown: FastifyError | BaseError, _request, reply) => {
+  app.setErrorHandler((thrown: FastifyError | BaseError, request, reply) => {
     let error: BaseError
     if (thrown instanceof BaseError) error = thrown
     else if ((thrown as FastifyError).validation)
@@ -70,11 +74,17 @@ export async function createServer(parameters: CreateServerParameters): Promise<
     else if ((thrown as FastifyError).statusCode && (thrown as FastifyError).statusCode! < 500)
       error = new BaseError('INVALID_ARGUMENT', thrown.message)
     else error = toBaseError(thrown)
+    const status = errorCodes[error.code].httpStatus
+    if (status >= 500)
+      log.error(
+        { err: thrown, code: error.code, method: request.method, url: request.url.split('?')[0] },
+        'a request failed inside the node',
+      )
     // A budget counted outside the rate-limit plugin (a vehicle's own) says when to retry too.
     const { retryAfterMs } = error.details
     if (error.code === 'RATE_LIMITED' && typeof retryAfterMs === 'number' && !reply.hasHeader('retry-after'))
       reply.header('retry-after', Math.ceil(retryAfterMs / 1000))
-    reply.status(errorCodes[error.code].httpStatus).send(error.toJSON())
+    reply.status(status).send(error.toJSON())
   })
   app.setNotFoundHandler((request, reply) => {
     const error = new BaseError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)

@@ -14,6 +14,7 @@ import {
   connectChain,
   developmentAccount,
   operatorAccountFromKey,
+  refuseDevelopmentAccount,
 } from '../chain/clients.ts'
 import { type Deployment, deployContracts } from '../chain/deploy.ts'
 import type { NodeConfig } from '../config.ts'
@@ -96,7 +97,7 @@ export async function startNode({
     }
   }
   try {
-    const lock = lockDataDir(config.dataDir)
+    const lock = await lockDataDir(config.dataDir)
     undo.push(() => lock.release())
 
     let anvil: Anvil | undefined
@@ -122,6 +123,7 @@ export async function startNode({
         },
       )
     const clients = await connectChain({ rpcUrl, account })
+    refuseDevelopmentAccount(clients.chain.id, account)
 
     const { deployment, deployedNow } = await deployContracts({
       clients,

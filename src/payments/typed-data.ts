@@ -1,5 +1,5 @@
 /**
- * The EIP-712 typed data of metered charging (DESIGN.md "Payments and charging", docs/payments.md).
+ * The EIP-712 typed data of metered charging (docs/spec.md "Payments and charging", docs/payments.md).
  *
  * All three types share one domain: `{name: "Carchain", version: "1", chainId, verifyingContract:
  * ChargingChannels}` — the contract checks vouchers against it, and binding tariffs and meter

@@ -17,6 +17,7 @@ import type { PkiDirectory } from '../identity/pki-directory.ts'
 import { registryRevocation } from '../identity/registry-revocation.ts'
 import type { SoftwareKeyStore } from '../identity/software-keystore.ts'
 import { connectIdentity, createIdentityServer } from '../identity/tls.ts'
+import { logger } from '../log.ts'
 import type { NodeContext } from '../node/context.ts'
 import type { ChannelClients } from '../payments/channels.ts'
 import { createChargerChecker } from '../payments/charger-check.ts'
@@ -28,6 +29,8 @@ import { simulatedMeter } from '../station/meter.ts'
 import { type ChargingStation, createChargingStation } from '../station/station.ts'
 import { fileVoucherBook, type VoucherBook } from '../station/vouchers.ts'
 import type { VehicleAgent } from '../vehicle/agent.ts'
+
+const log = logger('sim.charging')
 
 const TOKEN = 10n ** 18n
 /** The parking operator the demo cars pay (development account 7). */
@@ -129,7 +132,9 @@ export async function startChargePoints(parameters: {
         },
       },
       (session) => {
-        station.serve(tlsTransport(session)).catch(() => {})
+        station
+          .serve(tlsTransport(session))
+          .catch((error: unknown) => log.error({ err: error, evseId }, 'a charging session failed'))
       },
     )
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))

@@ -1,6 +1,6 @@
 /**
  * The vehicle as the keys see it: doors, trunk, engine, charge port and odometer, acted out by
- * granted actions. Each change names the ledger event kind that records it (DESIGN.md "Ledger").
+ * granted actions. Each change names the ledger event kind that records it (docs/spec.md "Event envelope and hashing").
  */
 
 import { Scope } from '../keys/typed-data.ts'

@@ -10,7 +10,7 @@ import type { AnchoredHead } from './lib/event-proof.ts'
 
 export { demoTokenAbi, ledgerAnchorAbi, vehicleRegistryAbi }
 
-/** The standard development mnemonic; the demo fleet's owners are its accounts (DESIGN.md). */
+/** The standard development mnemonic; the demo fleet's owners are its accounts (docs/spec.md "HTTP API"). */
 export const DEMO_MNEMONIC = 'test test test test test test test test test test test junk'
 
 /** The demo owner at `ownerIndex` of the development mnemonic (a public, test-only key). */

@@ -4,7 +4,7 @@ pragma solidity 0.8.37;
 /// @title IChargingChannels
 /// @notice Unidirectional ERC-20 payment channels from a payer (a car's wallet) to a payee (a
 ///         charge-point operator), settled with the payer's EIP-712 vouchers for a growing
-///         cumulative amount (DESIGN.md "Payments and charging").
+///         cumulative amount (docs/spec.md "Payments and charging").
 /// @dev The contract stores one slot per channel (amounts and expiry); the parties and the token
 ///      are committed to by the channel id, `keccak256(abi.encode(payer, payee, token, nonce))`,
 ///      so every call on an existing channel names them in a `ChannelKey` and the contract

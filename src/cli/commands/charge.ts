@@ -29,7 +29,6 @@ import { migrate } from '../../db/migrate.ts'
 import { BaseError } from '../../errors.ts'
 import { keyStoreAccount } from '../../identity/account.ts'
 import { fromPem } from '../../identity/certificate.ts'
-import { DEV_PASSPHRASE } from '../../identity/pki-directory.ts'
 import { SoftwareKeyStore } from '../../identity/software-keystore.ts'
 import { connectIdentity, createIdentityServer } from '../../identity/tls.ts'
 import { type ChannelClients, channelKeyOf, readChannel, reclaimChannel } from '../../payments/channels.ts'
@@ -44,6 +43,7 @@ import { createChargingStation } from '../../station/station.ts'
 import { claimPending, fileVoucherBook, type VoucherBook } from '../../station/vouchers.ts'
 import type { Command, CommandIo, FlagSpec, ParsedFlags } from '../command.ts'
 import { integerFlag, requiredStringFlag, stringFlag } from '../flags.ts'
+import { keyStorePassphrase, passphraseFlag } from '../passphrase.ts'
 
 const chainFlags: Record<string, FlagSpec> = {
   rpc: {
@@ -61,11 +61,7 @@ const chainFlags: Record<string, FlagSpec> = {
 }
 const keyFlags: Record<string, FlagSpec> = {
   keystore: { type: 'string', value: 'DIR', description: 'Software key store directory.', required: true },
-  passphrase: {
-    type: 'string',
-    value: 'TEXT',
-    description: 'Key store passphrase (env CARCHAIN_PASSPHRASE).',
-  },
+  passphrase: passphraseFlag,
 }
 const walletFlags: Record<string, FlagSpec> = {
   ...chainFlags,
@@ -109,22 +105,21 @@ type Context = {
   decimals: number
 }
 
-async function openContext(flags: ParsedFlags, io: CommandIo): Promise<Context> {
+async function openContext(flags: ParsedFlags): Promise<Context> {
   const rpcUrl = process.env.CARCHAIN_RPC_URL ?? requiredStringFlag(flags, 'rpc')
   const dataDir = resolve(requiredStringFlag(flags, 'data'))
   // Reads need no key; transactions are sent through per-account wallet clients below.
   const clients = await connectChain({ rpcUrl, account: developmentAccount(0) })
+  const passphrase = keyStorePassphrase(flags, clients.chain.id) // before any work: fail fast
   const deployment = readDeployment(dataDir, clients.chain.id)
   if (!deployment)
     throw new BaseError('DEPLOYMENT_MISSING', `no deployment for chain ${clients.chain.id} in ${dataDir}`, {
       details: { dataDir, chainId: clients.chain.id },
     })
-  let passphrase = stringFlag(flags, 'passphrase') ?? process.env.CARCHAIN_PASSPHRASE
-  if (!passphrase) {
-    passphrase = DEV_PASSPHRASE
-    io.progress('warning: using the development passphrase; set CARCHAIN_PASSPHRASE for real keys')
-  }
-  const store = new SoftwareKeyStore({ dir: requiredStringFlag(flags, 'keystore'), passphrase })
+  const store = new SoftwareKeyStore({
+    dir: requiredStringFlag(flags, 'keystore'),
+    passphrase,
+  })
   const token = deployment.contracts.Token.address
   const decimals = await clients.publicClient.readContract({
     address: token,
@@ -203,10 +198,10 @@ async function openWallet(
 
 async function withContext<T>(
   flags: ParsedFlags,
-  io: CommandIo,
+  _io: CommandIo,
   task: (ctx: Context) => Promise<T>,
 ): Promise<T> {
-  const ctx = await openContext(flags, io)
+  const ctx = await openContext(flags)
   try {
     return await task(ctx)
   } finally {

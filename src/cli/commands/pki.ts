@@ -8,17 +8,14 @@ import type { Address } from 'viem'
 import { BaseError, type ErrorCode } from '../../errors.ts'
 import { fromPem } from '../../identity/certificate.ts'
 import type { Pkcs11KeyStoreOptions } from '../../identity/pkcs11-keystore.ts'
-import { DEV_PASSPHRASE, PkiDirectory } from '../../identity/pki-directory.ts'
-import type { Command, CommandIo, FlagSpec, ParsedFlags } from '../command.ts'
+import { PkiDirectory } from '../../identity/pki-directory.ts'
+import type { Command, FlagSpec, ParsedFlags } from '../command.ts'
 import { integerFlag, requiredStringFlag, stringFlag } from '../flags.ts'
+import { keyStorePassphrase, passphraseFlag } from '../passphrase.ts'
 
 const keyFlags: Record<string, FlagSpec> = {
   dir: { type: 'string', value: 'DIR', description: 'PKI directory.', required: true },
-  passphrase: {
-    type: 'string',
-    value: 'TEXT',
-    description: `Key store passphrase (env CARCHAIN_PASSPHRASE; dev default "${DEV_PASSPHRASE}").`,
-  },
+  passphrase: passphraseFlag,
   'pkcs11-module': {
     type: 'string',
     value: 'PATH',
@@ -63,13 +60,9 @@ function pkcs11Options(flags: ParsedFlags): Pkcs11KeyStoreOptions | undefined {
   return { module, slot, pin }
 }
 
-function openDirectory(flags: ParsedFlags, io: CommandIo, usesKeys: boolean): PkiDirectory {
+function openDirectory(flags: ParsedFlags, usesKeys: boolean): PkiDirectory {
   if (!usesKeys) return new PkiDirectory({ dir: requiredStringFlag(flags, 'dir'), passphrase: '' })
-  let passphrase = stringFlag(flags, 'passphrase') ?? process.env.CARCHAIN_PASSPHRASE
-  if (!passphrase) {
-    passphrase = DEV_PASSPHRASE
-    io.progress(`warning: using the development passphrase; set CARCHAIN_PASSPHRASE for real keys`)
-  }
+  const passphrase = keyStorePassphrase(flags)
   const pkcs11 = pkcs11Options(flags)
   return new PkiDirectory({
     dir: requiredStringFlag(flags, 'dir'),
@@ -80,11 +73,10 @@ function openDirectory(flags: ParsedFlags, io: CommandIo, usesKeys: boolean): Pk
 
 async function withDirectory<T>(
   flags: ParsedFlags,
-  io: CommandIo,
   task: (pki: PkiDirectory) => Promise<T>,
   usesKeys = true,
 ): Promise<T> {
-  const pki = openDirectory(flags, io, usesKeys)
+  const pki = openDirectory(flags, usesKeys)
   try {
     return await task(pki)
   } finally {
@@ -110,8 +102,8 @@ const init: Command = {
   path: ['pki', 'init'],
   summary: 'Create the OEM and CPO hierarchies (root + sub-CA + CRL) in a directory.',
   flags: keyFlags,
-  async run({ flags, io }) {
-    const paths = await withDirectory(flags, io, (pki) => pki.init())
+  async run({ flags }) {
+    const paths = await withDirectory(flags, (pki) => pki.init())
     return {
       data: paths,
       text: `PKI created\n  OEM root ${paths.roots.oem}\n  OEM sub  ${paths.subCAs.oem}\n  CPO root ${paths.roots.cpo}\n  CPO sub  ${paths.subCAs.cpo}`,
@@ -137,13 +129,13 @@ const issueVehicle: Command = {
       description: 'Existing wallet address (else a key is generated).',
     },
   },
-  async run({ flags, io }) {
+  async run({ flags }) {
     const wallet = stringFlag(flags, 'wallet')
     if (wallet !== undefined && !/^0x[0-9a-fA-F]{40}$/.test(wallet))
       throw new BaseError('CLI_USAGE', '--wallet must be a 0x-prefixed 20-byte address', {
         details: { wallet },
       })
-    const result = await withDirectory(flags, io, (pki) =>
+    const result = await withDirectory(flags, (pki) =>
       pki.issueVehicle({
         vin: requiredStringFlag(flags, 'vin'),
         chainId: integerFlag(flags, 'chain-id', { min: 1 }) as number,
@@ -161,8 +153,8 @@ const issueCharger: Command = {
     ...keyFlags,
     evse: { type: 'string', value: 'ID', description: 'EVSE ID, e.g. DE*ABC*E123456.', required: true },
   },
-  async run({ flags, io }) {
-    const result = await withDirectory(flags, io, (pki) =>
+  async run({ flags }) {
+    const result = await withDirectory(flags, (pki) =>
       pki.issueCharger({ evseId: requiredStringFlag(flags, 'evse') }),
     )
     return { data: result, text: issuedText('charger certificate issued', result) }
@@ -182,8 +174,8 @@ const issueComponent: Command = {
     },
     name: { type: 'string', value: 'NAME', description: 'Component name, e.g. BMS.', required: true },
   },
-  async run({ flags, io }) {
-    const result = await withDirectory(flags, io, (pki) =>
+  async run({ flags }) {
+    const result = await withDirectory(flags, (pki) =>
       pki.issueComponent({
         vin: requiredStringFlag(flags, 'vehicle'),
         name: requiredStringFlag(flags, 'name'),
@@ -202,7 +194,7 @@ const verify: Command = {
     chain: { type: 'string', value: 'PEM', description: 'Intermediate certificate(s).', required: true },
     role: { type: 'string', value: 'ROLE', description: 'vehicle | charger | component.', required: true },
   },
-  async run({ flags, io }) {
+  async run({ flags }) {
     const role = requiredStringFlag(flags, 'role')
     if (role !== 'vehicle' && role !== 'charger' && role !== 'component')
       throw new BaseError('CLI_USAGE', '--role must be vehicle, charger or component', { details: { role } })
@@ -212,7 +204,6 @@ const verify: Command = {
       // Verifying needs no keys: no passphrase, no token.
       const identity = await withDirectory(
         flags,
-        io,
         (pki) => pki.verify({ cert, chain: fromPem(chainText), role }),
         false,
       )
@@ -238,9 +229,9 @@ const revoke: Command = {
     ...keyFlags,
     cert: { type: 'string', value: 'PEM', description: 'The certificate to revoke.', required: true },
   },
-  async run({ flags, io }) {
+  async run({ flags }) {
     const cert = await readPem(requiredStringFlag(flags, 'cert'), 'cert')
-    const result = await withDirectory(flags, io, (pki) => pki.revoke(cert))
+    const result = await withDirectory(flags, (pki) => pki.revoke(cert))
     return {
       data: {
         revoked: true,

@@ -1,13 +1,16 @@
 /** `carchain up` and `carchain deploy`. */
-import { connectChain, operatorAccountFromKey } from '../../chain/clients.ts'
+import { connectChain, operatorAccountFromKey, refuseDevelopmentAccount } from '../../chain/clients.ts'
 import { deployContracts } from '../../chain/deploy.ts'
 import { loadConfig } from '../../config.ts'
 import { BaseError } from '../../errors.ts'
 import { listAnchors } from '../../ledger/anchor.ts'
 import { getCheckpoint } from '../../ledger/store.ts'
+import { logger } from '../../log.ts'
 import { type RunningSystem, startSystem } from '../../sim/system.ts'
 import type { Command } from '../command.ts'
 import { booleanFlag, integerFlag, stringFlag } from '../flags.ts'
+
+const log = logger('cli.up')
 
 const up: Command = {
   path: ['up'],
@@ -42,8 +45,17 @@ const up: Command = {
       value: 'URL',
       description: 'PostgreSQL URL instead of PGlite (env DATABASE_URL).',
     },
-    vehicles: { type: 'string', value: 'N', description: 'Demo fleet size.', default: '12' },
+    vehicles: {
+      type: 'string',
+      value: 'N',
+      description: 'Demo fleet size (default 12; none with --rpc).',
+    },
     'no-sim': { type: 'boolean', description: 'Run without the demo fleet.' },
+    'demo-fleet-on-external-chain': {
+      type: 'boolean',
+      description:
+        'Run the demo fleet (development-mnemonic owners, public keys) on the --rpc chain: only for a throwaway test network.',
+    },
     mqtt: {
       type: 'string',
       value: 'URL',
@@ -61,6 +73,7 @@ const up: Command = {
         database: stringFlag(flags, 'database'),
         vehicles: integerFlag(flags, 'vehicles', { min: 0, max: 10_000 }),
         noSim: booleanFlag(flags, 'no-sim'),
+        demoFleetOnExternalChain: booleanFlag(flags, 'demo-fleet-on-external-chain'),
         mqtt: stringFlag(flags, 'mqtt'),
       },
       env: process.env,
@@ -94,7 +107,7 @@ const up: Command = {
     const summary = setInterval(() => {
       liveSummary(node).then(
         (line) => io.progress(line),
-        () => {},
+        (error: unknown) => log.warn({ err: error }, 'the live summary could not be read'),
       )
     }, 15_000)
     summary.unref()
@@ -143,6 +156,7 @@ const deploy: Command = {
       rpcUrl: config.rpcUrl!,
       account: operatorAccountFromKey(config.operatorKey),
     })
+    refuseDevelopmentAccount(clients.chain.id, clients.account)
     const { deployment, deployedNow } = await deployContracts({
       clients,
       dataDir: config.dataDir,

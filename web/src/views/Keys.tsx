@@ -1,6 +1,6 @@
 /**
  * Digital keys: sign in as a demo owner, grant a key with an EIP-712 KeyGrant signature
- * (DESIGN.md "Digital keys"), and revoke it with a KeyRegistry transaction sent from the owner's
+ * (docs/spec.md "Digital keys"), and revoke it with a KeyRegistry transaction sent from the owner's
  * account — both straight from this browser, the node is not asked to sign anything.
  */
 import { useCallback, useEffect, useMemo, useState } from 'react'
