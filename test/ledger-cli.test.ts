@@ -4,31 +4,18 @@
  * can erase, and every proof still verifies after erasure.
  */
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
-import { promisify } from 'node:util'
 import { loadConfig } from '../src/config.ts'
 import { type RunningSystem, startSystem } from '../src/sim/system.ts'
+import { cli } from './cli.ts'
 
-const main = new URL('../src/cli/main.ts', import.meta.url).pathname
 const dataDir = mkdtempSync(join(tmpdir(), 'carchain-ledger-cli-'))
 let node: RunningSystem
 let eventId: string
 let ownerIndex: number
-
-// biome-ignore lint/suspicious/noExplicitAny: tests read the JSON answers field by field
-async function cli(...args: string[]): Promise<{ status: number; json: Record<string, any> }> {
-  try {
-    const { stdout } = await promisify(execFile)(process.execPath, [main, ...args, '--json'])
-    return { status: 0, json: JSON.parse(stdout) }
-  } catch (error) {
-    const e = error as { code: number; stdout: string }
-    return { status: e.code, json: JSON.parse(e.stdout) }
-  }
-}
 
 before(async () => {
   node = await startSystem({

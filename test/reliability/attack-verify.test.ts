@@ -11,13 +11,11 @@
  *   registered for the vehicle, is refused.
  */
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
-import { promisify } from 'node:util'
 import type { Address } from 'viem'
 import { connectChain, developmentAccount } from '../../src/chain/clients.ts'
 import { ledgerAnchorAbi } from '../../src/chain/generated/index.ts'
@@ -33,10 +31,10 @@ import {
   payloadToJson,
 } from '../../src/ledger/envelope.ts'
 import { appendBatch } from '../../src/ledger/store.ts'
+import { cli } from '../cli.ts'
 import { type SeededFleet, seedFleet } from '../fleet-fixture.ts'
 import { startTestNode, type TestNode } from './harness.ts'
 
-const main = new URL('../../src/cli/main.ts', import.meta.url).pathname
 const dir = mkdtempSync(join(tmpdir(), 'carchain-attack-verify-'))
 let node: TestNode
 let fleet: SeededFleet
@@ -45,17 +43,6 @@ let chain: { chainId: number; rpcUrl: string; contracts: Record<string, Address>
 let logId: string
 // biome-ignore lint/suspicious/noExplicitAny: the bundle is edited field by field, as an attacker would
 let genuine: Record<string, any>
-
-// biome-ignore lint/suspicious/noExplicitAny: tests read the JSON answers field by field
-async function cli(...args: string[]): Promise<{ status: number; json: Record<string, any> }> {
-  try {
-    const { stdout } = await promisify(execFile)(process.execPath, [main, ...args, '--json'])
-    return { status: 0, json: JSON.parse(stdout) }
-  } catch (error) {
-    const e = error as { code: number; stdout: string }
-    return { status: e.code, json: JSON.parse(e.stdout) }
-  }
-}
 
 let files = 0
 /** Writes `bundle` to a file and runs `verify --bundle` on it with `flags` (default: the node). */
