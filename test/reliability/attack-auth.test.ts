@@ -1,6 +1,6 @@
 /**
  * Attack tests for the node's sign-in, live stream and upload limits (issue 19 #1, #9, #13;
- * docs/reliability.md "Security review (issue 19): sign-in, stream and upload limits").
+ * docs/reliability.md "Security review (issue 19)", items 1, 9 and 13).
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'

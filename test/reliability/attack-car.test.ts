@@ -1,6 +1,6 @@
 /**
  * Attacks on the car's side (issue 19 #10 #11 #12 #14, docs/reliability.md "Security review
- * (issue 19): the car"): link floods, a stale or never-synced key cache, concurrent online
+ * (issue 19)"): link floods, a stale or never-synced key cache, concurrent online
  * unlocks of a one-use grant, forged upload acknowledgements. A real anvil with the contracts,
  * the car's real link and ledger, the local Mosquitto.
  */

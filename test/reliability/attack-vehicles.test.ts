@@ -1,6 +1,6 @@
 /**
- * Attacks on a vehicle's payloads at the node (issue 19, docs/reliability.md "Security review
- * (issue 19): vehicles"): replayed and rolled-back DataGrants, reads and erasure across a sale,
+ * Attacks on a vehicle's payloads at the node (issue 19 #5 #7 #8, docs/reliability.md "Security
+ * review (issue 19)"): replayed and rolled-back DataGrants, reads and erasure across a sale,
  * and the odometer in the public fleet view.
  */
 import assert from 'node:assert/strict'
