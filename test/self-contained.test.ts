@@ -61,6 +61,11 @@ test('docs/spec.md states the external contracts', () => {
     'event Anchored(bytes32 indexed logId, uint64 treeSize, bytes32 rootHash);',
     'GET /v1/log/proof/consistency?first=M&second=N',
     'GET /v1/sim/vehicles',
+    // added by the security review (issue 19)
+    'DataGrant(address vehicle,address reader,uint64 notAfter,uint64 issuedAtMs)',
+    'LedgerAck(address vehicle,bytes32 leafHash,uint64 leafIndex,uint64 treeSize,bytes32 rootHash)',
+    'operator address (20 bytes) ‖ 12 bytes',
+    'vehicleProof',
   ])
     assert.ok(spec.includes(fact), fact)
 })
