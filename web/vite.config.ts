@@ -1,7 +1,8 @@
 /**
  * Vite config of the dashboard. The node builds it programmatically (src/node/dashboard.ts);
  * `npx vite web` serves it for development, proxying the API to a running node
- * (CARCHAIN_URL, default http://127.0.0.1:8080).
+ * (CARCHAIN_URL, default http://127.0.0.1:8080). Sign-in messages name the page's origin, so
+ * start that node with `--public-url http://localhost:5173` (docs/operations.md).
  */
 import { fileURLToPath } from 'node:url'
 import type { UserConfig } from 'vite'
