@@ -6,7 +6,7 @@
  * it does not depend on the simulator.
  */
 import { createHash } from 'node:crypto'
-import { getAddress, keccak256, toBytes } from 'viem'
+import { type Address, getAddress, keccak256, type LocalAccount, toBytes } from 'viem'
 import { connectChain, developmentAccount } from '../src/chain/clients.ts'
 import { demoTokenAbi, vehicleRegistryAbi } from '../src/chain/generated/index.ts'
 import { toPem } from '../src/identity/certificate.ts'
@@ -142,4 +142,27 @@ export async function seedFleet(
   }
   for (const [n, car] of cars.entries()) await drive(car, Date.now() - (count - n) * 40_000)
   return { cars, drive, cleanup: () => pki.cleanup() }
+}
+
+/**
+ * `seller` sells `vehicle`'s title to `buyer` on chain (VehicleRegistry `transferFrom`) and waits
+ * for it; answers the sale's block and its timestamp in milliseconds (the title periods' boundary).
+ */
+export async function sellVehicle(
+  info: NodeInfo,
+  sale: { seller: LocalAccount; buyer: Address; vehicle: string },
+): Promise<{ blockNumber: bigint; timeMs: number }> {
+  const { walletClient, publicClient } = await connectChain({
+    rpcUrl: info.chain.rpcUrl,
+    account: sale.seller,
+  })
+  const hash = await walletClient.writeContract({
+    address: info.chain.contracts.VehicleRegistry as Address,
+    abi: vehicleRegistryAbi,
+    functionName: 'transferFrom',
+    args: [sale.seller.address, sale.buyer, BigInt(sale.vehicle)],
+  })
+  const { blockNumber } = await publicClient.waitForTransactionReceipt({ hash })
+  const block = await publicClient.getBlock({ blockNumber })
+  return { blockNumber, timeMs: Number(block.timestamp) * 1000 }
 }

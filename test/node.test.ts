@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { getAddress } from 'viem'
 import { createSiweMessage } from 'viem/siwe'
-import { connectChain, developmentAccount } from '../src/chain/clients.ts'
+import { developmentAccount } from '../src/chain/clients.ts'
 import { vehicleRegistryAbi } from '../src/chain/generated/index.ts'
 import { loadConfig } from '../src/config.ts'
 import { toPem } from '../src/identity/certificate.ts'
@@ -26,6 +26,7 @@ import { getRootAt } from '../src/ledger/store.ts'
 import { aP256Signer } from '../src/ledger/testing.ts'
 import { type RunningNode, startNode } from '../src/node/up.ts'
 import { dataGrantDomain } from '../src/node/vehicle-routes.ts'
+import { sellVehicle } from './fleet-fixture.ts'
 
 const dataDir = mkdtempSync(join(tmpdir(), 'carchain-node-'))
 let node: RunningNode
@@ -314,14 +315,7 @@ test('an owner admits a reader with a signed DataGrant; it expires, cannot be se
 })
 
 test('a sale moves the title in the fleet view; the history before it stays the seller’s', async () => {
-  const seller = await connectChain({ rpcUrl: node.chain.rpcUrl, account: owner })
-  const hash = await seller.walletClient.writeContract({
-    address: node.chain.contracts.VehicleRegistry as `0x${string}`,
-    abi: vehicleRegistryAbi,
-    functionName: 'transferFrom',
-    args: [owner.address, stranger.address, BigInt(car.vehicle)],
-  })
-  await seller.publicClient.waitForTransactionReceipt({ hash })
+  await sellVehicle(node, { seller: owner, buyer: stranger.address, vehicle: car.vehicle })
   await node.context.indexer.sync()
   const { vehicles } = (await api('/v1/vehicles')).body
   assert.equal(vehicles.find((v: { vehicle: string }) => v.vehicle === car.vehicle).owner, stranger.address)

@@ -6,13 +6,12 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import type { LocalAccount } from 'viem'
-import { connectChain, developmentAccount } from '../../src/chain/clients.ts'
-import { vehicleRegistryAbi } from '../../src/chain/generated/index.ts'
+import { developmentAccount } from '../../src/chain/clients.ts'
 import { createBatch } from '../../src/ledger/batch.ts'
 import { type DataGrant, dataGrantTypedData } from '../../src/ledger/data-grant.ts'
 import type { VehicleAddress } from '../../src/ledger/envelope.ts'
 import { getVehicleHead } from '../../src/ledger/store.ts'
-import { type SeededFleet, seedFleet } from '../fleet-fixture.ts'
+import { type SeededFleet, seedFleet, sellVehicle } from '../fleet-fixture.ts'
 import { type Answer, call, signIn, startTestNode, type TestNode } from './harness.ts'
 
 let node: TestNode
@@ -242,16 +241,7 @@ test('after a sale the buyer reads and erases only its own period, the seller on
   const sellersIds = before.events.map((event) => event.id)
 
   // The sale, on chain.
-  const wallet = await connectChain({ rpcUrl: node.chain.rpcUrl, account: seller })
-  const hash = await wallet.walletClient.writeContract({
-    address: node.chain.contracts.VehicleRegistry as `0x${string}`,
-    abi: vehicleRegistryAbi,
-    functionName: 'transferFrom',
-    args: [seller.address, buyer.address, BigInt(car.vehicle)],
-  })
-  const receipt = await wallet.publicClient.waitForTransactionReceipt({ hash })
-  const saleMs =
-    Number((await wallet.publicClient.getBlock({ blockNumber: receipt.blockNumber })).timestamp) * 1000
+  const { timeMs: saleMs } = await sellVehicle(node, { seller, buyer: buyer.address, vehicle: car.vehicle })
   const lastMs = Math.max(...before.events.map((event) => event.timeMs))
   const buyersIds = await upload(car, Math.max(saleMs, lastMs) + 1000, 3)
   await node.anchoring.anchorNow()
