@@ -4,7 +4,7 @@
  */
 import { resolve } from 'node:path'
 import { BaseError } from './errors.ts'
-import { checkOrigin } from './ledger/note.ts'
+import { checkLogOrigin } from './ledger/note.ts'
 import { defaultRateLimit, type RateLimitConfig } from './node/rate-limit.ts'
 import { DEFAULT_REVOCATION_TTL_MS } from './node/vehicle-keys.ts'
 
@@ -143,6 +143,6 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
       ingestClientMax: positive('CARCHAIN_RATE_LIMIT_INGEST_CLIENT', defaultRateLimit.ingestClientMax),
     },
     revocationTtlMs: positive('CARCHAIN_REVOCATION_TTL_MS', DEFAULT_REVOCATION_TTL_MS),
-    logOrigin: logOrigin === undefined || logOrigin === '' ? undefined : checkOrigin(logOrigin),
+    logOrigin: logOrigin === undefined || logOrigin === '' ? undefined : checkLogOrigin(logOrigin),
   }
 }

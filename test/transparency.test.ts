@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { loadConfig } from '../src/config.ts'
 import { isErrorCode } from '../src/errors.ts'
-import { openCheckpoint } from '../src/ledger/note.ts'
+import { openCheckpointNote } from '../src/ledger/note.ts'
 import { type RunningNode, startNode } from '../src/node/up.ts'
 
 const dataDir = mkdtempSync(join(tmpdir(), 'carchain-transparency-'))
@@ -41,7 +41,7 @@ test('the node signs its checkpoints with the note key of its data dir, under th
   const anchor = node.chain.contracts.LedgerAnchor!.toLowerCase()
   assert.equal(first.log.origin, `carchain.local/${node.chain.chainId}/${anchor}/${node.context.logId}`)
   assert.ok(first.log.verifierKey.startsWith(`${first.log.origin}+`))
-  const checkpoint = openCheckpoint(first.note, first.log.verifierKey)
+  const checkpoint = openCheckpointNote(first.note, first.log.verifierKey)
   assert.equal(checkpoint.origin, first.log.origin)
   assert.equal(checkpoint.treeSize, 0)
   // Beside the dashboard's deep links, a path under /log/ is never answered with the app's page.
@@ -57,9 +57,9 @@ test('the node signs its checkpoints with the note key of its data dir, under th
   assert.equal(second.log.origin, 'fleet.example/carchain')
   // The same Ed25519 key (made once, kept in the data dir) under another name and key id.
   assert.equal(second.log.verifierKey.split('+')[2], first.log.verifierKey.split('+')[2])
-  assert.equal(openCheckpoint(second.note, second.log.verifierKey).origin, 'fleet.example/carchain')
+  assert.equal(openCheckpointNote(second.note, second.log.verifierKey).origin, 'fleet.example/carchain')
   assert.throws(
-    () => openCheckpoint(second.note, first.log.verifierKey),
+    () => openCheckpointNote(second.note, first.log.verifierKey),
     (error) => isErrorCode(error, 'NOTE_INVALID'),
   )
 })

@@ -30,7 +30,7 @@ function invalid(message: string, details: Record<string, unknown> = {}): BaseEr
 }
 
 /** Throws CONFIG_INVALID unless `origin` can be a checkpoint origin and a note key name. */
-export function checkOrigin(origin: string): string {
+export function checkLogOrigin(origin: string): string {
   if (!ORIGIN_PATTERN.test(origin))
     throw new BaseError(
       'CONFIG_INVALID',
@@ -85,7 +85,7 @@ export function ed25519PublicKey(key: KeyObject): Uint8Array {
 
 /** A signer named `name` from an Ed25519 private key (PKCS#8 PEM or KeyObject). */
 export function noteSigner(name: string, privateKey: KeyObject | string): NoteSigner {
-  checkOrigin(name)
+  checkLogOrigin(name)
   const key = typeof privateKey === 'string' ? createPrivateKey(privateKey) : privateKey
   return { name, publicKey: ed25519PublicKey(key), privateKey: key }
 }
@@ -136,8 +136,7 @@ export function signNote(text: string, signer: NoteSigner): string {
 export function openNote(note: string, verifier: NoteVerifier): string {
   if (Buffer.byteLength(note, 'utf8') > MAX_NOTE_BYTES)
     throw invalid(`the note is larger than ${MAX_NOTE_BYTES} bytes`)
-  // eslint-like: control characters other than newline are not allowed anywhere.
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: the rule being enforced
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: a note holds no control character but \n
   if (/[\u0000-\u0009\u000b-\u001f]/.test(note)) throw invalid('the note holds control characters')
   if (!note.endsWith('\n')) throw invalid('the note does not end with a newline')
   const split = note.lastIndexOf('\n\n')
@@ -170,19 +169,19 @@ function publicKeyObject(publicKey: Uint8Array): KeyObject {
   })
 }
 
-export type Checkpoint = { origin: string; treeSize: number; rootHash: Uint8Array }
+export type CheckpointNote = { origin: string; treeSize: number; rootHash: Uint8Array }
 
 /** The checkpoint's note text: origin, tree size and base64 root hash, each line ending in \n. */
-export function checkpointText({ origin, treeSize, rootHash }: Checkpoint): string {
-  checkOrigin(origin)
+export function checkpointNoteText({ origin, treeSize, rootHash }: CheckpointNote): string {
+  checkLogOrigin(origin)
   if (!Number.isSafeInteger(treeSize) || treeSize < 0 || rootHash.length !== HASH_BYTES)
     throw new BaseError('INVALID_ARGUMENT', 'a checkpoint needs a tree size ≥ 0 and a 32-byte root hash')
   return `${origin}\n${treeSize}\n${base64(rootHash)}\n`
 }
 
 /** The signed checkpoint (c2sp.org/tlog-checkpoint) of a tree head. */
-export function signCheckpoint(checkpoint: Omit<Checkpoint, 'origin'>, signer: NoteSigner): string {
-  return signNote(checkpointText({ ...checkpoint, origin: signer.name }), signer)
+export function signCheckpointNote(checkpoint: Omit<CheckpointNote, 'origin'>, signer: NoteSigner): string {
+  return signNote(checkpointNoteText({ ...checkpoint, origin: signer.name }), signer)
 }
 
 /**
@@ -190,7 +189,7 @@ export function signCheckpoint(checkpoint: Omit<Checkpoint, 'origin'>, signer: N
  * origin is the verifier's name; NOTE_INVALID otherwise. Extension lines are refused (this log
  * writes none).
  */
-export function openCheckpoint(note: string, verifierKeyText: string): Checkpoint {
+export function openCheckpointNote(note: string, verifierKeyText: string): CheckpointNote {
   const verifier = parseVerifierKey(verifierKeyText)
   const lines = openNote(note, verifier).split('\n')
   if (lines.length !== 4) throw invalid('a checkpoint is exactly origin, tree size and root hash')

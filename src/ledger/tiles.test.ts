@@ -19,10 +19,10 @@ import { type BuiltEvent, createEventChain, type VehicleAddress } from './envelo
 import { buildMerkleTree, hashLeaf, type MerkleTree, verifyInclusion } from './merkle.ts'
 import {
   noteSigner,
-  openCheckpoint,
+  openCheckpointNote,
   openNote,
   parseVerifierKey,
-  signCheckpoint,
+  signCheckpointNote,
   verifierKey,
 } from './note.ts'
 import { appendBatch } from './store.ts'
@@ -74,7 +74,7 @@ describe('signed-note checkpoints (c2sp.org/signed-note, c2sp.org/tlog-checkpoin
   it('signs a checkpoint in the exact byte form and opens it with the verifier key', () => {
     const signer = aSigner()
     const rootHash = hashLeaf(new Uint8Array([1, 2, 3]))
-    const note = signCheckpoint({ treeSize: 1234, rootHash }, signer)
+    const note = signCheckpointNote({ treeSize: 1234, rootHash }, signer)
     const lines = note.split('\n')
     assert.deepEqual(lines.slice(0, 4), [
       'fleet.example/log',
@@ -88,7 +88,7 @@ describe('signed-note checkpoints (c2sp.org/signed-note, c2sp.org/tlog-checkpoin
     assert.match(vkey, /^fleet\.example\/log\+[0-9a-f]{8}\+[A-Za-z0-9+/]{44}$/)
     const blob = b64(lines[4]!.split(' ')[2]!)
     assert.equal(hex(blob.subarray(0, 4)), vkey.split('+')[1])
-    const opened = openCheckpoint(note, vkey)
+    const opened = openCheckpointNote(note, vkey)
     assert.deepEqual(opened, {
       origin: 'fleet.example/log',
       treeSize: 1234,
@@ -106,7 +106,7 @@ describe('signed-note checkpoints (c2sp.org/signed-note, c2sp.org/tlog-checkpoin
     )
     const leaves = [0x61, 0x62, 0x63].map((byte) => new Uint8Array([byte]))
     const tree = buildMerkleTree({ leafInputs: leaves })
-    const note = signCheckpoint({ treeSize: 3, rootHash: tree.rootHash }, signer)
+    const note = signCheckpointNote({ treeSize: 3, rootHash: tree.rootHash }, signer)
     const block = /## Signed checkpoint[\s\S]*?```\n([\s\S]*?)```/.exec(doc)![1]
     assert.equal(block, note)
     assert.ok(doc.includes(`"verifierKey": "${verifierKey(signer.name, signer.publicKey)}"`))
@@ -122,9 +122,9 @@ describe('signed-note checkpoints (c2sp.org/signed-note, c2sp.org/tlog-checkpoin
   it('refuses tampered, re-signed, truncated and malformed checkpoints', () => {
     const signer = aSigner()
     const vkey = verifierKey(signer.name, signer.publicKey)
-    const note = signCheckpoint({ treeSize: 7, rootHash: new Uint8Array(32).fill(9) }, signer)
+    const note = signCheckpointNote({ treeSize: 7, rootHash: new Uint8Array(32).fill(9) }, signer)
     const other = aSigner()
-    const otherKeyNote = signCheckpoint({ treeSize: 7, rootHash: new Uint8Array(32).fill(9) }, other)
+    const otherKeyNote = signCheckpointNote({ treeSize: 7, rootHash: new Uint8Array(32).fill(9) }, other)
     const bad = [
       note.replace('\n7\n', '\n8\n'), // tree size changed
       note.replace('fleet.example/log\n', 'fleet.example/lag\n'), // origin changed
@@ -137,22 +137,22 @@ describe('signed-note checkpoints (c2sp.org/signed-note, c2sp.org/tlog-checkpoin
       note.replace('\n7\n', '\n7\u0007\n'),
     ]
     for (const text of bad)
-      assert.throws(() => openCheckpoint(text, vkey), hasCode('NOTE_INVALID'), JSON.stringify(text))
+      assert.throws(() => openCheckpointNote(text, vkey), hasCode('NOTE_INVALID'), JSON.stringify(text))
     // A validly signed note that is not a checkpoint of this origin is still refused.
-    const leadingZero = signCheckpoint({ treeSize: 7, rootHash: new Uint8Array(32) }, signer).replace(
+    const leadingZero = signCheckpointNote({ treeSize: 7, rootHash: new Uint8Array(32) }, signer).replace(
       '\n7\n',
       '\n07\n',
     )
-    assert.throws(() => openCheckpoint(leadingZero, vkey), hasCode('NOTE_INVALID'))
+    assert.throws(() => openCheckpointNote(leadingZero, vkey), hasCode('NOTE_INVALID'))
     // A flipped signature bit fails even though name and id match.
     const [body, sig] = note.split('\n\n') as [string, string]
     const blob = b64(sig.split(' ')[2]!)
     blob[10]! ^= 1
     const flipped = `${body}\n\n— ${signer.name} ${Buffer.from(blob).toString('base64')}\n`
-    assert.throws(() => openCheckpoint(flipped, vkey), hasCode('NOTE_INVALID'))
+    assert.throws(() => openCheckpointNote(flipped, vkey), hasCode('NOTE_INVALID'))
     // Unknown signatures are ignored: a second (witness) line does not break it.
     const cosigned = `${note}— witness.example/w ${Buffer.from(new Uint8Array(72)).toString('base64')}\n`
-    assert.equal(openCheckpoint(cosigned, vkey).treeSize, 7)
+    assert.equal(openCheckpointNote(cosigned, vkey).treeSize, 7)
     // A verifier key whose id does not match its key is refused.
     const [name, id, key] = vkey.split('+') as [string, string, string]
     const wrongId = `${name}+${id === '00000000' ? '00000001' : '00000000'}+${key}`
@@ -325,7 +325,7 @@ for (const engine of engines) {
       assert.equal(response.statusCode, 200)
       assert.equal(response.headers['content-type'], 'text/plain; charset=utf-8')
       assert.equal(response.headers['cache-control'], 'no-cache')
-      const checkpoint = openCheckpoint(response.body, vkey)
+      const checkpoint = openCheckpointNote(response.body, vkey)
       assert.equal(checkpoint.treeSize, 0)
       assert.equal(
         hex(checkpoint.rootHash),
@@ -339,7 +339,7 @@ for (const engine of engines) {
       let previousPartial: { width: number; bytes: Uint8Array } | undefined
       for (const target of [1, 5, 200, 255, 256, 257, 300, 511, 512, 515]) {
         await grow(target - all.length)
-        const checkpoint = openCheckpoint((await get('/log/checkpoint')).body, vkey)
+        const checkpoint = openCheckpointNote((await get('/log/checkpoint')).body, vkey)
         assert.equal(checkpoint.treeSize, all.length)
         const tree = buildMerkleTree({ leafHashes: all.map((e) => e.leafHash) })
         assert.equal(hex(checkpoint.rootHash), hex(tree.rootHash))

@@ -10,7 +10,7 @@ import type { FastifyInstance } from 'fastify'
 import { BaseError } from '../errors.ts'
 import { writeFileAtomic } from '../fs-atomic.ts'
 import { fromHex } from '../ledger/bytes.ts'
-import { type NoteSigner, noteSigner, signCheckpoint, verifierKey } from '../ledger/note.ts'
+import { type NoteSigner, noteSigner, signCheckpointNote, verifierKey } from '../ledger/note.ts'
 import { getCheckpoint } from '../ledger/store.ts'
 import { parseTilePath, readTile, TILE_WIDTH } from '../ledger/tiles.ts'
 import { logger } from '../log.ts'
@@ -83,7 +83,7 @@ export function transparencyRoutes(context: NodeContext, signer: NoteSigner) {
   const signedCheckpoint = async () => {
     const head = await getCheckpoint(db)
     if (last?.treeSize !== head.treeSize || last.rootHash !== head.rootHash) {
-      const note = signCheckpoint(
+      const note = signCheckpointNote(
         { treeSize: head.treeSize, rootHash: fromHex(head.rootHash, 'rootHash', 32) },
         signer,
       )
