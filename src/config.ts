@@ -4,6 +4,7 @@
  */
 import { resolve } from 'node:path'
 import { BaseError } from './errors.ts'
+import { checkLogOrigin } from './ledger/note.ts'
 import { defaultRateLimit, type RateLimitConfig } from './node/rate-limit.ts'
 import { DEFAULT_REVOCATION_TTL_MS } from './node/vehicle-keys.ts'
 
@@ -50,6 +51,11 @@ export type NodeConfig = {
    * default 30 s): a revoked vehicle's batches are refused at most this long after the revocation.
    */
   readonly revocationTtlMs: number
+  /**
+   * The origin line of the log's signed checkpoints and its note key's name (`--log-origin`,
+   * `CARCHAIN_LOG_ORIGIN`); undefined: `carchain.local/<chainId>/<LedgerAnchor>/<logId>`.
+   */
+  readonly logOrigin: string | undefined
 }
 
 export type ConfigSources = {
@@ -64,6 +70,7 @@ export type ConfigSources = {
     noSim?: boolean | undefined
     demoFleetOnExternalChain?: boolean | undefined
     mqtt?: string | undefined
+    logOrigin?: string | undefined
   }
   env: Record<string, string | undefined>
 }
@@ -111,6 +118,7 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
       })
     return value
   }
+  const logOrigin = flags.logOrigin ?? env.CARCHAIN_LOG_ORIGIN
   return {
     dataDir: resolve(flags.data ?? env.CARCHAIN_DATA ?? './data'),
     port,
@@ -135,5 +143,6 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
       ingestClientMax: positive('CARCHAIN_RATE_LIMIT_INGEST_CLIENT', defaultRateLimit.ingestClientMax),
     },
     revocationTtlMs: positive('CARCHAIN_REVOCATION_TTL_MS', DEFAULT_REVOCATION_TTL_MS),
+    logOrigin: logOrigin === undefined || logOrigin === '' ? undefined : checkLogOrigin(logOrigin),
   }
 }

@@ -123,6 +123,10 @@ export const errorCodes = {
     409,
     'Another account operates this log id on LedgerAnchor, or the id is bound to another account; the node cannot anchor under it.',
   ),
+  NOTE_INVALID: code(
+    400,
+    'A signed note (checkpoint) or verifier key is malformed, or carries no valid signature by the expected key.',
+  ),
   ACK_INVALID: code(
     502,
     'The node’s acknowledgement of a batch is not signed by the configured node or not for that batch; the car keeps the events and sends them again.',

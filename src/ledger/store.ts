@@ -952,6 +952,21 @@ async function fetchNodes(db: Queryable, refs: readonly NodeRef[]): Promise<(ref
   return (ref) => subtree(ref.level, ref.index, ref.level - (ref.level % NODE_STRIDE))
 }
 
+/**
+ * The hashes of the perfect subtrees (level, start) … (level, start + count − 1), in one query:
+ * at level 0 the leaf hashes. The caller keeps them within the committed tree.
+ */
+export async function getSubtreeHashes(
+  db: Queryable,
+  level: number,
+  start: number,
+  count: number,
+): Promise<Uint8Array[]> {
+  const refs = Array.from({ length: count }, (_, i) => ({ level, index: start + i }))
+  const node = await fetchNodes(db, refs)
+  return refs.map(node)
+}
+
 async function resolveStoredPlan(db: Queryable, plan: ProofPlan): Promise<Uint8Array[]> {
   const node = await fetchNodes(db, plan.flat())
   return plan.map((refs) => foldNodes(refs.map(node)))

@@ -194,11 +194,12 @@ export function createDashboardRoutes(parameters: DashboardRoutesParameters = {}
     app.get('/assets/*', { schema: { hide: true } }, async (request, reply) =>
       sendFile(reply, `assets/${(request.params as { '*': string })['*']}`, false),
     )
-    // Deep links (and files at the build's top level) fall back to the app; the API keeps its
-    // JSON 404 for unknown routes.
+    // Deep links (and files at the build's top level) fall back to the app; the API and the C2SP
+    // tiles (`/log/`) keep their JSON 404 for unknown routes.
     app.get('/*', { schema: { hide: true } }, async (request, reply) => {
       const path = (request.params as { '*': string })['*']
-      if (path === 'v1' || path.startsWith('v1/') || path.startsWith('openapi'))
+      const api = ['v1', 'log'].some((prefix) => path === prefix || path.startsWith(`${prefix}/`))
+      if (api || path.startsWith('openapi'))
         throw new BaseError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)
       return sendFile(reply, path, !extname(path))
     })

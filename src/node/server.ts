@@ -16,6 +16,8 @@ export type ChainInfo = {
   chainId: number
   rpcUrl: string
   contracts: Record<string, string>
+  /** The log's checkpoint origin and note verifier key (docs/transparency.md). */
+  log?: { origin: string; verifierKey: string }
 }
 
 export type NodeRoutes = (app: FastifyInstance) => void | Promise<void>
@@ -132,6 +134,11 @@ export async function createServer(parameters: CreateServerParameters): Promise<
                 type: 'object',
                 required: ['VehicleRegistry', 'KeyRegistry', 'LedgerAnchor', 'ChargingChannels', 'Token'],
                 additionalProperties: { type: 'string' },
+              },
+              log: {
+                type: 'object',
+                required: ['origin', 'verifierKey'],
+                properties: { origin: { type: 'string' }, verifierKey: { type: 'string' } },
               },
             },
           },

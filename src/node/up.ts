@@ -37,6 +37,7 @@ import { logRoutes } from './log-routes.ts'
 import { startMqttIngest } from './mqtt.ts'
 import { type ChainInfo, createServer, type NodeRoutes } from './server.ts'
 import { createNodeEvents, streamRoutes } from './stream.ts'
+import { defaultLogOrigin, loadNoteKey, logInfo, NOTE_KEY_FILE, transparencyRoutes } from './transparency.ts'
 import { vehicleRoutes } from './vehicle-routes.ts'
 
 export const carchainVersion: string = JSON.parse(
@@ -149,7 +150,6 @@ export async function startNode({
     const contracts = Object.fromEntries(
       Object.entries(deployment.contracts).map(([name, c]) => [name, c.address]),
     ) as NodeContext['contracts']
-    const chain: ChainInfo = { chainId: clients.chain.id, rpcUrl, contracts }
     const events = createNodeEvents()
     let origins: readonly string[] = [] // known once the server listens
     const indexer = startChainIndexer({ db, clients, contracts, deployment })
@@ -171,6 +171,18 @@ export async function startNode({
       indexer,
       signInOrigins: () => origins,
     }
+    const origin =
+      config.logOrigin ??
+      defaultLogOrigin({
+        chainId: clients.chain.id,
+        ledgerAnchor: contracts.LedgerAnchor,
+        logId: context.logId,
+      })
+    const noteKey = loadNoteKey(config.dataDir, origin)
+    progress(
+      `${noteKey.created ? 'made the log note key' : 'log note key'} ${join(config.dataDir, NOTE_KEY_FILE)}; checkpoints signed as ${origin}`,
+    )
+    const chain: ChainInfo = { chainId: clients.chain.id, rpcUrl, contracts, log: logInfo(noteKey.signer) }
     const anchoring = startAnchoring(context, {
       everyEvents: config.anchorEveryEvents,
       intervalMs: config.anchorIntervalMs,
@@ -199,6 +211,7 @@ export async function startNode({
       },
       routes: [
         logRoutes(context),
+        transparencyRoutes(context, noteKey.signer),
         vehicleRoutes(context),
         authRoutes(context),
         streamRoutes(context),

@@ -61,6 +61,12 @@ const up: Command = {
       value: 'URL',
       description: 'MQTT broker for vehicle uploads (env CARCHAIN_MQTT_URL).',
     },
+    'log-origin': {
+      type: 'string',
+      value: 'ORIGIN',
+      description:
+        'Origin line of the signed checkpoints and name of the note key, e.g. fleet.example/log (env CARCHAIN_LOG_ORIGIN; default carchain.local/<chainId>/<LedgerAnchor>/<logId>).',
+    },
   },
   async run({ flags, io }) {
     const config = loadConfig({
@@ -75,6 +81,7 @@ const up: Command = {
         noSim: booleanFlag(flags, 'no-sim'),
         demoFleetOnExternalChain: booleanFlag(flags, 'demo-fleet-on-external-chain'),
         mqtt: stringFlag(flags, 'mqtt'),
+        logOrigin: stringFlag(flags, 'log-origin'),
       },
       env: process.env,
     })

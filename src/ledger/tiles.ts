@@ -1,0 +1,206 @@
+/**
+ * The log as C2SP static tiles (c2sp.org/tlog-tiles): hash tiles of height 8 and entry bundles,
+ * computed from the stored tree (src/ledger/store.ts). docs/transparency.md describes the paths.
+ *
+ * The n-th tile of level l holds MTH(D[(n·256 + i)·256^l : (n·256 + i + 1)·256^l]) for i < 256:
+ * the perfect subtrees of Merkle level 8·l. A partial tile holds the first W of them, present once
+ * the tree holds them, and is byte for byte the prefix of the full tile.
+ */
+
+import type { Queryable } from '../db/database.ts'
+import { BaseError } from '../errors.ts'
+import { foldNodes, HASH_BYTES, hashChildren, inclusionProofPlan, type NodeRef } from './merkle.ts'
+import { getCheckpoint, getEntries, getSubtreeHashes } from './store.ts'
+
+/** Hashes in a full tile (tile height 8). */
+export const TILE_WIDTH = 256
+/** Merkle levels per tile level. */
+export const TILE_HEIGHT = 8
+/** Highest tile level the spec allows. */
+export const MAX_TILE_LEVEL = 63
+
+/** A tile: `level` is a tile level or 'entries'; `width` < 256 for a partial tile. */
+export type TileRef = { level: number | 'entries'; index: number; width: number }
+
+function malformed(path: string, why: string): BaseError {
+  return new BaseError(
+    'INVALID_ARGUMENT',
+    `malformed tile path ${JSON.stringify(path.slice(0, 200))}: ${why}`,
+    {
+      details: { path: path.slice(0, 200) },
+    },
+  )
+}
+
+/** `x001/x234/067` for 1234067: three-digit groups, all but the last prefixed with `x`. */
+export function encodeTileIndex(index: number): string {
+  const digits = String(index)
+  const padded = digits.padStart(Math.ceil(digits.length / 3) * 3, '0')
+  const groups = padded.match(/.{3}/g)!
+  return groups.map((group, i) => (i < groups.length - 1 ? `x${group}` : group)).join('/')
+}
+
+/** The path of a tile below `tile/`: `<L>/<N>[.p/<W>]` or `entries/<N>[.p/<W>]`. */
+export function tilePath(ref: TileRef): string {
+  const partial = ref.width < TILE_WIDTH ? `.p/${ref.width}` : ''
+  return `${ref.level}/${encodeTileIndex(ref.index)}${partial}`
+}
+
+/**
+ * Parses a path below `tile/` strictly (every outside path is hostile): one spelling per tile,
+ * so a cache or a directory never holds the same tile under two names. INVALID_ARGUMENT otherwise.
+ */
+export function parseTilePath(path: string): TileRef {
+  const parts = path.split('/')
+  const levelText = parts[0]!
+  let level: number | 'entries'
+  if (levelText === 'entries') level = 'entries'
+  else if (/^(0|[1-9][0-9]?)$/.test(levelText) && Number(levelText) <= MAX_TILE_LEVEL)
+    level = Number(levelText)
+  else throw malformed(path, `the level must be 0–${MAX_TILE_LEVEL} without leading zeros, or "entries"`)
+  let rest = parts.slice(1)
+  let width = TILE_WIDTH
+  if (rest.length >= 2 && rest[rest.length - 2]!.endsWith('.p')) {
+    const widthText = rest[rest.length - 1]!
+    if (!/^[1-9][0-9]{0,2}$/.test(widthText) || Number(widthText) > TILE_WIDTH - 1)
+      throw malformed(path, 'a partial tile width must be 1–255 without leading zeros')
+    width = Number(widthText)
+    rest = [...rest.slice(0, -2), rest[rest.length - 2]!.slice(0, -2)]
+  }
+  if (rest.length === 0 || rest.length > 6)
+    throw malformed(path, 'the index must be 1–6 groups of three digits')
+  for (let i = 0; i < rest.length; i++) {
+    const pattern = i < rest.length - 1 ? /^x[0-9]{3}$/ : /^[0-9]{3}$/
+    if (!pattern.test(rest[i]!))
+      throw malformed(path, 'the index is groups of three digits, all but the last prefixed with x')
+  }
+  const index = Number(rest.map((group) => group.replace('x', '')).join(''))
+  if (!Number.isSafeInteger(index)) throw malformed(path, 'the index is too large')
+  const ref: TileRef = { level, index, width }
+  // Leading zero groups (x000/001) would be a second name of 001.
+  if (tilePath(ref) !== path) throw malformed(path, 'the index has leading zero groups')
+  return ref
+}
+
+/** How many hashes of tile level `level` a tree of `treeSize` holds: floor(size / 256^level). */
+function hashesAtLevel(treeSize: number, level: number): number {
+  return Math.floor(treeSize / TILE_WIDTH ** level)
+}
+
+/**
+ * The bytes of a tile or entry bundle, read from the committed tree; NOT_FOUND when the tree
+ * does not (yet) hold all of it.
+ */
+export async function readTile(db: Queryable, ref: TileRef): Promise<Uint8Array> {
+  const { treeSize } = await getCheckpoint(db)
+  const leafLevel = ref.level === 'entries' ? 0 : ref.level
+  const start = ref.index * TILE_WIDTH
+  const available = hashesAtLevel(treeSize, leafLevel)
+  if (start + ref.width > available) {
+    throw new BaseError('NOT_FOUND', `tile ${tilePath(ref)} is beyond the log (tree size ${treeSize})`, {
+      details: { tile: tilePath(ref), treeSize },
+    })
+  }
+  if (ref.level === 'entries') return entryBundle(db, start, start + ref.width)
+  const hashes = await getSubtreeHashes(db, ref.level * TILE_HEIGHT, start, ref.width)
+  const tile = new Uint8Array(ref.width * HASH_BYTES)
+  hashes.forEach((hash, i) => {
+    tile.set(hash, i * HASH_BYTES)
+  })
+  return tile
+}
+
+/** Entries [start, end) as big-endian uint16 length-prefixed leaf inputs (canonical envelopes). */
+async function entryBundle(db: Queryable, start: number, end: number): Promise<Uint8Array> {
+  const { entries } = await getEntries(db, start, end)
+  const total = entries.reduce((sum, entry) => sum + 2 + entry.leafInput.length, 0)
+  const bundle = new Uint8Array(total)
+  let offset = 0
+  for (const { index, leafInput } of entries) {
+    if (leafInput.length > 0xffff)
+      throw new BaseError(
+        'INTERNAL',
+        `entry ${index} is ${leafInput.length} bytes, more than an entry bundle holds`,
+        {
+          details: { index, bytes: leafInput.length },
+        },
+      )
+    bundle[offset] = leafInput.length >> 8
+    bundle[offset + 1] = leafInput.length & 0xff
+    bundle.set(leafInput, offset + 2)
+    offset += 2 + leafInput.length
+  }
+  return bundle
+}
+
+/** Splits an entry bundle into its entries; INVALID_ARGUMENT when the lengths do not add up. */
+export function parseEntryBundle(bundle: Uint8Array): Uint8Array[] {
+  const entries: Uint8Array[] = []
+  let offset = 0
+  while (offset < bundle.length) {
+    if (offset + 2 > bundle.length)
+      throw new BaseError('INVALID_ARGUMENT', 'entry bundle ends inside a length')
+    const length = (bundle[offset]! << 8) | bundle[offset + 1]!
+    if (offset + 2 + length > bundle.length)
+      throw new BaseError('INVALID_ARGUMENT', 'entry bundle ends inside an entry')
+    entries.push(bundle.subarray(offset + 2, offset + 2 + length))
+    offset += 2 + length
+  }
+  return entries
+}
+
+/** Reads a tile's bytes (over HTTP, from a directory, from the store…). */
+export type TileReader = (ref: TileRef) => Promise<Uint8Array>
+
+/** The tile that holds hash `position` of tile level `level` in a tree of `treeSize`. */
+function tileFor(level: number, position: number, treeSize: number): TileRef {
+  const index = Math.floor(position / TILE_WIDTH)
+  const width = Math.min(TILE_WIDTH, hashesAtLevel(treeSize, level) - index * TILE_WIDTH)
+  return { level, index, width }
+}
+
+/**
+ * The RFC 9162 §2.1.3 inclusion proof of leaf `leafIndex` in the tree of `treeSize`, assembled
+ * from tiles alone: each perfect subtree the proof needs is hashed up from the tile hashes below
+ * it. A tile shorter than the tree says it must be is refused (INVALID_ARGUMENT).
+ */
+export async function inclusionProofFromTiles(
+  leafIndex: number,
+  treeSize: number,
+  read: TileReader,
+): Promise<Uint8Array[]> {
+  const plan = inclusionProofPlan(leafIndex, treeSize)
+  const tiles = new Map<string, Promise<Uint8Array>>()
+  const hashAt = async (level: number, position: number): Promise<Uint8Array> => {
+    const ref = tileFor(level, position, treeSize)
+    const key = tilePath(ref)
+    let tile = tiles.get(key)
+    if (tile === undefined) {
+      tile = read(ref)
+      tiles.set(key, tile)
+    }
+    const bytes = await tile
+    if (bytes.length !== ref.width * HASH_BYTES)
+      throw new BaseError(
+        'INVALID_ARGUMENT',
+        `tile ${key} has ${bytes.length} bytes, not ${ref.width * HASH_BYTES}`,
+        {
+          details: { tile: key, bytes: bytes.length },
+        },
+      )
+    const offset = (position - ref.index * TILE_WIDTH) * HASH_BYTES
+    return bytes.subarray(offset, offset + HASH_BYTES)
+  }
+  // A perfect subtree (level, index): the 2^r hashes of tile level floor(level / 8) below it, hashed up.
+  const subtree = async ({ level, index }: NodeRef): Promise<Uint8Array> => {
+    const tileLevel = Math.floor(level / TILE_HEIGHT)
+    const width = 2 ** (level % TILE_HEIGHT)
+    let hashes = await Promise.all(
+      Array.from({ length: width }, (_, i) => hashAt(tileLevel, index * width + i)),
+    )
+    while (hashes.length > 1)
+      hashes = hashes.flatMap((h, i) => (i % 2 === 0 ? [hashChildren(h, hashes[i + 1]!)] : []))
+    return hashes[0]!
+  }
+  return Promise.all(plan.map(async (refs) => foldNodes(await Promise.all(refs.map(subtree)))))
+}
