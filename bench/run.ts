@@ -24,6 +24,7 @@ import { type IngestReport, runIngestChild } from './ingest.ts'
 import { benchKeys, keyNames } from './keys.ts'
 import { benchMerkle, merkleNames } from './merkle.ts'
 import { benchStartup, startupNames } from './startup.ts'
+import { benchTiles, tileNames } from './tiles.ts'
 
 export type BenchReport = { machine: Machine; results: BenchResult[] }
 
@@ -36,6 +37,8 @@ export const benchNames = [
   'ledger.ingest_events_per_s_postgres',
   'ledger.ingest_over_raw_insert',
   'ledger.merkle_speedup_vs_openzeppelin',
+  'ledger.tile_reads_per_s',
+  'ledger.tiles_over_api',
   'ledger.gas_per_event',
   'charging.gas_open',
   'charging.gas_open_typical',
@@ -114,6 +117,10 @@ export async function runBench(
   if (groups.has('merkle')) {
     step('merkle tree vs @openzeppelin/merkle-tree')
     results.push(...(await guarded(merkleNames, () => benchMerkle(options))))
+  }
+  if (groups.has('tiles')) {
+    step('inclusion proofs from tiles vs the JSON API')
+    results.push(...(await guarded(tileNames, () => benchTiles(options))))
   }
   if (groups.has('vouchers')) {
     step('voucher verification')

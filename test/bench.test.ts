@@ -43,3 +43,26 @@ test('a quick run of one cheap benchmark reports it by its exact name, with verd
   assert.match(formatTable(report.results), /charging\.vouchers_per_s/)
   assert.match(formatMarkdown(report.results), /\| `charging\.vouchers_per_s` \|/)
 })
+
+test('a quick run of the tiles group reports both tile figures, the ratio judged against issue 17', async () => {
+  const report = await runBench({
+    quick: true,
+    databaseUrl: undefined,
+    progress: () => {},
+    groups: ['tiles'],
+  })
+  assert.deepEqual(
+    report.results.map((r) => r.name),
+    ['ledger.tile_reads_per_s', 'ledger.tiles_over_api'],
+  )
+  const [reads, ratio] = report.results
+  assert.equal(reads!.detail.error, undefined)
+  assert.ok(typeof reads!.value === 'number' && reads!.value > 0)
+  assert.equal(reads!.unit, 'proofs/s')
+  assert.ok(typeof ratio!.value === 'number' && ratio!.value > 0)
+  assert.equal(ratio!.detail.target, '>= 3')
+  assert.equal(ratio!.detail.targetSource, 'issue 17')
+  assert.ok(['met', 'missed'].includes(ratio!.detail.status))
+  // Each round starts with an empty client cache, so it fetched tiles over HTTP.
+  for (const fetched of ratio!.detail.tilesFetchedPerRound as number[]) assert.ok(fetched > 0)
+})
