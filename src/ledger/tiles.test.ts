@@ -251,6 +251,34 @@ describe('tile paths (c2sp.org/tlog-tiles)', () => {
   })
 })
 
+describe('inclusion proofs from tiles with a kept subtree map', () => {
+  it('one map across leaves and growing sizes gives the in-memory tree’s proofs, and spares the hashing', async () => {
+    const leaves = Array.from({ length: 70_000 }, (_, i) => hashLeaf(new Uint8Array([i >> 16, i >> 8, i])))
+    const nodes = new Map<string, Uint8Array>()
+    for (const size of [300, 65_536, 65_537, 70_000]) {
+      const tree = buildMerkleTree({ leafHashes: leaves.slice(0, size) })
+      for (const leafIndex of [0, size - 1, Math.floor(size / 3), Math.floor(Math.random() * size)]) {
+        const fresh = await inclusionProofFromTiles(leafIndex, size, memoryTiles(tree))
+        const kept = await inclusionProofFromTiles(leafIndex, size, memoryTiles(tree), nodes)
+        const expected = tree.inclusionProof(leafIndex).map(hex)
+        assert.deepEqual(fresh.map(hex), expected, `leaf ${leafIndex} of ${size}`)
+        assert.deepEqual(kept.map(hex), expected, `leaf ${leafIndex} of ${size}, kept map`)
+      }
+    }
+    // The second proof of a leaf reads its subtrees from the map: it reads no tile.
+    const tree = buildMerkleTree({ leafHashes: leaves })
+    let reads = 0
+    const counting: TileReader = (ref) => {
+      reads++
+      return memoryTiles(tree)(ref)
+    }
+    await inclusionProofFromTiles(12_345, leaves.length, counting, nodes)
+    reads = 0
+    await inclusionProofFromTiles(12_345, leaves.length, counting, nodes)
+    assert.equal(reads, 0)
+  })
+})
+
 describe('RFC 9162 vectors through tiles', () => {
   it('inclusion proofs assembled from tiles equal the vectors’ proofs', async (t) => {
     if (!requirePart(t, haveVectors, `RFC 9162 vectors missing at ${vectorsDir}`)) return

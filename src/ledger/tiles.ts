@@ -163,44 +163,63 @@ function tileFor(level: number, position: number, treeSize: number): TileRef {
  * The RFC 9162 §2.1.3 inclusion proof of leaf `leafIndex` in the tree of `treeSize`, assembled
  * from tiles alone: each perfect subtree the proof needs is hashed up from the tile hashes below
  * it. A tile shorter than the tree says it must be is refused (INVALID_ARGUMENT).
+ *
+ * `nodes` keeps the subtree hashes computed on the way (by Merkle level and index; a perfect
+ * subtree's hash never changes as the tree grows): a client that proves many leaves from the same
+ * tiles passes one map to every call and hashes each tile's interior once, not once per proof.
+ * Keep one map per log; what it holds came from that log's tiles, so every proof assembled with
+ * it still has to verify against a checkpoint.
  */
 export async function inclusionProofFromTiles(
   leafIndex: number,
   treeSize: number,
   read: TileReader,
+  nodes: Map<string, Uint8Array> = new Map(),
 ): Promise<Uint8Array[]> {
   const plan = inclusionProofPlan(leafIndex, treeSize)
   const tiles = new Map<string, Promise<Uint8Array>>()
-  const hashAt = async (level: number, position: number): Promise<Uint8Array> => {
-    const ref = tileFor(level, position, treeSize)
+  const readTileOnce = (ref: TileRef): Promise<Uint8Array> => {
     const key = tilePath(ref)
     let tile = tiles.get(key)
     if (tile === undefined) {
-      tile = read(ref)
+      tile = read(ref).then((bytes) => {
+        if (bytes.length !== ref.width * HASH_BYTES)
+          throw new BaseError(
+            'INVALID_ARGUMENT',
+            `tile ${key} has ${bytes.length} bytes, not ${ref.width * HASH_BYTES}`,
+            { details: { tile: key, bytes: bytes.length } },
+          )
+        return bytes
+      })
       tiles.set(key, tile)
     }
-    const bytes = await tile
-    if (bytes.length !== ref.width * HASH_BYTES)
-      throw new BaseError(
-        'INVALID_ARGUMENT',
-        `tile ${key} has ${bytes.length} bytes, not ${ref.width * HASH_BYTES}`,
-        {
-          details: { tile: key, bytes: bytes.length },
-        },
-      )
-    const offset = (position - ref.index * TILE_WIDTH) * HASH_BYTES
-    return bytes.subarray(offset, offset + HASH_BYTES)
+    return tile
   }
-  // A perfect subtree (level, index): the 2^r hashes of tile level floor(level / 8) below it, hashed up.
+  // A perfect subtree (level, index) lies in one tile of level floor(level / 8): its 2^(level mod 8)
+  // hashes there, hashed up.
   const subtree = async ({ level, index }: NodeRef): Promise<Uint8Array> => {
+    const known = nodes.get(`${level}/${index}`)
+    if (known !== undefined) return known
     const tileLevel = Math.floor(level / TILE_HEIGHT)
-    const width = 2 ** (level % TILE_HEIGHT)
-    let hashes = await Promise.all(
-      Array.from({ length: width }, (_, i) => hashAt(tileLevel, index * width + i)),
-    )
-    while (hashes.length > 1)
-      hashes = hashes.flatMap((h, i) => (i % 2 === 0 ? [hashChildren(h, hashes[i + 1]!)] : []))
-    return hashes[0]!
+    const height = level % TILE_HEIGHT
+    const ref = tileFor(tileLevel, index * 2 ** height, treeSize)
+    const bytes = await readTileOnce(ref)
+    const node = (h: number, i: number): Uint8Array => {
+      if (h === 0) {
+        const offset = (i - ref.index * TILE_WIDTH) * HASH_BYTES
+        return bytes.subarray(offset, offset + HASH_BYTES)
+      }
+      const key = `${tileLevel * TILE_HEIGHT + h}/${i}`
+      let hash = nodes.get(key)
+      if (hash === undefined) {
+        hash = hashChildren(node(h - 1, 2 * i), node(h - 1, 2 * i + 1))
+        nodes.set(key, hash)
+      }
+      return hash
+    }
+    const hash = height === 0 ? node(0, index).slice() : node(height, index)
+    nodes.set(`${level}/${index}`, hash)
+    return hash
   }
   return Promise.all(plan.map(async (refs) => foldNodes(await Promise.all(refs.map(subtree)))))
 }

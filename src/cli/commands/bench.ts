@@ -20,7 +20,8 @@ const bench: Command = {
     only: {
       type: 'string',
       value: 'GROUPS',
-      description: 'Comma-separated groups to run: merkle, tiles, vouchers, ingest, postgres, chain, startup.',
+      description:
+        'Comma-separated groups to run: merkle, tiles, vouchers, ingest, postgres, chain, startup.',
     },
     database: {
       type: 'string',
