@@ -11,7 +11,16 @@ import { fromPem } from '../../identity/certificate.ts'
 import { validateVehicleCertificate } from '../../identity/vehicle-certificate.ts'
 import { fromBase64, fromHex, type Hex, toHex } from '../../ledger/bytes.ts'
 import { encodeEnvelope, parseEnvelope, parseEnvelopeBytes } from '../../ledger/envelope.ts'
-import { hashLeaf, verifyConsistency } from '../../ledger/merkle.ts'
+import { hashLeaf, verifyConsistency, verifyInclusion } from '../../ledger/merkle.ts'
+import { openCheckpointNote } from '../../ledger/note.ts'
+import {
+  inclusionProofFromTiles,
+  parseEntryBundle,
+  TILE_WIDTH,
+  type TileReader,
+  type TileRef,
+  tilePath,
+} from '../../ledger/tiles.ts'
 import { parseVehicleProof, verifyVehicleSignature } from '../../ledger/vehicle-proof.ts'
 import {
   type Disclosure,
@@ -282,6 +291,131 @@ async function verifyBundle(flags: ParsedFlags, path: string) {
   }
 }
 
+/** GET from a tiles server, which is not trusted: everything read is checked after. */
+async function tilesGet(url: string): Promise<Uint8Array> {
+  let response: Response
+  try {
+    response = await fetch(url, { signal: AbortSignal.timeout(30_000) })
+  } catch (error) {
+    throw new BaseError('NODE_UNREACHABLE', `no tiles server answers at ${url}`, {
+      details: { url },
+      cause: error,
+    })
+  }
+  if (!response.ok)
+    throw new BaseError('NOT_FOUND', `GET ${url} answered ${response.status}`, {
+      details: { url, status: response.status },
+    })
+  return new Uint8Array(await response.arrayBuffer())
+}
+
+/**
+ * `verify --event H --tiles URL`: the proof from C2SP tiles alone, no node API. The checkpoint at
+ * `URL/checkpoint` must be signed by the verifier key the user gave (never one the server names)
+ * under the origin the user gave; the event is found in the entry bundles (or at `--index`), proven
+ * from the hash tiles against the root anchored on chain for the pinned log, and against the signed
+ * checkpoint; a checkpoint of the anchored size with another root is a fork (LOG_UNTRUSTED).
+ */
+async function verifyFromTiles(flags: ParsedFlags, leafHash: Hex, tilesUrl: string) {
+  const origin = requiredStringFlag(flags, 'origin')
+  const key = requiredStringFlag(flags, 'verifier-key')
+  const base = tilesUrl.replace(/\/+$/, '')
+  const log = await pinLog(flags)
+  const trusted = await latestAnchored(log)
+  const note = new TextDecoder().decode(await tilesGet(`${base}/checkpoint`))
+  const checkpoint = openCheckpointNote(note, key)
+  if (checkpoint.origin !== origin)
+    throw new BaseError('LOG_UNTRUSTED', `the checkpoint is of log ${checkpoint.origin}, not ${origin}`, {
+      details: { origin: checkpoint.origin, expected: origin },
+    })
+  if (checkpoint.treeSize < trusted.treeSize)
+    throw new BaseError(
+      'LOG_UNTRUSTED',
+      `the tiles' checkpoint (size ${checkpoint.treeSize}) is older than the root anchored on chain (size ${trusted.treeSize}): a stale or rolled-back copy`,
+      { details: { checkpointSize: checkpoint.treeSize, anchoredSize: trusted.treeSize } },
+    )
+  if (checkpoint.treeSize === trusted.treeSize && toHex(checkpoint.rootHash) !== trusted.rootHash)
+    throw new BaseError(
+      'LOG_UNTRUSTED',
+      `the signed checkpoint of size ${checkpoint.treeSize} has another root than the one anchored on chain: the log shows two histories`,
+      {
+        details: {
+          treeSize: trusted.treeSize,
+          checkpointRoot: toHex(checkpoint.rootHash),
+          anchoredRoot: trusted.rootHash,
+        },
+      },
+    )
+  const read: TileReader = (ref: TileRef) => tilesGet(`${base}/tile/${tilePath(ref)}`)
+  // The entry bundles of the anchored tree, until the event (or the one at --index).
+  const indexFlag = stringFlag(flags, 'index')
+  const firstBundle = indexFlag === undefined ? 0 : Math.floor(Number(indexFlag) / TILE_WIDTH)
+  if (indexFlag !== undefined && !/^(0|[1-9][0-9]*)$/.test(indexFlag))
+    throw new BaseError('CLI_USAGE', '--index must be a leaf index (a whole number)', {
+      details: { index: indexFlag },
+    })
+  let found: { leafIndex: number; entry: Uint8Array } | undefined
+  for (let bundle = firstBundle; !found && bundle * TILE_WIDTH < trusted.treeSize; bundle++) {
+    const width = Math.min(TILE_WIDTH, trusted.treeSize - bundle * TILE_WIDTH)
+    const entries = parseEntryBundle(await read({ level: 'entries', index: bundle, width }))
+    const i = entries.findIndex((entry) => toHex(hashLeaf(entry)) === leafHash)
+    if (i >= 0) found = { leafIndex: bundle * TILE_WIDTH + i, entry: entries[i]! }
+    if (indexFlag !== undefined) break
+  }
+  if (!found)
+    throw new BaseError(
+      'NOT_FOUND',
+      `event ${leafHash} is not in the tree of ${trusted.treeSize} anchored on chain`,
+      {
+        details: { leafHash, treeSize: trusted.treeSize },
+      },
+    )
+  const { leafIndex, entry } = found
+  const auditPath = (await inclusionProofFromTiles(leafIndex, trusted.treeSize, read)).map(toHex)
+  const proven = verifyEvent({
+    envelope: parseEnvelopeBytes(entry),
+    leafIndex,
+    treeSize: trusted.treeSize,
+    auditPath,
+    rootHash: trusted.rootHash,
+    trusted,
+  })
+  // The same event under the signed checkpoint, so the tiles' head is the log the key signs.
+  const underCheckpoint = await inclusionProofFromTiles(leafIndex, checkpoint.treeSize, read)
+  if (
+    !verifyInclusion({
+      leafIndex,
+      treeSize: checkpoint.treeSize,
+      leafHash: hashLeaf(entry),
+      proof: underCheckpoint,
+      rootHash: checkpoint.rootHash,
+    })
+  )
+    throw new BaseError(
+      'PROOF_INVALID',
+      `the tiles do not prove event ${leafHash} under their signed checkpoint`,
+      {
+        details: { reason: 'checkpoint', treeSize: checkpoint.treeSize },
+      },
+    )
+  const data = {
+    ...provenEvent(proven),
+    leafIndex,
+    anchored: trusted,
+    checkpoint: {
+      origin: checkpoint.origin,
+      treeSize: checkpoint.treeSize,
+      rootHash: toHex(checkpoint.rootHash),
+    },
+    chainId: log.chainId,
+    contract: log.contract,
+  }
+  return {
+    data,
+    text: `valid: ${data.kind} #${data.seq} of ${data.vehicle} is in the tree of ${trusted.treeSize} anchored on chain ${log.chainId}, proven from the tiles at ${base} (checkpoint of ${origin} signed by the given key)`,
+  }
+}
+
 const verify: Command = {
   path: ['verify'],
   summary: 'Prove an event against the root anchored on chain, trusting neither the node nor its database.',
@@ -307,15 +441,35 @@ const verify: Command = {
       value: 'FILE',
       description: 'OEM root certificate(s) (PEM) to trust for --bundle instead of the registry’s.',
     },
+    tiles: {
+      type: 'string',
+      value: 'URL',
+      description:
+        'Take the checkpoint, entry and proof from C2SP tiles at URL (URL/checkpoint, URL/tile/…; a node serves them at <node>/log) instead of the node’s API; needs --origin and --verifier-key.',
+    },
+    origin: {
+      type: 'string',
+      value: 'ORIGIN',
+      description: 'With --tiles: the log’s origin, the first line of its checkpoints.',
+    },
+    'verifier-key': {
+      type: 'string',
+      value: 'KEY',
+      description:
+        'With --tiles: the log’s note verifier key (<name>+<hex>+<base64>), obtained out of band; never taken from the tiles server.',
+    },
+    index: {
+      type: 'string',
+      value: 'N',
+      description:
+        'With --tiles: the event’s leaf index, to read one entry bundle instead of searching them.',
+    },
     ...trustFlags,
   },
   async run({ flags }) {
     const bundlePath = stringFlag(flags, 'bundle')
     if (bundlePath) return verifyBundle(flags, bundlePath)
     const target = requiredStringFlag(flags, 'event')
-    const node = requiredStringFlag(flags, 'node')
-    const log = await pinLog(flags)
-    const trusted = await latestAnchored(log)
     let leafHash: Hex
     let fileEnvelope: unknown
     if (/^0x[0-9a-fA-F]{64}$/.test(target)) leafHash = target.toLowerCase() as Hex
@@ -323,6 +477,11 @@ const verify: Command = {
       fileEnvelope = JSON.parse(await readFile(target, 'utf8'))
       leafHash = toHex(hashLeaf(encodeEnvelope(parseEnvelope(fileEnvelope))))
     }
+    const tilesUrl = stringFlag(flags, 'tiles')
+    if (tilesUrl) return verifyFromTiles(flags, leafHash, tilesUrl)
+    const node = requiredStringFlag(flags, 'node')
+    const log = await pinLog(flags)
+    const trusted = await latestAnchored(log)
     const proof = await nodeJson<{ leafIndex: number; treeSize: number; auditPath: Hex[] }>(
       node,
       `/v1/log/proof/inclusion?leafHash=${leafHash}&treeSize=${trusted.treeSize}`,
