@@ -127,6 +127,10 @@ export const errorCodes = {
     400,
     'A signed note (checkpoint) or verifier key is malformed, or carries no valid signature by the expected key.',
   ),
+  TILE_TOO_LARGE: code(
+    502,
+    'A tiles server sent a checkpoint or tile larger than the C2SP formats allow; it is not read further. Use another copy of the tiles.',
+  ),
   ACK_INVALID: code(
     502,
     'The node’s acknowledgement of a batch is not signed by the configured node or not for that batch; the car keeps the events and sends them again.',

@@ -187,3 +187,11 @@ test('attack: with the log’s own key, a rolled-back checkpoint, a second histo
   assert.equal(refused.status, 1)
   assert.equal(refused.json.code, 'PROOF_INVALID')
 })
+
+test('attack: a tiles server that sends a checkpoint or a tile larger than the formats allow is not read to the end', async () => {
+  const huge = new Uint8Array(4 * 1024 * 1024).fill(0x41)
+  const bigNote = await tamperingServer((path, body) => (path === '/checkpoint' ? huge : body))
+  assert.equal((await verifyTiles(bigNote)).json.code, 'TILE_TOO_LARGE')
+  const bigTile = await tamperingServer((path, body) => (/^\/tile\/0\//.test(path) ? huge : body))
+  assert.equal((await verifyTiles(bigTile)).json.code, 'TILE_TOO_LARGE')
+})

@@ -11,8 +11,8 @@ import { fromPem } from '../../identity/certificate.ts'
 import { validateVehicleCertificate } from '../../identity/vehicle-certificate.ts'
 import { fromBase64, fromHex, type Hex, toHex } from '../../ledger/bytes.ts'
 import { encodeEnvelope, parseEnvelope, parseEnvelopeBytes } from '../../ledger/envelope.ts'
-import { hashLeaf, verifyConsistency, verifyInclusion } from '../../ledger/merkle.ts'
-import { openCheckpointNote } from '../../ledger/note.ts'
+import { HASH_BYTES, hashLeaf, verifyConsistency, verifyInclusion } from '../../ledger/merkle.ts'
+import { MAX_NOTE_BYTES, openCheckpointNote } from '../../ledger/note.ts'
 import {
   inclusionProofFromTiles,
   parseEntryBundle,
@@ -291,8 +291,11 @@ async function verifyBundle(flags: ParsedFlags, path: string) {
   }
 }
 
-/** GET from a tiles server, which is not trusted: everything read is checked after. */
-async function tilesGet(url: string): Promise<Uint8Array> {
+/**
+ * GET from a tiles server, which is not trusted: everything read is checked after, and nothing
+ * larger than `maxBytes` (what the spec allows for it) is read (TILE_TOO_LARGE).
+ */
+async function tilesGet(url: string, maxBytes: number): Promise<Uint8Array> {
   let response: Response
   try {
     response = await fetch(url, { signal: AbortSignal.timeout(30_000) })
@@ -306,8 +309,24 @@ async function tilesGet(url: string): Promise<Uint8Array> {
     throw new BaseError('NOT_FOUND', `GET ${url} answered ${response.status}`, {
       details: { url, status: response.status },
     })
-  return new Uint8Array(await response.arrayBuffer())
+  const chunks: Uint8Array[] = []
+  let total = 0
+  const reader = response.body?.getReader()
+  for (let part = await reader?.read(); part && !part.done; part = await reader!.read()) {
+    total += part.value.length
+    if (total > maxBytes) {
+      await reader!.cancel()
+      throw new BaseError('TILE_TOO_LARGE', `${url} sent more than the ${maxBytes} bytes it may hold`, {
+        details: { url, maxBytes },
+      })
+    }
+    chunks.push(part.value)
+  }
+  return new Uint8Array(Buffer.concat(chunks))
 }
+
+/** The most a tile may hold: 256 hashes, or 256 entries of at most 65,535 bytes with their lengths. */
+const maxTileBytes = (ref: TileRef) => ref.width * (ref.level === 'entries' ? 2 + 0xffff : HASH_BYTES)
 
 /**
  * `verify --event H --tiles URL`: the proof from C2SP tiles alone, no node API. The checkpoint at
@@ -322,7 +341,7 @@ async function verifyFromTiles(flags: ParsedFlags, leafHash: Hex, tilesUrl: stri
   const base = tilesUrl.replace(/\/+$/, '')
   const log = await pinLog(flags)
   const trusted = await latestAnchored(log)
-  const note = new TextDecoder().decode(await tilesGet(`${base}/checkpoint`))
+  const note = new TextDecoder().decode(await tilesGet(`${base}/checkpoint`, MAX_NOTE_BYTES))
   const checkpoint = openCheckpointNote(note, key)
   if (checkpoint.origin !== origin)
     throw new BaseError('LOG_UNTRUSTED', `the checkpoint is of log ${checkpoint.origin}, not ${origin}`, {
@@ -346,7 +365,7 @@ async function verifyFromTiles(flags: ParsedFlags, leafHash: Hex, tilesUrl: stri
         },
       },
     )
-  const read: TileReader = (ref: TileRef) => tilesGet(`${base}/tile/${tilePath(ref)}`)
+  const read: TileReader = (ref: TileRef) => tilesGet(`${base}/tile/${tilePath(ref)}`, maxTileBytes(ref))
   // The entry bundles of the anchored tree, until the event (or the one at --index).
   const indexFlag = stringFlag(flags, 'index')
   const firstBundle = indexFlag === undefined ? 0 : Math.floor(Number(indexFlag) / TILE_WIDTH)
