@@ -271,7 +271,7 @@ export class Pkcs11KeyStore implements KeyStore {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    await this.#queue.catch(() => undefined)
+    await Promise.allSettled([this.#queue]) // only to close after it: each failure went to its caller
     try {
       this.#lib.C_CloseSession(this.#session)
     } catch {
@@ -302,7 +302,7 @@ export class Pkcs11KeyStore implements KeyStore {
     const next = this.#queue.then(task, task).catch((error: unknown) => {
       throw pkcs11Error(action, error)
     })
-    this.#queue = next.catch(() => undefined)
+    this.#queue = Promise.allSettled([next]) // the queue only orders: each failure went to its caller
     return next
   }
 }

@@ -355,7 +355,7 @@ export class ChainCache implements KeyState {
   async stop(): Promise<void> {
     if (this.#timer) clearTimeout(this.#timer)
     this.#timer = undefined
-    await this.#syncing?.catch(() => {})
+    if (this.#syncing) await Promise.allSettled([this.#syncing]) // a failed sync marks the cache offline
   }
 
   // --- persistence -----------------------------------------------------------------------------

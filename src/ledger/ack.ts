@@ -112,11 +112,13 @@ export async function verifyLedgerAck(
   if (!isIndex(ack.leafIndex) || !isIndex(ack.treeSize) || ack.leafIndex >= ack.treeSize)
     invalid('has no leafIndex within treeSize')
   const statement = ack as LedgerAck
-  const signer = await recoverTypedDataAddress({
-    ...ackTypedData(statement),
-    signature: ack.signature as Hex,
-  }).catch(() => undefined)
-  if (signer?.toLowerCase() !== trustedNode.toLowerCase()) invalid('is not signed by the node')
+  let signer: Address
+  try {
+    signer = await recoverTypedDataAddress({ ...ackTypedData(statement), signature: ack.signature as Hex })
+  } catch {
+    return invalid('has a malformed signature')
+  }
+  if (signer.toLowerCase() !== trustedNode.toLowerCase()) invalid('is not signed by the node')
   return {
     vehicle: statement.vehicle,
     leafHash: statement.leafHash,

@@ -236,7 +236,7 @@ export async function openLocalLog(path: string): Promise<LocalLog> {
   let queue: Promise<unknown> = Promise.resolve()
   const serialized = <T>(fn: () => Promise<T>): Promise<T> => {
     const run = queue.then(fn)
-    queue = run.catch(() => {}) // the queue only orders: each failure is returned to its caller
+    queue = Promise.allSettled([run]) // the queue only orders: each failure is returned to its caller
     return run
   }
   const write = async (bytes: Uint8Array, sync: boolean) => {

@@ -97,7 +97,7 @@ export function startChainIndexer(
   /** A pass that starts now (after any pass in flight), so it sees everything mined so far. */
   const sync = async (): Promise<void> => {
     // Only to run after the pass in flight: its failure went to whoever started it.
-    while (running) await running.catch(() => {})
+    while (running) await Promise.allSettled([running])
     running = pass().finally(() => {
       running = undefined
     })
@@ -142,7 +142,7 @@ export function startChainIndexer(
     async stop() {
       stopped = true
       clearInterval(timer)
-      await running?.catch(() => {}) // only to stop after it: its failure went to its caller
+      if (running) await Promise.allSettled([running]) // only to stop after it: its failure went to its caller
     },
   }
 }

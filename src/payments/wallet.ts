@@ -162,7 +162,7 @@ export function createCarWallet(parameters: CreateCarWalletParameters): CarWalle
   let queue: Promise<unknown> = Promise.resolve()
   const serial = <T>(task: () => Promise<T> | T): Promise<T> => {
     const next = queue.then(task, task)
-    queue = next.catch(() => {}) // the queue only orders: each failure is returned to its caller
+    queue = Promise.allSettled([next]) // the queue only orders: each failure is returned to its caller
     return next
   }
   const rollDay = () => {
