@@ -149,7 +149,15 @@ export async function startFleet(parameters: StartFleetParameters): Promise<Flee
   const scenario =
     parameters.scenario === false
       ? undefined
-      : runScenario({ context, vehicles, agents, payments, bays, progress })
+      : runScenario({
+          context,
+          vehicles,
+          agents,
+          payments,
+          bays,
+          progress,
+          batteryPath: (car) => join(fleetDir, car.vin, 'battery.json'),
+        })
   return {
     vehicles: () =>
       vehicles().map((v) => {

@@ -16,7 +16,7 @@ import type { VehicleAddress } from '../ledger/envelope.ts'
 import { getVehicleHead } from '../ledger/store.ts'
 import type { NodeContext } from '../node/context.ts'
 import type { VehicleAgent } from '../vehicle/agent.ts'
-import { type ChargerBay, demoBattery, socPct } from './battery.ts'
+import { type ChargerBay, demoBattery, loadBattery, saveBattery, socPct } from './battery.ts'
 import type { SimVehicle } from './fleet.ts'
 import { type CarState, type CarWorld, carCycle, type DemoCar } from './trips.ts'
 
@@ -43,6 +43,8 @@ export type RunScenarioParameters = {
   agents: ReadonlyMap<Address, VehicleAgent>
   /** The demo chargers' connectors and specs, in the fleet's charger order. */
   bays: readonly ChargerBay[]
+  /** Where each car's battery is saved after every turn (default: not saved). */
+  batteryPath?: (car: SimVehicle) => string
   progress: (message: string) => void
   /** Real milliseconds between two steps of one car (default 1500). */
   stepMs?: number
@@ -140,12 +142,22 @@ export function runScenario(parameters: RunScenarioParameters): {
     }
     world.odometer(demo.odometerKm)
     await sleep(Math.random() * stepMs * 3, signal)
+    const save = () => {
+      if (!parameters.batteryPath) return
+      try {
+        saveBattery(parameters.batteryPath(car), demo.battery)
+      } catch (error) {
+        progress(`${car.vin}: the battery was not saved: ${toBaseError(error).shortMessage}`)
+      }
+    }
     while (!signal.aborted) {
       try {
         await carCycle(demo, world, signal)
       } catch (error) {
         if (!signal.aborted) progress(`${car.vin}: ${toBaseError(error).shortMessage}`)
         await sleep(stepMs * 2, signal)
+      } finally {
+        save()
       }
     }
   }
@@ -178,6 +190,9 @@ export function runScenario(parameters: RunScenarioParameters): {
       untilSec: Math.floor(Date.now() / 1000) + 3600,
     })
     const agent = agents.get(car.vehicle)!
+    // A sync already running shares its result and may have read the chain before the rental:
+    // the second starts after the first ended, so it sees the rental.
+    await agent.cache.sync()
     await agent.cache.sync()
     const unlocked = await use(car, Scope.UNLOCK, null, RENTER)
     const locked = await use(car, Scope.LOCK, null, RENTER)
@@ -193,7 +208,9 @@ export function runScenario(parameters: RunScenarioParameters): {
     )
     for (const [i, car] of cars.entries())
       demoCars.set(car.vehicle, {
-        battery: demoBattery(i),
+        battery: parameters.batteryPath
+          ? loadBattery(parameters.batteryPath(car), demoBattery(i))
+          : demoBattery(i),
         state: 'parked',
         trips: 0,
         odometerKm: heads[i]?.odometerKm ?? 1000 + i * 137,
