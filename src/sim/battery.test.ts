@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
+import { seededRandom as seeded } from '../../test/reliability/harness.ts'
 import { aChargingWorld, TOKEN } from '../payments/payments.testkit.ts'
 import { sessionCost } from '../payments/pricing.ts'
 import { runChargingSession } from '../payments/session.ts'
@@ -45,18 +46,6 @@ const at = (model: CarModel, pct: number): Battery => ({
   model,
   socWh: (model.capacityWh * pct) / 100,
 })
-
-/** A seeded generator (mulberry32), so a failing case repeats. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
-  }
-}
 
 test('a trip drains the battery by its distance at the model consumption, never below empty', () => {
   const battery = at(saloon, 50)

@@ -2,8 +2,9 @@
  * The demo's charge points and the cars' wallets: the chargers of the demo CPO (certificate for
  * mutual TLS, a secp256k1 key registered on chain as the charger's identity, a meter following
  * the plugged car's charge curve, its own signed tariff, claims on chain every few seconds), and
- * each car's wallet under its owner's policy. A session runs exactly as in a real car: mutual TLS 1.3 with certificates of the right
- * role, a payment channel opened with a permit (or reused), a voucher per signed meter reading.
+ * each car's wallet under its owner's policy. A session runs exactly as in a real car: mutual
+ * TLS 1.3 with certificates of the right role, a payment channel opened with a permit (or
+ * reused), a voucher per signed meter reading.
  */
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'

@@ -76,7 +76,7 @@ export type SimVehicle = {
   owner: Address
   ownerIndex: number
   link: string
-  /** Its battery and whether it is parked, driving or charging (once the scenario runs). */
+  /** Its battery and whether it is parked, driving or charging (absent without the scenario). */
   battery?: BatteryStatus
 }
 

@@ -73,7 +73,7 @@ export type BatteryStatus = { model: string; capacityKWh: number; socPct: number
 
 export function runScenario(parameters: RunScenarioParameters): {
   activity: SimActivity
-  /** The car's battery and state, once its loop runs. */
+  /** The car's battery and state (undefined for a car not in the scenario). */
   battery(vehicle: Address): BatteryStatus | undefined
   stop(): Promise<void>
 } {
@@ -201,11 +201,7 @@ export function runScenario(parameters: RunScenarioParameters): {
 
   const loops = (async () => {
     const cars = parameters.vehicles()
-    // Each car resumes at the reading its head keeps for rollback checks (a new car, or one whose
-    // readings were all erased, starts at a demo reading).
-    const heads = await Promise.all(
-      cars.map((car) => getVehicleHead(context.db, car.vehicle.toLowerCase() as VehicleAddress)),
-    )
+    // (before the first await: every car has its battery once runScenario returns)
     for (const [i, car] of cars.entries())
       demoCars.set(car.vehicle, {
         battery: parameters.batteryPath
@@ -213,9 +209,18 @@ export function runScenario(parameters: RunScenarioParameters): {
           : demoBattery(i),
         state: 'parked',
         trips: 0,
-        odometerKm: heads[i]?.odometerKm ?? 1000 + i * 137,
+        odometerKm: 1000 + i * 137,
         place: car.ownerIndex,
       })
+    // Each car resumes at the reading its head keeps for rollback checks (a new car, or one whose
+    // readings were all erased, starts at a demo reading).
+    const heads = await Promise.all(
+      cars.map((car) => getVehicleHead(context.db, car.vehicle.toLowerCase() as VehicleAddress)),
+    )
+    for (const [i, car] of cars.entries()) {
+      const odometerKm = heads[i]?.odometerKm
+      if (odometerKm !== undefined) demoCars.get(car.vehicle)!.odometerKm = odometerKm
+    }
     const drives = cars.map((car) => drive(car, demoCars.get(car.vehicle)!, controller.signal))
     const specials = [
       cars[0] && sleep(2000, controller.signal).then(() => parcel(cars[0]!)),

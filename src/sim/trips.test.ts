@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import fc from 'fast-check'
+import { seededRandom as seeded } from '../../test/reliability/harness.ts'
 import type { EventKind } from '../ledger/envelope.ts'
 import {
   CAR_MODELS,
@@ -139,18 +140,6 @@ function fakeWorld(
       return 'paid'
     },
     note() {},
-  }
-}
-
-/** A seeded generator (mulberry32), so fast-check's seed decides everything. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
   }
 }
 

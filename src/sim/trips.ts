@@ -9,6 +9,7 @@
  * through `CarWorld`, so the scenario wires it to the car's link, ledger and wallet, and tests to
  * fakes that fail where they like.
  */
+import { BaseError } from '../errors.ts'
 import type { EventKind } from '../ledger/envelope.ts'
 import type { JsonValue } from '../ledger/jcs.ts'
 import {
@@ -136,7 +137,8 @@ async function chargeAtFreeBay(car: DemoCar, world: CarWorld): Promise<void> {
   const battery = car.battery
   const energyWh = sessionEnergyWh(battery, spec, world.random)
   const beforeWh = battery.socWh
-  if (!connector.plug(battery)) throw new Error('a free connector refused the plug')
+  if (!connector.plug(battery))
+    throw new BaseError('INTERNAL', `the free connector ${index} refused the plug`)
   car.state = 'charging'
   let line: string
   try {
