@@ -5,9 +5,6 @@
  * to a real session on a real chain, paid at the charger's own tariff to the base unit.
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { test } from 'node:test'
 import { seededRandom as seeded } from '../../test/reliability/harness.ts'
 import { aChargingWorld, TOKEN } from '../payments/payments.testkit.ts'
@@ -29,11 +26,9 @@ import {
   DEMO_CHARGERS,
   demoBattery,
   drain,
-  loadBattery,
   needsCharge,
   RESERVE_PCT,
   type SessionProfile,
-  saveBattery,
   sessionEnergyWh,
   sessionProfile,
   socPct,
@@ -58,33 +53,6 @@ test('a trip drains the battery by its distance at the model consumption, never 
   // charging fills up to the capacity, never beyond
   charge(nearlyEmpty, 10 * compact.capacityWh)
   assert.equal(socPct(nearlyEmpty), 100)
-})
-
-test('a battery survives a restart; a saved file of another model, out of range or garbage does not', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'carchain-battery-'))
-  try {
-    const path = join(dir, 'battery.json')
-    const fallback = at(suv, 50)
-    assert.equal(loadBattery(path, fallback), fallback, 'none saved')
-    saveBattery(path, at(suv, 12.5))
-    assert.deepEqual(loadBattery(path, fallback), at(suv, 12.5))
-    assert.equal(loadBattery(path, at(compact, 50)).model, compact, 'another model: the demo battery')
-    assert.equal(loadBattery(path, at(compact, 50)).socWh, compact.capacityWh / 2)
-    for (const hostile of [
-      '{"version":1,"model":"suv","socWh":100001}',
-      '{"version":1,"model":"suv","socWh":-1}',
-      '{"version":1,"model":"suv","socWh":"50000"}',
-      '{"version":2,"model":"suv","socWh":50000}',
-      '{"version":1,"model":"suv","socWh":1e999}',
-      'not json',
-      'null',
-    ]) {
-      writeFileSync(path, hostile)
-      assert.equal(loadBattery(path, fallback), fallback, hostile)
-    }
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
 })
 
 test('a car charges when low, or when the next trip would eat into the reserve', () => {

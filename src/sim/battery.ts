@@ -12,10 +12,7 @@
  * real charger learns the car's current demand over the cable: the control pilot on AC, ISO 15118
  * or DIN 70121 on DC) and meters what flows.
  */
-import { existsSync, readFileSync } from 'node:fs'
 import type { Hex } from 'viem'
-import { writeFileAtomic } from '../fs-atomic.ts'
-import { logger } from '../log.ts'
 import type { EnergySample, Meter, MeterClock } from '../station/meter.ts'
 
 /** Simulated seconds per real second: 1 real second is 10 simulated minutes. */
@@ -76,45 +73,6 @@ export function demoBattery(index: number): Battery {
   // the golden ratio spreads the cars' charges; the last cars of a small fleet start low
   const fraction = 0.15 + 0.75 * ((index * 0.618_034 + 0.5) % 1)
   return { model, socWh: Math.round(model.capacityWh * fraction) }
-}
-
-const log = logger('sim.battery')
-
-/**
- * The battery saved at `path` (`{version: 1, model, socWh}`), or `fallback` when there is none,
- * it is unreadable, of another model or holds an impossible charge.
- */
-export function loadBattery(path: string, fallback: Battery): Battery {
-  if (!existsSync(path)) return fallback
-  try {
-    const saved = (JSON.parse(readFileSync(path, 'utf8')) ?? {}) as {
-      version?: unknown
-      model?: unknown
-      socWh?: unknown
-    }
-    const { socWh } = saved
-    if (
-      saved.version === 1 &&
-      saved.model === fallback.model.name &&
-      typeof socWh === 'number' &&
-      Number.isFinite(socWh) &&
-      socWh >= 0 &&
-      socWh <= fallback.model.capacityWh
-    )
-      return { model: fallback.model, socWh }
-    log.warn({ path }, 'the saved battery is of another model or out of range; starting from the demo charge')
-  } catch (error) {
-    log.warn({ err: error, path }, 'the saved battery is unreadable; starting from the demo charge')
-  }
-  return fallback
-}
-
-/** Saves the battery's charge at `path`, atomically. */
-export function saveBattery(path: string, battery: Battery): void {
-  writeFileAtomic(
-    path,
-    `${JSON.stringify({ version: 1, model: battery.model.name, socWh: battery.socWh })}\n`,
-  )
 }
 
 /** The energy a trip of `km` takes, Wh. */

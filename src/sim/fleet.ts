@@ -156,7 +156,7 @@ export async function startFleet(parameters: StartFleetParameters): Promise<Flee
           payments,
           bays,
           progress,
-          batteryPath: (car) => join(fleetDir, car.vin, 'battery.json'),
+          carPath: (car) => join(fleetDir, car.vin, 'car.json'),
         })
   return {
     vehicles: () =>

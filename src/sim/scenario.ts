@@ -16,9 +16,9 @@ import type { VehicleAddress } from '../ledger/envelope.ts'
 import { getVehicleHead } from '../ledger/store.ts'
 import type { NodeContext } from '../node/context.ts'
 import type { VehicleAgent } from '../vehicle/agent.ts'
-import { type ChargerBay, demoBattery, loadBattery, saveBattery, socPct } from './battery.ts'
+import { type ChargerBay, demoBattery, socPct } from './battery.ts'
 import type { SimVehicle } from './fleet.ts'
-import { type CarState, type CarWorld, carCycle, type DemoCar } from './trips.ts'
+import { type CarState, type CarWorld, carCycle, type DemoCar, loadCar, saveCar } from './trips.ts'
 
 /** Development-mnemonic indexes of the demo's people (owners are 1–5). */
 export const COURIER = 8
@@ -43,8 +43,8 @@ export type RunScenarioParameters = {
   agents: ReadonlyMap<Address, VehicleAgent>
   /** The demo chargers' connectors and specs, in the fleet's charger order. */
   bays: readonly ChargerBay[]
-  /** Where each car's battery is saved after every turn (default: not saved). */
-  batteryPath?: (car: SimVehicle) => string
+  /** Where each car's battery and trip state are kept across restarts (default: not kept). */
+  carPath?: (car: SimVehicle) => string
   progress: (message: string) => void
   /** Real milliseconds between two steps of one car (default 1500). */
   stepMs?: number
@@ -120,6 +120,14 @@ export function runScenario(parameters: RunScenarioParameters): {
   const drive = async (car: SimVehicle, demo: DemoCar, signal: AbortSignal) => {
     const agent = agents.get(car.vehicle)!
     const record = agent.recorder.record.bind(agent.recorder)
+    const save = () => {
+      if (!parameters.carPath) return
+      try {
+        saveCar(parameters.carPath(car), demo)
+      } catch (error) {
+        progress(`${car.vin}: the car's state was not saved: ${toBaseError(error).shortMessage}`)
+      }
+    }
     const world: CarWorld = {
       places: PLACES,
       bays: parameters.bays,
@@ -139,17 +147,10 @@ export function runScenario(parameters: RunScenarioParameters): {
       charge: (bay, energyWh) => parameters.payments.charge(car, bay, energyWh, signal),
       payParking: () => parameters.payments.payParking(car),
       note: (flow, detail) => note(car.vehicle, flow, detail),
+      save,
     }
     world.odometer(demo.odometerKm)
     await sleep(Math.random() * stepMs * 3, signal)
-    const save = () => {
-      if (!parameters.batteryPath) return
-      try {
-        saveBattery(parameters.batteryPath(car), demo.battery)
-      } catch (error) {
-        progress(`${car.vin}: the battery was not saved: ${toBaseError(error).shortMessage}`)
-      }
-    }
     while (!signal.aborted) {
       try {
         await carCycle(demo, world, signal)
@@ -202,16 +203,16 @@ export function runScenario(parameters: RunScenarioParameters): {
   const loops = (async () => {
     const cars = parameters.vehicles()
     // (before the first await: every car has its battery once runScenario returns)
-    for (const [i, car] of cars.entries())
-      demoCars.set(car.vehicle, {
-        battery: parameters.batteryPath
-          ? loadBattery(parameters.batteryPath(car), demoBattery(i))
-          : demoBattery(i),
+    for (const [i, car] of cars.entries()) {
+      const demo: DemoCar = {
+        battery: demoBattery(i),
         state: 'parked',
         trips: 0,
         odometerKm: 1000 + i * 137,
         place: car.ownerIndex,
-      })
+      }
+      demoCars.set(car.vehicle, parameters.carPath ? loadCar(parameters.carPath(car), demo) : demo)
+    }
     // Each car resumes at the reading its head keeps for rollback checks (a new car, or one whose
     // readings were all erased, starts at a demo reading).
     const heads = await Promise.all(

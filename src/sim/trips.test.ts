@@ -6,6 +6,9 @@
  * between empty and full, trips drain it and sessions fill it (fast-check).
  */
 import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { test } from 'node:test'
 import fc from 'fast-check'
 import { seededRandom as seeded } from '../../test/reliability/harness.ts'
@@ -19,7 +22,16 @@ import {
   socPct,
   tripEnergyWh,
 } from './battery.ts'
-import { type CarWorld, carCycle, type DemoCar, nextState, type Place, timelineViolations } from './trips.ts'
+import {
+  type CarWorld,
+  carCycle,
+  type DemoCar,
+  loadCar,
+  nextState,
+  type Place,
+  saveCar,
+  timelineViolations,
+} from './trips.ts'
 
 const PLACES: Place[] = [
   { name: 'A', lat: 52.5, lon: 13.4 },
@@ -61,7 +73,14 @@ const fatesOf = (values: number[]): Fates => {
   return { next: () => values[i++ % values.length]! }
 }
 
-type Car = { demo: DemoCar; timeline: EventKind[]; engine: boolean; drivenWh: number; chargedWh: number }
+type Car = {
+  demo: DemoCar
+  timeline: EventKind[]
+  engine: boolean
+  drivenWh: number
+  chargedWh: number
+  saves: number
+}
 
 /**
  * A world of fakes around `car`: every call draws a fate (0–99); below `failPct` it fails.
@@ -140,6 +159,9 @@ function fakeWorld(
       return 'paid'
     },
     note() {},
+    save() {
+      car.saves += 1
+    },
   }
 }
 
@@ -166,6 +188,7 @@ test('property: never two trip.started in a row, never a trip while charging, th
           engine: false,
           drivenWh: 0,
           chargedWh: 0,
+          saves: 0,
         }))
         await Promise.all(
           cars.map(async (car) => {
@@ -193,6 +216,8 @@ test('property: never two trip.started in a row, never a trip while charging, th
         )
         for (const car of cars) {
           assert.deepEqual(timelineViolations(car.timeline), [], car.timeline.join(' '))
+          const starts = car.timeline.filter((k) => k === 'trip.started').length
+          assert.ok(car.saves >= starts, 'the car is saved before every START')
           const { battery } = car.demo
           const start = demoBattery(cars.indexOf(car) + seed).socWh
           assert.ok(Math.abs(start - car.drivenWh + car.chargedWh - battery.socWh) < 1e-6, 'energy adds up')
@@ -221,6 +246,7 @@ test('a car drives until low, then charges, then drives again', async () => {
     engine: false,
     drivenWh: 0,
     chargedWh: 0,
+    saves: 0,
   }
   const world = fakeWorld(car, bays, fatesOf([99]), 0, seeded(7))
   const pcts: number[] = []
@@ -237,4 +263,64 @@ test('a car drives until low, then charges, then drives again', async () => {
     if (pct > before) assert.ok(before < 30 && pct >= 80 && pct <= 90, `${before} % → ${pct} %`)
   }
   assert.deepEqual(timelineViolations(car.timeline), [])
+})
+
+test('a car saved mid-trip ends that trip after a restart, and counts on', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'carchain-car-'))
+  try {
+    const path = join(dir, 'car.json')
+    const demo = (): DemoCar => ({
+      battery: demoBattery(2),
+      state: 'parked',
+      trips: 0,
+      odometerKm: 0,
+      place: 0,
+    })
+    assert.deepEqual(loadCar(path, demo()), demo(), 'none saved')
+    // the first turn drives: the car is saved as driving before the START
+    const car: Car = { demo: demo(), timeline: [], engine: false, drivenWh: 0, chargedWh: 0, saves: 0 }
+    const bays = [{ spec: DEMO_CHARGERS[0]!, connector: new Connector() }]
+    const world = fakeWorld(car, bays, fatesOf([99]), 0, seeded(3))
+    const start = world.start
+    world.start = async () => {
+      saveCar(path, car.demo)
+      await start()
+    }
+    await carCycle(car.demo, world, new AbortController().signal)
+    assert.equal(car.timeline.filter((k) => k === 'trip.started').length, 1)
+    // the process died during that trip: a new car from the file ends it first, then goes on
+    const restarted: Car = { ...car, demo: loadCar(path, demo()), engine: false }
+    assert.equal(restarted.demo.state, 'driving')
+    assert.equal(restarted.demo.trips, 1)
+    restarted.timeline = ['trip.started']
+    const again = fakeWorld(restarted, bays, fatesOf([99]), 0, seeded(4))
+    for (let n = 0; n < 3; n++) await carCycle(restarted.demo, again, new AbortController().signal)
+    assert.equal(restarted.timeline[1], 'trip.ended')
+    assert.deepEqual(timelineViolations(restarted.timeline), [])
+    // a session in progress is not resumed; the charge and the trip count are
+    saveCar(path, { ...car.demo, state: 'charging', trips: 7 })
+    assert.equal(loadCar(path, demo()).state, 'parked')
+    assert.equal(loadCar(path, demo()).trips, 7)
+    assert.equal(loadCar(path, demo()).battery.socWh, car.demo.battery.socWh)
+    // a saved car of another model, out of range or garbage is ignored
+    const other: DemoCar = { ...demo(), battery: demoBattery(3) }
+    assert.deepEqual(loadCar(path, other), other)
+    for (const hostile of [
+      '{"version":1,"model":"saloon","socWh":77001,"state":"parked","trips":1}',
+      '{"version":1,"model":"saloon","socWh":-1,"state":"parked","trips":1}',
+      '{"version":1,"model":"saloon","socWh":"5","state":"parked","trips":1}',
+      '{"version":1,"model":"saloon","socWh":1e999,"state":"parked","trips":1}',
+      '{"version":1,"model":"saloon","socWh":5,"state":"flying","trips":1}',
+      '{"version":1,"model":"saloon","socWh":5,"state":"parked","trips":-1}',
+      '{"version":1,"model":"saloon","socWh":5,"state":"parked","trips":1.5}',
+      '{"version":2,"model":"saloon","socWh":5,"state":"parked","trips":1}',
+      'not json',
+      'null',
+    ]) {
+      writeFileSync(path, hostile)
+      assert.deepEqual(loadCar(path, demo()), demo(), hostile)
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 })

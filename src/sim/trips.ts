@@ -9,9 +9,12 @@
  * through `CarWorld`, so the scenario wires it to the car's link, ledger and wallet, and tests to
  * fakes that fail where they like.
  */
+import { existsSync, readFileSync } from 'node:fs'
 import { BaseError } from '../errors.ts'
+import { writeFileAtomic } from '../fs-atomic.ts'
 import type { EventKind } from '../ledger/envelope.ts'
 import type { JsonValue } from '../ledger/jcs.ts'
+import { logger } from '../log.ts'
 import {
   type Battery,
   type ChargerBay,
@@ -75,6 +78,53 @@ export type DemoCar = {
   place: number
 }
 
+const log = logger('sim.trips')
+
+/**
+ * The car saved at `path` (`{version: 1, model, socWh, state, trips}`) over `fallback`: its
+ * charge, its trip count and a trip in progress (the next turn ends it). A session in progress is
+ * not resumed: the car is parked. A file that is unreadable, of another model or holds an
+ * impossible value is ignored (with a warning): the car starts as `fallback`.
+ */
+export function loadCar(path: string, fallback: DemoCar): DemoCar {
+  if (!existsSync(path)) return fallback
+  try {
+    const saved = (JSON.parse(readFileSync(path, 'utf8')) ?? {}) as Record<string, unknown>
+    const { socWh, state, trips } = saved
+    const { model } = fallback.battery
+    if (
+      saved.version === 1 &&
+      saved.model === model.name &&
+      typeof socWh === 'number' &&
+      Number.isFinite(socWh) &&
+      socWh >= 0 &&
+      socWh <= model.capacityWh &&
+      (state === 'parked' || state === 'driving' || state === 'charging') &&
+      Number.isSafeInteger(trips) &&
+      (trips as number) >= 0
+    )
+      return {
+        ...fallback,
+        battery: { model, socWh },
+        state: state === 'driving' ? 'driving' : 'parked',
+        trips: trips as number,
+      }
+    log.warn({ path }, 'the saved car is of another model or out of range; starting from the demo car')
+  } catch (error) {
+    log.warn({ err: error, path }, 'the saved car is unreadable; starting from the demo car')
+  }
+  return fallback
+}
+
+/** Saves what `loadCar` reads, atomically. */
+export function saveCar(path: string, car: DemoCar): void {
+  const { battery, state, trips } = car
+  writeFileAtomic(
+    path,
+    `${JSON.stringify({ version: 1, model: battery.model.name, socWh: battery.socWh, state, trips })}\n`,
+  )
+}
+
 /** What a car cycle does to the world. */
 export type CarWorld = {
   readonly places: readonly Place[]
@@ -100,6 +150,8 @@ export type CarWorld = {
   /** Pays for the parking; answers a line for the activity log. */
   payParking(): Promise<string>
   note(flow: string, detail: string): void
+  /** Keeps the car's state (a trip about to start, so a restart after a crash ends it). */
+  save(): void
 }
 
 const round1 = (x: number) => Math.round(x * 10) / 10
@@ -171,13 +223,17 @@ async function drive(car: DemoCar, world: CarWorld, distanceKm: number, signal: 
   world.note('unlock', await world.unlock())
   // The car may record `trip.started` even when the answer is lost: it drives if its engine runs.
   car.state = 'driving'
+  car.trips += 1
+  world.save()
   try {
     await world.start()
   } finally {
-    if (!world.engineOn()) car.state = 'parked'
+    if (!world.engineOn()) {
+      car.state = 'parked'
+      car.trips -= 1
+    }
   }
   if (car.state !== 'driving') return
-  car.trips += 1
   const trip = car.trips
   await world.record('navigation.destination', {
     trip,
