@@ -9,8 +9,8 @@
  * `TIME_COMPRESSION` simulated seconds pass per real second.
  *
  * The charger's meter learns the car's battery through the `Connector` it is plugged into (as a
- * real charger learns the car's current demand over the cable: the control pilot on AC, ISO 15118
- * or DIN 70121 on DC) and meters what flows.
+ * real charger and car settle the current over the cable: the control pilot on AC, ISO 15118 or
+ * DIN 70121 on DC) and meters what flows.
  */
 import type { Hex } from 'viem'
 import type { EnergySample, Meter, MeterClock } from '../station/meter.ts'
