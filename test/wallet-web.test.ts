@@ -1,0 +1,278 @@
+/**
+ * The owner's own wallet in the console, in a real browser: `carchain up` (embedded anvil, PGlite,
+ * a small fleet), Debian's Chromium driven by playwright-core, and a wallet the project did not
+ * write — `headless-web3-provider`, announced to the page through EIP-6963 and answering over the
+ * demo chain, whose every signature and transaction the test approves or refuses as a user would.
+ *
+ * The console finds the wallet, signs in with it (SIWE: the node issues a session), signs a key
+ * with `eth_signTypedData_v4` that the car's own code accepts as the owner's, revokes it and rents
+ * the car out with transactions from the wallet, and sells a car to a buyer whose empty account
+ * then gets a clear "no ETH" message. A refused signature and a wallet on the wrong chain give
+ * clear messages, and the switch (adding the chain first) fixes the latter. Screenshots go to
+ * docs/img/ with UPDATE_SCREENSHOTS=1, else to a temp dir.
+ */
+import assert from 'node:assert/strict'
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, test } from 'node:test'
+import type { BrowserContext, Page } from 'playwright-core'
+import { createPublicClient, type Hex, http, toHex } from 'viem'
+import { generatePrivateKey, privateKeyToAddress } from 'viem/accounts'
+import { developmentAccount } from '../src/chain/clients.ts'
+import { vehicleRegistryAbi } from '../src/chain/generated/index.ts'
+import { grantSigner } from '../src/keys/grant.ts'
+import { decodeShareLink, sharedKeyDomain } from '../src/keys/share-link.ts'
+import { type SeededFleet, seedFleet } from './fleet-fixture.ts'
+import { requirePart } from './skip.ts'
+
+const chromiumPath = '/usr/bin/chromium'
+const hasChromium = existsSync(chromiumPath)
+const main = new URL('../src/cli/main.ts', import.meta.url).pathname
+const dataDir = mkdtempSync(join(tmpdir(), 'carchain-wallet-'))
+const profileDir = mkdtempSync(join(tmpdir(), 'carchain-wallet-chromium-'))
+const shotDir = process.env.UPDATE_SCREENSHOTS
+  ? new URL('../docs/img/', import.meta.url).pathname
+  : mkdtempSync(join(tmpdir(), 'carchain-wallet-shots-'))
+mkdirSync(shotDir, { recursive: true })
+
+type Headless = typeof import('headless-web3-provider')
+type Wallet = InstanceType<Headless['Web3ProviderBackend']>
+
+let child: ChildProcessWithoutNullStreams | undefined
+let url = ''
+let rpcUrl = ''
+let registry: Hex
+let fleet: SeededFleet | undefined
+let browser: BrowserContext | undefined
+let web3: Headless | undefined
+const pageErrors: string[] = []
+
+/** Development account 1: an owner of the fleet's cars, its key held by the test's wallet. */
+const ownerKey = toHex(developmentAccount(1).getHdKey().privateKey!)
+const owner = developmentAccount(1).address
+
+before(async () => {
+  if (!hasChromium) return
+  child = spawn(process.execPath, [main, 'up', '--json', '--port', '0', '--no-sim', '--data', dataDir], {
+    env: { ...process.env, DATABASE_URL: '' },
+  })
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString()
+  })
+  const info = await new Promise<{
+    url: string
+    chain: { rpcUrl: string; contracts: Record<string, string> }
+  }>((resolve, reject) => {
+    let stdout = ''
+    child!.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString()
+      const line = stdout.split('\n').find((l) => l.startsWith('{"event":"up"'))
+      if (line) resolve(JSON.parse(line))
+    })
+    child!.once('exit', (code) => reject(new Error(`up exited ${code}: ${stdout}\n${stderr}`)))
+  })
+  url = info.url
+  rpcUrl = info.chain.rpcUrl
+  registry = info.chain.contracts.VehicleRegistry as Hex
+  // Owner 1 holds cars 0 and 2 (one is sold below), owner 2 car 1.
+  fleet = await seedFleet(info, 3)
+  // A CommonJS package: its exports are the default export of the ES module.
+  const headless = (await import('headless-web3-provider')) as Headless & { default?: Headless }
+  web3 = headless.default ?? headless
+  const { chromium } = await import('playwright-core')
+  browser = await chromium.launchPersistentContext(profileDir, {
+    executablePath: chromiumPath,
+    viewport: { width: 1280, height: 900 },
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--no-first-run',
+      '--disable-background-networking',
+    ],
+  })
+})
+
+after(async () => {
+  await browser?.close()
+  await fleet?.cleanup()
+  if (child && child.exitCode === null) {
+    child.kill('SIGINT')
+    await new Promise((resolve) => child!.once('exit', resolve))
+  }
+  rmSync(dataDir, { recursive: true, force: true })
+  rmSync(profileDir, { recursive: true, force: true })
+})
+
+/** A fresh page with the headless wallet injected (EIP-6963 announcement and window.ethereum). */
+async function pageWithWallet(keys: Hex[], chainId: number): Promise<{ page: Page; wallet: Wallet }> {
+  const page = await browser!.newPage()
+  page.on('pageerror', (error) => pageErrors.push(error.message))
+  const wallet: Wallet = await web3!.injectHeadlessWeb3Provider(page as never, keys, chainId, rpcUrl)
+  await page.goto(`${url}/#/keys`)
+  await page.getByTestId('keys-view').waitFor()
+  return { page, wallet }
+}
+
+/** Picks the announced wallet and approves the connection and the Sign-In with Ethereum message. */
+async function connect(page: Page, wallet: Wallet) {
+  const { Web3RequestKind } = web3!
+  await page.getByTestId('wallet-option').filter({ hasText: 'Headless Web3 Provider' }).click()
+  await wallet.authorize(Web3RequestKind.RequestAccounts)
+  await wallet.authorize(Web3RequestKind.SignMessage)
+  await page.getByTestId('signed-in').waitFor({ timeout: 15_000 })
+}
+
+const problem = (page: Page) => page.getByTestId('wallet-problem').first()
+
+test('an injected wallet signs in, grants, revokes and rents; a refusal is said plainly', async (t) => {
+  if (!requirePart(t, hasChromium, 'chromium not installed (apt-get install chromium)')) return
+  const { Web3RequestKind } = web3!
+  const { page, wallet } = await pageWithWallet([ownerKey], 31337)
+  // Found through EIP-6963, shown with its announced name; the demo owners stay, marked demo.
+  await page.getByTestId('wallet-picker').waitFor()
+  assert.match((await page.getByTestId('keys-view').textContent()) ?? '', /Demo owners/)
+  await page.waitForTimeout(300)
+  await page.screenshot({ path: join(shotDir, 'wallet-picker.png') })
+
+  // Refusing the sign-in message signs nobody in and says why.
+  await page.getByTestId('wallet-option').filter({ hasText: 'Headless Web3 Provider' }).click()
+  await wallet.authorize(Web3RequestKind.RequestAccounts)
+  await wallet.reject(Web3RequestKind.SignMessage)
+  assert.match((await problem(page).textContent()) ?? '', /declined the request in your wallet/)
+  assert.equal(await page.getByTestId('signed-in').count(), 0)
+
+  await connect(page, wallet)
+  const signedIn = (await page.getByTestId('signed-in').textContent()) ?? ''
+  assert.match(signedIn, /Headless Web3 Provider/)
+  assert.match(signedIn, /Sign-In with Ethereum session/)
+
+  // A key signed by the wallet (eth_signTypedData_v4): the car's own check finds the owner.
+  const grantee = privateKeyToAddress(generatePrivateKey()).toLowerCase()
+  await page
+    .getByTestId('grant-vehicle')
+    .locator('option')
+    .first()
+    .waitFor({ state: 'attached', timeout: 15_000 })
+  await page.getByTestId('grant-grantee').fill(grantee)
+  // First the user refuses the signature …
+  await page.getByTestId('grant-sign').click()
+  await wallet.reject(Web3RequestKind.SignTypedDataV4)
+  assert.match(
+    (await problem(page).textContent()) ?? '',
+    /declined the request in your wallet: nothing was signed/,
+  )
+  await page.screenshot({ path: join(shotDir, 'wallet-rejected.png') })
+  // … then approves it.
+  await page.getByTestId('grant-sign').click()
+  await wallet.authorize(Web3RequestKind.SignTypedDataV4)
+  await page.getByTestId('share-link').waitFor({ timeout: 15_000 })
+  const shared = decodeShareLink(await page.getByTestId('share-link').inputValue())
+  assert.equal(grantSigner(sharedKeyDomain(shared), shared), owner.toLowerCase())
+  assert.equal(shared.grant.grantee, grantee)
+  await page.getByTestId('grant-status').getByText('active').first().waitFor({ timeout: 15_000 })
+
+  // Revoking is a KeyRegistry transaction the wallet sends after the user confirms it.
+  await page.getByTestId('grant-revoke').first().click()
+  await wallet.authorize(Web3RequestKind.SendTransaction)
+  await page.getByTestId('grant-status').getByText('revoked').first().waitFor({ timeout: 20_000 })
+  const chain = createPublicClient({ transport: http(rpcUrl) })
+  const revoked = await chain.readContract({
+    address: registry,
+    abi: vehicleRegistryAbi,
+    functionName: 'isRevoked',
+    args: [shared.grant.vehicle, shared.grant.grantId],
+  })
+  assert.equal(revoked, true)
+
+  // Renting out: ERC-4907 setUser from the wallet.
+  const renter = privateKeyToAddress(generatePrivateKey())
+  await page.getByTestId('owner-vehicle').selectOption(shared.grant.vehicle)
+  await page.getByTestId('rent-renter').fill(renter)
+  await page.getByTestId('rent-send').click()
+  await wallet.authorize(Web3RequestKind.SendTransaction)
+  await page.getByTestId('owner-action-done').waitFor({ timeout: 20_000 })
+  const user = await chain.readContract({
+    address: registry,
+    abi: vehicleRegistryAbi,
+    functionName: 'userOf',
+    args: [BigInt(shared.grant.vehicle)],
+  })
+  assert.equal(user, renter)
+  await page.getByTestId('rental-state').getByText('rented').waitFor()
+  await page.screenshot({ path: join(shotDir, 'wallet-keys.png'), fullPage: true })
+
+  // Selling: the title goes to a buyer; the buyer's empty account gets a plain "no ETH".
+  const buyerKey = generatePrivateKey()
+  const buyer = privateKeyToAddress(buyerKey)
+  await page.getByTestId('sell-buyer').fill(buyer)
+  await page.getByTestId('sell-send').click()
+  await wallet.authorize(Web3RequestKind.SendTransaction)
+  await page.getByTestId('owner-action-done').getByText('Sold').waitFor({ timeout: 20_000 })
+  const titleOwner = await chain.readContract({
+    address: registry,
+    abi: vehicleRegistryAbi,
+    functionName: 'ownerOf',
+    args: [BigInt(shared.grant.vehicle)],
+  })
+  assert.equal(titleOwner, buyer)
+
+  // The wallet switches account: the console ends the session and says so.
+  await wallet.changeAccounts([buyerKey])
+  await page.getByTestId('session-ended').waitFor({ timeout: 10_000 })
+  await connect(page, wallet)
+  await page
+    .getByTestId('owner-vehicle')
+    .locator(`option[value="${shared.grant.vehicle}"]`)
+    .waitFor({ state: 'attached', timeout: 30_000 })
+  await page.getByTestId('owner-vehicle').selectOption(shared.grant.vehicle)
+  await page.getByTestId('rent-renter').fill(renter)
+  await page.getByTestId('rent-send').click()
+  await problem(page).waitFor({ timeout: 15_000 })
+  assert.equal(await problem(page).getAttribute('data-kind'), 'no-funds')
+  assert.match((await problem(page).textContent()) ?? '', /has no ETH on chain 31337/)
+  assert.equal(wallet.getPendingRequestCount(), 0, 'the wallet was not asked to send what cannot be paid')
+  await page.close()
+  assert.deepEqual(pageErrors, [])
+})
+
+test('a wallet on another chain is told so, and the switch (adding the chain) fixes it', async (t) => {
+  if (!requirePart(t, hasChromium, 'chromium not installed (apt-get install chromium)')) return
+  const { Web3RequestKind } = web3!
+  // The wallet starts on chain 1 and does not know the node's chain.
+  const { page, wallet } = await pageWithWallet([ownerKey], 1)
+  await connect(page, wallet)
+  await page.getByTestId('wrong-chain').waitFor()
+  assert.match(
+    (await page.getByTestId('wrong-chain').textContent()) ?? '',
+    /on chain 1; this node's chain is 31337/,
+  )
+  await page
+    .getByTestId('grant-vehicle')
+    .locator('option')
+    .first()
+    .waitFor({ state: 'attached', timeout: 15_000 })
+  await page.getByTestId('grant-grantee').fill(privateKeyToAddress(generatePrivateKey()))
+  await page.getByTestId('grant-sign').click()
+  await problem(page).waitFor()
+  assert.equal(await problem(page).getAttribute('data-kind'), 'wrong-chain')
+  assert.equal(wallet.getPendingRequestCount(Web3RequestKind.SignTypedDataV4), 0, 'nothing was sent to sign')
+  await page.screenshot({ path: join(shotDir, 'wallet-wrong-chain.png') })
+  // Switch: the wallet does not know 31337, so the console offers to add it, then switches.
+  await page.getByTestId('wrong-chain').getByTestId('switch-chain').click()
+  await wallet.authorize(Web3RequestKind.SwitchEthereumChain)
+  await wallet.authorize(Web3RequestKind.AddEthereumChain)
+  await wallet.authorize(Web3RequestKind.SwitchEthereumChain)
+  await page.getByTestId('wrong-chain').waitFor({ state: 'detached', timeout: 10_000 })
+  assert.equal(wallet.getNetwork().chainId, 31337)
+  assert.ok(wallet.getNetworks().some((n) => n.chainId === 31337 && n.rpcUrl === rpcUrl))
+  await page.getByTestId('grant-sign').click()
+  await wallet.authorize(Web3RequestKind.SignTypedDataV4)
+  await page.getByTestId('share-link').waitFor({ timeout: 15_000 })
+  await page.close()
+  assert.deepEqual(pageErrors, [])
+})
