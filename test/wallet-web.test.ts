@@ -18,10 +18,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import type { BrowserContext, Page } from 'playwright-core'
-import { createPublicClient, type Hex, http, toHex } from 'viem'
+import { createPublicClient, createWalletClient, type Hex, http, toHex } from 'viem'
 import { generatePrivateKey, privateKeyToAddress } from 'viem/accounts'
 import { developmentAccount } from '../src/chain/clients.ts'
-import { vehicleRegistryAbi } from '../src/chain/generated/index.ts'
+import { demoTokenAbi, vehicleRegistryAbi } from '../src/chain/generated/index.ts'
 import { grantSigner } from '../src/keys/grant.ts'
 import { decodeShareLink, sharedKeyDomain } from '../src/keys/share-link.ts'
 import { type SeededFleet, seedFleet } from './fleet-fixture.ts'
@@ -44,6 +44,7 @@ let child: ChildProcessWithoutNullStreams | undefined
 let url = ''
 let rpcUrl = ''
 let registry: Hex
+let info: { url: string; chain: { rpcUrl: string; contracts: Record<string, string> } }
 let fleet: SeededFleet | undefined
 let browser: BrowserContext | undefined
 let web3: Headless | undefined
@@ -62,10 +63,7 @@ before(async () => {
   child.stderr.on('data', (d: Buffer) => {
     stderr += d.toString()
   })
-  const info = await new Promise<{
-    url: string
-    chain: { rpcUrl: string; contracts: Record<string, string> }
-  }>((resolve, reject) => {
+  info = await new Promise<typeof info>((resolve, reject) => {
     let stdout = ''
     child!.stdout.on('data', (d: Buffer) => {
       stdout += d.toString()
@@ -79,6 +77,16 @@ before(async () => {
   registry = info.chain.contracts.VehicleRegistry as Hex
   // Owner 1 holds cars 0 and 2 (one is sold below), owner 2 car 1.
   fleet = await seedFleet(info, 3)
+  // Tokens for owner 1 to fund a car with (the demo token's minter is the deployer, account 0).
+  const deployer = createWalletClient({ account: developmentAccount(0), transport: http(rpcUrl) })
+  const minted = await deployer.writeContract({
+    chain: null,
+    address: info.chain.contracts.Token as Hex,
+    abi: demoTokenAbi,
+    functionName: 'mint',
+    args: [owner, 100n * 10n ** 18n],
+  })
+  await createPublicClient({ transport: http(rpcUrl) }).waitForTransactionReceipt({ hash: minted })
   // A CommonJS package: its exports are the default export of the ES module.
   const headless = (await import('headless-web3-provider')) as Headless & { default?: Headless }
   web3 = headless.default ?? headless
@@ -109,9 +117,19 @@ after(async () => {
 })
 
 /** A fresh page with the headless wallet injected (EIP-6963 announcement and window.ethereum). */
-async function pageWithWallet(keys: Hex[], chainId: number): Promise<{ page: Page; wallet: Wallet }> {
+async function pageWithWallet(
+  keys: Hex[],
+  chainId: number,
+  options: { legacyOnly?: boolean } = {},
+): Promise<{ page: Page; wallet: Wallet }> {
   const page = await browser!.newPage()
   page.on('pageerror', (error) => pageErrors.push(error.message))
+  // An older wallet: only window.ethereum (EIP-1193), no EIP-6963 announcement.
+  if (options.legacyOnly)
+    await page.addInitScript(() => {
+      const dispatch = window.dispatchEvent.bind(window)
+      window.dispatchEvent = (event: Event) => event.type === 'eip6963:announceProvider' || dispatch(event)
+    })
   const wallet: Wallet = await web3!.injectHeadlessWeb3Provider(page as never, keys, chainId, rpcUrl)
   await page.goto(`${url}/#/keys`)
   await page.getByTestId('keys-view').waitFor()
@@ -119,9 +137,9 @@ async function pageWithWallet(keys: Hex[], chainId: number): Promise<{ page: Pag
 }
 
 /** Picks the announced wallet and approves the connection and the Sign-In with Ethereum message. */
-async function connect(page: Page, wallet: Wallet) {
+async function connect(page: Page, wallet: Wallet, name = 'Headless Web3 Provider') {
   const { Web3RequestKind } = web3!
-  await page.getByTestId('wallet-option').filter({ hasText: 'Headless Web3 Provider' }).click()
+  await page.getByTestId('wallet-option').filter({ hasText: name }).click()
   await wallet.authorize(Web3RequestKind.RequestAccounts)
   await wallet.authorize(Web3RequestKind.SignMessage)
   await page.getByTestId('signed-in').waitFor({ timeout: 15_000 })
@@ -204,6 +222,17 @@ test('an injected wallet signs in, grants, revokes and rents; a refusal is said 
   })
   assert.equal(user, renter)
   await page.getByTestId('rental-state').getByText('rented').waitFor()
+
+  // Funding the car's charging wallet: a token transfer from the wallet.
+  const token = info.chain.contracts.Token as Hex
+  const balance = (address: Hex) =>
+    chain.readContract({ address: token, abi: demoTokenAbi, functionName: 'balanceOf', args: [address] })
+  const carBefore = await balance(shared.grant.vehicle)
+  await page.getByTestId('fund-amount').fill('12.5')
+  await page.getByTestId('fund-send').click()
+  await wallet.authorize(Web3RequestKind.SendTransaction)
+  await page.getByTestId('owner-action-done').getByText('Funded').waitFor({ timeout: 20_000 })
+  assert.equal(await balance(shared.grant.vehicle), carBefore + 12_500_000_000_000_000_000n)
   await page.screenshot({ path: join(shotDir, 'wallet-keys.png'), fullPage: true })
 
   // Selling: the title goes to a buyer; the buyer's empty account gets a plain "no ETH".
@@ -243,9 +272,13 @@ test('an injected wallet signs in, grants, revokes and rents; a refusal is said 
 test('a wallet on another chain is told so, and the switch (adding the chain) fixes it', async (t) => {
   if (!requirePart(t, hasChromium, 'chromium not installed (apt-get install chromium)')) return
   const { Web3RequestKind } = web3!
-  // The wallet starts on chain 1 and does not know the node's chain.
-  const { page, wallet } = await pageWithWallet([ownerKey], 1)
-  await connect(page, wallet)
+  // The wallet starts on chain 1 and does not know the node's chain; it is found as window.ethereum.
+  const { page, wallet } = await pageWithWallet([ownerKey], 1, { legacyOnly: true })
+  await page.getByTestId('wallet-picker').waitFor()
+  assert.deepEqual(await page.getByTestId('wallet-option').allTextContents(), [
+    'Browser wallet (window.ethereum)',
+  ])
+  await connect(page, wallet, 'window.ethereum')
   await page.getByTestId('wrong-chain').waitFor()
   assert.match(
     (await page.getByTestId('wrong-chain').textContent()) ?? '',

@@ -1,19 +1,21 @@
 /**
  * What an owner does with the title, as transactions sent as the session (the wallet confirms each):
  * rent the car out (ERC-4907 `setUser`, the renter's phone unlocks with no grant) or end the
- * rental, and sell it (ERC-721 `safeTransferFrom` of the title; the sale voids every key, the new
- * owner's epoch starts). docs/keys.md "Rental", docs/contracts.md.
+ * rental, sell it (ERC-721 `safeTransferFrom` of the title; the sale voids every key, the new
+ * owner's epoch starts), and fund the car's own wallet with the token it deposits into charging
+ * channels (ERC-20 `transfer`). docs/keys.md "Rental", docs/contracts.md, docs/payments.md.
  */
 import { useEffect, useState } from 'react'
-import { type Address, isAddress, zeroAddress } from 'viem'
-import { vehicleRegistryAbi } from '../chain.ts'
-import { Address as AddressText, Badge, Card } from '../components/ui.tsx'
+import { type Address, isAddress, parseUnits, zeroAddress } from 'viem'
+import { demoTokenAbi, vehicleRegistryAbi } from '../chain.ts'
+import { Address as AddressText, Badge, Card, formatUnits } from '../components/ui.tsx'
 import { ProblemAlert } from '../components/wallet-ui.tsx'
 import { useNode } from '../node-context.tsx'
 import { type Session, sendAs } from '../session.ts'
 import { type WalletProblem, walletProblem } from '../wallet.ts'
 
 type Rental = { user: Address; expires: number }
+type Funds = { symbol: string; decimals: number; car: bigint; mine: bigint }
 
 /** The title's token id: the vehicle's address as uint160 (docs/contracts.md). */
 const titleId = (vehicle: Address) => BigInt(vehicle)
@@ -29,6 +31,8 @@ export function OwnerActions(props: {
   const [hours, setHours] = useState(48)
   const [buyer, setBuyer] = useState('')
   const [rental, setRental] = useState<Rental>()
+  const [amount, setAmount] = useState('10')
+  const [funds, setFunds] = useState<Funds>()
   const [busy, setBusy] = useState<string>()
   const [done, setDone] = useState<string>()
   const [problem, setProblem] = useState<WalletProblem>()
@@ -44,6 +48,28 @@ export function OwnerActions(props: {
     if (!chain || !vehicle) return
     let live = true
     const address = chain.info.contracts.VehicleRegistry
+    const token = chain.info.contracts.Token
+    Promise.all([
+      chain.client.readContract({ address: token, abi: demoTokenAbi, functionName: 'symbol' }),
+      chain.client.readContract({ address: token, abi: demoTokenAbi, functionName: 'decimals' }),
+      chain.client.readContract({
+        address: token,
+        abi: demoTokenAbi,
+        functionName: 'balanceOf',
+        args: [vehicle],
+      }),
+      chain.client.readContract({
+        address: token,
+        abi: demoTokenAbi,
+        functionName: 'balanceOf',
+        args: [props.session.address],
+      }),
+    ]).then(
+      ([symbol, decimals, car, mine]) => live && setFunds({ symbol, decimals, car, mine }),
+      (error: Error) =>
+        live &&
+        setProblem(walletProblem(error, { chainId: chain.info.chainId, address: props.session.address })),
+    )
     Promise.all([
       chain.client.readContract({
         address,
@@ -137,11 +163,36 @@ export function OwnerActions(props: {
       },
       'Sold: the title is the buyer’s; every key you granted for it is void.',
     )
+  const fund = () =>
+    run(
+      'fund',
+      async () => {
+        if (!vehicle || !funds) throw new TypeError('choose a vehicle')
+        let value: bigint
+        try {
+          value = parseUnits(amount, funds.decimals)
+        } catch {
+          throw new TypeError(`the amount must be a number of ${funds.symbol}`)
+        }
+        if (value <= 0n) throw new TypeError('the amount must be more than zero')
+        if (value > funds.mine)
+          throw new TypeError(
+            `your account holds ${formatUnits(funds.mine, funds.decimals)} ${funds.symbol}, less than ${amount}`,
+          )
+        await sendAs(props.session, chain, {
+          address: chain.info.contracts.Token,
+          abi: demoTokenAbi,
+          functionName: 'transfer',
+          args: [vehicle, value],
+        })
+      },
+      'Funded: the car pays its charging channels from its own wallet.',
+    )
   const now = Date.now() / 1000
   const rented = rental && rental.user !== zeroAddress && rental.expires >= now
 
   return (
-    <Card title="Rent out or sell">
+    <Card title="Rent out, sell, fund">
       <div className="form-grid">
         <label htmlFor="owner-vehicle">
           Vehicle
@@ -224,6 +275,31 @@ export function OwnerActions(props: {
           data-testid="sell-send"
         >
           {busy === 'sell' ? 'Confirm in your wallet…' : 'Transfer title'}
+        </button>
+      </div>
+      <h3 className="card-subtitle">Fund the car's charging wallet</h3>
+      <p className="dim" data-testid="car-funds">
+        {funds
+          ? `The car holds ${formatUnits(funds.car, funds.decimals)} ${funds.symbol} for its charging channels; you hold ${formatUnits(funds.mine, funds.decimals)}.`
+          : '…'}
+      </p>
+      <div className="form-row">
+        <label>
+          Amount{funds ? ` (${funds.symbol})` : ''}
+          <input
+            value={amount}
+            onChange={(e) => setAmount(e.target.value.trim())}
+            data-testid="fund-amount"
+          />
+        </label>
+        <button
+          type="button"
+          className="button"
+          onClick={fund}
+          disabled={busy !== undefined || !vehicle || !funds}
+          data-testid="fund-send"
+        >
+          {busy === 'fund' ? 'Confirm in your wallet…' : 'Send to the car'}
         </button>
       </div>
       <ProblemAlert problem={problem} session={props.session} />
