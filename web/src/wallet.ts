@@ -61,7 +61,7 @@ export function listWallets(details: readonly EIP6963ProviderDetail[]): WalletOp
       options.push(option)
     }
   }
-  const legacy = (window as { ethereum?: EIP1193Provider }).ethereum
+  const legacy = (window as unknown as { ethereum?: EIP1193Provider }).ethereum
   if (legacy && typeof legacy.request === 'function' && !options.some((option) => option.provider === legacy))
     options.push({
       id: 'window.ethereum',
