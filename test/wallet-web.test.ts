@@ -233,7 +233,9 @@ test('an injected wallet signs in, grants, revokes and rents; a refusal is said 
   await wallet.authorize(Web3RequestKind.SendTransaction)
   await page.getByTestId('owner-action-done').getByText('Funded').waitFor({ timeout: 20_000 })
   assert.equal(await balance(shared.grant.vehicle), carBefore + 12_500_000_000_000_000_000n)
-  await page.screenshot({ path: join(shotDir, 'wallet-keys.png'), fullPage: true })
+  await page.setViewportSize({ width: 1280, height: 1400 })
+  await page.screenshot({ path: join(shotDir, 'wallet-keys.png') })
+  await page.setViewportSize({ width: 1280, height: 900 })
 
   // Selling: the title goes to a buyer; the buyer's empty account gets a plain "no ETH".
   const buyerKey = generatePrivateKey()
@@ -282,7 +284,7 @@ test('a wallet on another chain is told so, and the switch (adding the chain) fi
   await page.getByTestId('wrong-chain').waitFor()
   assert.match(
     (await page.getByTestId('wrong-chain').textContent()) ?? '',
-    /on chain 1; this node's chain is 31337/,
+    /on chain 1; this node's chain is Anvil \(embedded\), id 31337/,
   )
   await page
     .getByTestId('grant-vehicle')

@@ -195,7 +195,7 @@ export async function requireChain(provider: EIP1193Provider, chain: Chain): Pro
   if (id !== chain.info.chainId)
     throw new WalletProblem(
       'wrong-chain',
-      `Your wallet is on chain ${id}, this node's chain is ${chain.info.chainId} (${chain.definition.name}): switch the wallet's network.`,
+      `Your wallet is on chain ${id}; this node's chain is ${chain.definition.name}, id ${chain.info.chainId}: switch the wallet's network.`,
       id,
     )
 }

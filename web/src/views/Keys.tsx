@@ -182,8 +182,8 @@ function SignInCard(props: {
         </div>
         {session.kind === 'wallet' && chain && session.walletChainId !== chain.info.chainId && (
           <div className="state state-error" role="alert" data-testid="wrong-chain">
-            Your wallet is on chain {session.walletChainId}; this node's chain is {chain.info.chainId} (
-            {chain.definition.name}). Keys and transactions need the wallet on the node's chain.
+            Your wallet is on chain {session.walletChainId}; this node's chain is {chain.definition.name}, id{' '}
+            {chain.info.chainId}. Keys and transactions need the wallet on the node's chain.
             <SwitchChainButton session={session} />
           </div>
         )}
