@@ -5,9 +5,9 @@
  * demo chain, whose every signature and transaction the test approves or refuses as a user would.
  *
  * The console finds the wallet, signs in with it (SIWE: the node issues a session), signs a key
- * with `eth_signTypedData_v4` that the car's own code accepts as the owner's, revokes it and rents
- * the car out with transactions from the wallet, and sells a car to a buyer whose empty account
- * then gets a clear "no ETH" message. A refused signature and a wallet on the wrong chain give
+ * with `eth_signTypedData_v4` that the car's own code accepts as the owner's, and with transactions
+ * from the wallet revokes it, rents the car out, funds it, opens, tops up and extends a payment
+ * channel, and sells the car to a buyer whose empty account then gets a clear "no ETH" message. A refused signature and a wallet on the wrong chain give
  * clear messages, and the switch (adding the chain first) fixes the latter. Screenshots go to
  * docs/img/ with UPDATE_SCREENSHOTS=1, else to a temp dir.
  */
@@ -236,6 +236,34 @@ test('an injected wallet signs in, grants, revokes and rents; a refusal is said 
   await page.setViewportSize({ width: 1280, height: 1400 })
   await page.screenshot({ path: join(shotDir, 'wallet-keys.png') })
   await page.setViewportSize({ width: 1280, height: 900 })
+
+  // Charging channels paid from the wallet: open (approve, open), top up (approve, topUp), extend.
+  const channels = info.chain.contracts.ChargingChannels as Hex
+  const held = await balance(channels)
+  await page.goto(`${url}/#/charging`)
+  await page.getByTestId('channel-payee').fill(privateKeyToAddress(generatePrivateKey()))
+  await page.getByTestId('channel-deposit').fill('20')
+  await page.getByTestId('channel-open').click()
+  await wallet.authorize(Web3RequestKind.SendTransaction)
+  await wallet.authorize(Web3RequestKind.SendTransaction)
+  await page.getByTestId('channel-done').getByText('Channel opened').waitFor({ timeout: 20_000 })
+  await page.getByTestId('channel-deposit-value').getByText('20.00').waitFor()
+  await page.getByTestId('channel-topup').click()
+  await wallet.authorize(Web3RequestKind.SendTransaction)
+  await wallet.authorize(Web3RequestKind.SendTransaction)
+  await page.getByTestId('channel-done').getByText('Topped up').waitFor({ timeout: 20_000 })
+  const expires = await page.getByTestId('channel-expires').textContent()
+  await page.getByTestId('channel-extend').click()
+  await wallet.authorize(Web3RequestKind.SendTransaction)
+  await page.getByTestId('channel-done').getByText('Extended').waitFor({ timeout: 20_000 })
+  await page.waitForFunction(
+    (before) => document.querySelector('[data-testid="channel-expires"]')?.textContent !== before,
+    expires,
+  )
+  await page.getByTestId('channel-deposit-value').getByText('25.00').waitFor()
+  assert.equal(await balance(channels), held + 25n * 10n ** 18n)
+  await page.screenshot({ path: join(shotDir, 'wallet-channels.png') })
+  await page.goto(`${url}/#/keys`)
 
   // Selling: the title goes to a buyer; the buyer's empty account gets a plain "no ETH".
   const buyerKey = generatePrivateKey()

@@ -15,11 +15,16 @@ import {
   type WalletClient,
 } from 'viem'
 import { type HDAccount, mnemonicToAccount } from 'viem/accounts'
-import { demoTokenAbi, ledgerAnchorAbi, vehicleRegistryAbi } from '../../src/chain/generated/index.ts'
+import {
+  chargingChannelsAbi,
+  demoTokenAbi,
+  ledgerAnchorAbi,
+  vehicleRegistryAbi,
+} from '../../src/chain/generated/index.ts'
 import type { ChainInfo, Hex } from './api.ts'
 import type { AnchoredHead } from './lib/event-proof.ts'
 
-export { demoTokenAbi, ledgerAnchorAbi, vehicleRegistryAbi }
+export { chargingChannelsAbi, demoTokenAbi, ledgerAnchorAbi, vehicleRegistryAbi }
 
 /** The standard development mnemonic; the demo fleet's owners are its accounts (docs/spec.md "HTTP API"). */
 export const DEMO_MNEMONIC = 'test test test test test test test test test test test junk'
