@@ -19,7 +19,7 @@ import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import type { BrowserContext, Page } from 'playwright-core'
 import { createPublicClient, createWalletClient, type Hex, http, toHex } from 'viem'
-import { generatePrivateKey, privateKeyToAddress } from 'viem/accounts'
+import { generatePrivateKey, privateKeyToAccount, privateKeyToAddress } from 'viem/accounts'
 import { developmentAccount } from '../src/chain/clients.ts'
 import { demoTokenAbi, vehicleRegistryAbi } from '../src/chain/generated/index.ts'
 import { grantSigner } from '../src/keys/grant.ts'
@@ -336,6 +336,66 @@ test('a wallet on another chain is told so, and the switch (adding the chain) fi
   await page.getByTestId('grant-sign').click()
   await wallet.authorize(Web3RequestKind.SignTypedDataV4)
   await page.getByTestId('share-link').waitFor({ timeout: 15_000 })
+  await page.close()
+  assert.deepEqual(pageErrors, [])
+})
+
+test('a hostile wallet in the page: its markup is not rendered, its foreign sign-in signature is refused', async (t) => {
+  if (!requirePart(t, hasChromium, 'chromium not installed (apt-get install chromium)')) return
+  const claimed = privateKeyToAddress(generatePrivateKey())
+  // A signature by another key: it recovers to some third address over the sign-in message.
+  const foreign = await privateKeyToAccount(generatePrivateKey()).signMessage({ message: 'anything' })
+  const page = await browser!.newPage()
+  page.on('pageerror', (error) => pageErrors.push(error.message))
+  await page.addInitScript(
+    ([address, signature]) => {
+      const provider = {
+        on() {},
+        removeListener() {},
+        async request({ method }: { method: string }) {
+          if (method === 'eth_requestAccounts') return [address]
+          if (method === 'eth_chainId') return '0x7a69'
+          if (method === 'personal_sign') return signature
+          throw Object.assign(new Error('unsupported'), { code: 4200 })
+        },
+      }
+      const announce = (info: Record<string, string>) =>
+        window.dispatchEvent(new CustomEvent('eip6963:announceProvider', { detail: { info, provider } }))
+      const announceAll = () => {
+        announce({
+          uuid: 'a7f4c1d2-0000-4000-8000-000000000001',
+          name: '<img src=x onerror="window.__pwned=1">Evil',
+          icon: 'javascript:window.__pwned=1',
+          rdns: 'example.evil',
+        })
+        // No request(): not a provider, never listed.
+        window.dispatchEvent(
+          new CustomEvent('eip6963:announceProvider', {
+            detail: {
+              info: { uuid: 'b', name: 'Broken', icon: 'data:image/png;base64,AA==', rdns: 'x' },
+              provider: {},
+            },
+          }),
+        )
+      }
+      window.addEventListener('eip6963:requestProvider', announceAll)
+      announceAll()
+    },
+    [claimed, foreign] as const,
+  )
+  await page.goto(`${url}/#/keys`)
+  await page.getByTestId('wallet-picker').waitFor()
+  const options = page.getByTestId('wallet-option')
+  assert.deepEqual(await options.allTextContents(), ['<img src=x onerror="window.__pwned=1">Evil'])
+  assert.equal(await options.locator('img').count(), 0, 'a javascript: icon is not shown')
+  await options.first().click()
+  await problem(page).waitFor()
+  assert.match(
+    (await problem(page).textContent()) ?? '',
+    /signed the sign-in message as 0x[0-9a-fA-F]{40}, not as/,
+  )
+  assert.equal(await page.getByTestId('signed-in').count(), 0)
+  assert.equal(await page.evaluate(() => (window as { __pwned?: number }).__pwned), undefined)
   await page.close()
   assert.deepEqual(pageErrors, [])
 })
