@@ -24,6 +24,7 @@ import { developmentAccount } from '../src/chain/clients.ts'
 import { demoTokenAbi, vehicleRegistryAbi } from '../src/chain/generated/index.ts'
 import { grantSigner } from '../src/keys/grant.ts'
 import { decodeShareLink, sharedKeyDomain } from '../src/keys/share-link.ts'
+import { grantTypedData } from '../src/keys/typed-data.ts'
 import { type SeededFleet, seedFleet } from './fleet-fixture.ts'
 import { requirePart } from './skip.ts'
 
@@ -333,9 +334,50 @@ test('a wallet on another chain is told so, and the switch (adding the chain) fi
   await page.getByTestId('wrong-chain').waitFor({ state: 'detached', timeout: 10_000 })
   assert.equal(wallet.getNetwork().chainId, 31337)
   assert.ok(wallet.getNetworks().some((n) => n.chainId === 31337 && n.rpcUrl === rpcUrl))
+  // The node's mailbox (GET /v1/vehicles/{vehicle}/grants) is listed only for keys this account
+  // signed: one the owner signed elsewhere shows, one signed by another key or malformed does not.
+  const vehicle = (await page.getByTestId('grant-vehicle').inputValue()) as Hex
+  const domain = { chainId: 31337, keyRegistry: info.chain.contracts.KeyRegistry as Hex }
+  const now = Math.floor(Date.now() / 1000)
+  const aGrant = (grantId: string) => ({
+    vehicle,
+    grantee: privateKeyToAddress(generatePrivateKey()).toLowerCase() as Hex,
+    scopes: 4,
+    notBefore: now,
+    notAfter: now + 7200,
+    maxUses: 1,
+    epoch: 0,
+    grantId: `0x${grantId.repeat(64)}` as Hex,
+    purpose: 'parcel elsewhere',
+  })
+  const ownerAccount = privateKeyToAccount(ownerKey)
+  const elsewhere = aGrant('e')
+  const forged = aGrant('f')
+  const mailbox = [
+    { grant: elsewhere, signature: await ownerAccount.signTypedData(grantTypedData(domain, elsewhere)) },
+    {
+      grant: forged,
+      signature: await privateKeyToAccount(generatePrivateKey()).signTypedData(
+        grantTypedData(domain, forged),
+      ),
+    },
+    { grant: { ...elsewhere, grantId: 'not hex' }, signature: '0x00' },
+    'junk',
+  ]
+  await page.route('**/v1/vehicles/*/grants', (route) =>
+    route.fulfill({
+      status: 200,
+      contentType: 'application/json',
+      body: JSON.stringify({ grants: mailbox }),
+    }),
+  )
   await page.getByTestId('grant-sign').click()
   await wallet.authorize(Web3RequestKind.SignTypedDataV4)
   await page.getByTestId('share-link').waitFor({ timeout: 15_000 })
+  const rows = page.getByTestId('grants-table').locator('tbody tr')
+  await rows.filter({ hasText: 'parcel elsewhere' }).waitFor({ timeout: 15_000 })
+  assert.equal(await rows.filter({ hasText: 'parcel elsewhere' }).count(), 1, 'the forged key is not listed')
+  assert.match((await rows.filter({ hasText: 'parcel elsewhere' }).textContent()) ?? '', /node only/)
   await page.close()
   assert.deepEqual(pageErrors, [])
 })

@@ -5,10 +5,16 @@
  * its own confirmation — the node is not asked to sign anything.
  */
 import { useCallback, useEffect, useMemo, useState } from 'react'
-import type { Address, Hex } from 'viem'
+import { type Address, type Hex, recoverTypedDataAddress } from 'viem'
 import { encodeShareLink } from '../../../src/keys/share-link.ts'
-import { grantTypedData, type KeyGrant, Scope, scopeNames } from '../../../src/keys/typed-data.ts'
-import { type SimVehicle, storeGrantWithNode, useApi, type Vehicle } from '../api.ts'
+import {
+  grantTypedData,
+  type KeyGrant,
+  parseSignedGrant,
+  Scope,
+  scopeNames,
+} from '../../../src/keys/typed-data.ts'
+import { listNodeGrants, type SimVehicle, storeGrantWithNode, useApi, type Vehicle } from '../api.ts'
 import { vehicleRegistryAbi } from '../chain.ts'
 import { Address as AddressText, Badge, Card, Empty } from '../components/ui.tsx'
 import { ProblemAlert, SwitchChainButton } from '../components/wallet-ui.tsx'
@@ -27,7 +33,14 @@ import { useWallets, type WalletOption, type WalletProblem, walletProblem } from
 import { OwnerActions } from './OwnerActions.tsx'
 
 /** A key signed here; `signer` is the owner (or manager) account that signed it. */
-type StoredGrant = { grant: KeyGrant; signature: Hex; signedAt: number; signer?: string }
+type StoredGrant = {
+  grant: KeyGrant
+  signature: Hex
+  signedAt: number
+  signer?: string
+  /** Where the key is kept: this browser (absent), the node's mailbox, or both. */
+  kept?: 'node' | 'both'
+}
 type GrantStatus = 'active' | 'revoked' | 'void' | 'expired' | 'not yet valid' | 'unknown'
 
 const scopeList = Object.keys(Scope) as (keyof typeof Scope)[]
@@ -97,7 +110,7 @@ export function KeysView() {
       {session && chain && (
         <>
           <GrantForm session={session} vehicles={owned} />
-          <GrantList session={session} />
+          <GrantList session={session} vehicles={owned} />
           <OwnerActions session={session} vehicles={owned} onChange={vehicles.reload} />
         </>
       )}
@@ -487,13 +500,65 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
   )
 }
 
-function GrantList(props: { session: Session }) {
+/**
+ * The keys the node keeps for `vehicles` (its mailbox, `GET /v1/vehicles/{vehicle}/grants`) that
+ * this account signed: each entry is parsed as a signed grant and its signature recovered, so a
+ * node cannot slip in a key the owner never signed. None while the node keeps no grants.
+ */
+function useNodeGrants(session: Session, vehicles: { vehicle: Address }[], tick: number): StoredGrant[] {
+  const { chain } = useNode()
+  const [kept, setKept] = useState<StoredGrant[]>([])
+  const signedIn = session.siwe.state === 'signed-in'
+  const list = vehicles.map((v) => v.vehicle).join(',')
+  // biome-ignore lint/correctness/useExhaustiveDependencies: tick re-reads after a new key
+  useEffect(() => {
+    if (!chain || !signedIn || list === '') return setKept([])
+    let live = true
+    const domain = { chainId: chain.info.chainId, keyRegistry: chain.info.contracts.KeyRegistry }
+    const me = session.address.toLowerCase()
+    Promise.all(list.split(',').map((vehicle) => listNodeGrants(vehicle))).then(async (answers) => {
+      const out: StoredGrant[] = []
+      for (const answer of answers) {
+        if (answer.state !== 'ok' || !Array.isArray(answer.data?.grants)) continue
+        for (const entry of answer.data.grants.slice(0, 500)) {
+          let signed: { grant: KeyGrant; signature: Hex }
+          try {
+            signed = parseSignedGrant(entry)
+          } catch {
+            continue // not a grant this console understands (a newer kind): not shown
+          }
+          const signer = await recoverTypedDataAddress({
+            ...grantTypedData(domain, signed.grant),
+            signature: signed.signature,
+          }).then(
+            (a) => a.toLowerCase(),
+            () => undefined,
+          )
+          if (signer === me) out.push({ ...signed, signedAt: 0, signer, kept: 'node' })
+        }
+      }
+      if (live) setKept(out)
+    })
+    return () => {
+      live = false
+    }
+  }, [chain, signedIn, list, session.address, tick])
+  return kept
+}
+
+function GrantList(props: { session: Session; vehicles: { vehicle: Address }[] }) {
   const { chain } = useNode()
   const info = chain!.info
   const { grants } = useStoredGrants(info.chainId, info.contracts.KeyRegistry)
   const me = props.session.address.toLowerCase()
+  const nodeGrants = useNodeGrants(props.session, props.vehicles, grants.length)
   // Only this account's keys: revoking another owner's key would be refused on chain anyway.
-  const mine = grants.filter((g) => g.grant.vehicle && g.signature && (g.signer ?? me) === me)
+  const local = grants.filter((g) => g.grant.vehicle && g.signature && (g.signer ?? me) === me)
+  const keptByNode = new Set(nodeGrants.map((g) => g.grant.grantId))
+  const mine = [
+    ...local.map((g) => (keptByNode.has(g.grant.grantId) ? { ...g, kept: 'both' as const } : g)),
+    ...nodeGrants.filter((g) => !local.some((l) => l.grant.grantId === g.grant.grantId)),
+  ]
   const [statuses, setStatuses] = useState<Record<string, GrantStatus>>({})
   const [busy, setBusy] = useState<string>()
   const [problem, setProblem] = useState<WalletProblem>()
@@ -563,7 +628,7 @@ function GrantList(props: { session: Session }) {
   }
 
   return (
-    <Card title="Keys you signed in this browser" className="card-table">
+    <Card title="Keys you signed" className="card-table">
       <ProblemAlert problem={problem} session={props.session} />
       {mine.length === 0 ? (
         <Empty>No keys yet. Sign one above; its on-chain status shows here.</Empty>
@@ -587,7 +652,14 @@ function GrantList(props: { session: Session }) {
                 <tr key={g.grant.grantId}>
                   <td>
                     <AddressText value={g.grant.grantId} />
-                    <div className="dim">{g.grant.purpose}</div>
+                    <div className="dim">
+                      {g.grant.purpose}
+                      {g.kept && (
+                        <Badge tone="info" title="The node keeps this key for the grantee to fetch">
+                          {g.kept === 'node' ? 'node only' : 'node'}
+                        </Badge>
+                      )}
+                    </div>
                   </td>
                   <td>
                     <AddressText value={g.grant.vehicle} />
