@@ -18,7 +18,7 @@ import { ledgerAnchorAbi } from '../chain/generated/index.ts'
 import type { Queryable } from '../db/database.ts'
 import { BaseError } from '../errors.ts'
 import { fromHex, type Hex, toHex } from './bytes.ts'
-import { getCheckpoint, getConsistencyProof, getRootAt } from './store.ts'
+import { type GetCheckpointReturnType, getCheckpoint, getConsistencyProof, getRootAt } from './store.ts'
 
 /** How long a leader's lease lasts without renewal. */
 export const ANCHOR_LEASE_MS = 30_000
@@ -138,6 +138,11 @@ export type AnchorLogParameters = {
   minNewEvents?: number
   /** This process's name for the anchoring lease. */
   holder: string
+  /**
+   * The tree to anchor: the checkpoint the node published as a signed note (docs/transparency.md).
+   * It must be a tree of this log (INTERNAL otherwise). Default: the database's newest tree.
+   */
+  head?: () => Promise<GetCheckpointReturnType>
 }
 
 export type AnchorLogReturnType =
@@ -152,18 +157,27 @@ export type AnchorLogReturnType =
  */
 export async function anchorLog(parameters: AnchorLogParameters): Promise<AnchorLogReturnType> {
   const { db, clients, contract, logId } = parameters
-  const local = await getCheckpoint(db)
+  const local = parameters.head ? await parameters.head() : await getCheckpoint(db)
   if (!(await takeAnchorLease(db, parameters.holder)))
     return { status: 'not-leader', treeSize: local.treeSize }
+  if (parameters.head && (await getRootAt(db, local.treeSize)) !== local.rootHash)
+    throw new BaseError(
+      'INTERNAL',
+      `the checkpoint to anchor (size ${local.treeSize}) is not this log's tree`,
+      {
+        details: { treeSize: local.treeSize },
+      },
+    )
 
   await checkOperator(clients, contract, logId)
   const onChain = await readAnchored(clients, contract, logId)
-  if (onChain.treeSize > local.treeSize)
+  const { treeSize: databaseSize } = parameters.head ? await getCheckpoint(db) : local
+  if (onChain.treeSize > databaseSize)
     throw new BaseError(
       'ANCHOR_MISMATCH',
-      `the chain anchors ${onChain.treeSize} events, the database holds ${local.treeSize}`,
+      `the chain anchors ${onChain.treeSize} events, the database holds ${databaseSize}`,
       {
-        details: { chainTreeSize: onChain.treeSize, databaseTreeSize: local.treeSize, logId },
+        details: { chainTreeSize: onChain.treeSize, databaseTreeSize: databaseSize, logId },
       },
     )
   if (onChain.treeSize > 0) {
@@ -179,7 +193,8 @@ export async function anchorLog(parameters: AnchorLogParameters): Promise<Anchor
   }
   // Anchors the chain no longer holds (lost blocks, reorg): the anchor sent now covers them.
   await db.query('delete from ledger_anchors where tree_size > $1', [onChain.treeSize])
-  if (local.treeSize === onChain.treeSize) return { status: 'up-to-date', treeSize: local.treeSize }
+  // (Another node of this database may have anchored a newer checkpoint it published.)
+  if (local.treeSize <= onChain.treeSize) return { status: 'up-to-date', treeSize: onChain.treeSize }
   if (local.treeSize - onChain.treeSize < (parameters.minNewEvents ?? 1))
     return { status: 'too-few', treeSize: local.treeSize }
 

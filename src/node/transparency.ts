@@ -9,14 +9,10 @@ import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { BaseError } from '../errors.ts'
 import { writeFileAtomic } from '../fs-atomic.ts'
-import { fromHex } from '../ledger/bytes.ts'
-import { type NoteSigner, noteSigner, signCheckpointNote, verifierKey } from '../ledger/note.ts'
-import { getCheckpoint } from '../ledger/store.ts'
+import { type NoteSigner, noteSigner, verifierKey } from '../ledger/note.ts'
 import { parseTilePath, readTile, TILE_WIDTH } from '../ledger/tiles.ts'
-import { logger } from '../log.ts'
+import { type CheckpointPublisher, createCheckpointPublisher } from './checkpoints.ts'
 import type { NodeContext } from './context.ts'
-
-const log = logger('node.transparency')
 
 /** The note key's file in the data dir: an Ed25519 private key, PKCS#8 PEM, mode 0600. */
 export const NOTE_KEY_FILE = 'log-note-key.pem'
@@ -30,9 +26,16 @@ export function defaultLogOrigin(parameters: {
   return `carchain.local/${parameters.chainId}/${parameters.ledgerAnchor.toLowerCase()}/${parameters.logId.toLowerCase()}`
 }
 
-/** The node's note key for `origin`: read from `<dataDir>/log-note-key.pem`, made there if missing. */
-export function loadNoteKey(dataDir: string, origin: string): { signer: NoteSigner; created: boolean } {
-  const path = join(dataDir, NOTE_KEY_FILE)
+/**
+ * The node's note key for `origin`: read from `<dataDir>/log-note-key.pem` (or `file`: a witness
+ * keeps its cosigner key the same way), made there if missing.
+ */
+export function loadNoteKey(
+  dataDir: string,
+  origin: string,
+  file = NOTE_KEY_FILE,
+): { signer: NoteSigner; created: boolean } {
+  const path = join(dataDir, file)
   let pem: string
   let created = false
   try {
@@ -76,22 +79,18 @@ const CACHE_CHECKPOINT = 'no-cache'
 const CACHE_FULL = 'public, max-age=31536000, immutable'
 const CACHE_PARTIAL = 'public, max-age=60'
 
-export function transparencyRoutes(context: NodeContext, signer: NoteSigner) {
+/**
+ * The `/log/` routes. `/log/checkpoint` serves what `source` publishes (a CheckpointPublisher:
+ * cosigned by the witnesses, written to the tiles dir), or, given only the note key, the newest
+ * head signed when asked.
+ */
+export function transparencyRoutes(
+  context: Pick<NodeContext, 'db'>,
+  source: NoteSigner | CheckpointPublisher,
+) {
   const { db } = context
-  // Ed25519 is deterministic: one signature per tree head, kept until the log grows.
-  let last: { treeSize: number; rootHash: string; note: string } | undefined
-  const signedCheckpoint = async () => {
-    const head = await getCheckpoint(db)
-    if (last?.treeSize !== head.treeSize || last.rootHash !== head.rootHash) {
-      const note = signCheckpointNote(
-        { treeSize: head.treeSize, rootHash: fromHex(head.rootHash, 'rootHash', 32) },
-        signer,
-      )
-      last = { ...head, note }
-      log.debug({ treeSize: head.treeSize }, 'signed a new checkpoint')
-    }
-    return last.note
-  }
+  const publisher = 'current' in source ? source : createCheckpointPublisher(db, { signer: source })
+  const signedCheckpoint = () => publisher.current()
   return (app: FastifyInstance) => {
     app.get(
       '/log/checkpoint',

@@ -29,6 +29,7 @@ import { unwrittenEvidence } from '../ledger/store.ts'
 import { type ChargingRoutesDeps, chargingRoutes } from '../station/routes.ts'
 import { type AnchoringScheduler, startAnchoring } from './anchoring.ts'
 import { authRoutes, signInOrigins } from './auth.ts'
+import { createCheckpointPublisher } from './checkpoints.ts'
 import type { NodeContext } from './context.ts'
 import { createDashboardRoutes } from './dashboard.ts'
 import { startChainIndexer } from './indexer.ts'
@@ -39,6 +40,7 @@ import { type ChainInfo, createServer, type NodeRoutes } from './server.ts'
 import { createNodeEvents, streamRoutes } from './stream.ts'
 import { defaultLogOrigin, loadNoteKey, logInfo, NOTE_KEY_FILE, transparencyRoutes } from './transparency.ts'
 import { vehicleRoutes } from './vehicle-routes.ts'
+import type { Witness } from './witnesses.ts'
 
 export const carchainVersion: string = JSON.parse(
   readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
@@ -66,6 +68,14 @@ export type NodeExtension = {
   routes?: readonly NodeRoutes[]
   /** What `GET /v1/charging/sessions` serves, read per request (default: no sessions). */
   charging?: ChargingRoutesDeps
+  /**
+   * Witnesses the extension runs for this log (the demo's), called once the log's origin and
+   * verifier key are known and before checkpoints are published; stopped after the node.
+   */
+  witnesses?(log: { origin: string; verifierKey: string }): Promise<{
+    witnesses: Witness[]
+    stop(): Promise<void>
+  }>
   /** Started once the node listens (and after MQTT ingest); stopped first. */
   start?(node: {
     context: NodeContext
@@ -183,10 +193,26 @@ export async function startNode({
       `${noteKey.created ? 'made the log note key' : 'log note key'} ${join(config.dataDir, NOTE_KEY_FILE)}; checkpoints signed as ${origin}`,
     )
     const chain: ChainInfo = { chainId: clients.chain.id, rpcUrl, contracts, log: logInfo(noteKey.signer) }
+    const extra = await extension.witnesses?.(logInfo(noteKey.signer))
+    if (extra) undo.push(() => extra.stop())
+    const witnesses = [...config.witnesses, ...(extra?.witnesses ?? [])]
+    const checkpoints = createCheckpointPublisher(db, {
+      signer: noteKey.signer,
+      tilesDir: config.tilesDir,
+      witnesses,
+    })
+    if (config.tilesDir !== undefined || witnesses.length > 0)
+      progress(
+        `publishing checkpoints${config.tilesDir ? ` and tiles to ${config.tilesDir}` : ''}${witnesses.length ? ` with ${witnesses.length} witness(es)` : ''}`,
+      )
+    checkpoints.start(config.checkpointIntervalMs)
+    undo.push(() => checkpoints.stop())
+    // What goes on chain is a checkpoint the node published (signed, cosigned, in the tiles dir).
     const anchoring = startAnchoring(context, {
       everyEvents: config.anchorEveryEvents,
       intervalMs: config.anchorIntervalMs,
       log: (message) => progress(message),
+      head: () => checkpoints.publishHead(),
     })
     undo.push(() => anchoring.stop())
     const server = await createServer({
@@ -204,6 +230,7 @@ export async function startNode({
           (error: Error) => `unreachable: ${error.message.split('\n')[0]}`,
         )
         parts.anchoring = anchoring.lastError ? `retrying: ${anchoring.lastError}` : 'ok'
+        parts.checkpoints = checkpoints.lastError ? `retrying: ${checkpoints.lastError}` : 'ok'
         const evidence = unwrittenEvidence(db)
         parts.evidence =
           evidence.count === 0 ? 'ok' : `${evidence.count} tamper record(s) not stored: ${evidence.lastError}`
@@ -211,7 +238,7 @@ export async function startNode({
       },
       routes: [
         logRoutes(context),
-        transparencyRoutes(context, noteKey.signer),
+        transparencyRoutes(context, checkpoints),
         vehicleRoutes(context),
         authRoutes(context),
         streamRoutes(context),

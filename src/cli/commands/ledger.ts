@@ -3,7 +3,8 @@
  * against the roots anchored on chain, trusting neither the node nor its database — the node
  * only supplies entries and proofs, which are checked; roots come from the chain.
  */
-import { readFile, writeFile } from 'node:fs/promises'
+import { type FileHandle, open, readFile, writeFile } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
 import { type Address, createPublicClient, getAddress, http, type PublicClient } from 'viem'
 import { ledgerAnchorAbi } from '../../chain/generated/index.ts'
 import { BaseError } from '../../errors.ts'
@@ -296,6 +297,7 @@ async function verifyBundle(flags: ParsedFlags, path: string) {
  * larger than `maxBytes` (what the spec allows for it) is read (TILE_TOO_LARGE).
  */
 async function tilesGet(url: string, maxBytes: number): Promise<Uint8Array> {
+  if (url.startsWith('file:')) return tilesFile(url, maxBytes)
   let response: Response
   try {
     response = await fetch(url, { signal: AbortSignal.timeout(30_000) })
@@ -323,6 +325,30 @@ async function tilesGet(url: string, maxBytes: number): Promise<Uint8Array> {
     chunks.push(part.value)
   }
   return new Uint8Array(Buffer.concat(chunks))
+}
+
+/** A tiles directory read in place (`--tiles file:///…`, e.g. a `--tiles-dir`): the same limits. */
+async function tilesFile(url: string, maxBytes: number): Promise<Uint8Array> {
+  const path = fileURLToPath(url)
+  let handle: FileHandle
+  try {
+    handle = await open(path, 'r')
+  } catch (error) {
+    throw new BaseError('NOT_FOUND', `cannot read ${path}`, { details: { url }, cause: error })
+  }
+  try {
+    const buffer = Buffer.alloc(maxBytes + 1)
+    let length = 0
+    for (let read = -1; read !== 0 && length <= maxBytes; length += read)
+      read = (await handle.read(buffer, length, maxBytes + 1 - length, null)).bytesRead
+    if (length > maxBytes)
+      throw new BaseError('TILE_TOO_LARGE', `${path} holds more than the ${maxBytes} bytes it may hold`, {
+        details: { url, maxBytes },
+      })
+    return new Uint8Array(buffer.subarray(0, length))
+  } finally {
+    await handle.close()
+  }
 }
 
 /** The most a tile may hold: 256 hashes, or 256 entries of at most 65,535 bytes with their lengths. */
