@@ -11,7 +11,7 @@
  * covered by the next anchor: there is never a gap, because each proof starts where the chain
  * actually is.
  */
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { type Address, getAddress, type Hash, zeroAddress } from 'viem'
 import type { ChainClients } from '../chain/clients.ts'
 import { ledgerAnchorAbi } from '../chain/generated/index.ts'
@@ -49,12 +49,29 @@ export function createLogId(operator: Address): Hex {
 }
 
 /**
- * The log's id on chain, made once per database and shared by its nodes: the anchoring account's
- * address (20 bytes) and 12 random bytes. LedgerAnchor lets only the account an id names claim
- * it, so nobody can take the node's id before its first anchor.
+ * The log id of the log whose checkpoints carry `origin`, anchored by `operator`: the operator's
+ * address (20 bytes, the only account LedgerAnchor lets claim it) and the first 12 bytes of
+ * SHA-256(origin as UTF-8). A client that knows the origin and the operator computes it
+ * (docs/ledger.md "The log id").
  */
-export async function getLogId(db: Queryable, operator: Address): Promise<Hex> {
-  const candidate = createLogId(operator)
+export function logIdOfOrigin(operator: Address, origin: string): Hex {
+  const digest = createHash('sha256').update(origin, 'utf8').digest()
+  return toHex(Buffer.concat([fromHex(operator, 'operator', 20), digest.subarray(0, 12)]))
+}
+
+/**
+ * The log's id on chain, made once per database and shared by its nodes: the anchoring account's
+ * address (20 bytes) and 12 more bytes. LedgerAnchor lets only the account an id names claim
+ * it, so nobody can take the node's id before its first anchor. A new database's id is derived
+ * from its checkpoints' origin (`logIdOfOrigin`; `origin` names it, called only then); without
+ * `origin` the 12 bytes are random (databases made before issue 17 keep such an id).
+ */
+export async function getLogId(db: Queryable, operator: Address, origin?: () => string): Promise<Hex> {
+  const { rows: stored } = await db.query<{ value: Hex }>(
+    `select value from node_settings where key = 'logId'`,
+  )
+  if (stored[0]) return stored[0].value
+  const candidate = origin ? logIdOfOrigin(operator, origin()) : createLogId(operator)
   await db.query(`insert into node_settings (key, value) values ('logId', $1) on conflict (key) do nothing`, [
     JSON.stringify(candidate),
   ])

@@ -3,12 +3,16 @@
  * signed note and the tree and entries as C2SP static tiles under `/log/`, plus the note key the
  * node signs with, kept in its data dir and made on first start.
  */
-import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
+import { createPrivateKey, generateKeyPairSync, type KeyObject, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
+import type { Address } from 'viem'
+import type { Queryable } from '../db/database.ts'
 import { BaseError } from '../errors.ts'
 import { writeFileAtomic } from '../fs-atomic.ts'
+import { getLogId } from '../ledger/anchor.ts'
+import type { Hex } from '../ledger/bytes.ts'
 import { type NoteSigner, noteSigner, verifierKey } from '../ledger/note.ts'
 import { parseTilePath, readTile, TILE_WIDTH } from '../ledger/tiles.ts'
 import { type CheckpointPublisher, createCheckpointPublisher } from './checkpoints.ts'
@@ -17,13 +21,60 @@ import type { NodeContext } from './context.ts'
 /** The note key's file in the data dir: an Ed25519 private key, PKCS#8 PEM, mode 0600. */
 export const NOTE_KEY_FILE = 'log-note-key.pem'
 
-/** The default origin: names the deployment (chain, LedgerAnchor, log id), lowercase. */
-export function defaultLogOrigin(parameters: {
+/**
+ * The origin of logs made before origins named their log id: names the deployment (chain,
+ * LedgerAnchor, log id), lowercase.
+ */
+export function legacyLogOrigin(parameters: {
   chainId: number
   ledgerAnchor: string
   logId: string
 }): string {
   return `carchain.local/${parameters.chainId}/${parameters.ledgerAnchor.toLowerCase()}/${parameters.logId.toLowerCase()}`
+}
+
+/**
+ * The log's id on chain and the origin its checkpoints carry (docs/ledger.md "The log id"). A new
+ * database's log takes its origin (`--log-origin`, else `carchain.local/<chainId>/<LedgerAnchor>/
+ * <24 random hex>`), stored once as `logOrigin`, and its id is derived from it
+ * (`logIdOfOrigin`). Later starts keep both; a `--log-origin` given later changes the origin the
+ * checkpoints carry, not the id (`derivedFrom` then differs from `origin`). A database made before
+ * keeps its random id and, by default, the origin `carchain.local/<chainId>/<LedgerAnchor>/<logId>`.
+ */
+export async function logIdentity(
+  db: Queryable,
+  parameters: {
+    operator: Address
+    chainId: number
+    ledgerAnchor: string
+    configuredOrigin: string | undefined
+  },
+): Promise<{ logId: Hex; origin: string; derivedFrom: string | undefined }> {
+  const setting = async (key: string) =>
+    (await db.query<{ value: string }>('select value from node_settings where key = $1', [key])).rows[0]
+      ?.value
+  let derivedFrom = await setting('logOrigin')
+  if (derivedFrom === undefined && (await setting('logId')) === undefined) {
+    const candidate =
+      parameters.configuredOrigin ??
+      `carchain.local/${parameters.chainId}/${parameters.ledgerAnchor.toLowerCase()}/${randomBytes(12).toString('hex')}`
+    // Nodes sharing a new database race here: the first origin stored is the log's.
+    await db.query(
+      `insert into node_settings (key, value) values ('logOrigin', $1) on conflict (key) do nothing`,
+      [JSON.stringify(candidate)],
+    )
+    derivedFrom = await setting('logOrigin')
+  }
+  const logId = await getLogId(
+    db,
+    parameters.operator,
+    derivedFrom === undefined ? undefined : () => derivedFrom,
+  )
+  const origin =
+    parameters.configuredOrigin ??
+    derivedFrom ??
+    legacyLogOrigin({ chainId: parameters.chainId, ledgerAnchor: parameters.ledgerAnchor, logId })
+  return { logId, origin, derivedFrom }
 }
 
 /**

@@ -24,7 +24,6 @@ import { migrate } from '../db/migrate.ts'
 import { BaseError } from '../errors.ts'
 import { registryRevocation } from '../identity/registry-revocation.ts'
 import { keyRoutes } from '../keys/online.ts'
-import { getLogId } from '../ledger/anchor.ts'
 import { unwrittenEvidence } from '../ledger/store.ts'
 import { type ChargingRoutesDeps, chargingRoutes } from '../station/routes.ts'
 import { type AnchoringScheduler, startAnchoring } from './anchoring.ts'
@@ -38,7 +37,7 @@ import { logRoutes } from './log-routes.ts'
 import { startMqttIngest } from './mqtt.ts'
 import { type ChainInfo, createServer, type NodeRoutes } from './server.ts'
 import { createNodeEvents, streamRoutes } from './stream.ts'
-import { defaultLogOrigin, loadNoteKey, logInfo, NOTE_KEY_FILE, transparencyRoutes } from './transparency.ts'
+import { loadNoteKey, logIdentity, logInfo, NOTE_KEY_FILE, transparencyRoutes } from './transparency.ts'
 import { vehicleRoutes } from './vehicle-routes.ts'
 import type { Witness } from './witnesses.ts'
 
@@ -167,12 +166,18 @@ export async function startNode({
     await indexer
       .sync()
       .catch((error: Error) => progress(`chain indexer: ${error.message.split('\n')[0]}; retrying`))
+    const identity = await logIdentity(db, {
+      operator: clients.account.address,
+      chainId: clients.chain.id,
+      ledgerAnchor: contracts.LedgerAnchor,
+      configuredOrigin: config.logOrigin,
+    })
     const context: NodeContext = {
       db,
       clients,
       deployment,
       contracts,
-      logId: await getLogId(db, clients.account.address),
+      logId: identity.logId,
       events,
       ingest: createNodeIngest(db, events, config.rateLimit, {
         isRevoked: registryRevocation(clients.publicClient, contracts.VehicleRegistry),
@@ -181,13 +186,11 @@ export async function startNode({
       indexer,
       signInOrigins: () => origins,
     }
-    const origin =
-      config.logOrigin ??
-      defaultLogOrigin({
-        chainId: clients.chain.id,
-        ledgerAnchor: contracts.LedgerAnchor,
-        logId: context.logId,
-      })
+    const { origin } = identity
+    if (identity.derivedFrom !== origin)
+      progress(
+        `the log id ${identity.logId} was ${identity.derivedFrom ? `derived from the origin ${identity.derivedFrom}` : 'made before log ids were derived from origins'}, not from ${origin}; it stays the log's id`,
+      )
     const noteKey = loadNoteKey(config.dataDir, origin)
     progress(
       `${noteKey.created ? 'made the log note key' : 'log note key'} ${join(config.dataDir, NOTE_KEY_FILE)}; checkpoints signed as ${origin}`,
