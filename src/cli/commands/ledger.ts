@@ -15,6 +15,7 @@ import { encodeEnvelope, parseEnvelope, parseEnvelopeBytes } from '../../ledger/
 import { HASH_BYTES, hashLeaf, verifyConsistency, verifyInclusion } from '../../ledger/merkle.ts'
 import { MAX_NOTE_BYTES, openCheckpointNote } from '../../ledger/note.ts'
 import {
+  consistencyProofFromTiles,
   inclusionProofFromTiles,
   parseEntryBundle,
   TILE_WIDTH,
@@ -392,6 +393,23 @@ async function verifyFromTiles(flags: ParsedFlags, leafHash: Hex, tilesUrl: stri
       },
     )
   const read: TileReader = (ref: TileRef) => tilesGet(`${base}/tile/${tilePath(ref)}`, maxTileBytes(ref))
+  // A newer signed checkpoint must extend the anchored tree: the consistency proof from the tiles.
+  if (
+    trusted.treeSize > 0 &&
+    checkpoint.treeSize > trusted.treeSize &&
+    !verifyConsistency({
+      first: trusted.treeSize,
+      second: checkpoint.treeSize,
+      firstHash: fromHex(trusted.rootHash, 'rootHash', 32),
+      secondHash: checkpoint.rootHash,
+      proof: await consistencyProofFromTiles(trusted.treeSize, checkpoint.treeSize, read),
+    })
+  )
+    throw new BaseError(
+      'PROOF_INVALID',
+      `the tiles do not show that the signed checkpoint (size ${checkpoint.treeSize}) extends the tree of ${trusted.treeSize} anchored on chain`,
+      { details: { reason: 'consistency', treeSize: checkpoint.treeSize, anchoredSize: trusted.treeSize } },
+    )
   // The entry bundles of the anchored tree, until the event (or the one at --index).
   const indexFlag = stringFlag(flags, 'index')
   const firstBundle = indexFlag === undefined ? 0 : Math.floor(Number(indexFlag) / TILE_WIDTH)
