@@ -18,6 +18,7 @@ import { ledgerAnchorAbi } from '../chain/generated/index.ts'
 import type { Queryable } from '../db/database.ts'
 import { BaseError } from '../errors.ts'
 import { fromHex, type Hex, toHex } from './bytes.ts'
+import { shardOf } from './shards.ts'
 import { getCheckpoint, getConsistencyProof, getRootAt } from './store.ts'
 
 /** How long a leader's lease lasts without renewal. */
@@ -93,7 +94,7 @@ export type AnchorRecord = {
   anchoredAt: Date
 }
 
-/** The anchors this node sent that the chain still holds, newest first. */
+/** The anchors sent for the shard `db` is scoped to (shard 0 when it is not) that the chain still holds, newest first. */
 export async function listAnchors(db: Queryable, limit = 100): Promise<AnchorRecord[]> {
   const { rows } = await db.query<{
     tree_size: bigint
@@ -102,7 +103,7 @@ export async function listAnchors(db: Queryable, limit = 100): Promise<AnchorRec
     block_number: bigint
     gas_used: bigint
     anchored_at: Date
-  }>('select * from ledger_anchors order by tree_size desc limit $1', [limit])
+  }>('select * from ledger_anchors where shard = $2 order by tree_size desc limit $1', [limit, shardOf(db)])
   return rows.map((row) => ({
     treeSize: Number(row.tree_size),
     rootHash: toHex(row.root_hash),
@@ -178,7 +179,10 @@ export async function anchorLog(parameters: AnchorLogParameters): Promise<Anchor
       )
   }
   // Anchors the chain no longer holds (lost blocks, reorg): the anchor sent now covers them.
-  await db.query('delete from ledger_anchors where tree_size > $1', [onChain.treeSize])
+  await db.query('delete from ledger_anchors where shard = $2 and tree_size > $1', [
+    onChain.treeSize,
+    shardOf(db),
+  ])
   if (local.treeSize === onChain.treeSize) return { status: 'up-to-date', treeSize: local.treeSize }
   if (local.treeSize - onChain.treeSize < (parameters.minNewEvents ?? 1))
     return { status: 'too-few', treeSize: local.treeSize }
@@ -217,8 +221,8 @@ export async function anchorLog(parameters: AnchorLogParameters): Promise<Anchor
     anchoredAt: new Date(),
   }
   await db.query(
-    `insert into ledger_anchors (tree_size, root_hash, tx_hash, block_number, gas_used) values ($1, $2, $3, $4, $5)
-       on conflict (tree_size) do update set root_hash = excluded.root_hash, tx_hash = excluded.tx_hash,
+    `insert into ledger_anchors (shard, tree_size, root_hash, tx_hash, block_number, gas_used) values ($6, $1, $2, $3, $4, $5)
+       on conflict (shard, tree_size) do update set root_hash = excluded.root_hash, tx_hash = excluded.tx_hash,
          block_number = excluded.block_number, gas_used = excluded.gas_used, anchored_at = now()`,
     [
       anchor.treeSize,
@@ -226,6 +230,7 @@ export async function anchorLog(parameters: AnchorLogParameters): Promise<Anchor
       fromHex(anchor.txHash, 'txHash', 32),
       anchor.blockNumber,
       anchor.gasUsed,
+      shardOf(db),
     ],
   )
   return { status: 'anchored', anchor, previousSize: onChain.treeSize, proofLength: proof.length }
