@@ -18,7 +18,7 @@ import { ledgerAnchorAbi } from '../chain/generated/index.ts'
 import type { Queryable } from '../db/database.ts'
 import { BaseError } from '../errors.ts'
 import { fromHex, type Hex, toHex } from './bytes.ts'
-import { shardOf } from './shards.ts'
+import { shardOf, withShard } from './shards.ts'
 import { getCheckpoint, getConsistencyProof, getRootAt } from './store.ts'
 
 /** How long a leader's lease lasts without renewal. */
@@ -149,14 +149,112 @@ export type AnchorLogReturnType =
  * Anchors the database's tree if it grew past what the chain holds. Throws ANCHOR_LOG_TAKEN when
  * this node's account may not anchor the log, and ANCHOR_MISMATCH when the chain's root is not a
  * prefix of the database's log (the log was rewritten, or belongs to another chain) — alarms,
- * never fixed automatically.
+ * never fixed automatically. `db` may be scoped to a shard (`withShard`): then that shard's log.
  */
 export async function anchorLog(parameters: AnchorLogParameters): Promise<AnchorLogReturnType> {
   const { db, clients, contract, logId } = parameters
   const local = await getCheckpoint(db)
   if (!(await takeAnchorLease(db, parameters.holder)))
     return { status: 'not-leader', treeSize: local.treeSize }
+  const due = await dueHead(db, clients, contract, logId, local, parameters.minNewEvents)
+  if (due.status !== 'due') return { status: due.status, treeSize: local.treeSize }
+  const receipt = await sendAnchor(clients, contract, [due.head])
+  const anchor = anchorRecord(due.head, receipt, receipt.gasUsed)
+  await recordAnchor(db, anchor)
+  return {
+    status: 'anchored',
+    anchor,
+    previousSize: due.head.previousSize,
+    proofLength: due.head.proof.length,
+  }
+}
 
+export type AnchorShardsParameters = Omit<AnchorLogParameters, 'logId'> & {
+  /** Each shard's log id (`shardLogId`), by shard; `db` must not be scoped to one. */
+  logIds: readonly Hex[]
+}
+
+export type AnchorShardsReturnType =
+  | {
+      status: 'anchored'
+      txHash: Hash
+      blockNumber: number
+      gasUsed: number
+      /** The shards anchored by the transaction, each with its new and previous size. */
+      anchors: (AnchorRecord & { shard: number; previousSize: number; proofLength: number })[]
+    }
+  | { status: 'up-to-date' | 'not-leader' | 'too-few'; treeSize: number }
+
+/**
+ * `anchorLog` for every shard of a deployment at once: one transaction (`anchorBatch`) carries the
+ * newest root of every shard that grew, each with its consistency proof from what the chain holds
+ * for that shard. One shard is anchored with `anchor`, as before shards. The same alarms as
+ * `anchorLog`, per shard, before anything is sent; `treeSize` in the answer is the sum over shards.
+ */
+export async function anchorShards(parameters: AnchorShardsParameters): Promise<AnchorShardsReturnType> {
+  const { db, clients, contract, logIds } = parameters
+  const locals = await Promise.all(logIds.map((_, shard) => getCheckpoint(withShard(db, shard))))
+  const total = locals.reduce((sum, local) => sum + local.treeSize, 0)
+  if (!(await takeAnchorLease(db, parameters.holder))) return { status: 'not-leader', treeSize: total }
+  const heads: DueHead[] = []
+  let tooFew = false
+  for (const [shard, logId] of logIds.entries()) {
+    const due = await dueHead(
+      withShard(db, shard),
+      clients,
+      contract,
+      logId,
+      locals[shard]!,
+      parameters.minNewEvents,
+    )
+    if (due.status === 'due') heads.push(due.head)
+    else if (due.status === 'too-few') tooFew = true
+  }
+  if (heads.length === 0) return { status: tooFew ? 'too-few' : 'up-to-date', treeSize: total }
+  const receipt = await sendAnchor(clients, contract, heads, logIds.length > 1)
+  // Each shard's row carries its share of the transaction's gas.
+  const share = receipt.gasUsed / BigInt(heads.length)
+  const anchors = []
+  for (const head of heads) {
+    const anchor = anchorRecord(head, receipt, share)
+    await recordAnchor(withShard(db, head.shard), anchor)
+    anchors.push({
+      ...anchor,
+      shard: head.shard,
+      previousSize: head.previousSize,
+      proofLength: head.proof.length,
+    })
+  }
+  return {
+    status: 'anchored',
+    txHash: receipt.transactionHash,
+    blockNumber: Number(receipt.blockNumber),
+    gasUsed: Number(receipt.gasUsed),
+    anchors,
+  }
+}
+
+type DueHead = {
+  shard: number
+  logId: Hex
+  treeSize: number
+  rootHash: Hex
+  previousSize: number
+  proof: Hex[]
+}
+
+/**
+ * What the chain holds for the log of the shard `db` is scoped to, checked against the database
+ * (ANCHOR_LOG_TAKEN, ANCHOR_MISMATCH), and the head to anchor with its proof when enough is new.
+ */
+async function dueHead(
+  db: Queryable,
+  clients: ChainClients,
+  contract: Address,
+  logId: Hex,
+  local: { treeSize: number; rootHash: Hex },
+  minNewEvents = 1,
+): Promise<{ status: 'due'; head: DueHead } | { status: 'up-to-date' | 'too-few' }> {
   await checkOperator(clients, contract, logId)
   const onChain = await readAnchored(clients, contract, logId)
   if (onChain.treeSize > local.treeSize)
@@ -183,27 +281,63 @@ export async function anchorLog(parameters: AnchorLogParameters): Promise<Anchor
     onChain.treeSize,
     shardOf(db),
   ])
-  if (local.treeSize === onChain.treeSize) return { status: 'up-to-date', treeSize: local.treeSize }
-  if (local.treeSize - onChain.treeSize < (parameters.minNewEvents ?? 1))
-    return { status: 'too-few', treeSize: local.treeSize }
-
+  if (local.treeSize === onChain.treeSize) return { status: 'up-to-date' }
+  if (local.treeSize - onChain.treeSize < minNewEvents) return { status: 'too-few' }
   const proof =
     onChain.treeSize === 0 ? [] : (await getConsistencyProof(db, onChain.treeSize, local.treeSize)).proof
-  let receipt: Awaited<ReturnType<typeof clients.publicClient.waitForTransactionReceipt>>
+  return {
+    status: 'due',
+    head: {
+      shard: shardOf(db),
+      logId,
+      treeSize: local.treeSize,
+      rootHash: local.rootHash,
+      previousSize: onChain.treeSize,
+      proof,
+    },
+  }
+}
+
+type Receipt = { transactionHash: Hash; blockNumber: bigint; gasUsed: bigint; status: 'success' | 'reverted' }
+
+/** One transaction: `anchor` for one head, `anchorBatch` for several (or when `batch`). */
+async function sendAnchor(
+  clients: ChainClients,
+  contract: Address,
+  heads: DueHead[],
+  batch = heads.length > 1,
+): Promise<Receipt> {
+  const treeSizes = heads.map((head) => head.treeSize)
+  let receipt: Receipt
   try {
-    const hash = await clients.walletClient.writeContract({
-      address: contract,
-      abi: ledgerAnchorAbi,
-      functionName: 'anchor',
-      args: [logId, BigInt(local.treeSize), local.rootHash, proof],
-    })
+    const [first] = heads
+    const hash = batch
+      ? await clients.walletClient.writeContract({
+          address: contract,
+          abi: ledgerAnchorAbi,
+          functionName: 'anchorBatch',
+          args: [
+            heads.map((head) => ({
+              logId: head.logId,
+              treeSize: BigInt(head.treeSize),
+              rootHash: head.rootHash,
+              proof: head.proof,
+            })),
+          ],
+        })
+      : await clients.walletClient.writeContract({
+          address: contract,
+          abi: ledgerAnchorAbi,
+          functionName: 'anchor',
+          args: [first!.logId, BigInt(first!.treeSize), first!.rootHash, first!.proof],
+        })
     receipt = await clients.publicClient.waitForTransactionReceipt({ hash, timeout: 60_000 })
   } catch (error) {
     throw new BaseError(
       'CHAIN_TX_FAILED',
-      `anchoring ${local.treeSize} events failed: ${(error as Error).message.split('\n')[0]}`,
+      `anchoring ${treeSizes.join(', ')} events failed: ${(error as Error).message.split('\n')[0]}`,
       {
-        details: { treeSize: local.treeSize },
+        details: heads.length === 1 ? { treeSize: treeSizes[0] } : { treeSizes },
         cause: error,
       },
     )
@@ -212,14 +346,22 @@ export async function anchorLog(parameters: AnchorLogParameters): Promise<Anchor
     throw new BaseError('CHAIN_TX_FAILED', `the anchor transaction reverted`, {
       details: { txHash: receipt.transactionHash },
     })
-  const anchor: AnchorRecord = {
-    treeSize: local.treeSize,
-    rootHash: local.rootHash,
+  return receipt
+}
+
+function anchorRecord(head: DueHead, receipt: Receipt, gasUsed: bigint): AnchorRecord {
+  return {
+    treeSize: head.treeSize,
+    rootHash: head.rootHash,
     txHash: receipt.transactionHash,
     blockNumber: Number(receipt.blockNumber),
-    gasUsed: Number(receipt.gasUsed),
+    gasUsed: Number(gasUsed),
     anchoredAt: new Date(),
   }
+}
+
+/** The anchor's row, in the shard `db` is scoped to. */
+async function recordAnchor(db: Queryable, anchor: AnchorRecord): Promise<void> {
   await db.query(
     `insert into ledger_anchors (shard, tree_size, root_hash, tx_hash, block_number, gas_used) values ($6, $1, $2, $3, $4, $5)
        on conflict (shard, tree_size) do update set root_hash = excluded.root_hash, tx_hash = excluded.tx_hash,
@@ -233,5 +375,4 @@ export async function anchorLog(parameters: AnchorLogParameters): Promise<Anchor
       shardOf(db),
     ],
   )
-  return { status: 'anchored', anchor, previousSize: onChain.treeSize, proofLength: proof.length }
 }

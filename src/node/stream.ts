@@ -22,7 +22,7 @@ import type { NodeContext } from './context.ts'
 
 export type NodeEventMap = {
   event: { vehicle: string; id: string; index: number; seq: number; kind: string; timeMs: number }
-  anchor: { treeSize: number; rootHash: string; txHash: string; blockNumber: number }
+  anchor: { shard?: number; treeSize: number; rootHash: string; txHash: string; blockNumber: number }
   charging: Record<string, unknown>
   access: Record<string, unknown>
   alert: { vehicle: string; code: string; message: string }

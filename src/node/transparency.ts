@@ -7,10 +7,12 @@ import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:cryp
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
+import type { Queryable } from '../db/database.ts'
 import { BaseError } from '../errors.ts'
 import { writeFileAtomic } from '../fs-atomic.ts'
 import { fromHex } from '../ledger/bytes.ts'
 import { type NoteSigner, noteSigner, signCheckpointNote, verifierKey } from '../ledger/note.ts'
+import { withShard } from '../ledger/shards.ts'
 import { getCheckpoint } from '../ledger/store.ts'
 import { parseTilePath, readTile, TILE_WIDTH } from '../ledger/tiles.ts'
 import { logger } from '../log.ts'
@@ -30,8 +32,15 @@ export function defaultLogOrigin(parameters: {
   return `carchain.local/${parameters.chainId}/${parameters.ledgerAnchor.toLowerCase()}/${parameters.logId.toLowerCase()}`
 }
 
-/** The node's note key for `origin`: read from `<dataDir>/log-note-key.pem`, made there if missing. */
-export function loadNoteKey(dataDir: string, origin: string): { signer: NoteSigner; created: boolean } {
+/**
+ * The node's note key for `origin`: read from `<dataDir>/log-note-key.pem`, made there if missing —
+ * unless `mustExist` (a node joining a deployment must sign with the deployment's key).
+ */
+export function loadNoteKey(
+  dataDir: string,
+  origin: string,
+  options: { mustExist?: boolean } = {},
+): { signer: NoteSigner; created: boolean } {
   const path = join(dataDir, NOTE_KEY_FILE)
   let pem: string
   let created = false
@@ -43,6 +52,12 @@ export function loadNoteKey(dataDir: string, origin: string): { signer: NoteSign
         details: { path },
         cause: error,
       })
+    if (options.mustExist)
+      throw new BaseError(
+        'DATA_DIR_INVALID',
+        `${path} is missing: a node joining a deployment signs with the deployment's note key; copy it from the data dir of the deployment's first node`,
+        { details: { path } },
+      )
     // The data dir lock is held: no other node writes this file now.
     pem = generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()
     writeFileAtomic(path, pem)
@@ -76,8 +91,35 @@ const CACHE_CHECKPOINT = 'no-cache'
 const CACHE_FULL = 'public, max-age=31536000, immutable'
 const CACHE_PARTIAL = 'public, max-age=60'
 
+/**
+ * The origin of shard `shard`'s checkpoints: the deployment's origin for shard 0 (the log of a
+ * one-shard deployment), `<origin>/shards/<shard>` for the others; one note key signs them all.
+ */
+export function shardOrigin(origin: string, shard: number): string {
+  return shard === 0 ? origin : `${origin}/shards/${shard}`
+}
+
+/**
+ * `/log/…` serves shard 0 (docs/spec.md), `/log/shards/<shard>/…` each other shard, each signed
+ * under its own origin (`shardOrigin`).
+ */
 export function transparencyRoutes(context: NodeContext, signer: NoteSigner) {
-  const { db } = context
+  return (app: FastifyInstance) => {
+    const shards = context.shards ?? 1
+    for (let shard = 0; shard < shards; shard++) {
+      const shardSigner =
+        shard === 0 ? signer : noteSigner(shardOrigin(signer.name, shard), signer.privateKey)
+      shardTileRoutes(
+        app,
+        withShard(context.db, shard),
+        shardSigner,
+        shard === 0 ? '/log' : `/log/shards/${shard}`,
+      )
+    }
+  }
+}
+
+function shardTileRoutes(app: FastifyInstance, db: Queryable, signer: NoteSigner, prefix: string): void {
   // Ed25519 is deterministic: one signature per tree head, kept until the log grows.
   let last: { treeSize: number; rootHash: string; note: string } | undefined
   const signedCheckpoint = async () => {
@@ -92,32 +134,30 @@ export function transparencyRoutes(context: NodeContext, signer: NoteSigner) {
     }
     return last.note
   }
-  return (app: FastifyInstance) => {
-    app.get(
-      '/log/checkpoint',
-      { schema: { summary: 'The log head as a C2SP signed checkpoint (c2sp.org/tlog-checkpoint)' } },
-      async (_request, reply) => {
-        const note = await signedCheckpoint()
-        reply.header('content-type', 'text/plain; charset=utf-8').header('cache-control', CACHE_CHECKPOINT)
-        return note
+  app.get(
+    `${prefix}/checkpoint`,
+    { schema: { summary: 'The log head as a C2SP signed checkpoint (c2sp.org/tlog-checkpoint)' } },
+    async (_request, reply) => {
+      const note = await signedCheckpoint()
+      reply.header('content-type', 'text/plain; charset=utf-8').header('cache-control', CACHE_CHECKPOINT)
+      return note
+    },
+  )
+  app.get(
+    `${prefix}/tile/*`,
+    {
+      schema: {
+        summary:
+          'C2SP tiles (c2sp.org/tlog-tiles): /log/tile/<L>/<N>[.p/<W>] hash tiles, /log/tile/entries/<N>[.p/<W>] entry bundles',
       },
-    )
-    app.get(
-      '/log/tile/*',
-      {
-        schema: {
-          summary:
-            'C2SP tiles (c2sp.org/tlog-tiles): /log/tile/<L>/<N>[.p/<W>] hash tiles, /log/tile/entries/<N>[.p/<W>] entry bundles',
-        },
-      },
-      async (request, reply) => {
-        const ref = parseTilePath((request.params as { '*': string })['*'])
-        const bytes = await readTile(db, ref)
-        reply
-          .header('content-type', 'application/octet-stream')
-          .header('cache-control', ref.width === TILE_WIDTH ? CACHE_FULL : CACHE_PARTIAL)
-        return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-      },
-    )
-  }
+    },
+    async (request, reply) => {
+      const ref = parseTilePath((request.params as { '*': string })['*'])
+      const bytes = await readTile(db, ref)
+      reply
+        .header('content-type', 'application/octet-stream')
+        .header('cache-control', ref.width === TILE_WIDTH ? CACHE_FULL : CACHE_PARTIAL)
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    },
+  )
 }

@@ -61,6 +61,17 @@ const up: Command = {
       value: 'URL',
       description: 'MQTT broker for vehicle uploads (env CARCHAIN_MQTT_URL).',
     },
+    shards: {
+      type: 'string',
+      value: 'N',
+      description:
+        'Log shards of the deployment, 1–1024 (env CARCHAIN_SHARDS; default: what the database holds, 1 for a new one); fixed when the log is created.',
+    },
+    join: {
+      type: 'boolean',
+      description:
+        'Join an existing deployment: another node process on its chain (--rpc, key in CARCHAIN_OPERATOR_KEY) and its PostgreSQL database (--database); contracts and shards come from the database, the note key must be copied into --data.',
+    },
     'log-origin': {
       type: 'string',
       value: 'ORIGIN',
@@ -82,6 +93,8 @@ const up: Command = {
         demoFleetOnExternalChain: booleanFlag(flags, 'demo-fleet-on-external-chain'),
         mqtt: stringFlag(flags, 'mqtt'),
         logOrigin: stringFlag(flags, 'log-origin'),
+        shards: integerFlag(flags, 'shards', { min: 1, max: 1024 }),
+        join: booleanFlag(flags, 'join'),
       },
       env: process.env,
     })
