@@ -85,6 +85,7 @@ export function createNodeIngest(
         for (let i = result.duplicates; i < result.ids.length; i++) {
           const envelope = envelopes[i]!.envelope
           events.publish('event', {
+            ...(shards > 1 ? { shard: shardOfVehicle(vehicle, shards) } : {}),
             vehicle,
             id: result.ids[i]!,
             index: result.leafIndexes[i]!,
