@@ -79,6 +79,8 @@ function shardLogRoutes(
   shardOfRequest: (request: FastifyRequest) => number,
   params: typeof shardParams | undefined,
 ) {
+  // Shard 0's paths take no parameters (a schema of none makes Fastify warn).
+  const withParams = params === undefined ? {} : { params }
   const scoped = (request: FastifyRequest) => {
     const shard = shardOfRequest(request)
     return {
@@ -92,7 +94,7 @@ function shardLogRoutes(
     {
       schema: {
         summary: 'The log head and the newest root anchored on chain',
-        params,
+        ...withParams,
         response: {
           200: {
             type: 'object',
@@ -138,7 +140,7 @@ function shardLogRoutes(
     `${prefix}/entries`,
     {
       schema: {
-        params,
+        ...withParams,
         summary: `Log entries [start, end), at most ${MAX_ENTRIES_PAGE}; leafInput is base64`,
         querystring: { type: 'object', required: ['start', 'end'], properties: { start: size, end: size } },
       },
@@ -160,7 +162,7 @@ function shardLogRoutes(
     `${prefix}/proof/inclusion`,
     {
       schema: {
-        params,
+        ...withParams,
         summary: 'RFC 9162 §2.1.3 inclusion proof of a leaf in the tree of the given size',
         querystring: {
           type: 'object',
@@ -179,7 +181,7 @@ function shardLogRoutes(
     `${prefix}/proof/consistency`,
     {
       schema: {
-        params,
+        ...withParams,
         summary: 'RFC 9162 §2.1.4 consistency proof between two tree sizes',
         querystring: {
           type: 'object',
@@ -198,7 +200,7 @@ function shardLogRoutes(
     `${prefix}/anchors`,
     {
       schema: {
-        params,
+        ...withParams,
         summary: 'The anchors on chain, newest first',
         querystring: {
           type: 'object',
@@ -215,7 +217,7 @@ function shardLogRoutes(
 
   app.get(
     `${prefix}/anchored`,
-    { schema: { summary: 'What LedgerAnchor holds for this log, read from the chain now', params } },
+    { schema: { summary: 'What LedgerAnchor holds for this log, read from the chain now', ...withParams } },
     async (request) => {
       const { logId } = scoped(request)
       try {

@@ -79,7 +79,24 @@ export function loadNoteKey(
 }
 
 /** What `GET /v1/chain` tells about the log: its origin and the verifier key of its checkpoints. */
-export function logInfo(signer: NoteSigner): { origin: string; verifierKey: string } {
+export function logInfo(
+  signer: NoteSigner,
+  shards = 1,
+): {
+  origin: string
+  verifierKey: string
+  shards?: { shard: number; origin: string; verifierKey: string }[]
+} {
+  if (shards > 1)
+    return {
+      origin: signer.name,
+      verifierKey: verifierKey(signer.name, signer.publicKey),
+      shards: Array.from({ length: shards }, (_, shard) => ({
+        shard,
+        origin: shardOrigin(signer.name, shard),
+        verifierKey: verifierKey(shardOrigin(signer.name, shard), signer.publicKey),
+      })),
+    }
   return { origin: signer.name, verifierKey: verifierKey(signer.name, signer.publicKey) }
 }
 

@@ -190,7 +190,12 @@ export async function startNode({
     progress(
       `${noteKey.created ? 'made the log note key' : 'log note key'} ${join(config.dataDir, NOTE_KEY_FILE)}; checkpoints signed as ${origin}`,
     )
-    const chain: ChainInfo = { chainId: clients.chain.id, rpcUrl, contracts, log: logInfo(noteKey.signer) }
+    const chain: ChainInfo = {
+      chainId: clients.chain.id,
+      rpcUrl,
+      contracts,
+      log: logInfo(noteKey.signer, shards),
+    }
     const anchoring = startAnchoring(context, {
       everyEvents: config.anchorEveryEvents,
       intervalMs: config.anchorIntervalMs,
