@@ -4,7 +4,6 @@ import { deployContracts } from '../../chain/deploy.ts'
 import { loadConfig } from '../../config.ts'
 import { BaseError } from '../../errors.ts'
 import { listAnchors } from '../../ledger/anchor.ts'
-import { getCheckpoint } from '../../ledger/store.ts'
 import { logger } from '../../log.ts'
 import { type RunningSystem, startSystem } from '../../sim/system.ts'
 import type { Command } from '../command.ts'
@@ -144,13 +143,21 @@ const up: Command = {
 
 /** One line on what the system did so far, for the terminal. */
 async function liveSummary(node: RunningSystem): Promise<string> {
-  const [head, [anchor]] = await Promise.all([getCheckpoint(node.db), listAnchors(node.db, 1)])
+  const [{ rows }, [anchor]] = await Promise.all([
+    node.db.query<{ size: string | number | bigint | null; shards: string | number | bigint }>(
+      'select sum(tree_size) as size, count(*) as shards from ledger_log',
+    ),
+    listAnchors(node.db, 1),
+  ])
+  const events = Number(rows[0]?.size ?? 0)
+  const shards = Number(rows[0]?.shards ?? 1)
   const counts = node.fleet?.activity.counts ?? {}
   const flows = Object.entries(counts)
     .map(([flow, n]) => `${flow} ${n}`)
     .join(' · ')
   const cars = node.fleet ? `${node.fleet.vehicles().length} cars · ` : ''
-  return `· ${cars}${head.treeSize} events · anchored ${anchor?.treeSize ?? 0}${flows ? ` · ${flows}` : ''}`
+  const anchored = shards > 1 ? `${shards} shards` : `anchored ${anchor?.treeSize ?? 0}`
+  return `· ${cars}${events} events · ${anchored}${flows ? ` · ${flows}` : ''}`
 }
 
 const deploy: Command = {
