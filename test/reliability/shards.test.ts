@@ -2,7 +2,9 @@
  * Several nodes, several shards (docs/reliability.md, issue 18): two `carchain up` processes serve
  * one deployment of 4 log shards on one PostgreSQL database — the second started with `--join` —
  * while certified cars upload over HTTP to either node (any node takes any upload), and the
- * second node is SIGKILLed mid-run and started again. Afterwards:
+ * second node is SIGKILLed mid-run and started again. With a broker (Mosquitto on 127.0.0.1:1883)
+ * both nodes subscribe to it and every fourth car uploads over MQTT, whichever node the broker
+ * hands its batch to. Afterwards:
  * - every checkpoint of every shard either node served is a prefix of that shard's log now;
  * - every acknowledged event is stored, each car's seqs run 0..n-1 and match what it made;
  * - every shard holds only its own vehicles, each vehicle's chain whole and in order in its
@@ -25,11 +27,22 @@ import { createBatch } from '../../src/ledger/batch.ts'
 import { fromBase64, type Hex, toHex } from '../../src/ledger/bytes.ts'
 import { parseEnvelopeBytes } from '../../src/ledger/envelope.ts'
 import { shardOfVehicle } from '../../src/ledger/shards.ts'
+import { connectMqtt } from '../../src/node/mqtt.ts'
 import { NOTE_KEY_FILE } from '../../src/node/transparency.ts'
-import { type BatchTransport, httpBatchTransport } from '../../src/vehicle/ledger.ts'
+import { type BatchTransport, httpBatchTransport, mqttBatchTransport } from '../../src/vehicle/ledger.ts'
 import { seedFleet } from '../fleet-fixture.ts'
 import { requirePart } from '../skip.ts'
-import { call, listening, POSTGRES_URL, seed, seededRandom, sleep, soak, waitFor } from './harness.ts'
+import {
+  call,
+  listening,
+  MQTT_URL,
+  POSTGRES_URL,
+  seed,
+  seededRandom,
+  sleep,
+  soak,
+  waitFor,
+} from './harness.ts'
 import { assertEventsKept, assertPrefixes, type Checkpoint, type SeenEvent } from './log-checks.ts'
 import { startUp, type UpInfo, type UpProcess } from './up-process.ts'
 
@@ -83,11 +96,13 @@ test(`two nodes, ${SHARDS} shards, one PostgreSQL: ${CARS} cars upload to either
     CARCHAIN_RATE_LIMIT_API: '1000000',
   }
   const operator = developmentAccount(0)
+  const brokerUp = await listening(new URL(MQTT_URL).hostname, Number(new URL(MQTT_URL).port || 1883))
+  const mqtt = brokerUp ? ['--mqtt', MQTT_URL] : []
   const ups: UpProcess[] = []
   const transports: BatchTransport[] = []
   try {
     const a = startUp(
-      ['--no-sim', '--data', dirA, '--database', url.toString(), '--shards', String(SHARDS)],
+      ['--no-sim', '--data', dirA, '--database', url.toString(), '--shards', String(SHARDS), ...mqtt],
       env,
     )
     ups.push(a)
@@ -96,7 +111,7 @@ test(`two nodes, ${SHARDS} shards, one PostgreSQL: ${CARS} cars upload to either
     copyFileSync(join(dirA, NOTE_KEY_FILE), join(dirB, NOTE_KEY_FILE))
     const startB = () => {
       const b = startUp(
-        ['--join', '--rpc', infoA.chain.rpcUrl, '--database', url.toString(), '--data', dirB],
+        ['--join', '--rpc', infoA.chain.rpcUrl, '--database', url.toString(), '--data', dirB, ...mqtt],
         {
           ...env,
           CARCHAIN_OPERATOR_KEY: toHex(operator.getHdKey().privateKey!),
@@ -115,7 +130,7 @@ test(`two nodes, ${SHARDS} shards, one PostgreSQL: ${CARS} cars upload to either
     const random = seededRandom(seed + 180)
     const acknowledged = new Map<Hex, SeenEvent>()
     const checkpoints = Array.from({ length: SHARDS }, () => new Map<number, Checkpoint>())
-    const figures = { batches: 0, events: 0, toA: 0, toB: 0, resends: 0, kills: 0 }
+    const figures = { batches: 0, events: 0, toA: 0, toB: 0, toBRestarted: 0, mqtt: 0, resends: 0, kills: 0 }
 
     // Both nodes' transports; B's is replaced when it comes back on another port.
     const nodes = {
@@ -124,6 +139,7 @@ test(`two nodes, ${SHARDS} shards, one PostgreSQL: ${CARS} cars upload to either
     }
     transports.push(nodes.a, nodes.b)
     let bUp = true
+    let restartedAt: number | undefined
     let stopping = false
     const sampler = (async () => {
       for (let round = 0; !stopping && round < 100_000; round++) {
@@ -143,9 +159,18 @@ test(`two nodes, ${SHARDS} shards, one PostgreSQL: ${CARS} cars upload to either
     })()
     const drive = async (i: number) => {
       const car = fleet.cars[i]!
+      // Every fourth car over the broker: the nodes share its subscription, either one answers.
+      let overMqtt: BatchTransport | undefined
+      if (brokerUp && i % 4 === 3) {
+        const client = await connectMqtt(MQTT_URL, `carchain-shards-${process.pid}-${i}`)
+        overMqtt = await mqttBatchTransport(client, car.vehicle, operator.address, 10_000)
+        transports.push(overMqtt)
+      }
       await sleep(random() * 500)
       const endAt = Date.now() + DURATION_MS
-      for (let round = 0; Date.now() < endAt && round < 100_000; round++) {
+      // Until the run's time is up and node B has served again for a while after its restart.
+      const driving = () => Date.now() < endAt || restartedAt === undefined || Date.now() < restartedAt + 2000
+      for (let round = 0; driving() && Date.now() < endAt + 120_000 && round < 100_000; round++) {
         const events = Array.from({ length: 1 + ((i + round) % 4) }, (_, k) =>
           car.chain.append({ kind: 'telemetry', time: Date.now() + k, data: { round, k } }),
         )
@@ -154,14 +179,15 @@ test(`two nodes, ${SHARDS} shards, one PostgreSQL: ${CARS} cars upload to either
           // Any node takes any upload: alternate, and fall over to the other one on failure.
           const toB = bUp && (i + round + attempt) % 2 === 1
           try {
-            const { ids } = await (toB ? nodes.b : nodes.a).send(batch)
+            const { ids } = await (overMqtt ?? (toB ? nodes.b : nodes.a)).send(batch)
             for (const [n, id] of ids.entries())
               acknowledged.set(id as Hex, {
                 id: id as Hex,
                 vehicle: car.vehicle.toLowerCase(),
                 seq: events[n]!.envelope.seq,
               })
-            figures[toB ? 'toB' : 'toA'] += events.length
+            figures[overMqtt ? 'mqtt' : toB ? 'toB' : 'toA'] += events.length
+            if (toB && !overMqtt && restartedAt !== undefined) figures.toBRestarted += events.length
             break
           } catch {
             figures.resends++
@@ -185,11 +211,15 @@ test(`two nodes, ${SHARDS} shards, one PostgreSQL: ${CARS} cars upload to either
       nodes.b = httpBatchTransport(infoB.url, operator.address, 30_000)
       transports.push(nodes.b)
       bUp = true
+      restartedAt = Date.now()
     })()
     await Promise.all([...fleet.cars.map((_, i) => drive(i)), killer])
     stopping = true
     await sampler
-    assert.ok(figures.toB > 0 && figures.toA > 0, `both nodes took uploads: ${JSON.stringify(figures)}`)
+    assert.ok(
+      figures.toBRestarted > 0 && figures.toA > 0,
+      `both nodes took uploads, node B again after its restart: ${JSON.stringify(figures)}`,
+    )
 
     // Every shard: every checkpoint served is a prefix of its log now, on both nodes.
     for (const info of [infoA, infoB])
@@ -266,7 +296,7 @@ test(`two nodes, ${SHARDS} shards, one PostgreSQL: ${CARS} cars upload to either
       assert.equal(result.consistent, true, JSON.stringify(result))
     }
     t.diagnostic(
-      `shards: ${CARS} cars, ${figures.batches} batches, ${figures.events} events (${figures.toA} via node A, ${figures.toB} via node B), ${acknowledged.size} acknowledged and all kept, ${figures.resends} re-sends, ${figures.kills} SIGKILL of node B; ${SHARDS} shards (${used.size} used), ${checkpoints.reduce((n, c) => n + c.size, 0)} checkpoints re-proven, ${txShards.size} anchor transactions`,
+      `shards: ${CARS} cars, ${figures.batches} batches, ${figures.events} events (HTTP ${figures.toA} via node A, ${figures.toB} via node B, ${figures.toBRestarted} of them after its restart; ${figures.mqtt} over MQTT), ${acknowledged.size} acknowledged and all kept, ${figures.resends} re-sends, ${figures.kills} SIGKILL of node B; ${SHARDS} shards (${used.size} used), ${checkpoints.reduce((n, c) => n + c.size, 0)} checkpoints re-proven, ${txShards.size} anchor transactions`,
     )
   } finally {
     for (const transport of transports) await transport.close?.()
