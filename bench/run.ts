@@ -23,6 +23,7 @@ import {
 import { type IngestReport, runIngestChild } from './ingest.ts'
 import { benchKeys, keyNames } from './keys.ts'
 import { benchMerkle, merkleNames } from './merkle.ts'
+import { benchShardAnchorGas, benchTwoNodes, shardNames } from './shards.ts'
 import { benchStartup, startupNames } from './startup.ts'
 import { benchTiles, tileNames } from './tiles.ts'
 
@@ -40,6 +41,8 @@ export const benchNames = [
   'ledger.tile_reads_per_s',
   'ledger.tiles_over_api',
   'ledger.gas_per_event',
+  'ledger.gas_per_anchor_per_shard',
+  'ledger.two_nodes_over_one',
   'charging.gas_open',
   'charging.gas_open_typical',
   'charging.gas_settle',
@@ -158,6 +161,15 @@ export async function runBench(
       )
     }
   }
+  if (groups.has('nodes')) {
+    const twoNodes = shardNames.filter((n) => n.name === 'ledger.two_nodes_over_one')
+    if (options.databaseUrl === undefined)
+      results.push(skipped('ledger.two_nodes_over_one', '×', 'skipped: no DATABASE_URL'))
+    else {
+      step('two node processes over one (PostgreSQL)')
+      results.push(...(await guarded(twoNodes, () => benchTwoNodes(options))))
+    }
+  }
   if (groups.has('chain')) {
     step('starting anvil with the contracts')
     let chain: TestChain | undefined
@@ -170,8 +182,11 @@ export async function runBench(
       results.push(...(await guarded(chargingGasNames, () => benchChargingGas(onChain, options))))
       step('anchoring gas')
       results.push(...(await guarded(anchorNames, () => benchAnchorGas(onChain, options))))
+      step('anchoring gas per shard')
+      const gasNames = shardNames.filter((n) => n.name === 'ledger.gas_per_anchor_per_shard')
+      results.push(...(await guarded(gasNames, () => benchShardAnchorGas(onChain, options))))
     } catch (error) {
-      results.push(...failed([...keyNames, ...chargingGasNames, ...anchorNames], error))
+      results.push(...failed([...keyNames, ...chargingGasNames, ...anchorNames, shardNames[0]], error))
     } finally {
       await chain?.stop()
     }

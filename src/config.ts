@@ -5,6 +5,7 @@
 import { resolve } from 'node:path'
 import { BaseError } from './errors.ts'
 import { checkLogOrigin } from './ledger/note.ts'
+import { MAX_SHARDS } from './ledger/shards.ts'
 import { defaultRateLimit, type RateLimitConfig } from './node/rate-limit.ts'
 import { DEFAULT_REVOCATION_TTL_MS } from './node/vehicle-keys.ts'
 import { parseWitness, type Witness } from './node/witnesses.ts'
@@ -66,6 +67,16 @@ export type NodeConfig = {
   readonly witnesses: readonly Witness[]
   /** How often the checkpoint is published to the witnesses and the tiles dir (`CARCHAIN_CHECKPOINT_INTERVAL_MS`, default 1 s). */
   readonly checkpointIntervalMs: number
+  /**
+   * How many log shards the deployment runs (`--shards N`, `CARCHAIN_SHARDS`); fixed when its log
+   * is created. Undefined: what the database holds (1 for a new one).
+   */
+  readonly shards: number | undefined
+  /**
+   * Join an existing deployment (`--join`): take its contracts and shard count from the shared
+   * PostgreSQL database instead of deploying, and run no demo fleet.
+   */
+  readonly join: boolean
 }
 
 export type ConfigSources = {
@@ -83,6 +94,8 @@ export type ConfigSources = {
     logOrigin?: string | undefined
     tilesDir?: string | undefined
     witnesses?: readonly string[] | undefined
+    shards?: number | undefined
+    join?: boolean | undefined
   }
   env: Record<string, string | undefined>
 }
@@ -119,7 +132,9 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
       `the demo fleet's owners are development-mnemonic accounts, whose keys are public: it does not run on the external chain ${rpcUrl}; drop --vehicles, or pass --demo-fleet-on-external-chain for a throwaway test network`,
       { details: { rpcUrl, vehicles: flags.vehicles } },
     )
-  const vehicles = flags.noSim ? 0 : (flags.vehicles ?? (demoFleetAllowed ? 12 : 0))
+  const join = flags.join === true
+  const noSim = flags.noSim === true || join
+  const vehicles = noSim ? 0 : (flags.vehicles ?? (demoFleetAllowed ? 12 : 0))
   const positive = (name: string, fallback: number) => {
     const raw = env[name]
     if (raw === undefined || raw === '') return fallback
@@ -132,19 +147,38 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
   }
   const logOrigin = flags.logOrigin ?? env.CARCHAIN_LOG_ORIGIN
   const tilesDir = flags.tilesDir ?? env.CARCHAIN_TILES_DIR
+  const shardsRaw = flags.shards ?? (env.CARCHAIN_SHARDS ? Number(env.CARCHAIN_SHARDS) : undefined)
+  if (
+    shardsRaw !== undefined &&
+    (!Number.isSafeInteger(shardsRaw) || shardsRaw < 1 || shardsRaw > MAX_SHARDS)
+  )
+    throw new BaseError(
+      'CONFIG_INVALID',
+      `--shards / CARCHAIN_SHARDS must be 1–${MAX_SHARDS}, not ${shardsRaw}`,
+      {
+        details: { shards: shardsRaw },
+      },
+    )
+  const databaseUrl = checkUrl(flags.database ?? env.DATABASE_URL, '--database / DATABASE_URL', [
+    'postgres:',
+    'postgresql:',
+  ])
+  if (join && (rpcUrl === undefined || databaseUrl === undefined))
+    throw new BaseError(
+      'CONFIG_INVALID',
+      '--join needs the deployment’s chain (--rpc) and its shared PostgreSQL database (--database)',
+      { details: { rpc: rpcUrl !== undefined, database: databaseUrl !== undefined } },
+    )
   return {
     dataDir: resolve(flags.data ?? env.CARCHAIN_DATA ?? './data'),
     port,
     host: flags.host ?? env.CARCHAIN_HOST ?? '127.0.0.1',
     publicUrl: checkUrl(flags.publicUrl ?? env.CARCHAIN_PUBLIC_URL, '--public-url', ['http:', 'https:']),
     rpcUrl,
-    databaseUrl: checkUrl(flags.database ?? env.DATABASE_URL, '--database / DATABASE_URL', [
-      'postgres:',
-      'postgresql:',
-    ]),
+    databaseUrl,
     operatorKey: env.CARCHAIN_OPERATOR_KEY,
     vehicles,
-    sim: !flags.noSim && vehicles > 0,
+    sim: !noSim && vehicles > 0,
     mqttUrl: checkUrl(flags.mqtt ?? env.CARCHAIN_MQTT_URL, '--mqtt', ['mqtt:', 'mqtts:', 'ws:', 'wss:']),
     anchorEveryEvents: positive('CARCHAIN_ANCHOR_EVERY', 1000),
     anchorIntervalMs: positive('CARCHAIN_ANCHOR_INTERVAL_MS', 10_000),
@@ -160,5 +194,7 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
     tilesDir: tilesDir === undefined || tilesDir === '' ? undefined : resolve(tilesDir),
     witnesses: (flags.witnesses ?? []).map(parseWitness),
     checkpointIntervalMs: positive('CARCHAIN_CHECKPOINT_INTERVAL_MS', 1_000),
+    shards: shardsRaw,
+    join,
   }
 }

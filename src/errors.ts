@@ -110,6 +110,10 @@ export const errorCodes = {
   PROOF_INVALID: code(400, 'An inclusion or consistency proof does not verify.'),
   TREE_SIZE_INVALID: code(400, 'A tree size is beyond the log or out of order.'),
   ANCHOR_MISMATCH: code(409, 'The log does not match the root anchored on chain.'),
+  SHARDS_MISMATCH: code(
+    409,
+    'The shard count differs from the one the deployment’s log was created with, or a vehicle’s events were sent to a shard it does not belong to.',
+  ),
   LOG_CORRUPT: code(500, 'The local log file is damaged beyond its recoverable tail.'),
   LOG_UNTRUSTED: code(
     403,

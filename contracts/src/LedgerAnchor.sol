@@ -28,6 +28,22 @@ contract LedgerAnchor is ILedgerAnchor {
 
     /// @inheritdoc ILedgerAnchor
     function anchor(bytes32 logId, uint64 treeSize, bytes32 rootHash, bytes32[] calldata proof) external {
+        _anchor(logId, treeSize, rootHash, proof);
+    }
+
+    /// @inheritdoc ILedgerAnchor
+    function anchorBatch(Head[] calldata heads) external {
+        uint256 count = heads.length;
+        if (count == 0) revert LedgerAnchorEmptyBatch();
+        for (uint256 i = 0; i < count; ++i) {
+            Head calldata next = heads[i];
+            _anchor(next.logId, next.treeSize, next.rootHash, next.proof);
+        }
+    }
+
+    /// @dev One head, with every rule of `anchor`: the claimant or operator only, a growing size,
+    ///      and a consistency proof from the latest anchored head.
+    function _anchor(bytes32 logId, uint64 treeSize, bytes32 rootHash, bytes32[] calldata proof) private {
         LogHead storage head = _logs[logId];
         address operator = head.operator;
         if (operator == address(0)) {

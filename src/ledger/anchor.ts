@@ -18,6 +18,7 @@ import { ledgerAnchorAbi } from '../chain/generated/index.ts'
 import type { Queryable } from '../db/database.ts'
 import { BaseError } from '../errors.ts'
 import { fromHex, type Hex, toHex } from './bytes.ts'
+import { shardOf, withShard } from './shards.ts'
 import { type GetCheckpointReturnType, getCheckpoint, getConsistencyProof, getRootAt } from './store.ts'
 
 /** How long a leader's lease lasts without renewal. */
@@ -110,7 +111,7 @@ export type AnchorRecord = {
   anchoredAt: Date
 }
 
-/** The anchors this node sent that the chain still holds, newest first. */
+/** The anchors sent for the shard `db` is scoped to (shard 0 when it is not) that the chain still holds, newest first. */
 export async function listAnchors(db: Queryable, limit = 100): Promise<AnchorRecord[]> {
   const { rows } = await db.query<{
     tree_size: bigint
@@ -119,7 +120,7 @@ export async function listAnchors(db: Queryable, limit = 100): Promise<AnchorRec
     block_number: bigint
     gas_used: bigint
     anchored_at: Date
-  }>('select * from ledger_anchors order by tree_size desc limit $1', [limit])
+  }>('select * from ledger_anchors where shard = $2 order by tree_size desc limit $1', [limit, shardOf(db)])
   return rows.map((row) => ({
     treeSize: Number(row.tree_size),
     rootHash: toHex(row.root_hash),
@@ -170,14 +171,40 @@ export type AnchorLogReturnType =
  * Anchors the database's tree if it grew past what the chain holds. Throws ANCHOR_LOG_TAKEN when
  * this node's account may not anchor the log, and ANCHOR_MISMATCH when the chain's root is not a
  * prefix of the database's log (the log was rewritten, or belongs to another chain) — alarms,
- * never fixed automatically.
+ * never fixed automatically. `db` may be scoped to a shard (`withShard`): then that shard's log.
  */
 export async function anchorLog(parameters: AnchorLogParameters): Promise<AnchorLogReturnType> {
   const { db, clients, contract, logId } = parameters
-  const local = parameters.head ? await parameters.head() : await getCheckpoint(db)
+  const { local, databaseSize } = await headToAnchor(db, parameters.head)
   if (!(await takeAnchorLease(db, parameters.holder)))
     return { status: 'not-leader', treeSize: local.treeSize }
-  if (parameters.head && (await getRootAt(db, local.treeSize)) !== local.rootHash)
+  const due = await dueHead(db, clients, contract, logId, local, databaseSize, parameters.minNewEvents)
+  if (due.status !== 'due') return { status: due.status, treeSize: local.treeSize }
+  const receipt = await sendAnchor(clients, contract, [due.head])
+  const anchor = anchorRecord(due.head, receipt, receipt.gasUsed)
+  await recordAnchor(db, anchor)
+  return {
+    status: 'anchored',
+    anchor,
+    previousSize: due.head.previousSize,
+    proofLength: due.head.proof.length,
+  }
+}
+
+/**
+ * The tree to anchor and the database's own size: the published checkpoint when `head` is given
+ * (it must be a tree of this log: INTERNAL otherwise), else the database's newest tree.
+ */
+async function headToAnchor(
+  db: Queryable,
+  head: (() => Promise<GetCheckpointReturnType>) | undefined,
+): Promise<{ local: GetCheckpointReturnType; databaseSize: number }> {
+  if (!head) {
+    const local = await getCheckpoint(db)
+    return { local, databaseSize: local.treeSize }
+  }
+  const local = await head()
+  if ((await getRootAt(db, local.treeSize)) !== local.rootHash)
     throw new BaseError(
       'INTERNAL',
       `the checkpoint to anchor (size ${local.treeSize}) is not this log's tree`,
@@ -185,10 +212,103 @@ export async function anchorLog(parameters: AnchorLogParameters): Promise<Anchor
         details: { treeSize: local.treeSize },
       },
     )
+  return { local, databaseSize: (await getCheckpoint(db)).treeSize }
+}
 
+export type AnchorShardsParameters = Omit<AnchorLogParameters, 'logId'> & {
+  /** Each shard's log id (`shardLogId`), by shard; `db` must not be scoped to one. */
+  logIds: readonly Hex[]
+}
+
+export type AnchorShardsReturnType =
+  | {
+      status: 'anchored'
+      txHash: Hash
+      blockNumber: number
+      gasUsed: number
+      /** The shards anchored by the transaction, each with its new and previous size. */
+      anchors: (AnchorRecord & { shard: number; previousSize: number; proofLength: number })[]
+    }
+  | { status: 'up-to-date' | 'not-leader' | 'too-few'; treeSize: number }
+
+/**
+ * `anchorLog` for every shard of a deployment at once: one transaction (`anchorBatch`) carries the
+ * newest root of every shard that grew, each with its consistency proof from what the chain holds
+ * for that shard. One shard is anchored with `anchor`, as before shards. The same alarms as
+ * `anchorLog`, per shard, before anything is sent; `treeSize` in the answer is the sum over shards.
+ */
+export async function anchorShards(parameters: AnchorShardsParameters): Promise<AnchorShardsReturnType> {
+  const { db, clients, contract, logIds } = parameters
+  // The published checkpoint (`head`) is shard 0's; other shards anchor their newest tree, which
+  // `/log/shards/<k>/checkpoint` serves signed (docs/transparency.md).
+  const locals = await Promise.all(
+    logIds.map((_, shard) => headToAnchor(withShard(db, shard), shard === 0 ? parameters.head : undefined)),
+  )
+  const total = locals.reduce((sum, { local }) => sum + local.treeSize, 0)
+  if (!(await takeAnchorLease(db, parameters.holder))) return { status: 'not-leader', treeSize: total }
+  const heads: DueHead[] = []
+  let tooFew = false
+  for (const [shard, logId] of logIds.entries()) {
+    const due = await dueHead(
+      withShard(db, shard),
+      clients,
+      contract,
+      logId,
+      locals[shard]!.local,
+      locals[shard]!.databaseSize,
+      parameters.minNewEvents,
+    )
+    if (due.status === 'due') heads.push(due.head)
+    else if (due.status === 'too-few') tooFew = true
+  }
+  if (heads.length === 0) return { status: tooFew ? 'too-few' : 'up-to-date', treeSize: total }
+  const receipt = await sendAnchor(clients, contract, heads, logIds.length > 1)
+  // Each shard's row carries its share of the transaction's gas.
+  const share = receipt.gasUsed / BigInt(heads.length)
+  const anchors = []
+  for (const head of heads) {
+    const anchor = anchorRecord(head, receipt, share)
+    await recordAnchor(withShard(db, head.shard), anchor)
+    anchors.push({
+      ...anchor,
+      shard: head.shard,
+      previousSize: head.previousSize,
+      proofLength: head.proof.length,
+    })
+  }
+  return {
+    status: 'anchored',
+    txHash: receipt.transactionHash,
+    blockNumber: Number(receipt.blockNumber),
+    gasUsed: Number(receipt.gasUsed),
+    anchors,
+  }
+}
+
+type DueHead = {
+  shard: number
+  logId: Hex
+  treeSize: number
+  rootHash: Hex
+  previousSize: number
+  proof: Hex[]
+}
+
+/**
+ * What the chain holds for the log of the shard `db` is scoped to, checked against the database
+ * (ANCHOR_LOG_TAKEN, ANCHOR_MISMATCH), and the head to anchor with its proof when enough is new.
+ */
+async function dueHead(
+  db: Queryable,
+  clients: ChainClients,
+  contract: Address,
+  logId: Hex,
+  local: { treeSize: number; rootHash: Hex },
+  databaseSize: number,
+  minNewEvents = 1,
+): Promise<{ status: 'due'; head: DueHead } | { status: 'up-to-date' | 'too-few' }> {
   await checkOperator(clients, contract, logId)
   const onChain = await readAnchored(clients, contract, logId)
-  const { treeSize: databaseSize } = parameters.head ? await getCheckpoint(db) : local
   if (onChain.treeSize > databaseSize)
     throw new BaseError(
       'ANCHOR_MISMATCH',
@@ -209,29 +329,68 @@ export async function anchorLog(parameters: AnchorLogParameters): Promise<Anchor
       )
   }
   // Anchors the chain no longer holds (lost blocks, reorg): the anchor sent now covers them.
-  await db.query('delete from ledger_anchors where tree_size > $1', [onChain.treeSize])
+  await db.query('delete from ledger_anchors where shard = $2 and tree_size > $1', [
+    onChain.treeSize,
+    shardOf(db),
+  ])
   // (Another node of this database may have anchored a newer checkpoint it published.)
-  if (local.treeSize <= onChain.treeSize) return { status: 'up-to-date', treeSize: onChain.treeSize }
-  if (local.treeSize - onChain.treeSize < (parameters.minNewEvents ?? 1))
-    return { status: 'too-few', treeSize: local.treeSize }
-
+  if (local.treeSize <= onChain.treeSize) return { status: 'up-to-date' }
+  if (local.treeSize - onChain.treeSize < minNewEvents) return { status: 'too-few' }
   const proof =
     onChain.treeSize === 0 ? [] : (await getConsistencyProof(db, onChain.treeSize, local.treeSize)).proof
-  let receipt: Awaited<ReturnType<typeof clients.publicClient.waitForTransactionReceipt>>
+  return {
+    status: 'due',
+    head: {
+      shard: shardOf(db),
+      logId,
+      treeSize: local.treeSize,
+      rootHash: local.rootHash,
+      previousSize: onChain.treeSize,
+      proof,
+    },
+  }
+}
+
+type Receipt = { transactionHash: Hash; blockNumber: bigint; gasUsed: bigint; status: 'success' | 'reverted' }
+
+/** One transaction: `anchor` for one head, `anchorBatch` for several (or when `batch`). */
+async function sendAnchor(
+  clients: ChainClients,
+  contract: Address,
+  heads: DueHead[],
+  batch = heads.length > 1,
+): Promise<Receipt> {
+  const treeSizes = heads.map((head) => head.treeSize)
+  let receipt: Receipt
   try {
-    const hash = await clients.walletClient.writeContract({
-      address: contract,
-      abi: ledgerAnchorAbi,
-      functionName: 'anchor',
-      args: [logId, BigInt(local.treeSize), local.rootHash, proof],
-    })
+    const [first] = heads
+    const hash = batch
+      ? await clients.walletClient.writeContract({
+          address: contract,
+          abi: ledgerAnchorAbi,
+          functionName: 'anchorBatch',
+          args: [
+            heads.map((head) => ({
+              logId: head.logId,
+              treeSize: BigInt(head.treeSize),
+              rootHash: head.rootHash,
+              proof: head.proof,
+            })),
+          ],
+        })
+      : await clients.walletClient.writeContract({
+          address: contract,
+          abi: ledgerAnchorAbi,
+          functionName: 'anchor',
+          args: [first!.logId, BigInt(first!.treeSize), first!.rootHash, first!.proof],
+        })
     receipt = await clients.publicClient.waitForTransactionReceipt({ hash, timeout: 60_000 })
   } catch (error) {
     throw new BaseError(
       'CHAIN_TX_FAILED',
-      `anchoring ${local.treeSize} events failed: ${(error as Error).message.split('\n')[0]}`,
+      `anchoring ${treeSizes.join(', ')} events failed: ${(error as Error).message.split('\n')[0]}`,
       {
-        details: { treeSize: local.treeSize },
+        details: heads.length === 1 ? { treeSize: treeSizes[0] } : { treeSizes },
         cause: error,
       },
     )
@@ -240,17 +399,25 @@ export async function anchorLog(parameters: AnchorLogParameters): Promise<Anchor
     throw new BaseError('CHAIN_TX_FAILED', `the anchor transaction reverted`, {
       details: { txHash: receipt.transactionHash },
     })
-  const anchor: AnchorRecord = {
-    treeSize: local.treeSize,
-    rootHash: local.rootHash,
+  return receipt
+}
+
+function anchorRecord(head: DueHead, receipt: Receipt, gasUsed: bigint): AnchorRecord {
+  return {
+    treeSize: head.treeSize,
+    rootHash: head.rootHash,
     txHash: receipt.transactionHash,
     blockNumber: Number(receipt.blockNumber),
-    gasUsed: Number(receipt.gasUsed),
+    gasUsed: Number(gasUsed),
     anchoredAt: new Date(),
   }
+}
+
+/** The anchor's row, in the shard `db` is scoped to. */
+async function recordAnchor(db: Queryable, anchor: AnchorRecord): Promise<void> {
   await db.query(
-    `insert into ledger_anchors (tree_size, root_hash, tx_hash, block_number, gas_used) values ($1, $2, $3, $4, $5)
-       on conflict (tree_size) do update set root_hash = excluded.root_hash, tx_hash = excluded.tx_hash,
+    `insert into ledger_anchors (shard, tree_size, root_hash, tx_hash, block_number, gas_used) values ($6, $1, $2, $3, $4, $5)
+       on conflict (shard, tree_size) do update set root_hash = excluded.root_hash, tx_hash = excluded.tx_hash,
          block_number = excluded.block_number, gas_used = excluded.gas_used, anchored_at = now()`,
     [
       anchor.treeSize,
@@ -258,7 +425,7 @@ export async function anchorLog(parameters: AnchorLogParameters): Promise<Anchor
       fromHex(anchor.txHash, 'txHash', 32),
       anchor.blockNumber,
       anchor.gasUsed,
+      shardOf(db),
     ],
   )
-  return { status: 'anchored', anchor, previousSize: onChain.treeSize, proofLength: proof.length }
 }

@@ -99,6 +99,17 @@ const expected: Record<string, string[]> = {
     'unwrittenEvidence',
     'writeUnwrittenEvidence',
   ],
+  shards: [
+    'MAX_SHARDS',
+    'baseOf',
+    'ensureShards',
+    'getShardCount',
+    'isShardScoped',
+    'shardLogId',
+    'shardOf',
+    'shardOfVehicle',
+    'withShard',
+  ],
   tiles: [
     'MAX_TILE_LEVEL',
     'TILE_HEIGHT',

@@ -38,6 +38,7 @@ import {
   rangeNodes,
 } from './merkle.ts'
 import type { TimeSpan } from './payload-access.ts'
+import { baseOf, isShardScoped, shardOf, shardOfVehicle, withShard } from './shards.ts'
 
 const log = logger('ledger.store')
 
@@ -140,7 +141,7 @@ export async function appendBatches(
         evidence.push(evidenceOf(batch, outcome.error))
       }
     }
-    const backlog = unwritten.get(db)
+    const backlog = unwritten.get(baseOf(db))
     if (evidence.length > 0 || (backlog !== undefined && Date.now() >= backlog.retryAtMs))
       await writeEvidence(db, evidence)
   }
@@ -238,15 +239,18 @@ async function appendInTransaction(
   engine: Database['engine'],
   batches: PreparedBatch[],
 ): Promise<[number, AppendBatchesReturnType[number]][]> {
-  const { logRow, heads } = await lockLogAndHeads(tx, batches)
+  const shard = shardOf(tx)
+  const { logRow, heads, shards } = await lockLogAndHeads(tx, shard, batches)
   const treeSizeBefore = Number(logRow.tree_size)
   const group = startGroup(logRow.frontier, treeSizeBefore)
   const outcomes: [number, AppendBatchesReturnType[number]][] = []
   const accepted: { slot: number; result: Omit<AppendBatchReturnType, 'treeSize' | 'rootHash'> }[] = []
   for (const batch of batches) {
-    const head = headOf(heads, batch)
     let admitted: Admitted
+    let head: Head
     try {
+      checkShard(batch, shard, shards)
+      head = headOf(heads, batch)
       admitted = await admit(tx, batch, head)
     } catch (error) {
       if (!(error instanceof BaseError)) throw error
@@ -256,7 +260,7 @@ async function appendInTransaction(
     accepted.push({ slot: batch.slot, result: sequenceBatch(group, batch, head, admitted) })
   }
   const rootHash = foldNodes(group.frontier.map((node) => node.hash))
-  if (group.fresh.length > 0) await writeAppends(tx, engine, { ...group, heads, rootHash })
+  if (group.fresh.length > 0) await writeAppends(tx, engine, shard, { ...group, heads, rootHash })
   const treeSize = group.size
   const rootHex = toHex(treeSize === treeSizeBefore ? logRow.root_hash : rootHash)
   for (const { slot, result } of accepted)
@@ -264,27 +268,42 @@ async function appendInTransaction(
   return outcomes
 }
 
+/** A vehicle's events belong to its shard's log only: SHARDS_MISMATCH otherwise. */
+function checkShard(batch: PreparedBatch, shard: number, shards: number): void {
+  const own = shardOfVehicle(batch.vehicleBytes, shards)
+  if (own !== shard)
+    throw new BaseError(
+      'SHARDS_MISMATCH',
+      `${batch.vehicle} belongs to shard ${own} of ${shards}, not to shard ${shard}`,
+      { details: { vehicle: batch.vehicle, shard: own, shards, appendedTo: shard } },
+    )
+}
+
 /**
- * Takes the one-writer lock (held until commit or rollback) and reads the log head and the
- * group's vehicles' heads, in one round trip.
+ * Takes the shard's one-writer lock (its log head row, held until commit or rollback; other
+ * shards append meanwhile) and reads the log head, the deployment's shard count and the group's
+ * vehicles' heads, in one round trip.
  */
 async function lockLogAndHeads(
   tx: Queryable,
+  shard: number,
   batches: PreparedBatch[],
-): Promise<{ logRow: LogRow; heads: Map<string, Head> }> {
+): Promise<{ logRow: LogRow; heads: Map<string, Head>; shards: number }> {
   const vehicles = [...new Set(batches.map((batch) => batch.vehicle))]
   const { rows } = await tx.query<
-    LogRow & { vehicle: Uint8Array | null } & { [K in keyof HeadRow]: HeadRow[K] | null }
+    LogRow & { shards: number } & { vehicle: Uint8Array | null } & {
+      [K in keyof HeadRow]: HeadRow[K] | null
+    }
   >(
-    `select l.tree_size, l.root_hash, l.frontier, v.vehicle, v.last_seq, v.last_leaf_hash, v.last_time_ms, v.odometer_km
+    `select l.tree_size, l.root_hash, l.frontier, (select count(*)::int from ledger_log) as shards,
+            v.vehicle, v.last_seq, v.last_leaf_hash, v.last_time_ms, v.odometer_km
        from ledger_log l
        left join ledger_vehicles v on v.vehicle in (select decode(x, 'hex') from unnest($1::text[]) as x)
-      where l.id for update of l`,
-    [vehicles.map((vehicle) => vehicle.slice(2))],
+      where l.shard = $2 for update of l`,
+    [vehicles.map((vehicle) => vehicle.slice(2)), shard],
   )
   const logRow = rows[0]
-  if (logRow === undefined)
-    throw new BaseError('INTERNAL', 'the ledger_log row is missing (migration 0002 not applied?)')
+  if (logRow === undefined) throw missingShard(shard)
   const heads = new Map<string, Head>()
   for (const row of rows) {
     if (row.vehicle === null) continue
@@ -299,7 +318,13 @@ async function lockLogAndHeads(
       changed: false,
     })
   }
-  return { logRow, heads }
+  return { logRow, heads, shards: Number(logRow.shards) }
+}
+
+function missingShard(shard: number): BaseError {
+  return shard === 0
+    ? new BaseError('INTERNAL', 'the ledger_log row is missing (migration 0002 not applied?)')
+    : new BaseError('NOT_FOUND', `the log has no shard ${shard}`, { details: { shard } })
 }
 
 /** The batch's vehicle's head: as stored, or a new vehicle's empty head (added to `heads`). */
@@ -518,13 +543,19 @@ type Writes = {
  * serialize, no statement to parse per row — then one statement of data-modifying CTEs for the
  * few other rows (perfect subtrees, checkpoints, vehicle heads) and the log head.
  */
-async function writeAppends(tx: Queryable, engine: Database['engine'], writes: Writes): Promise<void> {
+async function writeAppends(
+  tx: Queryable,
+  engine: Database['engine'],
+  shard: number,
+  writes: Writes,
+): Promise<void> {
   const { fresh, checkpoints } = writes
   const leaves = new CopyBinaryWriter(fresh.length * 512)
   for (const { event, vehicleBytes, index } of fresh) {
     const { envelope, payload } = event
     leaves
-      .row(9)
+      .row(10)
+      .int2(shard)
       .int8(index)
       .bytes(event.leafHash)
       .bytes(event.leafInput)
@@ -538,7 +569,7 @@ async function writeAppends(tx: Queryable, engine: Database['engine'], writes: W
     else leaves.null().null()
   }
   await tx.copyFrom(
-    'ledger_leaves (leaf_index, leaf_hash, leaf_input, vehicle, seq, time_ms, kind, salt, data)',
+    'ledger_leaves (shard, leaf_index, leaf_hash, leaf_input, vehicle, seq, time_ms, kind, salt, data)',
     leaves.end(),
   )
 
@@ -570,7 +601,8 @@ async function writeAppends(tx: Queryable, engine: Database['engine'], writes: W
   ])
   await tx.query(
     `with nodes as (
-       insert into ledger_nodes (level, node_index, hash) select ${nodes.columns.join(', ')} from ${nodes.from}
+       insert into ledger_nodes (shard, level, node_index, hash)
+       select ${p(shard)}::smallint, ${nodes.columns.join(', ')} from ${nodes.from}
      ), checkpoints as (
        insert into ledger_checkpoints (vehicle, seq, leaf_hash, signature)
        select ${signed.columns.join(', ')} from ${signed.from}
@@ -582,7 +614,7 @@ async function writeAppends(tx: Queryable, engine: Database['engine'], writes: W
          last_time_ms = excluded.last_time_ms, odometer_km = excluded.odometer_km, updated_at = now()
      )
      update ledger_log set tree_size = ${p(writes.size)}, root_hash = ${p(writes.rootHash)},
-       frontier = ${p(encodeFrontier(writes.frontier))}, updated_at = now() where id`,
+       frontier = ${p(encodeFrontier(writes.frontier))}, updated_at = now() where shard = ${p(shard)}`,
     params,
   )
 }
@@ -711,7 +743,8 @@ const unwritten = new WeakMap<Database, { evidence: Evidence[]; lastError: strin
  * rest is kept in memory (at most MAX_UNWRITTEN_EVIDENCE, the oldest dropped loudly) and written
  * with a later append, and `unwrittenEvidence` reports it (the node's health shows it).
  */
-async function writeEvidence(db: Database, evidence: Evidence[]): Promise<void> {
+async function writeEvidence(scoped: Database, evidence: Evidence[]): Promise<void> {
+  const db = baseOf(scoped)
   const queue = [...(unwritten.get(db)?.evidence ?? []), ...evidence]
   for (let i = 0; i < queue.length; i++) {
     const record = queue[i]!
@@ -772,13 +805,13 @@ function describeEvidence(evidence: Evidence): Record<string, unknown> {
  * how many records and why the last write failed; `count` 0 when everything is stored.
  */
 export function unwrittenEvidence(db: Database): { count: number; lastError: string | undefined } {
-  const backlog = unwritten.get(db)
+  const backlog = unwritten.get(baseOf(db))
   return { count: backlog?.evidence.length ?? 0, lastError: backlog?.lastError }
 }
 
 /** Writes the evidence `db` refused before now (e.g. once the database is repaired). */
 export async function writeUnwrittenEvidence(db: Database): Promise<void> {
-  if (unwritten.has(db)) await writeEvidence(db, [])
+  if (unwritten.has(baseOf(db))) await writeEvidence(db, [])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -786,11 +819,13 @@ export async function writeUnwrittenEvidence(db: Database): Promise<void> {
 
 export type GetCheckpointReturnType = { treeSize: number; rootHash: Hex }
 
-/** The newest committed tree: its size and root. */
+/** The newest committed tree of the shard `db` is scoped to (shard 0 when it is not): its size and root. */
 export async function getCheckpoint(db: Queryable): Promise<GetCheckpointReturnType> {
-  const row = (await db.query<LogRow>('select tree_size, root_hash from ledger_log where id')).rows[0]
-  if (row === undefined)
-    throw new BaseError('INTERNAL', 'the ledger_log row is missing (migration 0002 not applied?)')
+  const shard = shardOf(db)
+  const row = (
+    await db.query<LogRow>('select tree_size, root_hash from ledger_log where shard = $1', [shard])
+  ).rows[0]
+  if (row === undefined) throw missingShard(shard)
   return { treeSize: Number(row.tree_size), rootHash: toHex(row.root_hash) }
 }
 
@@ -814,8 +849,8 @@ export async function getEntries(db: Queryable, start: number, end: number): Pro
   if (stop <= start) return { entries: [] }
   const { rows } = await db.query<{ leaf_index: bigint; leaf_input: Uint8Array; leaf_hash: Uint8Array }>(
     `select leaf_index, leaf_input, leaf_hash from ledger_leaves
-      where leaf_index >= $1 and leaf_index < $2 order by leaf_index`,
-    [start, stop],
+      where shard = $3 and leaf_index >= $1 and leaf_index < $2 order by leaf_index`,
+    [start, stop, shardOf(db)],
   )
   return {
     entries: rows.map((row) => ({
@@ -827,19 +862,25 @@ export async function getEntries(db: Queryable, start: number, end: number): Pro
 }
 
 export type StoredEvent = {
+  /** The shard whose log holds the event; `index` is its place there. */
+  shard: number
   index: number
   id: Hex
   leafInput: Uint8Array
   envelope: Envelope
 }
 
-/** One event of the log by its id (leaf hash); NOT_FOUND when the log has no such leaf. */
+/**
+ * One event by its id (leaf hash), in the shard `db` is scoped to, or in any shard when it is not
+ * (a leaf hash names one event of one vehicle, so of one shard); NOT_FOUND when there is no such leaf.
+ */
 export async function getEvent(db: Queryable, id: Hex | Uint8Array): Promise<StoredEvent> {
   const leafHash = typeof id === 'string' ? fromHex(id, 'id', HASH_BYTES) : id
   const row = (
-    await db.query<{ leaf_index: bigint; leaf_input: Uint8Array }>(
-      'select leaf_index, leaf_input from ledger_leaves where leaf_hash = $1',
-      [leafHash],
+    await db.query<{ shard: number; leaf_index: bigint; leaf_input: Uint8Array }>(
+      `select shard::int as shard, leaf_index, leaf_input from ledger_leaves
+        where leaf_hash = $1 and ($2::int is null or shard = $2)`,
+      [leafHash, isShardScoped(db) ? shardOf(db) : null],
     )
   ).rows[0]
   if (row === undefined) {
@@ -849,6 +890,7 @@ export async function getEvent(db: Queryable, id: Hex | Uint8Array): Promise<Sto
   }
   const leafInput = new Uint8Array(row.leaf_input)
   return {
+    shard: row.shard,
     index: Number(row.leaf_index),
     id: toHex(leafHash),
     leafInput,
@@ -930,9 +972,15 @@ async function fetchNodes(db: Queryable, refs: readonly NodeRef[]): Promise<(ref
   const { rows } = await db.query<{ level: number; node_index: bigint; hash: Uint8Array }>(
     `select n.level::int as level, n.node_index, n.hash
        from ledger_nodes n join unnest($1::smallint[], $2::bigint[]) as r(level, node_index) using (level, node_index)
+      where n.shard = $4
      union all
-     select 0, leaf_index, leaf_hash from ledger_leaves where leaf_index = any($3::bigint[])`,
-    [[...inner.values()].map((ref) => ref.level), [...inner.values()].map((ref) => ref.index), [...leaves]],
+     select 0, leaf_index, leaf_hash from ledger_leaves where shard = $4 and leaf_index = any($3::bigint[])`,
+    [
+      [...inner.values()].map((ref) => ref.level),
+      [...inner.values()].map((ref) => ref.index),
+      [...leaves],
+      shardOf(db),
+    ],
   )
   const found = new Map<string, Uint8Array>()
   for (const row of rows) found.set(`${row.level}:${row.node_index}`, new Uint8Array(row.hash))
@@ -994,7 +1042,8 @@ export async function getInclusionProof(
   treeSize: number,
 ): Promise<GetInclusionProofReturnType> {
   await checkTreeSize(db, 'treeSize', treeSize)
-  const { index } = await getEvent(db, leafHash)
+  // The leaf must be in this shard's log, scoped or not.
+  const { index } = await getEvent(isShardScoped(db) ? db : withShard(db, 0), leafHash)
   if (index >= treeSize) {
     throw new BaseError('TREE_SIZE_INVALID', `leaf ${index} is not in the tree of size ${treeSize}`, {
       details: { leafIndex: index, treeSize },
@@ -1051,7 +1100,12 @@ export async function getPayload(db: Queryable, id: Hex | Uint8Array): Promise<P
 export async function erasePayload(db: Database, id: Hex | Uint8Array): Promise<boolean> {
   const leafHash = typeof id === 'string' ? fromHex(id, 'id', HASH_BYTES) : id
   return db.transaction(async (tx) => {
-    await lockLog(tx)
+    const { rows: found } = await tx.query<{ shard: number }>(
+      'select shard::int as shard from ledger_leaves where leaf_hash = $1',
+      [leafHash],
+    )
+    if (found[0] === undefined) return false
+    await lockLog(tx, found[0].shard)
     const { rows } = await tx.query<{ vehicle: Uint8Array }>(
       `update ledger_leaves set salt = null, data = null, erased_at = now()
         where leaf_hash = $1 and salt is not null
@@ -1079,7 +1133,12 @@ export async function eraseVehicle(
 ): Promise<number> {
   const vehicleBytes = fromHex(vehicle, 'vehicle', 20)
   return db.transaction(async (tx) => {
-    await lockLog(tx)
+    const { rows: found } = await tx.query<{ shard: number }>(
+      'select shard::int as shard from ledger_leaves where vehicle = $1 limit 1',
+      [vehicleBytes],
+    )
+    if (found[0] === undefined) return 0
+    await lockLog(tx, found[0].shard)
     const { rows } = await tx.query(
       `update ledger_leaves set salt = null, data = null, erased_at = now()
         where vehicle = $1 and salt is not null
@@ -1098,9 +1157,9 @@ export async function eraseVehicle(
   })
 }
 
-/** The one-writer lock appends take (the log head row), held until the transaction ends. */
-async function lockLog(tx: Queryable): Promise<void> {
-  await tx.query('select 1 from ledger_log where id for update')
+/** The one-writer lock appends to `shard` take (its log head row), held until the transaction ends. */
+async function lockLog(tx: Queryable, shard: number): Promise<void> {
+  await tx.query('select 1 from ledger_log where shard = $1 for update', [shard])
 }
 
 /** Sets the vehicle head's odometer to its newest reading whose payload is not erased, or null. */

@@ -28,6 +28,7 @@ import {
   verifyPayload,
 } from './envelope.ts'
 import { HASH_BYTES, hashLeaf, rootFromInclusionProof, verifyConsistency } from './merkle.ts'
+import { isShardScoped, withShard } from './shards.ts'
 import { getCheckpoint, getEvent, getInclusionProof, getPayload, getRootAt } from './store.ts'
 import { readVehicleSignature, type VehicleProof } from './vehicle-proof.ts'
 
@@ -175,12 +176,16 @@ export type CreateDisclosureParameters = {
   certificates?: { certificate: string; chain: string[] } | undefined
 }
 
-/** Builds a disclosure from the store (the node side). */
+/**
+ * Builds a disclosure from the store (the node side), in the event's shard: the one `db` is
+ * scoped to, or whichever holds the event when it is not (`treeSize` is that shard's).
+ */
 export async function createDisclosure(
-  db: Queryable,
+  scoped: Queryable,
   parameters: CreateDisclosureParameters,
 ): Promise<Disclosure> {
-  const event = await getEvent(db, parameters.id)
+  const event = await getEvent(scoped, parameters.id)
+  const db = isShardScoped(scoped) ? scoped : withShard(scoped, event.shard)
   const treeSize = parameters.treeSize ?? (await getCheckpoint(db)).treeSize
   const proof = await getInclusionProof(db, parameters.id, treeSize)
   const rootHash = await getRootAt(db, treeSize)

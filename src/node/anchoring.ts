@@ -3,12 +3,13 @@
  * whichever comes first, and keeps retrying through chain outages with backoff (each attempt
  * starts from what the chain holds, so an outage leaves no gap — see src/ledger/anchor.ts). It
  * also compares the chain with the log every `intervalMs` when nothing is new: a reorg may have
- * dropped the last anchor, which is then sent again.
+ * dropped the last anchor, which is then sent again. With several shards, "new events" counts
+ * over all of them, and one transaction anchors the newest root of every shard that grew.
  */
 import { randomBytes } from 'node:crypto'
 import { toBaseError } from '../errors.ts'
-import { anchorLog } from '../ledger/anchor.ts'
-import { type GetCheckpointReturnType, getCheckpoint } from '../ledger/store.ts'
+import { anchorShards } from '../ledger/anchor.ts'
+import type { GetCheckpointReturnType } from '../ledger/store.ts'
 import type { NodeContext } from './context.ts'
 
 export type AnchoringOptions = {
@@ -61,7 +62,10 @@ export function startAnchoring(context: NodeContext, options: AnchoringOptions):
     // never a rejection of the timer's promise, which would end the process.
     let treeSize: number
     try {
-      treeSize = (await getCheckpoint(context.db)).treeSize
+      const { rows } = await context.db.query<{ total: string | number | bigint | null }>(
+        'select sum(tree_size) as total from ledger_log',
+      )
+      treeSize = Number(rows[0]?.total ?? 0)
     } catch (error) {
       failed(error)
       readFailed = true
@@ -83,28 +87,32 @@ export function startAnchoring(context: NodeContext, options: AnchoringOptions):
     if (!due || Date.now() < nextAttemptAt) return
     lastCheckAt = Date.now()
     try {
-      const result = await anchorLog({
+      const result = await anchorShards({
         db: context.db,
         clients: context.clients,
         contract: context.contracts.LedgerAnchor,
-        logId: context.logId,
+        logIds: context.logIds,
         holder,
         ...(options.head && { head: options.head }),
       })
       failures = 0
       lastError = undefined
       if (result.status === 'anchored') {
-        anchoredSize = result.anchor.treeSize
+        anchoredSize = treeSize
         lastAnchorAt = Date.now()
-        const { anchor } = result
-        context.events.publish('anchor', {
-          treeSize: anchor.treeSize,
-          rootHash: anchor.rootHash,
-          txHash: anchor.txHash,
-          blockNumber: anchor.blockNumber,
-        })
+        for (const anchor of result.anchors)
+          context.events.publish('anchor', {
+            ...(context.logIds.length > 1 ? { shard: anchor.shard } : {}),
+            treeSize: anchor.treeSize,
+            rootHash: anchor.rootHash,
+            txHash: anchor.txHash,
+            blockNumber: anchor.blockNumber,
+          })
+        const added = result.anchors.reduce((sum, a) => sum + a.treeSize - a.previousSize, 0)
         log(
-          `anchored ${anchor.treeSize} events (+${anchor.treeSize - result.previousSize}, ${anchor.gasUsed} gas)`,
+          result.anchors.length === 1 && context.logIds.length === 1
+            ? `anchored ${result.anchors[0]!.treeSize} events (+${added}, ${result.gasUsed} gas)`
+            : `anchored ${result.anchors.length} shard(s) in one transaction (+${added} events, ${result.gasUsed} gas)`,
         )
       } else anchoredSize = result.treeSize
     } catch (error) {

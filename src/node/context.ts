@@ -13,8 +13,12 @@ export type NodeContext = {
   readonly clients: ChainClients
   readonly deployment: Deployment
   readonly contracts: Record<keyof Deployment['contracts'], Address>
-  /** The log's id on chain (LedgerAnchor). */
+  /** The log's id on chain (LedgerAnchor): shard 0's, the deployment's own. */
   readonly logId: Hex
+  /** How many log shards the deployment runs (docs/ledger.md "Shards"), fixed with its log. */
+  readonly shards: number
+  /** Each shard's log id on chain, by shard (`shardLogId`; shard 0's is `logId`). */
+  readonly logIds: readonly Hex[]
   /** Live updates for `/v1/stream` and in-process listeners (the simulator, the dashboard). */
   readonly events: NodeEvents
   /** Vehicle batches in, from any transport. */

@@ -20,8 +20,9 @@ import {
   type VehicleAddress,
   verifyCheckpointSignature,
 } from '../ledger/envelope.ts'
-import { createBatchIngester, type IngestBatchReturnType } from '../ledger/ingest.ts'
+import { type BatchIngester, createBatchIngester, type IngestBatchReturnType } from '../ledger/ingest.ts'
 import { HASH_BYTES } from '../ledger/merkle.ts'
+import { shardOfVehicle, withShard } from '../ledger/shards.ts'
 import { createRateCounter, type RateLimitConfig } from './rate-limit.ts'
 import type { NodeEvents } from './stream.ts'
 import { createVehicleKeys, type VehicleKeysParameters } from './vehicle-keys.ts'
@@ -37,6 +38,7 @@ export type NodeIngest = {
 
 export function createNodeIngest(
   db: Database,
+  shards: number,
   events: NodeEvents,
   limits: Pick<RateLimitConfig, 'ingestMax' | 'windowMs'>,
   vehicleKeys: VehicleKeysParameters,
@@ -55,19 +57,35 @@ export function createNodeIngest(
     return key
   }
   const budget = createRateCounter({ kind: 'vehicle', max: limits.ingestMax, windowMs: limits.windowMs })
-  const ingester = createBatchIngester(db, { resolveVehicleKey: keys.resolve })
+  // One group-commit queue per shard: each shard's appends take only its own lock, so the shards
+  // commit side by side (in this process and in the deployment's other nodes).
+  const ingesters = new Map<number, BatchIngester>()
+  const ingesterOf = (vehicle: VehicleAddress) => {
+    const shard = shardOfVehicle(vehicle, shards)
+    let ingester = ingesters.get(shard)
+    if (ingester === undefined) {
+      ingester = createBatchIngester(withShard(db, shard), {
+        resolveVehicleKey: keys.resolve,
+        // A verify worker per shard would be a thread per shard: several shards verify here.
+        verifyOnWorker: shards > 1 ? false : undefined,
+      })
+      ingesters.set(shard, ingester)
+    }
+    return ingester
+  }
   return {
     async accept(batch, vehicle) {
       const publicKey = await requireKey(vehicle)
       authenticateCheckpoint(batch, vehicle, publicKey)
       budget.take(vehicle)
-      const result = await ingester.ingest(batch, vehicle)
+      const result = await ingesterOf(vehicle).ingest(batch, vehicle)
       if (result.duplicates < result.ids.length) {
         const envelopes = (batch as { events: { envelope: { seq: number; kind: string; time: number } }[] })
           .events
         for (let i = result.duplicates; i < result.ids.length; i++) {
           const envelope = envelopes[i]!.envelope
           events.publish('event', {
+            ...(shards > 1 ? { shard: shardOfVehicle(vehicle, shards) } : {}),
             vehicle,
             id: result.ids[i]!,
             index: result.leafIndexes[i]!,

@@ -17,7 +17,12 @@ export type ChainInfo = {
   rpcUrl: string
   contracts: Record<string, string>
   /** The log's checkpoint origin and note verifier key (docs/transparency.md). */
-  log?: { origin: string; verifierKey: string }
+  log?: {
+    origin: string
+    verifierKey: string
+    /** With several log shards: each shard's origin and verifier key (shard 0's are the above). */
+    shards?: { shard: number; origin: string; verifierKey: string }[]
+  }
 }
 
 export type NodeRoutes = (app: FastifyInstance) => void | Promise<void>
@@ -138,7 +143,21 @@ export async function createServer(parameters: CreateServerParameters): Promise<
               log: {
                 type: 'object',
                 required: ['origin', 'verifierKey'],
-                properties: { origin: { type: 'string' }, verifierKey: { type: 'string' } },
+                properties: {
+                  origin: { type: 'string' },
+                  verifierKey: { type: 'string' },
+                  shards: {
+                    type: 'array',
+                    items: {
+                      type: 'object',
+                      properties: {
+                        shard: { type: 'integer' },
+                        origin: { type: 'string' },
+                        verifierKey: { type: 'string' },
+                      },
+                    },
+                  },
+                },
               },
             },
           },

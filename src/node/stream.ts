@@ -21,8 +21,16 @@ import { sessionAddress, tokenAddress } from './auth.ts'
 import type { NodeContext } from './context.ts'
 
 export type NodeEventMap = {
-  event: { vehicle: string; id: string; index: number; seq: number; kind: string; timeMs: number }
-  anchor: { treeSize: number; rootHash: string; txHash: string; blockNumber: number }
+  event: {
+    shard?: number
+    vehicle: string
+    id: string
+    index: number
+    seq: number
+    kind: string
+    timeMs: number
+  }
+  anchor: { shard?: number; treeSize: number; rootHash: string; txHash: string; blockNumber: number }
   charging: Record<string, unknown>
   access: Record<string, unknown>
   alert: { vehicle: string; code: string; message: string }

@@ -14,6 +14,7 @@ import { writeFileAtomic } from '../fs-atomic.ts'
 import { getLogId } from '../ledger/anchor.ts'
 import type { Hex } from '../ledger/bytes.ts'
 import { type NoteSigner, noteSigner, verifierKey } from '../ledger/note.ts'
+import { withShard } from '../ledger/shards.ts'
 import { parseTilePath, readTile, TILE_WIDTH } from '../ledger/tiles.ts'
 import { type CheckpointPublisher, createCheckpointPublisher } from './checkpoints.ts'
 import type { NodeContext } from './context.ts'
@@ -79,14 +80,15 @@ export async function logIdentity(
 
 /**
  * The node's note key for `origin`: read from `<dataDir>/log-note-key.pem` (or `file`: a witness
- * keeps its cosigner key the same way), made there if missing.
+ * keeps its cosigner key the same way), made there if missing — unless `mustExist` (a node
+ * joining a deployment must sign with the deployment's key).
  */
 export function loadNoteKey(
   dataDir: string,
   origin: string,
-  file = NOTE_KEY_FILE,
+  options: { file?: string; mustExist?: boolean } = {},
 ): { signer: NoteSigner; created: boolean } {
-  const path = join(dataDir, file)
+  const path = join(dataDir, options.file ?? NOTE_KEY_FILE)
   let pem: string
   let created = false
   try {
@@ -97,6 +99,12 @@ export function loadNoteKey(
         details: { path },
         cause: error,
       })
+    if (options.mustExist)
+      throw new BaseError(
+        'DATA_DIR_INVALID',
+        `${path} is missing: a node joining a deployment signs with the deployment's note key; copy it from the data dir of the deployment's first node`,
+        { details: { path } },
+      )
     // The data dir lock is held: no other node writes this file now.
     pem = generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()
     writeFileAtomic(path, pem)
@@ -118,7 +126,24 @@ export function loadNoteKey(
 }
 
 /** What `GET /v1/chain` tells about the log: its origin and the verifier key of its checkpoints. */
-export function logInfo(signer: NoteSigner): { origin: string; verifierKey: string } {
+export function logInfo(
+  signer: NoteSigner,
+  shards = 1,
+): {
+  origin: string
+  verifierKey: string
+  shards?: { shard: number; origin: string; verifierKey: string }[]
+} {
+  if (shards > 1)
+    return {
+      origin: signer.name,
+      verifierKey: verifierKey(signer.name, signer.publicKey),
+      shards: Array.from({ length: shards }, (_, shard) => ({
+        shard,
+        origin: shardOrigin(signer.name, shard),
+        verifierKey: verifierKey(shardOrigin(signer.name, shard), signer.publicKey),
+      })),
+    }
   return { origin: signer.name, verifierKey: verifierKey(signer.name, signer.publicKey) }
 }
 
@@ -131,43 +156,69 @@ const CACHE_FULL = 'public, max-age=31536000, immutable'
 const CACHE_PARTIAL = 'public, max-age=60'
 
 /**
- * The `/log/` routes. `/log/checkpoint` serves what `source` publishes (a CheckpointPublisher:
- * cosigned by the witnesses, written to the tiles dir), or, given only the note key, the newest
- * head signed when asked.
+ * The origin of shard `shard`'s checkpoints: the deployment's origin for shard 0 (the log of a
+ * one-shard deployment), `<origin>/shards/<shard>` for the others; one note key signs them all.
+ */
+export function shardOrigin(origin: string, shard: number): string {
+  return shard === 0 ? origin : `${origin}/shards/${shard}`
+}
+
+/**
+ * The `/log/` routes: `/log/…` serves shard 0 (docs/spec.md), `/log/shards/<shard>/…` each other
+ * shard, each signed under its own origin (`shardOrigin`). Shard 0's `/log/checkpoint` serves what
+ * `publisher` publishes (cosigned by the witnesses, written to the tiles dir) when given; every
+ * other checkpoint is the newest head, signed when asked.
  */
 export function transparencyRoutes(
-  context: Pick<NodeContext, 'db'>,
-  source: NoteSigner | CheckpointPublisher,
+  context: Pick<NodeContext, 'db' | 'shards'>,
+  signer: NoteSigner,
+  publisher?: CheckpointPublisher,
 ) {
-  const { db } = context
-  const publisher = 'current' in source ? source : createCheckpointPublisher(db, { signer: source })
-  const signedCheckpoint = () => publisher.current()
   return (app: FastifyInstance) => {
-    app.get(
-      '/log/checkpoint',
-      { schema: { summary: 'The log head as a C2SP signed checkpoint (c2sp.org/tlog-checkpoint)' } },
-      async (_request, reply) => {
-        const note = await signedCheckpoint()
-        reply.header('content-type', 'text/plain; charset=utf-8').header('cache-control', CACHE_CHECKPOINT)
-        return note
-      },
-    )
-    app.get(
-      '/log/tile/*',
-      {
-        schema: {
-          summary:
-            'C2SP tiles (c2sp.org/tlog-tiles): /log/tile/<L>/<N>[.p/<W>] hash tiles, /log/tile/entries/<N>[.p/<W>] entry bundles',
-        },
-      },
-      async (request, reply) => {
-        const ref = parseTilePath((request.params as { '*': string })['*'])
-        const bytes = await readTile(db, ref)
-        reply
-          .header('content-type', 'application/octet-stream')
-          .header('cache-control', ref.width === TILE_WIDTH ? CACHE_FULL : CACHE_PARTIAL)
-        return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-      },
-    )
+    const shards = context.shards ?? 1
+    for (let shard = 0; shard < shards; shard++) {
+      const db = withShard(context.db, shard)
+      const source =
+        shard === 0 && publisher
+          ? publisher
+          : createCheckpointPublisher(db, {
+              signer: shard === 0 ? signer : noteSigner(shardOrigin(signer.name, shard), signer.privateKey),
+            })
+      shardTileRoutes(app, db, source, shard === 0 ? '/log' : `/log/shards/${shard}`)
+    }
   }
+}
+
+function shardTileRoutes(
+  app: FastifyInstance,
+  db: Queryable,
+  publisher: CheckpointPublisher,
+  prefix: string,
+): void {
+  app.get(
+    `${prefix}/checkpoint`,
+    { schema: { summary: 'The log head as a C2SP signed checkpoint (c2sp.org/tlog-checkpoint)' } },
+    async (_request, reply) => {
+      const note = await publisher.current()
+      reply.header('content-type', 'text/plain; charset=utf-8').header('cache-control', CACHE_CHECKPOINT)
+      return note
+    },
+  )
+  app.get(
+    `${prefix}/tile/*`,
+    {
+      schema: {
+        summary:
+          'C2SP tiles (c2sp.org/tlog-tiles): /log/tile/<L>/<N>[.p/<W>] hash tiles, /log/tile/entries/<N>[.p/<W>] entry bundles',
+      },
+    },
+    async (request, reply) => {
+      const ref = parseTilePath((request.params as { '*': string })['*'])
+      const bytes = await readTile(db, ref)
+      reply
+        .header('content-type', 'application/octet-stream')
+        .header('cache-control', ref.width === TILE_WIDTH ? CACHE_FULL : CACHE_PARTIAL)
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    },
+  )
 }

@@ -3,7 +3,7 @@
  * `--rpc`), contracts, database (PGlite unless `--database`), HTTP node — and takes them down in
  * reverse. A failure on the way up undoes what was started and leaves the data dir as it was.
  */
-import { readFileSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
@@ -16,14 +16,16 @@ import {
   operatorAccountFromKey,
   refuseDevelopmentAccount,
 } from '../chain/clients.ts'
-import { type Deployment, deployContracts } from '../chain/deploy.ts'
+import { type Deployment, deployContracts, deploymentPath, readDeployment } from '../chain/deploy.ts'
 import type { NodeConfig } from '../config.ts'
 import { lockDataDir } from '../data-dir.ts'
 import { type Database, openDatabase, redactUrl } from '../db/database.ts'
 import { migrate } from '../db/migrate.ts'
 import { BaseError } from '../errors.ts'
+import { writeFileAtomic } from '../fs-atomic.ts'
 import { registryRevocation } from '../identity/registry-revocation.ts'
 import { keyRoutes } from '../keys/online.ts'
+import { ensureShards, shardLogId } from '../ledger/shards.ts'
 import { unwrittenEvidence } from '../ledger/store.ts'
 import { type ChargingRoutesDeps, chargingRoutes } from '../station/routes.ts'
 import { type AnchoringScheduler, startAnchoring } from './anchoring.ts'
@@ -135,15 +137,6 @@ export async function startNode({
     const clients = await connectChain({ rpcUrl, account })
     refuseDevelopmentAccount(clients.chain.id, account)
 
-    const { deployment, deployedNow } = await deployContracts({
-      clients,
-      dataDir: config.dataDir,
-      redeployMissing: anvil !== undefined,
-      progress,
-    })
-    if (deployedNow) await anvil?.snapshot()
-    progress(`contracts ${deployedNow ? 'deployed' : 'found'} on chain ${clients.chain.id}`)
-
     progress(
       config.databaseUrl
         ? `connecting to PostgreSQL ${redactUrl(config.databaseUrl)}`
@@ -154,7 +147,19 @@ export async function startNode({
       : await openDatabase({ engine: 'pglite', dataDir: join(config.dataDir, 'db') })
     undo.push(() => db.close())
     await migrate(db)
+    if (config.join) await adoptDeployment(db, config.dataDir, clients.chain.id, progress)
+
+    const { deployment, deployedNow } = await deployContracts({
+      clients,
+      dataDir: config.dataDir,
+      redeployMissing: anvil !== undefined,
+      progress,
+    })
+    if (deployedNow) await anvil?.snapshot()
+    progress(`contracts ${deployedNow ? 'deployed' : 'found'} on chain ${clients.chain.id}`)
     await checkChainBinding(db, deployment, progress)
+    const shards = await ensureShards(db, config.shards)
+    if (shards > 1) progress(`the log runs ${shards} shards`)
 
     const contracts = Object.fromEntries(
       Object.entries(deployment.contracts).map(([name, c]) => [name, c.address]),
@@ -178,8 +183,10 @@ export async function startNode({
       deployment,
       contracts,
       logId: identity.logId,
+      shards,
+      logIds: Array.from({ length: shards }, (_, shard) => shardLogId(identity.logId, shard)),
       events,
-      ingest: createNodeIngest(db, events, config.rateLimit, {
+      ingest: createNodeIngest(db, shards, events, config.rateLimit, {
         isRevoked: registryRevocation(clients.publicClient, contracts.VehicleRegistry),
         revocationTtlMs: config.revocationTtlMs,
       }),
@@ -191,11 +198,16 @@ export async function startNode({
       progress(
         `the log id ${identity.logId} was ${identity.derivedFrom ? `derived from the origin ${identity.derivedFrom}` : 'made before log ids were derived from origins'}, not from ${origin}; it stays the log's id`,
       )
-    const noteKey = loadNoteKey(config.dataDir, origin)
+    const noteKey = loadNoteKey(config.dataDir, origin, { mustExist: config.join })
     progress(
       `${noteKey.created ? 'made the log note key' : 'log note key'} ${join(config.dataDir, NOTE_KEY_FILE)}; checkpoints signed as ${origin}`,
     )
-    const chain: ChainInfo = { chainId: clients.chain.id, rpcUrl, contracts, log: logInfo(noteKey.signer) }
+    const chain: ChainInfo = {
+      chainId: clients.chain.id,
+      rpcUrl,
+      contracts,
+      log: logInfo(noteKey.signer, shards),
+    }
     const extra = await extension.witnesses?.(logInfo(noteKey.signer))
     if (extra) undo.push(() => extra.stop())
     const witnesses = [...config.witnesses, ...(extra?.witnesses ?? [])]
@@ -241,7 +253,7 @@ export async function startNode({
       },
       routes: [
         logRoutes(context),
-        transparencyRoutes(context, checkpoints),
+        transparencyRoutes(context, noteKey.signer, checkpoints),
         vehicleRoutes(context),
         authRoutes(context),
         streamRoutes(context),
@@ -303,6 +315,11 @@ async function checkChainBinding(db: Database, deployment: Deployment, progress:
     "select value from node_settings where key = 'chain'",
   )
   const stored = rows[0]?.value
+  // Nodes that join the deployment later take its contracts from here (`--join`).
+  await db.query(
+    "insert into node_settings (key, value) values ('deployment', $1) on conflict (key) do nothing",
+    [JSON.stringify(deployment)],
+  )
   if (!stored) {
     await db.query("insert into node_settings (key, value) values ('chain', $1)", [JSON.stringify(binding)])
     return
@@ -314,4 +331,46 @@ async function checkChainBinding(db: Database, deployment: Deployment, progress:
       { details: { database: stored, chain: binding } },
     )
   progress('database matches the chain')
+}
+
+/**
+ * `--join`: the deployment this node joins is the one its database names. Its record is written to
+ * the data dir, where the deployment step finds it (and checks its code is on the chain) instead
+ * of deploying new contracts. DEPLOYMENT_MISSING when no node of the deployment started yet.
+ */
+async function adoptDeployment(
+  db: Database,
+  dataDir: string,
+  chainId: number,
+  progress: (message: string) => void,
+): Promise<void> {
+  const { rows } = await db.query<{ value: Deployment }>(
+    "select value from node_settings where key = 'deployment'",
+  )
+  const deployment = rows[0]?.value
+  if (!deployment)
+    throw new BaseError(
+      'DEPLOYMENT_MISSING',
+      'the database holds no deployment to join: start its first node without --join',
+    )
+  if (deployment.chainId !== chainId)
+    throw new BaseError(
+      'CHAIN_MISMATCH',
+      `the database's deployment is on chain ${deployment.chainId}, not on chain ${chainId}`,
+      { details: { database: deployment.chainId, chain: chainId } },
+    )
+  const recorded = readDeployment(dataDir, chainId)
+  if (recorded && recorded.contracts.VehicleRegistry.address !== deployment.contracts.VehicleRegistry.address)
+    throw new BaseError(
+      'CHAIN_MISMATCH',
+      `${deploymentPath(dataDir, chainId)} names other contracts than the deployment this node joins; use another data dir`,
+      { details: { record: deploymentPath(dataDir, chainId) } },
+    )
+  if (!recorded) {
+    mkdirSync(join(dataDir, 'deployments'), { recursive: true })
+    writeFileAtomic(deploymentPath(dataDir, chainId), `${JSON.stringify(deployment, null, 2)}\n`)
+  }
+  progress(
+    `joining the deployment of chain ${chainId} (registry ${deployment.contracts.VehicleRegistry.address})`,
+  )
 }

@@ -34,6 +34,7 @@ import {
   type TitleChain,
   type TitleCheck,
 } from '../ledger/payload-access.ts'
+import { withShard } from '../ledger/shards.ts'
 import { erasePayload, eraseVehicle, getEvent } from '../ledger/store.ts'
 import { latestOdometerKm, listVehicleEvents, summarizeVehicles } from '../ledger/timeline.ts'
 import { createDisclosure } from '../ledger/verify.ts'
@@ -295,13 +296,15 @@ function readRoutes(context: NodeContext, app: FastifyInstance) {
         (vehicle) =>
           `sign in as the owner or a manager of ${vehicle}, or a reader they admitted, while the event's time lies in their title`,
       )
-      const [anchored] = await listAnchors(db, 1)
+      // The event's own shard: its log, its anchors.
+      const log = withShard(db, event.shard)
+      const [anchored] = await listAnchors(log, 1)
       if (!anchored || anchored.treeSize <= event.index)
         throw new BaseError('NOT_FOUND', `event ${id} is not anchored yet; try again after the next anchor`, {
           details: { id, index: event.index, anchoredTreeSize: anchored?.treeSize ?? 0 },
         })
       // The certificate the car registered with: the disclosure carries the car's signature.
-      return createDisclosure(db, {
+      return createDisclosure(log, {
         id,
         treeSize: anchored.treeSize,
         certificates: await registeredCertificates(db, getAddress(event.envelope.vehicle)),

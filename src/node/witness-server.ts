@@ -85,7 +85,7 @@ export async function startWitness({
 }: StartWitnessParameters): Promise<RunningWitness> {
   const lock = await lockDataDir(dataDir)
   try {
-    const { signer, created } = loadNoteKey(dataDir, name, WITNESS_KEY_FILE)
+    const { signer, created } = loadNoteKey(dataDir, name, { file: WITNESS_KEY_FILE })
     const witness = createWitness({ signer, logs, store: directoryWitnessStore(join(dataDir, 'logs')) })
     const server = createServer((request, response) => {
       const path = (request.url ?? '').split('?')[0]!

@@ -32,9 +32,16 @@ export async function allEvents(nodeUrl: string, vehicle: string): Promise<SeenE
   return out.sort((a, b) => a.seq - b.seq)
 }
 
-/** Checks `earlier` is a prefix of the node's log now; answers the current checkpoint. */
-export async function assertPrefixes(nodeUrl: string, earlier: Iterable<Checkpoint>): Promise<Checkpoint> {
-  const now = (await call(`${nodeUrl}/v1/log/checkpoint`)).body as Checkpoint
+/**
+ * Checks `earlier` is a prefix of the node's log now; answers the current checkpoint. `api`: the
+ * log's paths (`/v1/log/shards/<shard>` for a shard other than 0).
+ */
+export async function assertPrefixes(
+  nodeUrl: string,
+  earlier: Iterable<Checkpoint>,
+  api = '/v1/log',
+): Promise<Checkpoint> {
+  const now = (await call(`${nodeUrl}${api}/checkpoint`)).body as Checkpoint
   for (const seen of earlier) {
     if (seen.treeSize === 0) continue
     assert.ok(seen.treeSize <= now.treeSize, `the log shrank from ${seen.treeSize} to ${now.treeSize}`)
@@ -43,7 +50,7 @@ export async function assertPrefixes(nodeUrl: string, earlier: Iterable<Checkpoi
       continue
     }
     const { body } = await call(
-      `${nodeUrl}/v1/log/proof/consistency?first=${seen.treeSize}&second=${now.treeSize}`,
+      `${nodeUrl}${api}/proof/consistency?first=${seen.treeSize}&second=${now.treeSize}`,
     )
     const proof = (body.proof as Hex[]).map((h) => fromHex(h, 'proof', 32))
     assert.ok(

@@ -5,6 +5,14 @@ pragma solidity 0.8.37;
 /// @notice Append-only anchoring of RFC 9162 Merkle log heads: a new head is accepted only with a
 ///         consistency proof from the last anchored one.
 interface ILedgerAnchor {
+    /// @notice One log head of a batch (`anchorBatch`): the arguments of `anchor`.
+    struct Head {
+        bytes32 logId;
+        uint64 treeSize;
+        bytes32 rootHash;
+        bytes32[] proof;
+    }
+
     /// @notice The log `logId` now has `treeSize` leaves and root `rootHash`.
     event Anchored(bytes32 indexed logId, uint64 treeSize, bytes32 rootHash);
     /// @notice The operator of `logId` changed (from zero on its first anchor).
@@ -22,12 +30,20 @@ interface ILedgerAnchor {
     error LedgerAnchorInvalidProof(bytes32 logId, uint64 anchoredSize, uint64 treeSize);
     /// @notice The new operator may not be the zero address.
     error LedgerAnchorZeroOperator(bytes32 logId);
+    /// @notice A batch of no heads anchors nothing.
+    error LedgerAnchorEmptyBatch();
 
     /// @notice Anchors the head (`treeSize`, `rootHash`) of log `logId`. The first anchor of a log
     ///         takes an empty proof, may only come from the account whose address is the id's first
     ///         20 bytes, and makes it the log's operator; later anchors only by the operator, with an
     ///         RFC 9162 §2.1.4.2 consistency proof from the latest head.
     function anchor(bytes32 logId, uint64 treeSize, bytes32 rootHash, bytes32[] calldata proof) external;
+
+    /// @notice Anchors several heads in one transaction (e.g. the newest root of every shard of a
+    ///         deployment that grew), each exactly as `anchor` would, in order: each with its own
+    ///         operator check and consistency proof from its log's latest head, each emitting its own
+    ///         events. Any head refused reverts the whole batch with that head's error.
+    function anchorBatch(Head[] calldata heads) external;
 
     /// @notice The latest anchored head of `logId`; (0, 0) when never anchored.
     function latest(bytes32 logId) external view returns (uint64 treeSize, bytes32 rootHash);

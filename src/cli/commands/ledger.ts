@@ -7,13 +7,14 @@ import { type FileHandle, open, readFile, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { type Address, createPublicClient, getAddress, http, type PublicClient } from 'viem'
 import { ledgerAnchorAbi } from '../../chain/generated/index.ts'
-import { BaseError } from '../../errors.ts'
+import { BaseError, isErrorCode } from '../../errors.ts'
 import { fromPem } from '../../identity/certificate.ts'
 import { validateVehicleCertificate } from '../../identity/vehicle-certificate.ts'
 import { fromBase64, fromHex, type Hex, toHex } from '../../ledger/bytes.ts'
-import { encodeEnvelope, parseEnvelope, parseEnvelopeBytes } from '../../ledger/envelope.ts'
+import { encodeEnvelope, isVehicleAddress, parseEnvelope, parseEnvelopeBytes } from '../../ledger/envelope.ts'
 import { HASH_BYTES, hashLeaf, verifyConsistency, verifyInclusion } from '../../ledger/merkle.ts'
 import { MAX_NOTE_BYTES, openCheckpointNote } from '../../ledger/note.ts'
+import { MAX_SHARDS, shardOfVehicle } from '../../ledger/shards.ts'
 import {
   consistencyProofFromTiles,
   inclusionProofFromTiles,
@@ -31,7 +32,7 @@ import {
   verifyEvent,
 } from '../../ledger/verify.ts'
 import type { Command, FlagSpec, ParsedFlags } from '../command.ts'
-import { requiredStringFlag, stringFlag } from '../flags.ts'
+import { integerFlag, requiredStringFlag, stringFlag } from '../flags.ts'
 import { accountFromFlags, nodeJson, signIn } from '../remote.ts'
 
 /**
@@ -51,6 +52,8 @@ type PinnedLog = {
   chainId: number
   contract: Address
   logId: Hex
+  /** The node's API paths of the pinned log: `/v1/log` (shard 0) or `/v1/log/shards/<shard>`. */
+  api: string
   /** VehicleRegistry, for the car's certificate. */
   registry: Address | undefined
   rpcUrl: string
@@ -71,12 +74,77 @@ const trustFlags: Record<string, FlagSpec> = {
     description: 'Ethereum JSON-RPC to read anchors from (default: the node’s).',
   },
   contract: { type: 'string', value: 'ADDR', description: 'LedgerAnchor address (default: the node’s).' },
-  'log-id': { type: 'string', value: '0x…', description: 'The log id (default: the node’s).' },
+  'log-id': {
+    type: 'string',
+    value: '0x…',
+    description:
+      'The log id (default: the node’s; with several shards, the one of the event’s vehicle, found by the shard rule).',
+  },
+  shard: {
+    type: 'string',
+    value: 'N',
+    description:
+      'With several log shards: take the log id of shard N from the node (default: the vehicle’s shard when the vehicle is known).',
+  },
   operator: {
     type: 'string',
     value: 'ADDR',
     description: 'The account that must operate the log on chain (LedgerAnchor.operatorOf).',
   },
+}
+
+type ShardList = { count: number; shards: { shard: number; logId: Hex; treeSize: number }[] }
+
+/**
+ * The log id the trusted node names for the log to verify against: its one log's; with several
+ * shards the one of `--shard`, else of the vehicle's shard (`shardOfVehicle`), else of the shard
+ * whose log holds `leafHash` (asked shard by shard; the proof is checked against that shard's
+ * anchored root all the same).
+ */
+async function nodeLogId(
+  node: string,
+  options: { shard?: number | undefined; vehicle?: string | undefined; leafHash?: Hex | undefined },
+): Promise<{ logId: Hex; api: string }> {
+  const one = async () => ({
+    logId: (await nodeJson<{ logId: Hex }>(node, '/v1/log/checkpoint')).logId,
+    api: '/v1/log',
+  })
+  let list: ShardList
+  try {
+    list = await nodeJson<ShardList>(node, '/v1/log/shards')
+  } catch (error) {
+    // A node from before shards serves one log.
+    if (isErrorCode(error, 'NOT_FOUND') && options.shard === undefined) return one()
+    throw error
+  }
+  const pick = (shard: number) => {
+    const entry = list.shards.find((s) => s.shard === shard)
+    if (!entry)
+      throw new BaseError('CLI_USAGE', `the node's log has ${list.count} shard(s), no shard ${shard}`, {
+        details: { shard, shards: list.count },
+      })
+    return { logId: entry.logId, api: shard === 0 ? '/v1/log' : `/v1/log/shards/${shard}` }
+  }
+  if (options.shard !== undefined) return pick(options.shard)
+  if (list.count === 1) return pick(0)
+  if (options.vehicle !== undefined && isVehicleAddress(options.vehicle))
+    return pick(shardOfVehicle(options.vehicle, list.count))
+  if (options.leafHash !== undefined)
+    for (const { shard, treeSize } of list.shards) {
+      if (treeSize === 0) continue
+      const api = shard === 0 ? '/v1/log' : `/v1/log/shards/${shard}`
+      try {
+        await nodeJson(node, `${api}/proof/inclusion?leafHash=${options.leafHash}&treeSize=${treeSize}`)
+        return pick(shard)
+      } catch (error) {
+        if (!isErrorCode(error, 'NOT_FOUND')) throw error
+      }
+    }
+  throw new BaseError(
+    'CLI_USAGE',
+    `the node's log has ${list.count} shards: give --shard, or --log-id of the event's shard`,
+    { details: { shards: list.count } },
+  )
 }
 
 function pinnedAddress(value: string, flag: string): Address {
@@ -90,7 +158,10 @@ function pinnedAddress(value: string, flag: string): Address {
  * user trusts to name its own deployment). A bundle never takes part. With `--operator`, the log's
  * operator on chain must be that account (LOG_UNTRUSTED otherwise).
  */
-async function pinLog(flags: ParsedFlags, options: { registry?: boolean } = {}): Promise<PinnedLog> {
+async function pinLog(
+  flags: ParsedFlags,
+  options: { registry?: boolean; vehicle?: string | undefined; leafHash?: Hex | undefined } = {},
+): Promise<PinnedLog> {
   const flagged = {
     rpcUrl: stringFlag(flags, 'rpc'),
     contract: stringFlag(flags, 'contract'),
@@ -107,9 +178,12 @@ async function pinLog(flags: ParsedFlags, options: { registry?: boolean } = {}):
           '/v1/chain',
         )
       : undefined
-  const logId =
-    flagged.logId ??
-    (chain && node ? (await nodeJson<{ logId: Hex }>(node, '/v1/log/checkpoint')).logId : undefined)
+  const shardFlag = integerFlag(flags, 'shard', { min: 0, max: MAX_SHARDS - 1 })
+  const named =
+    flagged.logId === undefined && chain && node
+      ? await nodeLogId(node, { shard: shardFlag, ...options })
+      : { logId: undefined, api: shardFlag === undefined ? '/v1/log' : `/v1/log/shards/${shardFlag}` }
+  const logId = flagged.logId ?? named.logId
   const rpcUrl = flagged.rpcUrl ?? chain?.rpcUrl
   const contract = flagged.contract ?? chain?.contracts.LedgerAnchor
   const registry = flagged.registry ?? (options.registry ? chain?.contracts.VehicleRegistry : undefined)
@@ -141,6 +215,7 @@ async function pinLog(flags: ParsedFlags, options: { registry?: boolean } = {}):
     chainId,
     contract: pinnedAddress(contract, '--contract'),
     logId: logId.toLowerCase() as Hex,
+    api: named.api,
     registry: registry === undefined ? undefined : pinnedAddress(registry, '--registry'),
     rpcUrl,
     client,
@@ -240,7 +315,12 @@ async function verifyBundle(flags: ParsedFlags, path: string) {
       'DISCLOSURE_UNSIGNED',
       `${path} is a version ${String(bundle.v)} bundle, which carries no signature of the car; make a new one with \`carchain ledger disclose\``,
     )
-  const log = await pinLog(flags, { registry: true })
+  // The bundle's vehicle only chooses which of the deployment's shards to pin; its proof must then hold there.
+  const claimed = (bundle.disclosure as { envelope?: { vehicle?: unknown } } | null)?.envelope?.vehicle
+  const log = await pinLog(flags, {
+    registry: true,
+    vehicle: typeof claimed === 'string' ? claimed : undefined,
+  })
   checkBundleNamesPinnedLog(bundle.anchor, log)
   const disclosure = bundle.disclosure as Disclosure
   const proven = verifyDisclosure({ disclosure })
@@ -543,11 +623,12 @@ const verify: Command = {
     const tilesUrl = stringFlag(flags, 'tiles')
     if (tilesUrl) return verifyFromTiles(flags, leafHash, tilesUrl)
     const node = requiredStringFlag(flags, 'node')
-    const log = await pinLog(flags)
+    const claimed = (fileEnvelope as { vehicle?: unknown } | undefined)?.vehicle
+    const log = await pinLog(flags, { vehicle: typeof claimed === 'string' ? claimed : undefined, leafHash })
     const trusted = await latestAnchored(log)
     const proof = await nodeJson<{ leafIndex: number; treeSize: number; auditPath: Hex[] }>(
       node,
-      `/v1/log/proof/inclusion?leafHash=${leafHash}&treeSize=${trusted.treeSize}`,
+      `${log.api}/proof/inclusion?leafHash=${leafHash}&treeSize=${trusted.treeSize}`,
     )
     const envelope =
       fileEnvelope ??
@@ -556,7 +637,7 @@ const verify: Command = {
           (
             await nodeJson<{ entries: { leafInput: string }[] }>(
               node,
-              `/v1/log/entries?start=${proof.leafIndex}&end=${proof.leafIndex + 1}`,
+              `${log.api}/entries?start=${proof.leafIndex}&end=${proof.leafIndex + 1}`,
             )
           ).entries[0]?.leafInput,
           'leafInput',
@@ -594,7 +675,7 @@ const audit: Command = {
     ) => {
       const { proof } = await nodeJson<{ proof: Hex[] }>(
         node,
-        `/v1/log/proof/consistency?first=${first.treeSize}&second=${second.treeSize}`,
+        `${log.api}/proof/consistency?first=${first.treeSize}&second=${second.treeSize}`,
       )
       return verifyConsistency({
         first: first.treeSize,
@@ -610,7 +691,7 @@ const audit: Command = {
         failures.push({ from: anchors[i - 1]!.treeSize, to: anchors[i]!.treeSize })
       if (i % 50 === 0) io.progress(`checked ${i}/${anchors.length - 1}`)
     }
-    const head = await nodeJson<{ treeSize: number; rootHash: Hex }>(node, '/v1/log/checkpoint')
+    const head = await nodeJson<{ treeSize: number; rootHash: Hex }>(node, `${log.api}/checkpoint`)
     const last = anchors.at(-1)
     const nodeExtendsChain = !last || (await consistent(last, head))
     if (last && !nodeExtendsChain) failures.push({ from: last.treeSize, to: head.treeSize })
@@ -688,9 +769,11 @@ const disclose: Command = {
       `/v1/events/${requiredStringFlag(flags, 'event')}/disclosure`,
       { token },
     )
+    // The bundle names the log of the event's shard.
+    const { api } = await nodeLogId(node, { vehicle: disclosure.envelope.vehicle })
     const checkpoint = await nodeJson<{ logId: Hex; contract: Address; chainId: number }>(
       node,
-      '/v1/log/checkpoint',
+      `${api}/checkpoint`,
     )
     const bundle: DisclosureBundle = {
       v: 2,

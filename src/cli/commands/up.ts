@@ -4,7 +4,6 @@ import { deployContracts } from '../../chain/deploy.ts'
 import { loadConfig } from '../../config.ts'
 import { BaseError } from '../../errors.ts'
 import { listAnchors } from '../../ledger/anchor.ts'
-import { getCheckpoint } from '../../ledger/store.ts'
 import { logger } from '../../log.ts'
 import { type RunningSystem, startSystem } from '../../sim/system.ts'
 import type { Command } from '../command.ts'
@@ -61,6 +60,17 @@ const up: Command = {
       value: 'URL',
       description: 'MQTT broker for vehicle uploads (env CARCHAIN_MQTT_URL).',
     },
+    shards: {
+      type: 'string',
+      value: 'N',
+      description:
+        'Log shards of the deployment, 1–1024 (env CARCHAIN_SHARDS; default: what the database holds, 1 for a new one); fixed when the log is created.',
+    },
+    join: {
+      type: 'boolean',
+      description:
+        'Join an existing deployment: another node process on its chain (--rpc, key in CARCHAIN_OPERATOR_KEY) and its PostgreSQL database (--database); contracts and shards come from the database, the note key must be copied into --data.',
+    },
     'log-origin': {
       type: 'string',
       value: 'ORIGIN',
@@ -97,6 +107,8 @@ const up: Command = {
         logOrigin: stringFlag(flags, 'log-origin'),
         tilesDir: stringFlag(flags, 'tiles-dir'),
         witnesses: listFlag(flags, 'witness'),
+        shards: integerFlag(flags, 'shards', { min: 1, max: 1024 }),
+        join: booleanFlag(flags, 'join'),
       },
       env: process.env,
     })
@@ -146,13 +158,21 @@ const up: Command = {
 
 /** One line on what the system did so far, for the terminal. */
 async function liveSummary(node: RunningSystem): Promise<string> {
-  const [head, [anchor]] = await Promise.all([getCheckpoint(node.db), listAnchors(node.db, 1)])
+  const [{ rows }, [anchor]] = await Promise.all([
+    node.db.query<{ size: string | number | bigint | null; shards: string | number | bigint }>(
+      'select sum(tree_size) as size, count(*) as shards from ledger_log',
+    ),
+    listAnchors(node.db, 1),
+  ])
+  const events = Number(rows[0]?.size ?? 0)
+  const shards = Number(rows[0]?.shards ?? 1)
   const counts = node.fleet?.activity.counts ?? {}
   const flows = Object.entries(counts)
     .map(([flow, n]) => `${flow} ${n}`)
     .join(' · ')
   const cars = node.fleet ? `${node.fleet.vehicles().length} cars · ` : ''
-  return `· ${cars}${head.treeSize} events · anchored ${anchor?.treeSize ?? 0}${flows ? ` · ${flows}` : ''}`
+  const anchored = shards > 1 ? `${shards} shards` : `anchored ${anchor?.treeSize ?? 0}`
+  return `· ${cars}${events} events · ${anchored}${flows ? ` · ${flows}` : ''}`
 }
 
 const deploy: Command = {
