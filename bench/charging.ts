@@ -10,9 +10,21 @@ import { measureChargingGas } from '../src/payments/gas.ts'
 import { type PaymentsDomain, signVoucher, type Voucher } from '../src/payments/typed-data.ts'
 import { createVoucherVerifier } from '../src/payments/verify-voucher.ts'
 import type { TestChain } from '../test/chain.ts'
-import { type BenchOptions, type BenchResult, countResult, repeat, resultOf } from './harness.ts'
+import {
+  type BenchOptions,
+  type BenchResult,
+  countResult,
+  median,
+  repeat,
+  resultOf,
+  round3,
+} from './harness.ts'
+import { hotLoopMicros } from './keys.ts'
 
-export const voucherNames = [{ name: 'charging.vouchers_per_s', unit: 'vouchers/s' }] as const
+export const voucherNames = [
+  { name: 'charging.vouchers_per_s', unit: 'vouchers/s' },
+  { name: 'charging.vouchers_over_verify', unit: '×' },
+] as const
 export const chargingGasNames = [
   { name: 'charging.gas_open', unit: 'gas' },
   { name: 'charging.gas_open_typical', unit: 'gas' },
@@ -23,7 +35,10 @@ export const chargingGasNames = [
 
 /**
  * Vouchers verified per second on one core, the charger's way (`createVoucherVerifier`): one
- * payer's distinct vouchers, its key cached after the first (as during a session).
+ * payer's distinct vouchers, its key cached after the first (as during a session). Each round also
+ * times one secp256k1 verification with the fastest primitive in a hot loop, right after:
+ * `charging.vouchers_over_verify` is the voucher rate × that time (1 = a voucher costs exactly one
+ * bare verification; the digest, the parsing and the checks are the rest).
  */
 export async function benchVouchers(options: BenchOptions): Promise<BenchResult[]> {
   const domain: PaymentsDomain = {
@@ -39,15 +54,19 @@ export async function benchVouchers(options: BenchOptions): Promise<BenchResult[
   }
   const verifier = createVoucherVerifier(domain)
   const count = options.quick ? 400 : 3000
-  const rates = await repeat(options.quick ? 3 : 7, 1, () => {
+  const hotLoopCount = options.quick ? 100 : 400
+  const rounds = await repeat(options.quick ? 3 : 7, 1, async () => {
     const started = performance.now()
     for (let i = 0; i < count; i++) {
       const { voucher, signature } = signed[i % signed.length]!
       if (!verifier.verify(voucher, signature, payer.address))
         throw new BaseError('INTERNAL', 'the charger refused a valid voucher')
     }
-    return count / ((performance.now() - started) / 1000)
+    const rate = count / ((performance.now() - started) / 1000)
+    const verify = await hotLoopMicros(hotLoopCount)
+    return { rate, verify }
   })
+  const rates = rounds.map((r) => r.rate)
   return [
     resultOf(
       'charging.vouchers_per_s',
@@ -57,6 +76,23 @@ export async function benchVouchers(options: BenchOptions): Promise<BenchResult[
       {
         vouchersPerRound: count,
         what: 'createVoucherVerifier().verify, one payer, key cached after the first voucher, one thread',
+      },
+    ),
+    resultOf(
+      'charging.vouchers_over_verify',
+      '×',
+      rounds.map((r) => (r.rate * r.verify.fastest) / 1e6),
+      { op: '>=', value: 0.8, source: 'issue 18' },
+      {
+        what: 'vouchers verified per second (as charging.vouchers_per_s) × the time of one secp256k1 verification with the fastest primitive in a hot loop over one signature (OpenSSL, noble, SignerKeyCache, fixed-base tables), per round',
+        verifyMicros: rounds.map((r) => round3(r.verify.fastest)),
+        voucherMicros: rounds.map((r) => round3(1e6 / r.rate)),
+        primitivesMicros: {
+          openssl: round3(median(rounds.map((r) => r.verify.openssl))),
+          noble: round3(median(rounds.map((r) => r.verify.noble))),
+          signerKeyCache: round3(median(rounds.map((r) => r.verify.signerKeyCache))),
+          fixedTables: round3(median(rounds.map((r) => r.verify.fixedTables))),
+        },
       },
     ),
   ]

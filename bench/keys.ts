@@ -200,8 +200,11 @@ async function coldProbe(
   }
 }
 
-/** Each primitive in a hot loop over one signature (the detail's second yardstick, not the floor). */
-async function hotLoopMicros(count: number) {
+/**
+ * Each primitive in a hot loop over one signature (the detail's second yardstick, not the floor;
+ * `charging.vouchers_over_verify` divides by it too).
+ */
+export async function hotLoopMicros(count: number) {
   const { openssl, noble } = primitiveFloors(count)
   const signerKeyCache = await cachedSignerFloor(count)
   const fixedTables = await fixedTableFloor(count)

@@ -46,6 +46,7 @@ export const benchNames = [
   'charging.gas_per_session',
   'charging.naive_over_channel',
   'charging.vouchers_per_s',
+  'charging.vouchers_over_verify',
   'keys.gas_revoke',
   'node.peak_memory_ingest_mb',
   'node.startup_s',

@@ -24,9 +24,9 @@ test('a quick run of one cheap benchmark reports it by its exact name, with verd
   })
   assert.deepEqual(
     report.results.map((r) => r.name),
-    ['ledger.ingest_events_per_s_postgres', 'charging.vouchers_per_s'],
+    ['ledger.ingest_events_per_s_postgres', 'charging.vouchers_per_s', 'charging.vouchers_over_verify'],
   )
-  const [postgres, vouchers] = report.results
+  const [postgres, vouchers, overVerify] = report.results
   assert.equal(postgres!.value, null)
   assert.equal(postgres!.detail.status, 'skipped')
   assert.equal(postgres!.detail.reason, 'skipped: no DATABASE_URL')
@@ -34,6 +34,9 @@ test('a quick run of one cheap benchmark reports it by its exact name, with verd
   assert.ok(['met', 'missed'].includes(vouchers!.detail.status))
   assert.equal(vouchers!.detail.target, '>= 3000')
   assert.ok((vouchers!.detail.runs as number) >= 3)
+  assert.ok(typeof overVerify!.value === 'number' && overVerify!.value > 0)
+  assert.equal(overVerify!.detail.target, '>= 0.8')
+  assert.equal(overVerify!.detail.targetSource, 'issue 18')
   assert.equal(report.machine.quick, true)
   assert.ok(report.machine.cores >= 1)
   // The JSON shape of issue 8 and both renderings.
