@@ -5,9 +5,10 @@
  * payload commitment and the batch's P-256 checkpoint signature are verified, and it is durable
  * in the database and in the Merkle log when acknowledged.
  *
- * Each round, right after the ingest, the same rows (leaves with their payloads) go into a copy of
- * the table (same indexes) by plain multi-row INSERTs in commits of the same size: the raw-insert
- * ratio is taken per round.
+ * Each round, right after the ingest, the same rows (leaves with their payloads, and the batches'
+ * checkpoint signatures) go into copies of their tables (same indexes) by raw binary COPY of bytes
+ * made ready beforehand, in commits of the ingester's largest group: the database's own floor for
+ * those rows. The ratio ingest / raw COPY is taken per round.
  *
  * Runs in a child process (`node bench/ingest.ts --engine pglite|postgres [--quick]`, one JSON
  * line on stdout), so the node's peak memory under ingest is its own, not the bench's.
@@ -17,12 +18,13 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { CopyBinaryWriter } from '../src/db/copy-binary.ts'
 import type { Database } from '../src/db/database.ts'
 import { openDatabase } from '../src/db/database.ts'
 import { migrate } from '../src/db/migrate.ts'
 import { BaseError } from '../src/errors.ts'
 import { createBatch } from '../src/ledger/batch.ts'
-import { toBareHex } from '../src/ledger/bytes.ts'
+import { fromHex } from '../src/ledger/bytes.ts'
 import {
   type BuiltEvent,
   createEventChain,
@@ -43,7 +45,8 @@ export type IngestReport = {
   eventsPerRound: number
   /** Events per second, one per measured round. */
   ingestPerSecond: number[]
-  rawInsertPerSecond: number[]
+  /** Rows (events) per second loaded by the raw binary COPY. */
+  rawCopyPerSecond: number[]
   /** ingest / raw, per round. */
   ratios: number[]
   /** Resident memory of the process: before the first round (batches built) and at its peak. */
@@ -51,7 +54,16 @@ export type IngestReport = {
   rssPeakMb: number
   /** The JSON batches held in memory by the bench itself (counted in the RSS). */
   batchesMb: number
+  /**
+   * The ledger's tables with their indexes and TOAST (`pg_total_relation_size`) after every round,
+   * and the bytes of what they hold as the vehicles sent it: canonical envelopes, payload salts and
+   * payload JSON.
+   */
+  storage: { databaseBytes: number; eventBytes: number; events: number; tables: Record<string, number> }
 }
+
+/** The tables the log writes (the bench's raw copies are not among them). */
+const ledgerTables = ['ledger_leaves', 'ledger_nodes', 'ledger_checkpoints', 'ledger_vehicles', 'ledger_log']
 
 type Workload = { vehicles: number; batchesPerVehicle: number; eventsPerBatch: number; rounds: number }
 
@@ -78,41 +90,66 @@ const kinds = [
 type Car = {
   vehicle: VehicleAddress
   publicKey: Uint8Array
-  /** Per round (warm-up first), its batches: JSON text as received, and the same rows for the raw insert. */
+  /** Per round (warm-up first), its batches: JSON text as received, and the same rows for the raw COPY. */
   rounds: { json: string; rows: RawRows }[][]
 }
 
-/**
- * One batch's leaf and payload rows, column by column, ready to bind (hex for bytea): compact,
- * so the bench's own data weighs little in the measured process's memory.
- */
+/** One batch's leaf rows (payloads included) and its checkpoint, as bytes and values ready to COPY. */
 type RawRows = {
-  hashes: string[]
-  inputs: string[]
-  vehicles: string[]
-  seqs: number[]
-  times: number[]
-  kinds: string[]
-  salts: string[]
-  data: string[]
+  events: {
+    leafHash: Uint8Array
+    leafInput: Uint8Array
+    seq: number
+    time: number
+    kind: string
+    salt: Uint8Array
+    data: string
+  }[]
+  vehicle: Uint8Array
+  signature: Uint8Array
 }
 
-function rawRows(events: readonly BuiltEvent[]): RawRows {
+function rawRows(events: readonly BuiltEvent[], vehicle: VehicleAddress, signature: Uint8Array): RawRows {
   return {
-    hashes: events.map((e) => toBareHex(e.leafHash)),
-    inputs: events.map((e) => toBareHex(encodeEnvelope(e.envelope))),
-    vehicles: events.map((e) => e.envelope.vehicle.slice(2)),
-    seqs: events.map((e) => e.envelope.seq),
-    times: events.map((e) => e.envelope.time),
-    kinds: events.map((e) => e.envelope.kind),
-    salts: events.map((e) => toBareHex(e.payload.salt)),
-    data: events.map((e) => JSON.stringify(e.payload.data)),
+    events: events.map((e) => ({
+      leafHash: e.leafHash,
+      leafInput: encodeEnvelope(e.envelope),
+      seq: e.envelope.seq,
+      time: e.envelope.time,
+      kind: e.envelope.kind,
+      salt: e.payload.salt,
+      data: JSON.stringify(e.payload.data),
+    })),
+    vehicle: fromHex(vehicle, 'vehicle', 20),
+    signature,
   }
 }
 
-function concatRows(batches: readonly RawRows[]): RawRows {
-  const keys = Object.keys(batches[0]!) as (keyof RawRows)[]
-  return Object.fromEntries(keys.map((key) => [key, batches.flatMap((b) => b[key] as unknown[])])) as RawRows
+/** One commit of the raw path: the binary COPY data of its leaf rows and of its checkpoint rows. */
+type RawCommit = { leaves: Uint8Array; checkpoints: Uint8Array; rows: number }
+
+function rawCommit(batches: readonly RawRows[], firstIndex: number): RawCommit {
+  const leaves = new CopyBinaryWriter(batches.length * 100 * 512)
+  const checkpoints = new CopyBinaryWriter(batches.length * 160)
+  let index = firstIndex
+  for (const batch of batches) {
+    for (const e of batch.events) {
+      leaves
+        .row(9)
+        .int8(index++)
+        .bytes(e.leafHash)
+        .bytes(e.leafInput)
+        .bytes(batch.vehicle)
+        .int8(e.seq)
+        .int8(e.time)
+        .text(e.kind)
+        .bytes(e.salt)
+        .jsonb(e.data)
+    }
+    const newest = batch.events[batch.events.length - 1]!
+    checkpoints.row(4).bytes(batch.vehicle).int8(newest.seq).bytes(newest.leafHash).bytes(batch.signature)
+  }
+  return { leaves: leaves.end(), checkpoints: checkpoints.end(), rows: index - firstIndex }
 }
 
 async function buildCars(w: Workload): Promise<Car[]> {
@@ -141,7 +178,11 @@ async function buildCars(w: Workload): Promise<Car[]> {
             }),
           )
         }
-        batches.push({ json: JSON.stringify(await createBatch({ events, signer })), rows: rawRows(events) })
+        const batch = await createBatch({ events, signer })
+        batches.push({
+          json: JSON.stringify(batch),
+          rows: rawRows(events, vehicle, fromHex(batch.checkpoint.signature, 'signature', 64)),
+        })
       }
       rounds.push(batches)
     }
@@ -169,31 +210,19 @@ async function openEngine(engine: IngestEngine): Promise<{ db: Database; close: 
 }
 
 /**
- * The raw path: the same leaf rows with their payloads, one plain multi-row INSERT per commit, no
- * checks, no tree. (The ingest loads its rows by COPY; this baseline stays an INSERT, as issue 4
- * names it.)
+ * The raw path, the database's own floor for these rows: each commit one binary COPY of its leaf
+ * rows (payloads included) and one of its checkpoint rows, the bytes made before the clock starts;
+ * no checks, no tree, no vehicle heads.
  */
-async function rawInsert(db: Database, groups: readonly RawRows[], firstIndex: number): Promise<void> {
-  let index = firstIndex
-  for (const rows of groups) {
-    const indexes = rows.seqs.map(() => index++)
-    await db.query(
-      `insert into bench_raw_leaves (leaf_index, leaf_hash, leaf_input, vehicle, seq, time_ms, kind, salt, data)
-       select i, decode(h, 'hex'), decode(input, 'hex'), decode(v, 'hex'), s, t, k, decode(salt, 'hex'), d
-         from unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
-                     $8::text[], $9::jsonb[]) as r(i, h, input, v, s, t, k, salt, d)`,
-      [
-        indexes,
-        rows.hashes,
-        rows.inputs,
-        rows.vehicles,
-        rows.seqs,
-        rows.times,
-        rows.kinds,
-        rows.salts,
-        rows.data,
-      ],
-    )
+async function rawCopy(db: Database, commits: readonly RawCommit[]): Promise<void> {
+  for (const commit of commits) {
+    await db.transaction(async (tx) => {
+      await tx.copyFrom(
+        'bench_raw_leaves (leaf_index, leaf_hash, leaf_input, vehicle, seq, time_ms, kind, salt, data)',
+        commit.leaves,
+      )
+      await tx.copyFrom('bench_raw_checkpoints (vehicle, seq, leaf_hash, signature)', commit.checkpoints)
+    })
   }
 }
 
@@ -205,7 +234,10 @@ export async function runIngest(engine: IngestEngine, quick: boolean): Promise<I
     cars.reduce((sum, car) => sum + car.rounds.flat().reduce((s, b) => s + b.json.length, 0), 0) / 2 ** 20
   const { db, close } = await openEngine(engine)
   try {
-    await db.exec('create table bench_raw_leaves (like ledger_leaves including all)')
+    await db.exec(
+      `create table bench_raw_leaves (like ledger_leaves including all);
+       create table bench_raw_checkpoints (like ledger_checkpoints including all)`,
+    )
     const keys = new Map(cars.map((car) => [car.vehicle, car.publicKey]))
     const ingester = createBatchIngester(db, { resolveVehicleKey: async (vehicle) => keys.get(vehicle) })
     const maxGroupBatches = 64
@@ -217,7 +249,7 @@ export async function runIngest(engine: IngestEngine, quick: boolean): Promise<I
     const rssBefore = process.memoryUsage.rss()
     rssPeak = rssBefore
     const ingestPerSecond: number[] = []
-    const rawInsertPerSecond: number[] = []
+    const rawCopyPerSecond: number[] = []
     const ratios: number[] = []
     let rawIndex = 0
     for (let r = 0; r < w.rounds + 1; r++) {
@@ -236,33 +268,52 @@ export async function runIngest(engine: IngestEngine, quick: boolean): Promise<I
       const batches: RawRows[] = []
       for (let b = 0; b < w.batchesPerVehicle; b++)
         for (const car of cars) batches.push(car.rounds[r]![b]!.rows)
-      const groups: RawRows[] = []
-      for (let i = 0; i < batches.length; i += maxGroupBatches)
-        groups.push(concatRows(batches.slice(i, i + maxGroupBatches)))
+      const commits: RawCommit[] = []
+      for (let i = 0; i < batches.length; i += maxGroupBatches) {
+        const commit = rawCommit(batches.slice(i, i + maxGroupBatches), rawIndex)
+        commits.push(commit)
+        rawIndex += commit.rows
+      }
       const rawStarted = performance.now()
-      await rawInsert(db, groups, rawIndex)
-      rawIndex += eventsPerRound
+      await rawCopy(db, commits)
       const rawRate = eventsPerRound / ((performance.now() - rawStarted) / 1000)
       if (r > 0) {
         ingestPerSecond.push(ingestRate)
-        rawInsertPerSecond.push(rawRate)
+        rawCopyPerSecond.push(rawRate)
         ratios.push(ingestRate / rawRate)
       }
       process.stderr.write(
-        `ingest ${engine} round ${r === 0 ? 'warm-up' : r}: ${Math.round(ingestRate)} events/s, raw insert ${Math.round(rawRate)} rows/s\n`,
+        `ingest ${engine} round ${r === 0 ? 'warm-up' : r}: ${Math.round(ingestRate)} events/s, raw COPY ${Math.round(rawRate)} rows/s\n`,
       )
     }
     clearInterval(sampler)
     const { rows } = await db.query<{ tree_size: bigint }>('select tree_size from ledger_log')
     if (Number(rows[0]!.tree_size) !== eventsPerRound * (w.rounds + 1))
       throw new BaseError('INTERNAL', `the log holds ${rows[0]!.tree_size} events`)
+    const sizes = await db.query<{ name: string; bytes: string }>(
+      `select t as name, pg_total_relation_size(t::regclass)::text as bytes from unnest($1::text[]) as t`,
+      [ledgerTables],
+    )
+    const tables = Object.fromEntries(sizes.rows.map((row) => [row.name, Number(row.bytes)]))
+    let eventBytes = 0
+    for (const car of cars)
+      for (const round of car.rounds)
+        for (const batch of round)
+          for (const e of batch.rows.events)
+            eventBytes += e.leafInput.length + e.salt.length + Buffer.byteLength(e.data)
     return {
       engine,
+      storage: {
+        databaseBytes: Object.values(tables).reduce((sum, bytes) => sum + bytes, 0),
+        eventBytes,
+        events: Number(rows[0]!.tree_size),
+        tables,
+      },
       vehicles: w.vehicles,
       eventsPerBatch: w.eventsPerBatch,
       eventsPerRound,
       ingestPerSecond,
-      rawInsertPerSecond,
+      rawCopyPerSecond,
       ratios,
       rssBeforeMb: rssBefore / 2 ** 20,
       rssPeakMb: Math.max(rssPeak, process.memoryUsage.rss()) / 2 ** 20,
