@@ -67,7 +67,7 @@ export type IngestReport = {
 /** The tables the log writes (the bench's raw copies are not among them). */
 const ledgerTables = ['ledger_leaves', 'ledger_nodes', 'ledger_checkpoints', 'ledger_vehicles', 'ledger_log']
 
-type Workload = { vehicles: number; batchesPerVehicle: number; eventsPerBatch: number; rounds: number }
+export type Workload = { vehicles: number; batchesPerVehicle: number; eventsPerBatch: number; rounds: number }
 
 /**
  * A full round is 102,400 events (~1 s at the targets): long enough that the round's tail — the
@@ -89,7 +89,7 @@ const kinds = [
   'door.locked',
 ] as const
 
-type Car = {
+export type Car = {
   vehicle: VehicleAddress
   publicKey: Uint8Array
   /** Per round (warm-up first), its batches: JSON text as received, and the same rows for the raw COPY. */
@@ -154,7 +154,7 @@ function rawCommit(batches: readonly RawRows[], firstIndex: number): RawCommit {
   return { leaves: leaves.end(), checkpoints: checkpoints.end(), rows: index - firstIndex }
 }
 
-async function buildCars(w: Workload): Promise<Car[]> {
+export async function buildCars(w: Workload): Promise<Car[]> {
   const cars: Car[] = []
   const startMs = Date.now() - 86_400_000
   for (let c = 0; c < w.vehicles; c++) {

@@ -23,6 +23,7 @@ import {
 import { type IngestReport, runIngestChild } from './ingest.ts'
 import { benchKeys, keyNames } from './keys.ts'
 import { benchMerkle, merkleNames } from './merkle.ts'
+import { benchScale, scaleNames } from './scale.ts'
 import { benchStartup, startupNames } from './startup.ts'
 import { benchTiles, tileNames } from './tiles.ts'
 
@@ -38,6 +39,8 @@ export const benchNames = [
   'ledger.ingest_over_raw_copy',
   'ledger.ingest_over_raw_copy_postgres',
   'ledger.bytes_per_event',
+  'ledger.ingest_large_over_empty',
+  'ledger.proof_large_over_small',
   'ledger.merkle_speedup_vs_openzeppelin',
   'ledger.tile_reads_per_s',
   'ledger.tiles_over_api',
@@ -190,6 +193,10 @@ export async function runBench(
         )),
       )
     }
+  }
+  if (groups.has('scale')) {
+    step('ingest and proofs at 10 million entries (PostgreSQL)')
+    results.push(...(await guarded(scaleNames, () => benchScale(options))))
   }
   if (groups.has('chain')) {
     step('starting anvil with the contracts')
