@@ -402,7 +402,7 @@ export async function verifyBatch(parameters: VerifyBatchParameters): Promise<Pa
   if (
     !alreadyVerified &&
     !verifyCheckpointSignature({
-      publicKey: publicKey instanceof Uint8Array ? (keyObjectOf(publicKey) ?? publicKey) : publicKey,
+      publicKey: publicKey instanceof Uint8Array ? (cachedP256Key(publicKey) ?? publicKey) : publicKey,
       leafHash: batch.checkpoint.leafHash,
       signature: batch.checkpoint.signature,
     })
@@ -419,7 +419,11 @@ export async function verifyBatch(parameters: VerifyBatchParameters): Promise<Pa
 // reusing the array for another key.
 const keyObjects = new WeakMap<Uint8Array, { raw: Uint8Array; key: KeyObject | undefined }>()
 
-function keyObjectOf(raw: Uint8Array): KeyObject | undefined {
+/**
+ * The KeyObject of a raw P-256 key as resolved, decoded once per key array (undefined: not a
+ * point on the curve). For callers that verify with a resolved key on the hot path.
+ */
+export function cachedP256Key(raw: Uint8Array): KeyObject | undefined {
   const cached = keyObjects.get(raw)
   if (cached !== undefined && equalBytes(cached.raw, raw)) return cached.key
   const key = p256PublicKey(raw)

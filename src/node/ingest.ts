@@ -13,7 +13,7 @@
 import type { KeyObject } from 'node:crypto'
 import type { Database } from '../db/database.ts'
 import { BaseError } from '../errors.ts'
-import type { VerifiedCheckpoint } from '../ledger/batch.ts'
+import { cachedP256Key, type VerifiedCheckpoint } from '../ledger/batch.ts'
 import { fromHex } from '../ledger/bytes.ts'
 import {
   isVehicleAddress,
@@ -116,7 +116,9 @@ export function authenticateCheckpoint(
     typeof claimed.checkpoint === 'object' && claimed.checkpoint !== null ? claimed.checkpoint : {}
   const leafHash = fromHex(checkpoint.leafHash, 'checkpoint.leafHash', HASH_BYTES, 'EVENT_MALFORMED')
   const signature = fromHex(checkpoint.signature, 'checkpoint.signature', SIGNATURE_BYTES, 'EVENT_MALFORMED')
-  if (!verifyCheckpointSignature({ publicKey, leafHash, signature }))
+  // The key decoded once per vehicle, not once per batch (a raw key as resolved).
+  const key = publicKey instanceof Uint8Array ? (cachedP256Key(publicKey) ?? publicKey) : publicKey
+  if (!verifyCheckpointSignature({ publicKey: key, leafHash, signature }))
     throw new BaseError('EVENT_BAD_SIGNATURE', `the checkpoint signature of ${vehicle} does not verify`, {
       details: { vehicle },
     })
