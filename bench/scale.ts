@@ -197,13 +197,21 @@ async function proofLatency(db: Database, size: number, root: Uint8Array, count:
   return median(samples)
 }
 
-/** One round of the node's ingest: every car sends its round's batches, the next on each ack. */
+/**
+ * One round of the node's ingest: every car sends its round's batches, the next on each ack.
+ * Resolves with the rate and the server's WAL bytes per event meanwhile (the whole server's:
+ * other work on it counts too).
+ */
 async function ingestRound(
+  db: Database,
   ingest: ReturnType<typeof createBatchIngester>,
   cars: readonly Car[],
   round: number,
   events: number,
-): Promise<number> {
+): Promise<{ rate: number; walBytesPerEvent: number }> {
+  const lsn = async () =>
+    (await db.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn')).rows[0]!.lsn
+  const walBefore = await lsn()
   const started = performance.now()
   await Promise.all(
     cars.map(async (car) => {
@@ -214,7 +222,12 @@ async function ingestRound(
       }
     }),
   )
-  return events / ((performance.now() - started) / 1000)
+  const rate = events / ((performance.now() - started) / 1000)
+  const { rows } = await db.query<{ bytes: string }>(
+    'select pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::text as bytes',
+    [walBefore],
+  )
+  return { rate, walBytesPerEvent: Number(rows[0]!.bytes) / events }
 }
 
 export async function benchScale(options: BenchOptions): Promise<BenchResult[]> {
@@ -255,21 +268,22 @@ export async function benchScale(options: BenchOptions): Promise<BenchResult[]> 
     const resolveVehicleKey = async (vehicle: string) => keys.get(vehicle as Car['vehicle'])
     const intoEmpty = createBatchIngester(empty, { resolveVehicleKey })
     const intoLarge = createBatchIngester(large, { resolveVehicleKey })
-    const ingest: { empty: number; large: number }[] = []
+    type Round = Awaited<ReturnType<typeof ingestRound>>
+    const ingest: { empty: Round; large: Round }[] = []
     for (let r = 0; r < w.rounds + 1; r++) {
-      let emptyRate: number
-      let largeRate: number
+      let emptyRound: Round
+      let largeRound: Round
       if (r % 2 === 0) {
-        emptyRate = await ingestRound(intoEmpty, cars, r, eventsPerRound)
-        largeRate = await ingestRound(intoLarge, cars, r, eventsPerRound)
+        emptyRound = await ingestRound(empty, intoEmpty, cars, r, eventsPerRound)
+        largeRound = await ingestRound(large, intoLarge, cars, r, eventsPerRound)
       } else {
-        largeRate = await ingestRound(intoLarge, cars, r, eventsPerRound)
-        emptyRate = await ingestRound(intoEmpty, cars, r, eventsPerRound)
+        largeRound = await ingestRound(large, intoLarge, cars, r, eventsPerRound)
+        emptyRound = await ingestRound(empty, intoEmpty, cars, r, eventsPerRound)
       }
       options.progress(
-        `scale: ingest round ${r === 0 ? 'warm-up' : r}: large ${Math.round(largeRate)}, empty ${Math.round(emptyRate)} events/s`,
+        `scale: ingest round ${r === 0 ? 'warm-up' : r}: large ${Math.round(largeRound.rate)}, empty ${Math.round(emptyRound.rate)} events/s; WAL ${Math.round(largeRound.walBytesPerEvent)} / ${Math.round(emptyRound.walBytesPerEvent)} bytes per event`,
       )
-      if (r > 0) ingest.push({ empty: emptyRate, large: largeRate })
+      if (r > 0) ingest.push({ empty: emptyRound, large: largeRound })
     }
     const { rows: logs } = await large.query<{ tree_size: string }>('select tree_size::text from ledger_log')
     if (Number(logs[0]!.tree_size) !== w.large + eventsPerRound * (w.rounds + 1))
@@ -284,12 +298,16 @@ export async function benchScale(options: BenchOptions): Promise<BenchResult[]> 
       resultOf(
         'ledger.ingest_large_over_empty',
         '×',
-        ingest.map((i) => i.large / i.empty),
+        ingest.map((i) => i.large.rate / i.empty.rate),
         ingestTarget,
         {
           what: `PostgreSQL: the node's ingest (authenticateCheckpoint, createBatchIngester) into a log already holding ${w.large.toLocaleString('en-US')} entries / the same batches into an empty log, taking turns; ${eventsPerRound} events per round (64 cars × 4 batches of 100)`,
-          largeEventsPerSecond: ingest.map((i) => round3(i.large)),
-          emptyEventsPerSecond: ingest.map((i) => round3(i.empty)),
+          largeEventsPerSecond: ingest.map((i) => round3(i.large.rate)),
+          emptyEventsPerSecond: ingest.map((i) => round3(i.empty.rate)),
+          largeWalBytesPerEvent: ingest.map((i) => round3(i.large.walBytesPerEvent)),
+          emptyWalBytesPerEvent: ingest.map((i) => round3(i.empty.walBytesPerEvent)),
+          walNote:
+            "the server's WAL written during each round over its events (the whole server's: other work on it counts too)",
           ...filled,
         },
       ),
