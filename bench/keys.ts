@@ -135,6 +135,33 @@ async function fixedTableFloor(count: number): Promise<{ same: number; distinct:
   }
 }
 
+/**
+ * One check per primitive, each verifying one fixed signature (a hot loop calls it over and over):
+ * OpenSSL, noble, the car's `SignerKeyCache`, the fixed-base tables. For callers that interleave
+ * the primitives with their own work (`charging.vouchers_over_verify`).
+ */
+export async function hotLoopChecks(): Promise<
+  Record<'openssl' | 'noble' | 'signerKeyCache' | 'fixedTables', () => boolean>
+> {
+  const digest = randomBytes(32)
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'secp256k1' })
+  const derSignature = createSign('sha256').update(digest).sign(privateKey)
+  const secret = secp256k1.utils.randomSecretKey()
+  const nobleSignature = secp256k1.sign(digest, secret, { prehash: false })
+  const noblePublic = secp256k1.getPublicKey(secret)
+  const account = privateKeyToAccount(generatePrivateKey())
+  const signed = await signedDigest(account)
+  const cache = new SignerKeyCache()
+  const table = tableOf(account)
+  const inputs = recoverableInputs(signed.digest, signed.signature)
+  return {
+    openssl: () => opensslVerify('sha256', digest, publicKey, derSignature),
+    noble: () => secp256k1.verify(nobleSignature, digest, noblePublic, { prehash: false }),
+    signerKeyCache: () => cache.verify(account.address, signed.digest, signed.signature),
+    fixedTables: () => verifyRecoverable(table, ...inputs),
+  }
+}
+
 /** The primitives the floor is taken over, as `primitivesMicros` names them. */
 const primitives = ['openssl', 'noble', 'fixedTables'] as const
 type Primitive = (typeof primitives)[number]
