@@ -23,10 +23,9 @@ import { fromHex, type Hex, toHex } from '../src/ledger/bytes.ts'
 import { createBatchIngester } from '../src/ledger/ingest.ts'
 import { foldNodes, rangeNodes, verifyInclusion } from '../src/ledger/merkle.ts'
 import { getInclusionProof } from '../src/ledger/store.ts'
-import { authenticateCheckpoint } from '../src/node/ingest.ts'
 import { freshDatabase } from '../test/database.ts'
 import { type BenchOptions, type BenchResult, median, resultOf, round3, skipped } from './harness.ts'
-import { buildCars, type Car } from './ingest.ts'
+import { buildCars, type Car, sendRound } from './ingest.ts'
 
 export const scaleNames = [
   { name: 'ledger.ingest_large_over_empty', unit: '×' },
@@ -213,15 +212,7 @@ async function ingestRound(
     (await db.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn')).rows[0]!.lsn
   const walBefore = await lsn()
   const started = performance.now()
-  await Promise.all(
-    cars.map(async (car) => {
-      for (const batch of car.rounds[round]!) {
-        const received = JSON.parse(batch.json)
-        const checkpoint = authenticateCheckpoint(received, car.vehicle, car.publicKey)
-        await ingest.ingest(received, car.vehicle, checkpoint)
-      }
-    }),
-  )
+  await sendRound(ingest, cars, round)
   const rate = events / ((performance.now() - started) / 1000)
   const { rows } = await db.query<{ bytes: string }>(
     'select pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::text as bytes',
