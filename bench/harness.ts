@@ -19,6 +19,7 @@ export type BenchGroup =
   | 'ingest'
   | 'postgres'
   | 'nodes'
+  | 'scale'
   | 'chain'
   | 'startup'
 export const benchGroups: readonly BenchGroup[] = [
@@ -28,6 +29,7 @@ export const benchGroups: readonly BenchGroup[] = [
   'ingest',
   'postgres',
   'nodes',
+  'scale',
   'chain',
   'startup',
 ]

@@ -1,13 +1,15 @@
 /**
- * Ledger ingest (issue 4 "Performance"): sustained throughput of the node's ingest path —
- * `createBatchIngester` (group commit), fed JSON batches from many vehicles at once, each
- * vehicle sending its next batch when the last was acknowledged. Every event is parsed, its
+ * Ledger ingest (issue 4 "Performance"): sustained throughput of the node's ingest path — the
+ * node's checkpoint authentication (`authenticateCheckpoint`), then `createBatchIngester` (group
+ * commit) — fed JSON batches from many vehicles at once, each vehicle sending its next batch when
+ * the last was acknowledged. Every event is parsed, its
  * payload commitment and the batch's P-256 checkpoint signature are verified, and it is durable
  * in the database and in the Merkle log when acknowledged.
  *
- * Each round, right after the ingest, the same rows (leaves with their payloads) go into a copy of
- * the table (same indexes) by plain multi-row INSERTs in commits of the same size: the raw-insert
- * ratio is taken per round.
+ * Each round, right after the ingest, the same rows (leaves with their payloads, and the batches'
+ * checkpoint signatures) go into copies of their tables (same indexes) by raw binary COPY of bytes
+ * made ready beforehand, in commits of the ingester's largest group: the database's own floor for
+ * those rows. The ratio ingest / raw COPY is taken per round.
  *
  * Runs in a child process (`node bench/ingest.ts --engine pglite|postgres [--quick]`, one JSON
  * line on stdout), so the node's peak memory under ingest is its own, not the bench's.
@@ -17,20 +19,22 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { CopyBinaryWriter } from '../src/db/copy-binary.ts'
 import type { Database } from '../src/db/database.ts'
 import { openDatabase } from '../src/db/database.ts'
 import { migrate } from '../src/db/migrate.ts'
 import { BaseError } from '../src/errors.ts'
 import { createBatch } from '../src/ledger/batch.ts'
-import { toBareHex } from '../src/ledger/bytes.ts'
+import { fromHex } from '../src/ledger/bytes.ts'
 import {
   type BuiltEvent,
   createEventChain,
   encodeEnvelope,
   type VehicleAddress,
 } from '../src/ledger/envelope.ts'
-import { createBatchIngester } from '../src/ledger/ingest.ts'
+import { type BatchIngester, createBatchIngester } from '../src/ledger/ingest.ts'
 import { aP256Signer } from '../src/ledger/testing.ts'
+import { authenticateCheckpoint } from '../src/node/ingest.ts'
 import { freshDatabase } from '../test/database.ts'
 
 export type IngestEngine = 'pglite' | 'postgres'
@@ -43,7 +47,8 @@ export type IngestReport = {
   eventsPerRound: number
   /** Events per second, one per measured round. */
   ingestPerSecond: number[]
-  rawInsertPerSecond: number[]
+  /** Rows (events) per second loaded by the raw binary COPY. */
+  rawCopyPerSecond: number[]
   /** ingest / raw, per round. */
   ratios: number[]
   /** Resident memory of the process: before the first round (batches built) and at its peak. */
@@ -51,9 +56,18 @@ export type IngestReport = {
   rssPeakMb: number
   /** The JSON batches held in memory by the bench itself (counted in the RSS). */
   batchesMb: number
+  /**
+   * The ledger's tables with their indexes and TOAST (`pg_total_relation_size`) after every round,
+   * and the bytes of what they hold as the vehicles sent it: canonical envelopes, payload salts and
+   * payload JSON.
+   */
+  storage: { databaseBytes: number; eventBytes: number; events: number; tables: Record<string, number> }
 }
 
-type Workload = { vehicles: number; batchesPerVehicle: number; eventsPerBatch: number; rounds: number }
+/** The tables the log writes (the bench's raw copies are not among them). */
+const ledgerTables = ['ledger_leaves', 'ledger_nodes', 'ledger_checkpoints', 'ledger_vehicles', 'ledger_log']
+
+export type Workload = { vehicles: number; batchesPerVehicle: number; eventsPerBatch: number; rounds: number }
 
 /**
  * A full round is 102,400 events (~1 s at the targets): long enough that the round's tail — the
@@ -75,47 +89,72 @@ const kinds = [
   'door.locked',
 ] as const
 
-type Car = {
+export type Car = {
   vehicle: VehicleAddress
   publicKey: Uint8Array
-  /** Per round (warm-up first), its batches: JSON text as received, and the same rows for the raw insert. */
+  /** Per round (warm-up first), its batches: JSON text as received, and the same rows for the raw COPY. */
   rounds: { json: string; rows: RawRows }[][]
 }
 
-/**
- * One batch's leaf and payload rows, column by column, ready to bind (hex for bytea): compact,
- * so the bench's own data weighs little in the measured process's memory.
- */
+/** One batch's leaf rows (payloads included) and its checkpoint, as bytes and values ready to COPY. */
 type RawRows = {
-  hashes: string[]
-  inputs: string[]
-  vehicles: string[]
-  seqs: number[]
-  times: number[]
-  kinds: string[]
-  salts: string[]
-  data: string[]
+  events: {
+    leafHash: Uint8Array
+    leafInput: Uint8Array
+    seq: number
+    time: number
+    kind: string
+    salt: Uint8Array
+    data: string
+  }[]
+  vehicle: Uint8Array
+  signature: Uint8Array
 }
 
-function rawRows(events: readonly BuiltEvent[]): RawRows {
+function rawRows(events: readonly BuiltEvent[], vehicle: VehicleAddress, signature: Uint8Array): RawRows {
   return {
-    hashes: events.map((e) => toBareHex(e.leafHash)),
-    inputs: events.map((e) => toBareHex(encodeEnvelope(e.envelope))),
-    vehicles: events.map((e) => e.envelope.vehicle.slice(2)),
-    seqs: events.map((e) => e.envelope.seq),
-    times: events.map((e) => e.envelope.time),
-    kinds: events.map((e) => e.envelope.kind),
-    salts: events.map((e) => toBareHex(e.payload.salt)),
-    data: events.map((e) => JSON.stringify(e.payload.data)),
+    events: events.map((e) => ({
+      leafHash: e.leafHash,
+      leafInput: encodeEnvelope(e.envelope),
+      seq: e.envelope.seq,
+      time: e.envelope.time,
+      kind: e.envelope.kind,
+      salt: e.payload.salt,
+      data: JSON.stringify(e.payload.data),
+    })),
+    vehicle: fromHex(vehicle, 'vehicle', 20),
+    signature,
   }
 }
 
-function concatRows(batches: readonly RawRows[]): RawRows {
-  const keys = Object.keys(batches[0]!) as (keyof RawRows)[]
-  return Object.fromEntries(keys.map((key) => [key, batches.flatMap((b) => b[key] as unknown[])])) as RawRows
+/** One commit of the raw path: the binary COPY data of its leaf rows and of its checkpoint rows. */
+type RawCommit = { leaves: Uint8Array; checkpoints: Uint8Array; rows: number }
+
+function rawCommit(batches: readonly RawRows[], firstIndex: number): RawCommit {
+  const leaves = new CopyBinaryWriter(batches.length * 100 * 512)
+  const checkpoints = new CopyBinaryWriter(batches.length * 160)
+  let index = firstIndex
+  for (const batch of batches) {
+    for (const e of batch.events) {
+      leaves
+        .row(9)
+        .int8(index++)
+        .bytes(e.leafHash)
+        .bytes(e.leafInput)
+        .bytes(batch.vehicle)
+        .int8(e.seq)
+        .int8(e.time)
+        .text(e.kind)
+        .bytes(e.salt)
+        .jsonb(e.data)
+    }
+    const newest = batch.events[batch.events.length - 1]!
+    checkpoints.row(4).bytes(batch.vehicle).int8(newest.seq).bytes(newest.leafHash).bytes(batch.signature)
+  }
+  return { leaves: leaves.end(), checkpoints: checkpoints.end(), rows: index - firstIndex }
 }
 
-async function buildCars(w: Workload): Promise<Car[]> {
+export async function buildCars(w: Workload): Promise<Car[]> {
   const cars: Car[] = []
   const startMs = Date.now() - 86_400_000
   for (let c = 0; c < w.vehicles; c++) {
@@ -141,7 +180,11 @@ async function buildCars(w: Workload): Promise<Car[]> {
             }),
           )
         }
-        batches.push({ json: JSON.stringify(await createBatch({ events, signer })), rows: rawRows(events) })
+        const batch = await createBatch({ events, signer })
+        batches.push({
+          json: JSON.stringify(batch),
+          rows: rawRows(events, vehicle, fromHex(batch.checkpoint.signature, 'signature', 64)),
+        })
       }
       rounds.push(batches)
     }
@@ -169,32 +212,40 @@ async function openEngine(engine: IngestEngine): Promise<{ db: Database; close: 
 }
 
 /**
- * The raw path: the same leaf rows with their payloads, one plain multi-row INSERT per commit, no
- * checks, no tree. (The ingest loads its rows by COPY; this baseline stays an INSERT, as issue 4
- * names it.)
+ * The raw path, the database's own floor for these rows: each commit one binary COPY of its leaf
+ * rows (payloads included) and one of its checkpoint rows, the bytes made before the clock starts;
+ * no checks, no tree, no vehicle heads.
  */
-async function rawInsert(db: Database, groups: readonly RawRows[], firstIndex: number): Promise<void> {
-  let index = firstIndex
-  for (const rows of groups) {
-    const indexes = rows.seqs.map(() => index++)
-    await db.query(
-      `insert into bench_raw_leaves (leaf_index, leaf_hash, leaf_input, vehicle, seq, time_ms, kind, salt, data)
-       select i, decode(h, 'hex'), decode(input, 'hex'), decode(v, 'hex'), s, t, k, decode(salt, 'hex'), d
-         from unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
-                     $8::text[], $9::jsonb[]) as r(i, h, input, v, s, t, k, salt, d)`,
-      [
-        indexes,
-        rows.hashes,
-        rows.inputs,
-        rows.vehicles,
-        rows.seqs,
-        rows.times,
-        rows.kinds,
-        rows.salts,
-        rows.data,
-      ],
-    )
+async function rawCopy(db: Database, commits: readonly RawCommit[]): Promise<void> {
+  for (const commit of commits) {
+    await db.transaction(async (tx) => {
+      await tx.copyFrom(
+        'bench_raw_leaves (leaf_index, leaf_hash, leaf_input, vehicle, seq, time_ms, kind, salt, data)',
+        commit.leaves,
+      )
+      await tx.copyFrom('bench_raw_checkpoints (vehicle, seq, leaf_hash, signature)', commit.checkpoints)
+    })
   }
+}
+
+/**
+ * One round of the node's ingest: every car sends its round's batches at once with the others, the
+ * next when the last was acknowledged, each taken as the node takes it (src/node/ingest.ts): JSON
+ * parsed, the checkpoint authenticated before the batch is verified whole and passed on, so it is
+ * verified once.
+ */
+export async function sendRound(ingester: BatchIngester, cars: readonly Car[], round: number): Promise<void> {
+  await Promise.all(
+    cars.map(async (car) => {
+      for (const batch of car.rounds[round]!) {
+        const received = JSON.parse(batch.json)
+        const checkpoint = authenticateCheckpoint(received, car.vehicle, car.publicKey)
+        const result = await ingester.ingest(received, car.vehicle, checkpoint)
+        if (result.ids.length !== received.events.length)
+          throw new BaseError('INTERNAL', `ingest acknowledged ${result.ids.length} events`)
+      }
+    }),
+  )
 }
 
 /** Runs the ingest benchmark in this process (the child). */
@@ -205,7 +256,10 @@ export async function runIngest(engine: IngestEngine, quick: boolean): Promise<I
     cars.reduce((sum, car) => sum + car.rounds.flat().reduce((s, b) => s + b.json.length, 0), 0) / 2 ** 20
   const { db, close } = await openEngine(engine)
   try {
-    await db.exec('create table bench_raw_leaves (like ledger_leaves including all)')
+    await db.exec(
+      `create table bench_raw_leaves (like ledger_leaves including all);
+       create table bench_raw_checkpoints (like ledger_checkpoints including all)`,
+    )
     const keys = new Map(cars.map((car) => [car.vehicle, car.publicKey]))
     const ingester = createBatchIngester(db, { resolveVehicleKey: async (vehicle) => keys.get(vehicle) })
     const maxGroupBatches = 64
@@ -217,52 +271,63 @@ export async function runIngest(engine: IngestEngine, quick: boolean): Promise<I
     const rssBefore = process.memoryUsage.rss()
     rssPeak = rssBefore
     const ingestPerSecond: number[] = []
-    const rawInsertPerSecond: number[] = []
+    const rawCopyPerSecond: number[] = []
     const ratios: number[] = []
     let rawIndex = 0
     for (let r = 0; r < w.rounds + 1; r++) {
       const started = performance.now()
-      await Promise.all(
-        cars.map(async (car) => {
-          for (const batch of car.rounds[r]!) {
-            const result = await ingester.ingest(JSON.parse(batch.json))
-            if (result.ids.length !== w.eventsPerBatch)
-              throw new BaseError('INTERNAL', `ingest acknowledged ${result.ids.length} events`)
-          }
-        }),
-      )
+      await sendRound(ingester, cars, r)
       const ingestRate = eventsPerRound / ((performance.now() - started) / 1000)
       // The same rows, in commits of the ingester's largest group, vehicles interleaved as they arrived.
       const batches: RawRows[] = []
       for (let b = 0; b < w.batchesPerVehicle; b++)
         for (const car of cars) batches.push(car.rounds[r]![b]!.rows)
-      const groups: RawRows[] = []
-      for (let i = 0; i < batches.length; i += maxGroupBatches)
-        groups.push(concatRows(batches.slice(i, i + maxGroupBatches)))
+      const commits: RawCommit[] = []
+      for (let i = 0; i < batches.length; i += maxGroupBatches) {
+        const commit = rawCommit(batches.slice(i, i + maxGroupBatches), rawIndex)
+        commits.push(commit)
+        rawIndex += commit.rows
+      }
       const rawStarted = performance.now()
-      await rawInsert(db, groups, rawIndex)
-      rawIndex += eventsPerRound
+      await rawCopy(db, commits)
       const rawRate = eventsPerRound / ((performance.now() - rawStarted) / 1000)
       if (r > 0) {
         ingestPerSecond.push(ingestRate)
-        rawInsertPerSecond.push(rawRate)
+        rawCopyPerSecond.push(rawRate)
         ratios.push(ingestRate / rawRate)
       }
       process.stderr.write(
-        `ingest ${engine} round ${r === 0 ? 'warm-up' : r}: ${Math.round(ingestRate)} events/s, raw insert ${Math.round(rawRate)} rows/s\n`,
+        `ingest ${engine} round ${r === 0 ? 'warm-up' : r}: ${Math.round(ingestRate)} events/s, raw COPY ${Math.round(rawRate)} rows/s\n`,
       )
     }
     clearInterval(sampler)
     const { rows } = await db.query<{ tree_size: bigint }>('select tree_size from ledger_log')
     if (Number(rows[0]!.tree_size) !== eventsPerRound * (w.rounds + 1))
       throw new BaseError('INTERNAL', `the log holds ${rows[0]!.tree_size} events`)
+    const sizes = await db.query<{ name: string; bytes: string }>(
+      `select t as name, pg_total_relation_size(t::regclass)::text as bytes from unnest($1::text[]) as t`,
+      [ledgerTables],
+    )
+    const tables = Object.fromEntries(sizes.rows.map((row) => [row.name, Number(row.bytes)]))
+    let eventBytes = 0
+    for (const car of cars)
+      for (const round of car.rounds)
+        for (const batch of round)
+          for (const e of batch.rows.events)
+            eventBytes += e.leafInput.length + e.salt.length + Buffer.byteLength(e.data)
     return {
       engine,
+      storage: {
+        databaseBytes: Object.values(tables).reduce((sum, bytes) => sum + bytes, 0),
+        eventBytes,
+        events: Number(rows[0]!.tree_size),
+        tables,
+      },
       vehicles: w.vehicles,
       eventsPerBatch: w.eventsPerBatch,
       eventsPerRound,
       ingestPerSecond,
-      rawInsertPerSecond,
+      rawCopyPerSecond,
       ratios,
       rssBeforeMb: rssBefore / 2 ** 20,
       rssPeakMb: Math.max(rssPeak, process.memoryUsage.rss()) / 2 ** 20,

@@ -88,33 +88,6 @@ async function signedDigest(account: ReturnType<typeof privateKeyToAccount>) {
   return { digest, signature }
 }
 
-/** Microseconds per secp256k1 verification with OpenSSL and noble (`count` timed in one loop). */
-function primitiveFloors(count: number): { openssl: number; noble: number } {
-  const digest = randomBytes(32)
-  // OpenSSL (node:crypto): ECDSA over SHA-256 of the 32 bytes (one extra tiny hash; OpenSSL
-  // cannot take a Keccak digest as is).
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'secp256k1' })
-  const derSignature = createSign('sha256').update(digest).sign(privateKey)
-  // noble: the plain verification.
-  const secret = secp256k1.utils.randomSecretKey()
-  const nobleSignature = secp256k1.sign(digest, secret, { prehash: false })
-  const noblePublic = secp256k1.getPublicKey(secret)
-  return {
-    openssl: microsPerCheck(count, () => opensslVerify('sha256', digest, publicKey, derSignature)),
-    noble: microsPerCheck(count, () =>
-      secp256k1.verify(nobleSignature, digest, noblePublic, { prehash: false }),
-    ),
-  }
-}
-
-/** The car's own `SignerKeyCache` (fixed-base tables behind its address lookup), hot loop. */
-async function cachedSignerFloor(count: number): Promise<number> {
-  const account = privateKeyToAccount(generatePrivateKey())
-  const { digest, signature } = await signedDigest(account)
-  const cache = new SignerKeyCache()
-  return microsPerCheck(count, () => cache.verify(account.address, digest, signature))
-}
-
 /**
  * The charger's fixed-base window tables (identity/secp256k1-fixed.ts) on one known key, in a hot
  * loop: over one signature (`same`, the hot-loop yardstick) and over `count` distinct ones
@@ -132,6 +105,33 @@ async function fixedTableFloor(count: number): Promise<{ same: number; distinct:
   return {
     same: microsPerCheck(count, () => verifyRecoverable(table, ...inputs[0]!)),
     distinct: microsPerCheck(count, () => verifyRecoverable(table, ...inputs[next++ % count]!)),
+  }
+}
+
+/**
+ * One check per primitive, each verifying one fixed signature (a hot loop calls it over and over):
+ * OpenSSL, noble, the car's `SignerKeyCache`, the fixed-base tables. For callers that interleave
+ * the primitives with their own work (`charging.vouchers_over_verify`).
+ */
+export async function hotLoopChecks(): Promise<
+  Record<'openssl' | 'noble' | 'signerKeyCache' | 'fixedTables', () => boolean>
+> {
+  const digest = randomBytes(32)
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'secp256k1' })
+  const derSignature = createSign('sha256').update(digest).sign(privateKey)
+  const secret = secp256k1.utils.randomSecretKey()
+  const nobleSignature = secp256k1.sign(digest, secret, { prehash: false })
+  const noblePublic = secp256k1.getPublicKey(secret)
+  const account = privateKeyToAccount(generatePrivateKey())
+  const signed = await signedDigest(account)
+  const cache = new SignerKeyCache()
+  const table = tableOf(account)
+  const inputs = recoverableInputs(signed.digest, signed.signature)
+  return {
+    openssl: () => opensslVerify('sha256', digest, publicKey, derSignature),
+    noble: () => secp256k1.verify(nobleSignature, digest, noblePublic, { prehash: false }),
+    signerKeyCache: () => cache.verify(account.address, signed.digest, signed.signature),
+    fixedTables: () => verifyRecoverable(table, ...inputs),
   }
 }
 
@@ -202,8 +202,10 @@ async function coldProbe(
 
 /** Each primitive in a hot loop over one signature (the detail's second yardstick, not the floor). */
 async function hotLoopMicros(count: number) {
-  const { openssl, noble } = primitiveFloors(count)
-  const signerKeyCache = await cachedSignerFloor(count)
+  const checks = await hotLoopChecks()
+  const openssl = microsPerCheck(count, checks.openssl)
+  const noble = microsPerCheck(count, checks.noble)
+  const signerKeyCache = microsPerCheck(count, checks.signerKeyCache)
   const fixedTables = await fixedTableFloor(count)
   return {
     fastest: Math.min(openssl, noble, signerKeyCache, fixedTables.same),

@@ -1,9 +1,9 @@
 /**
- * `npm run bench [-- --quick] [-- --json FILE] [-- --only merkle,tiles,vouchers,ingest,postgres,nodes,chain,startup]`
+ * `npm run bench [-- --quick] [-- --json FILE] [-- --only merkle,tiles,vouchers,ingest,postgres,nodes,scale,chain,startup]`
  *
  * Prints the table (each figure met / missed against its issue's target) on stdout, progress on
  * stderr, and with `--json FILE` writes `{"machine":{…},"results":[{"name","value","unit","detail"}]}`.
- * `ledger.ingest_events_per_s_postgres` runs when DATABASE_URL is set. Exits 0 when the run
+ * The PostgreSQL figures (`postgres`, `scale`) run when DATABASE_URL is set. Exits 0 when the run
  * completed, whatever the verdicts (a missed target is a finding, not a crash).
  */
 import { writeFileSync } from 'node:fs'

@@ -350,6 +350,20 @@ export type VerifyBatchParameters = {
   resolveVehicleKey: ResolveVehicleKey
   /** The vehicle the transport authenticated (mutual TLS, MQTT client), if any: the batch must be its. */
   authenticatedVehicle?: VehicleAddress | undefined
+  /**
+   * A checkpoint signature the caller has already verified (the node does, before it counts a
+   * batch against the vehicle's budget): it is not verified again when `publicKey` is the very key
+   * `resolveVehicleKey` gives (same object) and `leafHash` and `signature` are byte for byte the
+   * batch's own. Anything else is verified as usual.
+   */
+  verifiedCheckpoint?: VerifiedCheckpoint | undefined
+}
+
+/** A checkpoint signature verified with `publicKey` (see `VerifyBatchParameters.verifiedCheckpoint`). */
+export type VerifiedCheckpoint = {
+  publicKey: Uint8Array | KeyObject
+  leafHash: Uint8Array
+  signature: Uint8Array
 }
 
 /**
@@ -379,9 +393,16 @@ export async function verifyBatch(parameters: VerifyBatchParameters): Promise<Pa
       details: { vehicle },
     })
   }
+  const verified = parameters.verifiedCheckpoint
+  const alreadyVerified =
+    verified !== undefined &&
+    verified.publicKey === publicKey &&
+    equalBytes(verified.leafHash, batch.checkpoint.leafHash) &&
+    equalBytes(verified.signature, batch.checkpoint.signature)
   if (
+    !alreadyVerified &&
     !verifyCheckpointSignature({
-      publicKey: publicKey instanceof Uint8Array ? (keyObjectOf(publicKey) ?? publicKey) : publicKey,
+      publicKey: publicKey instanceof Uint8Array ? (cachedP256Key(publicKey) ?? publicKey) : publicKey,
       leafHash: batch.checkpoint.leafHash,
       signature: batch.checkpoint.signature,
     })
@@ -398,7 +419,11 @@ export async function verifyBatch(parameters: VerifyBatchParameters): Promise<Pa
 // reusing the array for another key.
 const keyObjects = new WeakMap<Uint8Array, { raw: Uint8Array; key: KeyObject | undefined }>()
 
-function keyObjectOf(raw: Uint8Array): KeyObject | undefined {
+/**
+ * The KeyObject of a raw P-256 key as resolved, decoded once per key array (undefined: not a
+ * point on the curve). For callers that verify with a resolved key on the hot path.
+ */
+export function cachedP256Key(raw: Uint8Array): KeyObject | undefined {
   const cached = keyObjects.get(raw)
   if (cached !== undefined && equalBytes(cached.raw, raw)) return cached.key
   const key = p256PublicKey(raw)

@@ -496,3 +496,43 @@ describe('createBatchIngester on a worker thread', () => {
     )
   })
 })
+
+describe('a checkpoint the caller verified is verified once', () => {
+  for (const verifyOnWorker of [false, true]) {
+    it(`is trusted only with the very key resolved and the batch's own bytes (${verifyOnWorker ? 'worker' : 'this thread'})`, async () => {
+      const other = aP256Signer()
+      const chain = createEventChain({ vehicle })
+      const events = [chain.append({ kind: 'door.locked', time: 1, data: {} })]
+      const forged = await createBatch({ events, signer: other.signer })
+      const good = await createBatch({ events, signer: key.signer })
+      const bytesOf = (batch: BatchJson) => ({
+        leafHash: fromHex(batch.checkpoint.leafHash, 'leafHash'),
+        signature: fromHex(batch.checkpoint.signature, 'signature'),
+      })
+      const db = await freshDatabase('pglite')
+      try {
+        const ingester = createBatchIngester(db, { resolveVehicleKey, verifyOnWorker })
+        const refused = async (batch: BatchJson, verified: Parameters<typeof ingester.ingest>[2]) =>
+          assert.rejects(ingester.ingest(clone(batch), vehicle, verified), (error) =>
+            isErrorCode(error, 'EVENT_BAD_SIGNATURE'),
+          )
+        // A vouched signature made with another key object (even of equal bytes) is checked again.
+        await refused(forged, { publicKey: other.publicKey, ...bytesOf(forged) })
+        await refused(forged, { publicKey: key.publicKey.slice(), ...bytesOf(forged) })
+        // Vouched bytes that are not the batch's own: the batch's signature is checked.
+        await refused(forged, { publicKey: key.publicKey, ...bytesOf(good) })
+        // Without a vouch, as before.
+        await refused(forged, undefined)
+        // The very key resolved and the batch's own bytes: not verified again (the caller did it).
+        // A forged signature shows it: it passes only because the caller vouched for it.
+        const trusted = await ingester.ingest(clone(forged), vehicle, {
+          publicKey: key.publicKey,
+          ...bytesOf(forged),
+        })
+        assert.deepEqual(trusted.ids, [events[0]!.id])
+      } finally {
+        await db.close()
+      }
+    })
+  }
+})

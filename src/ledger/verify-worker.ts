@@ -34,6 +34,8 @@ type Request = {
   /** The resolved key; `keyFailed`: resolving it threw (the caller holds that error). */
   key: Uint8Array | KeyObject | undefined
   keyFailed: boolean
+  /** The caller verified this checkpoint signature with `key` already (not verified again). */
+  checkpointVerified: { leafHash: Uint8Array; signature: Uint8Array } | undefined
 }
 
 type Reply =
@@ -78,13 +80,16 @@ async function answer(request: Request): Promise<{ reply: Reply; transfer: Array
   const { id } = request
   let parsed: ParsedBatch
   try {
+    const key = request.keyFailed ? undefined : keyOf(request.key)
+    const vouched = request.checkpointVerified
     parsed = await verifyBatch({
       batch: request.batch,
       authenticatedVehicle: request.authenticatedVehicle,
       resolveVehicleKey: async () => {
         if (request.keyFailed) throw new KeyFailed()
-        return keyOf(request.key)
+        return key
       },
+      verifiedCheckpoint: vouched && key !== undefined ? { publicKey: key, ...vouched } : undefined,
     })
   } catch (error) {
     if (error instanceof KeyFailed) return { reply: { id, ok: false, keyFailed: true }, transfer: [] }
@@ -153,13 +158,15 @@ export type VerifyWorker = {
   /**
    * `verifyBatch` of a batch as parsed from JSON, on the worker: same result, same refusals.
    * `key` is what the caller's `resolveVehicleKey` gave for `batch.vehicle` (`keyError` what it
-   * threw), looked up before the batch is checked.
+   * threw), looked up before the batch is checked. `checkpointVerified`: the caller has verified
+   * the batch's checkpoint signature with `key` itself (`VerifyBatchParameters.verifiedCheckpoint`).
    */
   verify(parameters: {
     batch: unknown
     authenticatedVehicle: VehicleAddress | undefined
     key: Uint8Array | KeyObject | undefined
     keyError?: unknown
+    checkpointVerified?: { leafHash: Uint8Array; signature: Uint8Array } | undefined
   }): Promise<ParsedBatch>
 }
 
@@ -192,14 +199,21 @@ export function startVerifyWorker(): VerifyWorker {
     get usable() {
       return failure === undefined
     },
-    verify({ batch, authenticatedVehicle, key, keyError }) {
+    verify({ batch, authenticatedVehicle, key, keyError, checkpointVerified }) {
       return new Promise<ParsedBatch>((resolve, reject) => {
         if (failure !== undefined) {
           reject(failure)
           return
         }
         const id = nextId++
-        const request: Request = { id, batch, authenticatedVehicle, key, keyFailed: keyError !== undefined }
+        const request: Request = {
+          id,
+          batch,
+          authenticatedVehicle,
+          key,
+          keyFailed: keyError !== undefined,
+          checkpointVerified,
+        }
         // Throws DataCloneError for what JSON cannot hold (functions, symbols): the caller then
         // verifies on its own thread, which refuses it properly.
         worker.postMessage(request)

@@ -13,6 +13,7 @@
 import type { KeyObject } from 'node:crypto'
 import type { Database } from '../db/database.ts'
 import { BaseError } from '../errors.ts'
+import { cachedP256Key, type VerifiedCheckpoint } from '../ledger/batch.ts'
 import { fromHex } from '../ledger/bytes.ts'
 import {
   isVehicleAddress,
@@ -76,9 +77,10 @@ export function createNodeIngest(
   return {
     async accept(batch, vehicle) {
       const publicKey = await requireKey(vehicle)
-      authenticateCheckpoint(batch, vehicle, publicKey)
+      const checkpoint = authenticateCheckpoint(batch, vehicle, publicKey)
       budget.take(vehicle)
-      const result = await ingesterOf(vehicle).ingest(batch, vehicle)
+      // Verified once: the ingester skips it when its key lookup gives the same key.
+      const result = await ingesterOf(vehicle).ingest(batch, vehicle, checkpoint)
       if (result.duplicates < result.ids.length) {
         const envelopes = (batch as { events: { envelope: { seq: number; kind: string; time: number } }[] })
           .events
@@ -107,13 +109,14 @@ export function createNodeIngest(
 /**
  * The batch names `vehicle` and its checkpoint carries `vehicle`'s signature over the leaf hash it
  * names: EVENT_MALFORMED, EVENT_VEHICLE_MISMATCH or EVENT_BAD_SIGNATURE. Whether that leaf hash is
- * the batch's newest event is checked with the rest of the batch (src/ledger/ingest.ts).
+ * the batch's newest event is checked with the rest of the batch (src/ledger/ingest.ts). Answers
+ * the verified checkpoint, for the ingester not to verify it again.
  */
-function authenticateCheckpoint(
+export function authenticateCheckpoint(
   batch: unknown,
   vehicle: VehicleAddress,
   publicKey: Uint8Array | KeyObject,
-): void {
+): VerifiedCheckpoint {
   const claimed = batch as {
     vehicle?: unknown
     checkpoint?: { leafHash?: unknown; signature?: unknown }
@@ -131,8 +134,11 @@ function authenticateCheckpoint(
     typeof claimed.checkpoint === 'object' && claimed.checkpoint !== null ? claimed.checkpoint : {}
   const leafHash = fromHex(checkpoint.leafHash, 'checkpoint.leafHash', HASH_BYTES, 'EVENT_MALFORMED')
   const signature = fromHex(checkpoint.signature, 'checkpoint.signature', SIGNATURE_BYTES, 'EVENT_MALFORMED')
-  if (!verifyCheckpointSignature({ publicKey, leafHash, signature }))
+  // The key decoded once per vehicle, not once per batch (a raw key as resolved).
+  const key = publicKey instanceof Uint8Array ? (cachedP256Key(publicKey) ?? publicKey) : publicKey
+  if (!verifyCheckpointSignature({ publicKey: key, leafHash, signature }))
     throw new BaseError('EVENT_BAD_SIGNATURE', `the checkpoint signature of ${vehicle} does not verify`, {
       details: { vehicle },
     })
+  return { publicKey, leafHash, signature }
 }

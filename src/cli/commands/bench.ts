@@ -21,7 +21,7 @@ const bench: Command = {
       type: 'string',
       value: 'GROUPS',
       description:
-        'Comma-separated groups to run: merkle, tiles, vouchers, ingest, postgres, chain, startup.',
+        'Comma-separated groups to run: merkle, tiles, vouchers, ingest, postgres, scale, chain, startup.',
     },
     database: {
       type: 'string',
