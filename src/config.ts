@@ -56,6 +56,11 @@ export type NodeConfig = {
    * `CARCHAIN_LOG_ORIGIN`); undefined: `carchain.local/<chainId>/<LedgerAnchor>/<logId>`.
    */
   readonly logOrigin: string | undefined
+  /**
+   * An external CSMS (`--csms`, `CARCHAIN_CSMS_URL`, ws: or wss:) the demo's stations connect to
+   * as `{url}/{stationId}` (docs/ocpp.md); undefined: the node's own CSMS.
+   */
+  readonly csmsUrl: string | undefined
 }
 
 export type ConfigSources = {
@@ -71,6 +76,7 @@ export type ConfigSources = {
     demoFleetOnExternalChain?: boolean | undefined
     mqtt?: string | undefined
     logOrigin?: string | undefined
+    csms?: string | undefined
   }
   env: Record<string, string | undefined>
 }
@@ -133,6 +139,7 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
     vehicles,
     sim: !flags.noSim && vehicles > 0,
     mqttUrl: checkUrl(flags.mqtt ?? env.CARCHAIN_MQTT_URL, '--mqtt', ['mqtt:', 'mqtts:', 'ws:', 'wss:']),
+    csmsUrl: checkUrl(flags.csms ?? env.CARCHAIN_CSMS_URL, '--csms', ['ws:', 'wss:']),
     anchorEveryEvents: positive('CARCHAIN_ANCHOR_EVERY', 1000),
     anchorIntervalMs: positive('CARCHAIN_ANCHOR_INTERVAL_MS', 10_000),
     rateLimit: {

@@ -35,6 +35,7 @@ import { startChainIndexer } from './indexer.ts'
 import { createNodeIngest } from './ingest.ts'
 import { logRoutes } from './log-routes.ts'
 import { startMqttIngest } from './mqtt.ts'
+import { createNodeCsms } from './ocpp.ts'
 import { type ChainInfo, createServer, type NodeRoutes } from './server.ts'
 import { createNodeEvents, streamRoutes } from './stream.ts'
 import { defaultLogOrigin, loadNoteKey, logInfo, NOTE_KEY_FILE, transparencyRoutes } from './transparency.ts'
@@ -189,6 +190,7 @@ export async function startNode({
       log: (message) => progress(message),
     })
     undo.push(() => anchoring.stop())
+    const ocpp = createNodeCsms(context) // OCPP 2.0.1 stations on /ocpp/{stationId} (docs/ocpp.md)
     const server = await createServer({
       version: carchainVersion,
       chain: () => chain,
@@ -215,6 +217,7 @@ export async function startNode({
         vehicleRoutes(context),
         authRoutes(context),
         streamRoutes(context),
+        ocpp.routes,
         ...(extension.routes ?? []),
         (app) => chargingRoutes(app, extension.charging ?? { sessions: () => [] }),
         (app) =>
@@ -228,6 +231,7 @@ export async function startNode({
       ],
     })
     undo.push(() => server.close())
+    undo.push(() => ocpp.stop()) // before the server: its stations' WebSockets close first
     try {
       await server.listen({ port: config.port, host: config.host })
     } catch (error) {

@@ -81,6 +81,8 @@ export type StartFleetParameters = {
   nodeUrl: string
   /** Upload over this MQTT broker instead of HTTP. */
   mqttUrl?: string | undefined
+  /** An external OCPP CSMS for the chargers; default the node's own (docs/ocpp.md). */
+  csmsUrl?: string | undefined
   dataDir: string
   vehicles: number
   progress?: (message: string) => void
@@ -115,7 +117,16 @@ export async function startFleet(parameters: StartFleetParameters): Promise<Flee
   const components = new Map([...cars].map(([vehicle, car]) => [vehicle, car.components]))
   progress(`${agents.size} vehicles running`)
 
-  const chargePoints = await startChargePoints({ context, pki, pkiDir, store, dataDir, count: 2 })
+  const chargePoints = await startChargePoints({
+    context,
+    pki,
+    pkiDir,
+    store,
+    dataDir,
+    count: 2,
+    csmsUrl: parameters.csmsUrl ?? `${parameters.nodeUrl.replace(/^http/, 'ws')}/ocpp`,
+    ownCsms: parameters.csmsUrl === undefined,
+  })
   progress(`${chargePoints.chargers.length} chargers running`)
   const payments = demoPayments({ context, records, agents, store, pkiDir, fleetDir, chargePoints })
 

@@ -414,15 +414,18 @@ export function createChargingStation(parameters: CreateChargingStationParameter
         session.amount = sessionCost(tariff, sample.sessionWh)
         session.cumulativeAmount = v.cumulativeAmount
         session.vouchers += 1
-        await reported?.metered({
-          reading: { ...reading, signature: readingSignature, signer: signer.address },
-          voucher: { ...v, signature: signed.signature },
-        })
-        if (start.maxWh > 0n && sample.sessionWh >= start.maxWh) {
+        // The car stops on its own at maxWh: the stop goes first, the report after it.
+        const reachedMax = start.maxWh > 0n && sample.sessionWh >= start.maxWh
+        if (reachedMax)
           await sendStop(transport, 'OK', `reached the car's ${start.maxWh} Wh`, {
             sessionId: start.sessionId,
             evseId,
           })
+        await reported?.metered({
+          reading: { ...reading, signature: readingSignature, signer: signer.address },
+          voucher: { ...v, signature: signed.signature },
+        })
+        if (reachedMax) {
           break
         }
       }

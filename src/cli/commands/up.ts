@@ -61,6 +61,12 @@ const up: Command = {
       value: 'URL',
       description: 'MQTT broker for vehicle uploads (env CARCHAIN_MQTT_URL).',
     },
+    csms: {
+      type: 'string',
+      value: 'URL',
+      description:
+        "An external OCPP 2.0.1 CSMS (ws: or wss:) the demo's stations connect to as URL/{stationId}, instead of the node's own (env CARCHAIN_CSMS_URL; docs/ocpp.md).",
+    },
     'log-origin': {
       type: 'string',
       value: 'ORIGIN',
@@ -82,6 +88,7 @@ const up: Command = {
         demoFleetOnExternalChain: booleanFlag(flags, 'demo-fleet-on-external-chain'),
         mqtt: stringFlag(flags, 'mqtt'),
         logOrigin: stringFlag(flags, 'log-origin'),
+        csms: stringFlag(flags, 'csms'),
       },
       env: process.env,
     })
