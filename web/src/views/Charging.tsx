@@ -9,6 +9,7 @@ import { EnergyChart } from '../components/EnergyChart.tsx'
 import { Address, Badge, Card, Empty, formatTime, Load, Stat } from '../components/ui.tsx'
 import { useNode } from '../node-context.tsx'
 import { type StreamMessage, useStream } from '../stream.ts'
+import { OcppPanel } from './OcppPanel.tsx'
 
 type Session = {
   id: string
@@ -200,6 +201,7 @@ export function ChargingView() {
           )
         }}
       </Load>
+      <OcppPanel refresh={refresh} symbol={token.symbol} decimals={token.decimals} />
     </div>
   )
 }
