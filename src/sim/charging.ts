@@ -181,7 +181,7 @@ async function demoOcppStation(
     stationId,
     ...(password ? { password } : {}),
     vendorName: 'Carchain',
-    model: 'Carchain demo DC',
+    model: 'Demo DC',
     serialNumber: evseId.replace(/\*/g, ''),
     evses: 4,
   })
