@@ -17,6 +17,7 @@
  * settles on chain. The cost the CSMS answers to TransactionEvent Ended is what the vouchers pay.
  */
 import type { IncomingMessage } from 'node:http'
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import type { Address, Chain, Hex, PublicClient, Transport } from 'viem'
@@ -589,4 +590,48 @@ export function createCsms(parameters: CreateCsmsParameters): Csms {
       await server.close({ code: 1001, reason: 'CSMS stopping', force: true })
     },
   }
+}
+
+export type CsmsTlsParameters = {
+  readonly port: number
+  readonly host: string
+  /** The CSMS's server certificate (chain) and key, PEM. */
+  readonly cert: string
+  readonly key: string
+  /**
+   * CA certificates (PEM) that issue stations' client certificates (the CPO PKI's sub-CA): with it,
+   * a station may authenticate with its certificate (security profile 3, CN = station id); without,
+   * only HTTP Basic over TLS (profile 2).
+   */
+  readonly clientCa?: string
+}
+
+/**
+ * Serves the CSMS over TLS (security profiles 2 and 3) on its own port: an HTTPS server whose
+ * WebSocket upgrades go to `csms.handleUpgrade`, which sees the TLS socket. A client certificate is
+ * asked for but not required (a profile-2 station has none); the CSMS accepts it only when it
+ * chains to `clientCa` and names the station.
+ */
+export async function listenCsmsTls(csms: Csms, parameters: CsmsTlsParameters): Promise<HttpsServer> {
+  const server = createHttpsServer(
+    {
+      cert: parameters.cert,
+      key: parameters.key,
+      minVersion: 'TLSv1.2',
+      ...(parameters.clientCa
+        ? { ca: parameters.clientCa, requestCert: true, rejectUnauthorized: false }
+        : {}),
+    },
+    (_request, response) => response.writeHead(404).end(),
+  )
+  server.on('upgrade', csms.handleUpgrade)
+  server.on('tlsClientError', (error) => log.warn({ err: error }, 'a TLS handshake with a station failed'))
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(parameters.port, parameters.host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  return server
 }
