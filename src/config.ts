@@ -61,6 +61,12 @@ export type NodeConfig = {
    * as `{url}/{stationId}` (docs/ocpp.md); undefined: the node's own CSMS.
    */
   readonly csmsUrl: string | undefined
+  /**
+   * The node's CSMS over TLS as well (security profiles 2 and 3, docs/ocpp.md):
+   * `CARCHAIN_OCPP_TLS_PORT`, `CARCHAIN_OCPP_TLS_CERT` and `CARCHAIN_OCPP_TLS_KEY` (PEM files),
+   * `CARCHAIN_OCPP_TLS_CLIENT_CA` (PEM, the CA of stations' client certificates: profile 3).
+   */
+  readonly ocppTls: { port: number; cert: string; key: string; clientCa: string | undefined } | undefined
 }
 
 export type ConfigSources = {
@@ -79,6 +85,18 @@ export type ConfigSources = {
     csms?: string | undefined
   }
   env: Record<string, string | undefined>
+}
+
+function ocppTlsConfig(env: Record<string, string | undefined>): NodeConfig['ocppTls'] {
+  const { CARCHAIN_OCPP_TLS_PORT: port, CARCHAIN_OCPP_TLS_CERT: cert, CARCHAIN_OCPP_TLS_KEY: key } = env
+  if (!port && !cert && !key) return undefined
+  if (!port || !/^\d{1,5}$/.test(port) || Number(port) > 65535 || !cert || !key)
+    throw new BaseError(
+      'CONFIG_INVALID',
+      'the CSMS over TLS needs CARCHAIN_OCPP_TLS_PORT (0–65535), CARCHAIN_OCPP_TLS_CERT and CARCHAIN_OCPP_TLS_KEY',
+      { details: { port: port ?? null, cert: cert ?? null, key: key ?? null } },
+    )
+  return { port: Number(port), cert, key, clientCa: env.CARCHAIN_OCPP_TLS_CLIENT_CA || undefined }
 }
 
 function checkUrl(value: string | undefined, what: string, protocols: string[]): string | undefined {
@@ -140,6 +158,7 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
     sim: !flags.noSim && vehicles > 0,
     mqttUrl: checkUrl(flags.mqtt ?? env.CARCHAIN_MQTT_URL, '--mqtt', ['mqtt:', 'mqtts:', 'ws:', 'wss:']),
     csmsUrl: checkUrl(flags.csms ?? env.CARCHAIN_CSMS_URL, '--csms', ['ws:', 'wss:']),
+    ocppTls: ocppTlsConfig(env),
     anchorEveryEvents: positive('CARCHAIN_ANCHOR_EVERY', 1000),
     anchorIntervalMs: positive('CARCHAIN_ANCHOR_INTERVAL_MS', 10_000),
     rateLimit: {

@@ -14,10 +14,15 @@
  *
  * The operator is the node's operator account signed in with SIWE (`Authorization: Bearer`).
  */
+
+import { readFileSync } from 'node:fs'
+import type { Server } from 'node:https'
+import type { AddressInfo } from 'node:net'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { NodeConfig } from '../config.ts'
 import { BaseError } from '../errors.ts'
 import { logger } from '../log.ts'
-import { CSMS_CALLS, type Csms, createCsms } from '../ocpp/csms.ts'
+import { CSMS_CALLS, type Csms, createCsms, listenCsmsTls } from '../ocpp/csms.ts'
 import {
   checkStationId,
   getTransaction,
@@ -36,6 +41,8 @@ const log = logger('node.ocpp')
 export type NodeCsms = {
   readonly csms: Csms
   readonly routes: NodeRoutes
+  /** Serves the CSMS over TLS too (profiles 2 and 3); PEM files from the configuration. */
+  listenTls(tls: NonNullable<NodeConfig['ocppTls']>, host: string): Promise<number>
   stop(): Promise<void>
 }
 
@@ -77,16 +84,38 @@ export function createNodeCsms(context: NodeContext, options: { claimEveryMs?: n
     )
   }, options.claimEveryMs ?? 10_000)
   timer.unref()
+  let tlsServer: Server | undefined
   return {
     csms,
     routes: (app) => {
       app.server.on('upgrade', csms.handleUpgrade)
       ocppRoutes(app, context, csms)
     },
+    async listenTls(tls, host) {
+      const read = (path: string) => {
+        try {
+          return readFileSync(path, 'utf8')
+        } catch (error) {
+          throw new BaseError('CONFIG_INVALID', `cannot read ${path} for the CSMS over TLS`, {
+            details: { path },
+            cause: error,
+          })
+        }
+      }
+      tlsServer = await listenCsmsTls(csms, {
+        port: tls.port,
+        host,
+        cert: read(tls.cert),
+        key: read(tls.key),
+        ...(tls.clientCa ? { clientCa: read(tls.clientCa) } : {}),
+      })
+      return (tlsServer.address() as AddressInfo).port
+    },
     async stop() {
       clearInterval(timer)
       await claiming
       await csms.close()
+      tlsServer?.close()
     },
   }
 }

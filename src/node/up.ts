@@ -248,6 +248,10 @@ export async function startNode({
     const { port } = server.server.address() as AddressInfo
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
     origins = signInOrigins({ publicUrl: config.publicUrl, host: config.host, port })
+    if (config.ocppTls)
+      progress(
+        `OCPP 2.0.1 over TLS on port ${await ocpp.listenTls(config.ocppTls, config.host)} (profiles 2, 3)`,
+      )
     progress(`sign-in messages must name ${origins.join(' or ')}`)
     if (config.mqttUrl) {
       progress(`subscribing to vehicle uploads on ${config.mqttUrl}`)

@@ -14,7 +14,9 @@ import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { freshDatabase } from '../../test/database.ts'
 import { requirePart } from '../../test/skip.ts'
+import { loadConfig } from '../config.ts'
 import type { Database } from '../db/database.ts'
+import { isErrorCode } from '../errors.ts'
 import { type Csms, createCsms, listenCsmsTls } from './csms.ts'
 import { connectOcppStation } from './station-client.ts'
 import { listStations, registerStation } from './stations.ts'
@@ -148,5 +150,21 @@ test('profile 2 (Basic over TLS) and 3 (client certificate) connect; a foreign o
       }),
       /Unauthorized/,
       why,
+    )
+})
+
+test('the node’s CSMS over TLS is configured all together or not at all', () => {
+  const base = { CARCHAIN_OCPP_TLS_CERT: 'c.pem', CARCHAIN_OCPP_TLS_KEY: 'k.pem' }
+  assert.equal(loadConfig({ flags: {}, env: {} }).ocppTls, undefined)
+  assert.deepEqual(loadConfig({ flags: {}, env: { ...base, CARCHAIN_OCPP_TLS_PORT: '8443' } }).ocppTls, {
+    port: 8443,
+    cert: 'c.pem',
+    key: 'k.pem',
+    clientCa: undefined,
+  })
+  for (const env of [base, { ...base, CARCHAIN_OCPP_TLS_PORT: '99999' }, { CARCHAIN_OCPP_TLS_PORT: '8443' }])
+    assert.throws(
+      () => loadConfig({ flags: {}, env }),
+      (error) => isErrorCode(error, 'CONFIG_INVALID'),
     )
 })
