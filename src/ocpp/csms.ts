@@ -221,8 +221,10 @@ export function createCsms(parameters: CreateCsmsParameters): Csms {
       client.handle(method, async ({ params }) => {
         if (!client.session.booted)
           throw rpcError('SecurityError', `${method} before the CSMS accepted a BootNotification`)
-        await touch(stationId)
-        return guarded(method, () => handler(params))
+        return guarded(method, async () => {
+          await touch(stationId)
+          return handler(params)
+        })
       })
     /** A failure of ours is an InternalError to the station and an error in our log; never a crash. */
     const guarded = async (method: string, run: () => Promise<unknown>) => {

@@ -53,7 +53,7 @@ export type OcppStation = {
   readonly report: SessionReport
   /** The transactions running now. */
   transactions(): string[]
-  /** The CSMS's cost answer to each ended transaction (exact, token base units), newest last. */
+  /** The CSMS’s cost answer to each ended transaction (exact, token base units), newest last (the last 1,000). */
   readonly costs: { transactionId: string; totalCost: number | undefined; amount: bigint | undefined }[]
   close(): Promise<void>
 }
@@ -392,6 +392,7 @@ export async function connectOcppStation(parameters: ConnectOcppStationParameter
               },
               { chargingState: 'Idle', stoppedReason },
             )
+            if (costs.length >= 1000) costs.shift()
             costs.push({
               transactionId,
               totalCost: answer.totalCost as number | undefined,
