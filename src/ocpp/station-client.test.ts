@@ -31,6 +31,7 @@ const calls: Call[] = []
 const failures: unknown[] = []
 const connected: RpcPeer[] = []
 let bootStatus = 'Accepted'
+let startedStatus = 'Accepted'
 
 before(async () => {
   world = await aChargingWorld()
@@ -69,6 +70,8 @@ before(async () => {
       const custom = params.customData as Record<string, unknown> | undefined
       const started = parseBaseCustomData(custom)
       if (started) base = newest = started.cumulativeAmount
+      if (params.eventType === 'Started' && startedStatus !== 'Accepted')
+        return { idTokenInfo: { status: startedStatus } }
       const voucher = parseVoucherCustomData(custom)
       if (voucher) newest = voucher.cumulativeAmount
       return params.eventType === 'Ended' ? costResponse(newest - base, world.token) : {}
@@ -241,4 +244,52 @@ test('a CSMS that refuses the station (password, BootNotification) is OCPP_BOOT_
   } finally {
     bootStatus = 'Accepted'
   }
+})
+
+test('a transaction the CSMS deauthorizes at Started ends there, before any energy', async () => {
+  const ocpp = await connectOcppStation({
+    csmsUrl: url,
+    stationId: 'CARCHAIN-EXT-4',
+    password: 'the-station-password-1',
+    reconnect: false,
+  })
+  const car = await world.aCar()
+  const { station } = await world.aCharger({ report: ocpp.report })
+  const [carSide, chargerSide] = memoryTransportPair()
+  startedStatus = 'NoCredit'
+  const seen = calls.length
+  try {
+    const [carOutcome, session] = await Promise.all([
+      runChargingSession({
+        transport: carSide,
+        wallet: car.wallet,
+        clients: car.clients,
+        contracts: { channels: world.domain.verifyingContract },
+        stopAtWh: 3000,
+      }).then(
+        () => 'paid',
+        (error: BaseError) => error.code,
+      ),
+      station.serve(chargerSide),
+    ])
+    assert.equal(carOutcome, 'OCPP_NOT_AUTHORIZED')
+    assert.equal(session.code, 'OCPP_NOT_AUTHORIZED')
+    assert.equal(session.energyWh, 0n)
+  } finally {
+    startedStatus = 'Accepted'
+  }
+  const events = calls
+    .slice(seen)
+    .filter((c) => c.method === 'TransactionEvent')
+    .map((c) => c.params)
+  assert.deepEqual(
+    events.map((e) => [e.eventType, (e.transactionInfo as { stoppedReason?: string }).stoppedReason]),
+    [
+      ['Started', undefined],
+      ['Ended', 'DeAuthorized'],
+    ],
+  )
+  assert.deepEqual(ocpp.transactions(), [])
+  assert.deepEqual(failures, [])
+  await ocpp.close()
 })

@@ -337,6 +337,13 @@ export async function connectOcppStation(parameters: ConnectOcppStationParameter
         )
       } catch (error) {
         active.delete(transactionId)
+        // Deauthorized at Started: the transaction ends there, with no energy (as OCPP's E05).
+        if (error instanceof BaseError && error.code === 'OCPP_NOT_AUTHORIZED')
+          await event(
+            'Ended',
+            { triggerReason: 'Deauthorized', meterValue: energy(0n, 'Transaction.End') },
+            { chargingState: 'Idle', stoppedReason: 'DeAuthorized' },
+          ).catch((err: unknown) => log.warn({ stationId, err }, 'could not end a deauthorized transaction'))
         await status(evseId, 'Available').catch((err: unknown) =>
           log.warn({ stationId, err }, 'status failed'),
         )
