@@ -7,6 +7,7 @@ import { BaseError } from './errors.ts'
 import { checkLogOrigin } from './ledger/note.ts'
 import { defaultRateLimit, type RateLimitConfig } from './node/rate-limit.ts'
 import { DEFAULT_REVOCATION_TTL_MS } from './node/vehicle-keys.ts'
+import { parseWitness, type Witness } from './node/witnesses.ts'
 
 export type NodeConfig = {
   /** Data directory: chain snapshot, PGlite files, deployments, keys. */
@@ -67,6 +68,15 @@ export type NodeConfig = {
    * `CARCHAIN_OCPP_TLS_CLIENT_CA` (PEM, the CA of stations' client certificates: profile 3).
    */
   readonly ocppTls: { port: number; cert: string; key: string; clientCa: string | undefined } | undefined
+  /**
+   * Also write the log's C2SP tiles and checkpoint to this directory (`--tiles-dir`,
+   * `CARCHAIN_TILES_DIR`), kept up to date for a static web server (docs/transparency.md).
+   */
+  readonly tilesDir: string | undefined
+  /** Witnesses that cosign each new checkpoint (`--witness URL=VERIFIERKEY`, repeatable). */
+  readonly witnesses: readonly Witness[]
+  /** How often the checkpoint is published to the witnesses and the tiles dir (`CARCHAIN_CHECKPOINT_INTERVAL_MS`, default 1 s). */
+  readonly checkpointIntervalMs: number
 }
 
 export type ConfigSources = {
@@ -83,6 +93,8 @@ export type ConfigSources = {
     mqtt?: string | undefined
     logOrigin?: string | undefined
     csms?: string | undefined
+    tilesDir?: string | undefined
+    witnesses?: readonly string[] | undefined
   }
   env: Record<string, string | undefined>
 }
@@ -143,6 +155,7 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
     return value
   }
   const logOrigin = flags.logOrigin ?? env.CARCHAIN_LOG_ORIGIN
+  const tilesDir = flags.tilesDir ?? env.CARCHAIN_TILES_DIR
   return {
     dataDir: resolve(flags.data ?? env.CARCHAIN_DATA ?? './data'),
     port,
@@ -170,5 +183,8 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
     },
     revocationTtlMs: positive('CARCHAIN_REVOCATION_TTL_MS', DEFAULT_REVOCATION_TTL_MS),
     logOrigin: logOrigin === undefined || logOrigin === '' ? undefined : checkLogOrigin(logOrigin),
+    tilesDir: tilesDir === undefined || tilesDir === '' ? undefined : resolve(tilesDir),
+    witnesses: (flags.witnesses ?? []).map(parseWitness),
+    checkpointIntervalMs: positive('CARCHAIN_CHECKPOINT_INTERVAL_MS', 1_000),
   }
 }

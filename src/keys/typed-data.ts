@@ -258,6 +258,9 @@ export function parseAction(value: unknown, field = 'action'): number {
  * A KeyGrant from JSON: exactly its nine fields with their types; `scopes` only defined bits,
  * `notBefore ≤ notAfter`. Throws INVALID_ARGUMENT naming the field.
  */
+/** No Node built-ins in parsing: the dashboard checks the grants a node hands it with this too. */
+const utf8 = new TextEncoder()
+
 export function parseGrant(value: unknown): KeyGrant {
   if (typeof value !== 'object' || value === null || Array.isArray(value))
     throw invalid('a grant must be a JSON object', 'grant')
@@ -275,7 +278,7 @@ export function parseGrant(value: unknown): KeyGrant {
   // the attempt (JCS refuses it) and EIP-712 would hash a different string than the one shown.
   if (
     typeof purpose !== 'string' ||
-    Buffer.byteLength(purpose) > MAX_PURPOSE_BYTES ||
+    utf8.encode(purpose).length > MAX_PURPOSE_BYTES ||
     !purpose.isWellFormed()
   )
     throw invalid(
