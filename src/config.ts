@@ -59,6 +59,17 @@ export type NodeConfig = {
    */
   readonly logOrigin: string | undefined
   /**
+   * An external CSMS (`--csms`, `CARCHAIN_CSMS_URL`, ws: or wss:) the demo's stations connect to
+   * as `{url}/{stationId}` (docs/ocpp.md); undefined: the node's own CSMS.
+   */
+  readonly csmsUrl: string | undefined
+  /**
+   * The node's CSMS over TLS as well (security profiles 2 and 3, docs/ocpp.md):
+   * `CARCHAIN_OCPP_TLS_PORT`, `CARCHAIN_OCPP_TLS_CERT` and `CARCHAIN_OCPP_TLS_KEY` (PEM files),
+   * `CARCHAIN_OCPP_TLS_CLIENT_CA` (PEM, the CA of stations' client certificates: profile 3).
+   */
+  readonly ocppTls: { port: number; cert: string; key: string; clientCa: string | undefined } | undefined
+  /**
    * Also write the log's C2SP tiles and checkpoint to this directory (`--tiles-dir`,
    * `CARCHAIN_TILES_DIR`), kept up to date for a static web server (docs/transparency.md).
    */
@@ -92,12 +103,25 @@ export type ConfigSources = {
     demoFleetOnExternalChain?: boolean | undefined
     mqtt?: string | undefined
     logOrigin?: string | undefined
+    csms?: string | undefined
     tilesDir?: string | undefined
     witnesses?: readonly string[] | undefined
     shards?: number | undefined
     join?: boolean | undefined
   }
   env: Record<string, string | undefined>
+}
+
+function ocppTlsConfig(env: Record<string, string | undefined>): NodeConfig['ocppTls'] {
+  const { CARCHAIN_OCPP_TLS_PORT: port, CARCHAIN_OCPP_TLS_CERT: cert, CARCHAIN_OCPP_TLS_KEY: key } = env
+  if (!port && !cert && !key) return undefined
+  if (!port || !/^\d{1,5}$/.test(port) || Number(port) > 65535 || !cert || !key)
+    throw new BaseError(
+      'CONFIG_INVALID',
+      'the CSMS over TLS needs CARCHAIN_OCPP_TLS_PORT (0–65535), CARCHAIN_OCPP_TLS_CERT and CARCHAIN_OCPP_TLS_KEY',
+      { details: { port: port ?? null, cert: cert ?? null, key: key ?? null } },
+    )
+  return { port: Number(port), cert, key, clientCa: env.CARCHAIN_OCPP_TLS_CLIENT_CA || undefined }
 }
 
 function checkUrl(value: string | undefined, what: string, protocols: string[]): string | undefined {
@@ -180,6 +204,8 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
     vehicles,
     sim: !noSim && vehicles > 0,
     mqttUrl: checkUrl(flags.mqtt ?? env.CARCHAIN_MQTT_URL, '--mqtt', ['mqtt:', 'mqtts:', 'ws:', 'wss:']),
+    csmsUrl: checkUrl(flags.csms ?? env.CARCHAIN_CSMS_URL, '--csms', ['ws:', 'wss:']),
+    ocppTls: ocppTlsConfig(env),
     anchorEveryEvents: positive('CARCHAIN_ANCHOR_EVERY', 1000),
     anchorIntervalMs: positive('CARCHAIN_ANCHOR_INTERVAL_MS', 10_000),
     rateLimit: {

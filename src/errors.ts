@@ -198,6 +198,18 @@ export const errorCodes = {
     true,
   ),
   PAYER_NOT_PEER: code(403, 'The channel’s payer is not the wallet the car’s certificate binds.'),
+  // OCPP 2.0.1 (docs/ocpp.md)
+  OCPP_NOT_AUTHORIZED: code(
+    403,
+    'The CSMS did not authorize the car’s IdToken (no registered vehicle, no open funded channel to this operator); its status in details.',
+  ),
+  OCPP_BOOT_REJECTED: code(403, 'The CSMS refused the station (handshake or BootNotification).'),
+  OCPP_CALL_FAILED: code(
+    502,
+    'An OCPP call between station and CSMS failed: a CALLERROR (its OCPP error code in details) or no answer.',
+    true,
+  ),
+  OCPP_STATION_OFFLINE: code(409, 'The charging station is not connected to this CSMS.', true),
 } as const satisfies Record<string, ErrorCodeInfo>
 
 /** A stable error code. */

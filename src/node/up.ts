@@ -37,6 +37,7 @@ import { startChainIndexer } from './indexer.ts'
 import { createNodeIngest } from './ingest.ts'
 import { logRoutes } from './log-routes.ts'
 import { startMqttIngest } from './mqtt.ts'
+import { createNodeCsms } from './ocpp.ts'
 import { type ChainInfo, createServer, type NodeRoutes } from './server.ts'
 import { createNodeEvents, streamRoutes } from './stream.ts'
 import { loadNoteKey, logIdentity, logInfo, NOTE_KEY_FILE, transparencyRoutes } from './transparency.ts'
@@ -230,6 +231,7 @@ export async function startNode({
       head: () => checkpoints.publishHead(),
     })
     undo.push(() => anchoring.stop())
+    const ocpp = createNodeCsms(context) // OCPP 2.0.1 stations on /ocpp/{stationId} (docs/ocpp.md)
     const server = await createServer({
       version: carchainVersion,
       chain: () => chain,
@@ -257,6 +259,7 @@ export async function startNode({
         vehicleRoutes(context),
         authRoutes(context),
         streamRoutes(context),
+        ocpp.routes,
         ...(extension.routes ?? []),
         (app) => chargingRoutes(app, extension.charging ?? { sessions: () => [] }),
         (app) =>
@@ -270,6 +273,7 @@ export async function startNode({
       ],
     })
     undo.push(() => server.close())
+    undo.push(() => ocpp.stop()) // before the server: its stations' WebSockets close first
     try {
       await server.listen({ port: config.port, host: config.host })
     } catch (error) {
@@ -286,6 +290,10 @@ export async function startNode({
     const { port } = server.server.address() as AddressInfo
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
     origins = signInOrigins({ publicUrl: config.publicUrl, host: config.host, port })
+    if (config.ocppTls)
+      progress(
+        `OCPP 2.0.1 over TLS on port ${await ocpp.listenTls(config.ocppTls, config.host)} (profiles 2, 3)`,
+      )
     progress(`sign-in messages must name ${origins.join(' or ')}`)
     if (config.mqttUrl) {
       progress(`subscribing to vehicle uploads on ${config.mqttUrl}`)

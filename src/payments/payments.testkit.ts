@@ -21,6 +21,7 @@ import { type Meter, simulatedMeter, virtualClock } from '../station/meter.ts'
 import {
   type ChargingStation,
   createChargingStation,
+  type SessionReport,
   type StationSession,
   type TariffConfig,
 } from '../station/station.ts'
@@ -54,6 +55,8 @@ export type ChargingWorld = {
     register?: boolean
     /** The operator's voucher book, to share it between chargers (default: the station's own). */
     book?: VoucherBook
+    /** Reports sessions to a central system (OCPP, src/ocpp/station-client.ts). */
+    report?: SessionReport
   }): Promise<{
     station: ChargingStation
     signer: LocalAccount
@@ -173,6 +176,7 @@ export async function aChargingWorld(): Promise<ChargingWorld> {
             ...(options.limitWh !== undefined ? { limitWh: options.limitWh } : {}),
           }),
         ...(options.book ? { book: options.book } : {}),
+        ...(options.report ? { report: options.report } : {}),
         record: async (kind, data) => {
           events.push({ kind, data })
           return `station-${events.length}`

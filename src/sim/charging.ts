@@ -20,12 +20,15 @@ import type { SoftwareKeyStore } from '../identity/software-keystore.ts'
 import { connectIdentity, createIdentityServer } from '../identity/tls.ts'
 import { logger } from '../log.ts'
 import type { NodeContext } from '../node/context.ts'
+import { connectOcppStation, type OcppStation } from '../ocpp/station-client.ts'
+import { registerStation } from '../ocpp/stations.ts'
 import type { ChannelClients } from '../payments/channels.ts'
 import { createChargerChecker } from '../payments/charger-check.ts'
 import { type PayReturnType, pay } from '../payments/pay.ts'
 import { type ChargingSessionResult, runChargingSession } from '../payments/session.ts'
 import { tlsTransport } from '../payments/transport.ts'
 import { type CarWallet, createCarWallet } from '../payments/wallet.ts'
+import { databaseVoucherBook } from '../station/database-voucher-book.ts'
 import { type ChargingStation, createChargingStation } from '../station/station.ts'
 import { fileVoucherBook, type VoucherBook } from '../station/vouchers.ts'
 import type { VehicleAgent } from '../vehicle/agent.ts'
@@ -59,7 +62,11 @@ export type ChargePoints = {
 /** The first certificate of a PEM file, as DER. */
 export const pemDer = (path: string) => fromPem(readFileSync(path, 'utf8'))[0]!
 
-/** Starts the demo charge points (idempotent registration on chain). */
+/**
+ * Starts the demo charge points (idempotent registration on chain), each an OCPP 2.0.1 station of
+ * `csmsUrl`. With the node's own CSMS (`ownCsms`) the chargers share the node's database voucher
+ * book and the CSMS claims; with an external one each keeps the file book and claims itself.
+ */
 export async function startChargePoints(parameters: {
   context: NodeContext
   pki: PkiDirectory
@@ -68,17 +75,24 @@ export async function startChargePoints(parameters: {
   dataDir: string
   /** One charger per bay: its power, tariff and connector (src/sim/battery.ts). */
   bays: readonly ChargerBay[]
+  csmsUrl: string
+  ownCsms: boolean
 }): Promise<ChargePoints> {
   const { context, pki, pkiDir, store } = parameters
   const { clients, contracts } = context
   const chargers: DemoCharger[] = []
   const servers: Server[] = []
   const schedulers: { stop(): Promise<void> }[] = []
+  const ocppStations: OcppStation[] = []
   // The vouchers survive a restart, so nothing signed to the CPO goes unclaimed.
-  const book = await fileVoucherBook(join(parameters.dataDir, 'fleet', 'cpo-vouchers.json'))
+  const book = parameters.ownCsms
+    ? databaseVoucherBook(context.db)
+    : await fileVoucherBook(join(parameters.dataDir, 'fleet', 'cpo-vouchers.json'))
   for (let i = 1; i <= parameters.bays.length; i++) {
     const { spec, connector } = parameters.bays[i - 1]!
     const evseId = `DE*CCH*E${String(i).padStart(5, '0')}`
+    const ocpp = await demoOcppStation(context, parameters, evseId, `Demo ${spec.kind}`)
+    ocppStations.push(ocpp)
     const issued = await pki.issueCharger({ evseId })
     const walletLabel = `charger-${evseId.replace(/[^A-Za-z0-9]/g, '_')}-wallet`
     const walletRef = (await store.find(walletLabel)) ?? (await store.generate('secp256k1', walletLabel))
@@ -111,6 +125,7 @@ export async function startChargePoints(parameters: {
       settlement: { publicClient: clients.publicClient, walletClient: clients.walletClient },
       payee: clients.account.address,
       book,
+      report: ocpp.report,
       tariff: { token: contracts.Token, pricePerKWh: spec.pricePerKWh, sessionFee: spec.sessionFee },
       // delivers what the plugged car's battery accepts, in compressed time
       meter: connectorMeter(spec, connector),
@@ -152,7 +167,7 @@ export async function startChargePoints(parameters: {
     )
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     servers.push(server)
-    schedulers.push(station.startClaimScheduler(10_000))
+    if (!parameters.ownCsms) schedulers.push(station.startClaimScheduler(10_000))
     chargers.push({
       evseId,
       address: signer.address,
@@ -167,8 +182,28 @@ export async function startChargePoints(parameters: {
     async stop() {
       for (const scheduler of schedulers) await scheduler.stop()
       for (const server of servers) server.close()
+      for (const ocpp of ocppStations) await ocpp.close()
     },
   }
+}
+
+/** A demo charger's OCPP 2.0.1 connection: registered at the node's CSMS with a fresh password, or at an external one. */
+async function demoOcppStation(
+  context: NodeContext,
+  parameters: { csmsUrl: string; ownCsms: boolean },
+  evseId: string,
+  model: string,
+): Promise<OcppStation> {
+  const stationId = evseId.replace(/\*/g, '-')
+  const password = parameters.ownCsms ? (await registerStation(context.db, stationId)).password : undefined
+  return connectOcppStation({
+    csmsUrl: parameters.csmsUrl,
+    stationId,
+    ...(password ? { password } : {}),
+    vendorName: 'Carchain',
+    model,
+    serialNumber: evseId.replace(/\*/g, ''),
+  })
 }
 
 /** A car's wallet under its owner's demo policy, recording payments on the car's ledger. */

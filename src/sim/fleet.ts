@@ -98,6 +98,8 @@ export type StartFleetParameters = {
   nodeUrl: string
   /** Upload over this MQTT broker instead of HTTP. */
   mqttUrl?: string | undefined
+  /** An external OCPP CSMS for the chargers; default the node's own (docs/ocpp.md). */
+  csmsUrl?: string | undefined
   dataDir: string
   vehicles: number
   progress?: (message: string) => void
@@ -133,7 +135,16 @@ export async function startFleet(parameters: StartFleetParameters): Promise<Flee
   progress(`${agents.size} vehicles running`)
 
   const bays = DEMO_CHARGERS.map((spec) => ({ spec, connector: new Connector() }))
-  const chargePoints = await startChargePoints({ context, pki, pkiDir, store, dataDir, bays })
+  const chargePoints = await startChargePoints({
+    context,
+    pki,
+    pkiDir,
+    store,
+    dataDir,
+    bays,
+    csmsUrl: parameters.csmsUrl ?? `${parameters.nodeUrl.replace(/^http/, 'ws')}/ocpp`,
+    ownCsms: parameters.csmsUrl === undefined,
+  })
   progress(`${chargePoints.chargers.length} chargers running`)
   const payments = demoPayments({ context, records, agents, store, pkiDir, fleetDir, chargePoints })
 

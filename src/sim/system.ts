@@ -60,6 +60,7 @@ export async function startSystem(parameters: StartSystemParameters): Promise<Ru
           context,
           nodeUrl: url,
           mqttUrl: config.mqttUrl,
+          csmsUrl: config.csmsUrl,
           dataDir: config.dataDir,
           vehicles: config.vehicles,
           progress,

@@ -78,6 +78,44 @@ export type StationSession = {
   vouchers: number
 }
 
+/**
+ * What a station tells its central system about each session: the OCPP 2.0.1 reporter
+ * (src/ocpp/station-client.ts) implements it; a station without one reports to nobody.
+ */
+export type SessionReport = {
+  /** Before any energy is delivered; throws a BaseError (e.g. `OCPP_NOT_AUTHORIZED`) to refuse the car. */
+  authorize(car: { vehicle: Address; channelId: Hex; nonce: bigint; token: Address }): Promise<void>
+  /** The session started (authorized, channel held); throws to refuse it before any energy. */
+  started(session: {
+    sessionId: Hex
+    vehicle: Address
+    channelId: Hex
+    nonce: bigint
+    token: Address
+    base: VoucherBase
+    timeMs: number
+  }): Promise<SessionReportHandle>
+}
+
+export type SessionReportHandle = {
+  /** Aborts when the central system asks the session to stop; the station stops at the next reading. */
+  readonly signal: AbortSignal
+  /** A delivered increment: the charger's signed reading and the car's voucher for it. Throws to stop. */
+  metered(increment: {
+    reading: {
+      evseId: string
+      sessionId: Hex
+      sessionWh: bigint
+      timeMs: bigint
+      signature: Hex
+      signer: Address
+    }
+    voucher: { channelId: Hex; cumulativeAmount: bigint; meterWh: bigint; signature: Hex }
+  }): Promise<void>
+  /** The session ended: energy and amount of this session, `OK` or the code that ended it. */
+  ended(end: { energyWh: bigint; amount: bigint; code: string; timeMs: number }): Promise<void>
+}
+
 export type CreateChargingStationParameters = {
   /** The charger's secp256k1 key (its registered address), e.g. `keyStoreAccount(store, ref)`. */
   readonly signer: LocalAccount
@@ -99,6 +137,8 @@ export type CreateChargingStationParameters = {
    */
   readonly book?: VoucherBook
   readonly record?: (kind: EventKind, data: JsonValue) => Promise<string>
+  /** Reports each session to a central system (OCPP 2.0.1, src/ocpp/station-client.ts). */
+  readonly report?: SessionReport
   readonly now?: () => number
   /** Per message (default 30 s); the car's `start` may take `startTimeoutMs` (default 120 s: it may open a channel). */
   readonly timeoutMs?: number
@@ -247,6 +287,7 @@ export function createChargingStation(parameters: CreateChargingStationParameter
     log.unshift(session)
     if (log.length > keep) log.length = keep
     let meterSession: MeterSession | undefined
+    let reported: SessionReportHandle | undefined
     // This session's hold on its channel in the operator's book: drawn here, never the car's id.
     const holder = randomUUID()
     let held: Hex | undefined
@@ -272,6 +313,21 @@ export function createChargingStation(parameters: CreateChargingStationParameter
       held = start.channelId
       const { onChain, base } = await checkStart(start, tariff)
       session.cumulativeAmount = base.cumulativeAmount
+      if (parameters.report) {
+        const car = {
+          vehicle: start.vehicle,
+          channelId: start.channelId,
+          nonce: start.nonce,
+          token: tariff.token,
+        }
+        await parameters.report.authorize(car)
+        reported = await parameters.report.started({
+          ...car,
+          sessionId: start.sessionId,
+          base,
+          timeMs: now(),
+        })
+      }
       started = true
       await record('charging.started', {
         sessionId: start.sessionId,
@@ -282,6 +338,13 @@ export function createChargingStation(parameters: CreateChargingStationParameter
       })
       meterSession = parameters.meter.open(start.sessionId, start.maxWh > 0n ? { maxWh: start.maxWh } : {})
       for (;;) {
+        if (reported?.signal.aborted) {
+          await sendStop(transport, 'OK', 'stopped by the central system', {
+            sessionId: start.sessionId,
+            evseId,
+          })
+          break
+        }
         const sample = await meterSession.next()
         if (!sample) {
           await transport.send(stopMessage('OK', 'delivery complete'))
@@ -294,13 +357,14 @@ export function createChargingStation(parameters: CreateChargingStationParameter
           sessionWh: sample.sessionWh,
           timeMs: sample.timeMs,
         }
+        const readingSignature = await signMeterReading(signer, domain, reading)
         try {
           await transport.send({
             type: 'reading',
             sessionWh: Number(sample.sessionWh),
             timeMs: Number(sample.timeMs),
             due: expected.cumulativeAmount.toString(),
-            signature: await signMeterReading(signer, domain, reading),
+            signature: readingSignature,
           })
         } catch (error) {
           // The car may have stopped and closed just before: its stop is still queued.
@@ -350,11 +414,18 @@ export function createChargingStation(parameters: CreateChargingStationParameter
         session.amount = sessionCost(tariff, sample.sessionWh)
         session.cumulativeAmount = v.cumulativeAmount
         session.vouchers += 1
-        if (start.maxWh > 0n && sample.sessionWh >= start.maxWh) {
+        // The car stops on its own at maxWh: the stop goes first, the report after it.
+        const reachedMax = start.maxWh > 0n && sample.sessionWh >= start.maxWh
+        if (reachedMax)
           await sendStop(transport, 'OK', `reached the car's ${start.maxWh} Wh`, {
             sessionId: start.sessionId,
             evseId,
           })
+        await reported?.metered({
+          reading: { ...reading, signature: readingSignature, signer: signer.address },
+          voucher: { ...v, signature: signed.signature },
+        })
+        if (reachedMax) {
           break
         }
       }
@@ -382,6 +453,15 @@ export function createChargingStation(parameters: CreateChargingStationParameter
     session.state = 'ended'
     session.code = code
     session.endedAtMs = now()
+    if (reported)
+      await reported
+        .ended({ energyWh: session.energyWh, amount: session.amount, code, timeMs: session.endedAtMs })
+        .catch((err: unknown) =>
+          sessionLog.error(
+            { err, evseId, sessionId: session.sessionId },
+            'could not report the session’s end',
+          ),
+        )
     if (started)
       await record('charging.ended', {
         sessionId: session.sessionId,

@@ -31,6 +31,7 @@ import { keyStoreAccount } from '../../identity/account.ts'
 import { fromPem } from '../../identity/certificate.ts'
 import { SoftwareKeyStore } from '../../identity/software-keystore.ts'
 import { connectIdentity, createIdentityServer } from '../../identity/tls.ts'
+import { connectOcppStation } from '../../ocpp/station-client.ts'
 import { type ChannelClients, channelKeyOf, readChannel, reclaimChannel } from '../../payments/channels.ts'
 import { createChargerChecker } from '../../payments/charger-check.ts'
 import { pay } from '../../payments/pay.ts'
@@ -411,10 +412,38 @@ const station: Command = {
         'Voucher book file (default <data>/station/<EVSE>.vouchers.json); a charger of an operator with several runs --database instead.',
     },
     'claim-every': { type: 'string', value: 'SEC', description: 'Claim interval.', default: '300' },
+    csms: {
+      type: 'string',
+      value: 'URL',
+      description:
+        'Report to an OCPP 2.0.1 CSMS (ws: or wss:, e.g. ws://127.0.0.1:8080/ocpp): the station connects to URL/{station-id} (docs/ocpp.md).',
+    },
+    'station-id': {
+      type: 'string',
+      value: 'ID',
+      description: 'The OCPP identity at the CSMS (default the EVSE ID with * as -).',
+    },
+    password: {
+      type: 'string',
+      value: 'P',
+      description: 'HTTP Basic password at the CSMS (env CARCHAIN_CSMS_PASSWORD).',
+    },
   },
   run: ({ flags, io }) =>
     withContext(flags, io, async (ctx) => {
       const evseId = requiredStringFlag(flags, 'evse')
+      const csmsUrl = stringFlag(flags, 'csms')
+      if (csmsUrl !== undefined && !/^wss?:\/\//.test(csmsUrl))
+        throw new BaseError('CLI_USAGE', '--csms must be a ws: or wss: URL', { details: { csms: csmsUrl } })
+      const password = stringFlag(flags, 'password') ?? process.env.CARCHAIN_CSMS_PASSWORD
+      const ocpp = csmsUrl
+        ? await connectOcppStation({
+            csmsUrl,
+            stationId: stringFlag(flags, 'station-id') ?? evseId.replace(/\*/g, '-'),
+            ...(password ? { password } : {}),
+          })
+        : undefined
+      if (ocpp) io.progress(`· OCPP 2.0.1: ${ocpp.stationId} booted at ${csmsUrl} (${ocpp.boot.status})`)
       const signer = await accountFor(ctx, requiredStringFlag(flags, 'wallet'))
       const cpo = await accountFor(ctx, requiredStringFlag(flags, 'cpo-key'))
       const certificate = fromPem(await readFile(requiredStringFlag(flags, 'cert'), 'utf8'))[0] as Uint8Array
@@ -440,6 +469,7 @@ const station: Command = {
           },
           meter: simulatedMeter({ powerW: integerFlag(flags, 'power-w', { min: 1 }) ?? 11_000 }),
           book,
+          ...(ocpp ? { report: ocpp.report } : {}),
         })
         const server = await createIdentityServer(
           {
@@ -477,6 +507,7 @@ const station: Command = {
         const final = await agent.claim()
         return { data: { stopped: true, claims: final }, text: `stopped; ${final.length} final claim(s)` }
       } finally {
+        await ocpp?.close()
         await closeBook()
       }
     }),

@@ -71,6 +71,12 @@ const up: Command = {
       description:
         'Join an existing deployment: another node process on its chain (--rpc, key in CARCHAIN_OPERATOR_KEY) and its PostgreSQL database (--database); contracts and shards come from the database, the note key must be copied into --data.',
     },
+    csms: {
+      type: 'string',
+      value: 'URL',
+      description:
+        "An external OCPP 2.0.1 CSMS (ws: or wss:) the demo's stations connect to as URL/{stationId}, instead of the node's own (env CARCHAIN_CSMS_URL; docs/ocpp.md).",
+    },
     'log-origin': {
       type: 'string',
       value: 'ORIGIN',
@@ -105,6 +111,7 @@ const up: Command = {
         demoFleetOnExternalChain: booleanFlag(flags, 'demo-fleet-on-external-chain'),
         mqtt: stringFlag(flags, 'mqtt'),
         logOrigin: stringFlag(flags, 'log-origin'),
+        csms: stringFlag(flags, 'csms'),
         tilesDir: stringFlag(flags, 'tiles-dir'),
         witnesses: listFlag(flags, 'witness'),
         shards: integerFlag(flags, 'shards', { min: 1, max: 1024 }),

@@ -10,6 +10,7 @@ import { Address, Badge, Card, Empty, formatTime, Load, Stat } from '../componen
 import { useNode } from '../node-context.tsx'
 import { useSession } from '../session.ts'
 import { type StreamMessage, useStream } from '../stream.ts'
+import { OcppPanel } from './OcppPanel.tsx'
 import { WalletChannels } from './WalletChannels.tsx'
 
 type Session = {
@@ -203,6 +204,7 @@ export function ChargingView() {
           )
         }}
       </Load>
+      <OcppPanel refresh={refresh} symbol={token.symbol} decimals={token.decimals} />
       {session && <WalletChannels session={session} />}
     </div>
   )
