@@ -4,6 +4,7 @@
  */
 import { resolve } from 'node:path'
 import { BaseError } from './errors.ts'
+import type { Pkcs11KeyStoreOptions } from './identity/pkcs11-keystore.ts'
 import { checkLogOrigin } from './ledger/note.ts'
 import { MAX_SHARDS } from './ledger/shards.ts'
 import { defaultRateLimit, type RateLimitConfig } from './node/rate-limit.ts'
@@ -76,6 +77,11 @@ export type NodeConfig = {
   readonly tilesDir: string | undefined
   /** Witnesses that cosign each new checkpoint (`--witness URL=VERIFIERKEY`, repeatable). */
   readonly witnesses: readonly Witness[]
+  /**
+   * The PKCS#11 token that keeps the log's note key (`--pkcs11-module`/`--pkcs11-slot`/
+   * `--pkcs11-pin`, `CARCHAIN_PKCS11_MODULE`/`_SLOT`/`_PIN`); undefined: `<data>/log-note-key.pem`.
+   */
+  readonly pkcs11: Pkcs11KeyStoreOptions | undefined
   /** How often the checkpoint is published to the witnesses and the tiles dir (`CARCHAIN_CHECKPOINT_INTERVAL_MS`, default 1 s). */
   readonly checkpointIntervalMs: number
   /**
@@ -108,6 +114,9 @@ export type ConfigSources = {
     witnesses?: readonly string[] | undefined
     shards?: number | undefined
     join?: boolean | undefined
+    pkcs11Module?: string | undefined
+    pkcs11Slot?: number | undefined
+    pkcs11Pin?: string | undefined
   }
   env: Record<string, string | undefined>
 }
@@ -169,6 +178,27 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
       })
     return value
   }
+  const pkcs11Module = flags.pkcs11Module ?? env.CARCHAIN_PKCS11_MODULE
+  let pkcs11: Pkcs11KeyStoreOptions | undefined
+  if (pkcs11Module !== undefined && pkcs11Module !== '') {
+    const rawSlot = env.CARCHAIN_PKCS11_SLOT
+    const slot = flags.pkcs11Slot ?? (rawSlot === undefined || rawSlot === '' ? 0 : Number(rawSlot))
+    if (!Number.isSafeInteger(slot) || slot < 0)
+      throw new BaseError(
+        'CONFIG_INVALID',
+        `CARCHAIN_PKCS11_SLOT must be a slot number ≥ 0, not "${rawSlot}"`,
+        {
+          details: { value: rawSlot },
+        },
+      )
+    const pin = flags.pkcs11Pin ?? env.CARCHAIN_PKCS11_PIN
+    if (pin === undefined || pin === '')
+      throw new BaseError(
+        'CONFIG_INVALID',
+        '--pkcs11-pin (or CARCHAIN_PKCS11_PIN) is required with a PKCS#11 module',
+      )
+    pkcs11 = { module: pkcs11Module, slot, pin }
+  }
   const logOrigin = flags.logOrigin ?? env.CARCHAIN_LOG_ORIGIN
   const tilesDir = flags.tilesDir ?? env.CARCHAIN_TILES_DIR
   const shardsRaw = flags.shards ?? (env.CARCHAIN_SHARDS ? Number(env.CARCHAIN_SHARDS) : undefined)
@@ -222,5 +252,6 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
     checkpointIntervalMs: positive('CARCHAIN_CHECKPOINT_INTERVAL_MS', 1_000),
     shards: shardsRaw,
     join,
+    pkcs11,
   }
 }

@@ -39,6 +39,28 @@ const EC_PARAMS: Record<Curve, Buffer> = {
   secp256k1: Buffer.from('06052b8104000a', 'hex'),
 }
 
+/**
+ * Ed25519 on a token (PKCS#11 3.0; pkcs11js names none of these): key type CKK_EC_EDWARDS, made
+ * by CKM_EC_EDWARDS_KEY_PAIR_GEN, signing with CKM_EDDSA (pure Ed25519 without parameters).
+ */
+const CKK_EC_EDWARDS = 0x40
+const CKM_EC_EDWARDS_KEY_PAIR_GEN = 0x1055
+const CKM_EDDSA = 0x1057
+/** CKA_EC_PARAMS of Ed25519: the OID 1.3.101.112 (RFC 8410), or the printable string "edwards25519". */
+const ED25519_PARAMS = Buffer.from('06032b6570', 'hex')
+const ED25519_PARAMS_NAMED = Buffer.from(`130c${Buffer.from('edwards25519').toString('hex')}`, 'hex')
+
+/** An Ed25519 key on the token, signing synchronously on a session of its own. */
+export type Pkcs11Ed25519Key = {
+  readonly ref: KeyRef
+  /** The raw 32-byte public key (CKA_EC_POINT). */
+  readonly publicKey: Uint8Array
+  /** Whether this call made the key. */
+  readonly created: boolean
+  /** The 64-byte Ed25519 signature of `message` (C_Sign, CKM_EDDSA). */
+  sign(message: Uint8Array): Uint8Array
+}
+
 /** One loaded module per path: C_Initialize is process-wide, so stores share it and count users. */
 const loaded = new Map<string, { lib: pkcs11js.PKCS11; users: number }>()
 
@@ -82,17 +104,44 @@ export function unwrapEcPoint(value: Buffer): Uint8Array {
   })
 }
 
+function findObject(
+  lib: pkcs11js.PKCS11,
+  session: Buffer,
+  label: string,
+  objectClass: number,
+): Buffer | null {
+  lib.C_FindObjectsInit(session, [
+    { type: pkcs11js.CKA_CLASS, value: objectClass },
+    { type: pkcs11js.CKA_LABEL, value: label },
+  ])
+  try {
+    return lib.C_FindObjects(session)
+  } finally {
+    lib.C_FindObjectsFinal(session)
+  }
+}
+
 export class Pkcs11KeyStore implements KeyStore {
   readonly kind = 'pkcs11' as const
   readonly #lib: pkcs11js.PKCS11
   readonly #modulePath: string
   readonly #session: Buffer
   readonly #tokenLabel: string
+  readonly #slot: Buffer
+  /** Sessions of Ed25519 keys (`ed25519Key`), closed with the store. */
+  readonly #ownSessions: Buffer[] = []
   #queue: Promise<unknown> = Promise.resolve()
   #closed = false
 
-  private constructor(lib: pkcs11js.PKCS11, modulePath: string, session: Buffer, tokenLabel: string) {
+  private constructor(
+    lib: pkcs11js.PKCS11,
+    modulePath: string,
+    slot: Buffer,
+    session: Buffer,
+    tokenLabel: string,
+  ) {
     this.#lib = lib
+    this.#slot = slot
     this.#modulePath = modulePath
     this.#session = session
     this.#tokenLabel = tokenLabel
@@ -134,7 +183,7 @@ export class Pkcs11KeyStore implements KeyStore {
           throw error
         }
       }
-      return new Pkcs11KeyStore(lib, options.module, session, tokenLabel)
+      return new Pkcs11KeyStore(lib, options.module, slot, session, tokenLabel)
     } catch (error) {
       Pkcs11KeyStore.#release(options.module)
       throw pkcs11Error('opening the token', error)
@@ -268,15 +317,121 @@ export class Pkcs11KeyStore implements KeyStore {
     })
   }
 
+  /**
+   * The Ed25519 key labelled `label` (a signed-note key: docs/transparency.md), made on the token
+   * if it has none: sensitive and non-extractable, used through CKM_EDDSA. It gets a session of its
+   * own (the login is the application's, PKCS#11 v2.40 §5.6), so its synchronous `sign` never
+   * overlaps the store's queued calls; the session closes with the store.
+   */
+  ed25519Key(label: string): Pkcs11Ed25519Key {
+    assertLabel(label)
+    if (this.#closed) throw new BaseError('PKCS11_FAILED', 'the PKCS#11 key store is closed')
+    const lib = this.#lib
+    let session: Buffer
+    try {
+      session = lib.C_OpenSession(this.#slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION)
+    } catch (error) {
+      throw pkcs11Error('opening a session for an Ed25519 key', error)
+    }
+    this.#ownSessions.push(session)
+    let created = false
+    let handles: { privateKey: Buffer; publicKey: Buffer }
+    let attributes: ReturnType<pkcs11js.PKCS11['C_GetAttributeValue']>
+    try {
+      const privateKey = findObject(lib, session, label, pkcs11js.CKO_PRIVATE_KEY)
+      const publicKey = findObject(lib, session, label, pkcs11js.CKO_PUBLIC_KEY)
+      if (privateKey && publicKey) handles = { privateKey, publicKey }
+      else if (privateKey || publicKey)
+        throw new BaseError(
+          'KEYSTORE_CORRUPT',
+          `the token holds only half of the key pair "${label}"; restore it or delete it to make a new one`,
+          { details: { label } },
+        )
+      else {
+        const common = [
+          { type: pkcs11js.CKA_KEY_TYPE, value: CKK_EC_EDWARDS },
+          { type: pkcs11js.CKA_TOKEN, value: true },
+          { type: pkcs11js.CKA_LABEL, value: label },
+          { type: pkcs11js.CKA_ID, value: randomBytes(16) },
+        ]
+        handles = lib.C_GenerateKeyPair(
+          session,
+          { mechanism: CKM_EC_EDWARDS_KEY_PAIR_GEN },
+          [
+            ...common,
+            { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
+            { type: pkcs11js.CKA_VERIFY, value: true },
+            { type: pkcs11js.CKA_EC_PARAMS, value: ED25519_PARAMS },
+          ],
+          [
+            ...common,
+            { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
+            { type: pkcs11js.CKA_PRIVATE, value: true },
+            { type: pkcs11js.CKA_SIGN, value: true },
+            { type: pkcs11js.CKA_SENSITIVE, value: true },
+            { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+          ],
+        )
+        created = true
+      }
+      attributes = lib.C_GetAttributeValue(session, handles.publicKey, [
+        { type: pkcs11js.CKA_KEY_TYPE },
+        { type: pkcs11js.CKA_EC_PARAMS },
+        { type: pkcs11js.CKA_EC_POINT },
+      ])
+    } catch (error) {
+      throw pkcs11Error(`finding or making the Ed25519 key "${label}"`, error)
+    }
+    const [keyType, params, point] = attributes
+    const ed25519 =
+      keyType?.value.length === 8 &&
+      keyType.value.readBigUInt64LE(0) === BigInt(CKK_EC_EDWARDS) &&
+      (params?.value.equals(ED25519_PARAMS) || params?.value.equals(ED25519_PARAMS_NAMED))
+    // CKA_EC_POINT: the 32 bytes in a DER OCTET STRING (PKCS#11 3.0), or raw from some tokens.
+    const raw = point?.value
+    const publicKey =
+      raw?.length === 34 && raw[0] === 0x04 && raw[1] === 32
+        ? raw.subarray(2)
+        : raw?.length === 32
+          ? raw
+          : undefined
+    if (!ed25519 || !publicKey)
+      throw new BaseError('KEYSTORE_CORRUPT', `the token's key "${label}" is not an Ed25519 key`, {
+        details: { label },
+      })
+    const privateKey = handles.privateKey
+    return {
+      ref: this.#refOf(label),
+      publicKey: Uint8Array.from(publicKey),
+      created,
+      sign: (message) => {
+        if (this.#closed) throw new BaseError('PKCS11_FAILED', 'the PKCS#11 key store is closed')
+        let signature: Buffer
+        try {
+          lib.C_SignInit(session, { mechanism: CKM_EDDSA }, privateKey)
+          signature = lib.C_Sign(session, Buffer.from(message), Buffer.alloc(64))
+        } catch (error) {
+          throw pkcs11Error(`signing with "${label}"`, error)
+        }
+        if (signature.length !== 64)
+          throw new BaseError('PKCS11_FAILED', 'CKM_EDDSA returned a signature that is not 64 bytes', {
+            details: { length: signature.length },
+          })
+        return Uint8Array.from(signature)
+      },
+    }
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
     await Promise.allSettled([this.#queue]) // only to close after it: each failure went to its caller
-    try {
-      this.#lib.C_CloseSession(this.#session)
-    } catch {
-      // the session may already be gone with the module
-    }
+    for (const session of [...this.#ownSessions, this.#session])
+      try {
+        this.#lib.C_CloseSession(session)
+      } catch {
+        // the session may already be gone with the module
+      }
     Pkcs11KeyStore.#release(this.#modulePath)
   }
 
@@ -285,15 +440,7 @@ export class Pkcs11KeyStore implements KeyStore {
   }
 
   #findObject(label: string, objectClass: number): Buffer | null {
-    this.#lib.C_FindObjectsInit(this.#session, [
-      { type: pkcs11js.CKA_CLASS, value: objectClass },
-      { type: pkcs11js.CKA_LABEL, value: label },
-    ])
-    try {
-      return this.#lib.C_FindObjects(this.#session)
-    } finally {
-      this.#lib.C_FindObjectsFinal(this.#session)
-    }
+    return findObject(this.#lib, this.#session, label, objectClass)
   }
 
   /** Runs `task` after every earlier call on this session has finished. */

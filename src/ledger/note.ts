@@ -64,11 +64,15 @@ export function noteKeyId(name: string, publicKey: Uint8Array, type: number = ED
   return sha256(input).slice(0, 4)
 }
 
-/** An Ed25519 note key: the private key signs, the name and public key identify it. */
+/**
+ * An Ed25519 note key: `sign` makes the 64-byte Ed25519 signature of a message, the name and
+ * public key identify it. The key itself stays wherever `sign` reaches it: a KeyObject
+ * (`noteSigner`) or a PKCS#11 token (src/identity/pkcs11-note-key.ts).
+ */
 export type NoteSigner = {
   readonly name: string
   readonly publicKey: Uint8Array
-  readonly privateKey: KeyObject
+  readonly sign: (message: Uint8Array) => Uint8Array
 }
 
 /** A verifier key parsed from its text form. */
@@ -90,7 +94,11 @@ export function ed25519PublicKey(key: KeyObject): Uint8Array {
 export function noteSigner(name: string, privateKey: KeyObject | string): NoteSigner {
   checkLogOrigin(name)
   const key = typeof privateKey === 'string' ? createPrivateKey(privateKey) : privateKey
-  return { name, publicKey: ed25519PublicKey(key), privateKey: key }
+  return {
+    name,
+    publicKey: ed25519PublicKey(key),
+    sign: (message) => new Uint8Array(sign(null, message, key)),
+  }
 }
 
 /**
@@ -130,7 +138,7 @@ export function parseVerifierKey(text: string, type: number = ED25519_TYPE): Not
 /** Signs `text` (which must end in a newline) and returns the signed note. */
 export function signNote(text: string, signer: NoteSigner): string {
   if (!text.endsWith('\n')) throw new BaseError('INVALID_ARGUMENT', 'a note text ends with a newline')
-  const signature = new Uint8Array(sign(null, Buffer.from(text, 'utf8'), signer.privateKey))
+  const signature = signer.sign(Buffer.from(text, 'utf8'))
   const blob = new Uint8Array(4 + signature.length)
   blob.set(noteKeyId(signer.name, signer.publicKey), 0)
   blob.set(signature, 4)
@@ -258,7 +266,7 @@ export function cosignatureLine(checkpointText: string, timestamp: number, signe
   const blob = new Uint8Array(COSIGNATURE_BYTES)
   blob.set(noteKeyId(signer.name, signer.publicKey, COSIGNATURE_TYPE), 0)
   new DataView(blob.buffer).setBigUint64(4, BigInt(timestamp))
-  blob.set(sign(null, cosignedMessage(checkpointText, timestamp), signer.privateKey), 12)
+  blob.set(signer.sign(cosignedMessage(checkpointText, timestamp)), 12)
   return `— ${signer.name} ${base64(blob)}\n`
 }
 

@@ -4,16 +4,17 @@
  * node signs with, kept in its data dir and made on first start.
  */
 import { createPrivateKey, generateKeyPairSync, type KeyObject, randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { Address } from 'viem'
 import type { Queryable } from '../db/database.ts'
 import { BaseError } from '../errors.ts'
 import { writeFileAtomic } from '../fs-atomic.ts'
+import { Pkcs11KeyStore, type Pkcs11KeyStoreOptions } from '../identity/pkcs11-keystore.ts'
 import { getLogId } from '../ledger/anchor.ts'
 import type { Hex } from '../ledger/bytes.ts'
-import { type NoteSigner, noteSigner, verifierKey } from '../ledger/note.ts'
+import { checkLogOrigin, type NoteSigner, noteSigner, verifierKey } from '../ledger/note.ts'
 import { withShard } from '../ledger/shards.ts'
 import { parseTilePath, readTile, TILE_WIDTH } from '../ledger/tiles.ts'
 import { type CheckpointPublisher, createCheckpointPublisher } from './checkpoints.ts'
@@ -125,6 +126,52 @@ export function loadNoteKey(
   return { signer: noteSigner(origin, key), created }
 }
 
+/** The label of the log's note key on a PKCS#11 token. */
+export const NOTE_KEY_LABEL = 'carchain-log-note'
+
+/**
+ * The node's note key for `origin` on the PKCS#11 token `options` names: the Ed25519 key
+ * `carchain-log-note`, made there (sensitive, non-extractable) if missing, signing through
+ * CKM_EDDSA; with `mustExist` (`--join`) a token without the key is refused. A data dir whose log already signs with `log-note-key.pem` is refused while the token
+ * has no key (CONFIG_INVALID): a new key would change the verifier key its verifiers pinned.
+ * `close` ends the token session.
+ */
+export async function openTokenNoteKey(
+  options: Pkcs11KeyStoreOptions,
+  dataDir: string,
+  origin: string,
+  { mustExist = false }: { mustExist?: boolean } = {},
+): Promise<{ signer: NoteSigner; created: boolean; ref: string; close: () => Promise<void> }> {
+  const store = await Pkcs11KeyStore.open(options)
+  try {
+    const file = join(dataDir, NOTE_KEY_FILE)
+    const missing = (await store.find(NOTE_KEY_LABEL)) === undefined
+    if (missing && mustExist)
+      throw new BaseError(
+        'CONFIG_INVALID',
+        `the PKCS#11 token has no key "${NOTE_KEY_LABEL}": a node joining a deployment signs with the deployment's note key; point it at the token (or a token holding the same key) of the deployment's first node`,
+        { details: { label: NOTE_KEY_LABEL } },
+      )
+    if (missing && existsSync(file))
+      throw new BaseError(
+        'CONFIG_INVALID',
+        `the log signs its checkpoints with ${file}, and the PKCS#11 token has no key "${NOTE_KEY_LABEL}": a new key would change the verifier key; run without --pkcs11-module, or import that key to the token under this label`,
+        { details: { file, label: NOTE_KEY_LABEL } },
+      )
+    const key = store.ed25519Key(NOTE_KEY_LABEL)
+    checkLogOrigin(origin)
+    return {
+      signer: { name: origin, publicKey: key.publicKey, sign: key.sign },
+      created: key.created,
+      ref: key.ref,
+      close: () => store.close(),
+    }
+  } catch (error) {
+    await store.close()
+    throw error
+  }
+}
+
 /** What `GET /v1/chain` tells about the log: its origin and the verifier key of its checkpoints. */
 export function logInfo(
   signer: NoteSigner,
@@ -182,7 +229,8 @@ export function transparencyRoutes(
         shard === 0 && publisher
           ? publisher
           : createCheckpointPublisher(db, {
-              signer: shard === 0 ? signer : noteSigner(shardOrigin(signer.name, shard), signer.privateKey),
+              signer:
+                shard === 0 ? signer : { ...signer, name: checkLogOrigin(shardOrigin(signer.name, shard)) },
             })
       shardTileRoutes(app, db, source, shard === 0 ? '/log' : `/log/shards/${shard}`)
     }

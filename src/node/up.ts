@@ -25,6 +25,7 @@ import { BaseError } from '../errors.ts'
 import { writeFileAtomic } from '../fs-atomic.ts'
 import { registryRevocation } from '../identity/registry-revocation.ts'
 import { keyRoutes } from '../keys/online.ts'
+import type { NoteSigner } from '../ledger/note.ts'
 import { ensureShards, shardLogId } from '../ledger/shards.ts'
 import { unwrittenEvidence } from '../ledger/store.ts'
 import { type ChargingRoutesDeps, chargingRoutes } from '../station/routes.ts'
@@ -40,7 +41,14 @@ import { startMqttIngest } from './mqtt.ts'
 import { createNodeCsms } from './ocpp.ts'
 import { type ChainInfo, createServer, type NodeRoutes } from './server.ts'
 import { createNodeEvents, streamRoutes } from './stream.ts'
-import { loadNoteKey, logIdentity, logInfo, NOTE_KEY_FILE, transparencyRoutes } from './transparency.ts'
+import {
+  loadNoteKey,
+  logIdentity,
+  logInfo,
+  NOTE_KEY_FILE,
+  openTokenNoteKey,
+  transparencyRoutes,
+} from './transparency.ts'
 import { vehicleRoutes } from './vehicle-routes.ts'
 import type { Witness } from './witnesses.ts'
 
@@ -199,9 +207,21 @@ export async function startNode({
       progress(
         `the log id ${identity.logId} was ${identity.derivedFrom ? `derived from the origin ${identity.derivedFrom}` : 'made before log ids were derived from origins'}, not from ${origin}; it stays the log's id`,
       )
-    const noteKey = loadNoteKey(config.dataDir, origin, { mustExist: config.join })
+    let noteKey: { signer: NoteSigner; created: boolean }
+    let noteKeyPlace: string
+    if (config.pkcs11) {
+      const tokenKey = await openTokenNoteKey(config.pkcs11, config.dataDir, origin, {
+        mustExist: config.join,
+      })
+      undo.push(() => tokenKey.close())
+      noteKey = tokenKey
+      noteKeyPlace = tokenKey.ref
+    } else {
+      noteKey = loadNoteKey(config.dataDir, origin, { mustExist: config.join })
+      noteKeyPlace = join(config.dataDir, NOTE_KEY_FILE)
+    }
     progress(
-      `${noteKey.created ? 'made the log note key' : 'log note key'} ${join(config.dataDir, NOTE_KEY_FILE)}; checkpoints signed as ${origin}`,
+      `${noteKey.created ? 'made the log note key' : 'log note key'} ${noteKeyPlace}; checkpoints signed as ${origin}`,
     )
     const chain: ChainInfo = {
       chainId: clients.chain.id,

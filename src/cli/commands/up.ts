@@ -89,6 +89,22 @@ const up: Command = {
       description:
         'Also write the C2SP checkpoint and tiles to DIR for a static web server, kept up to date, crash-safe (env CARCHAIN_TILES_DIR).',
     },
+    'pkcs11-module': {
+      type: 'string',
+      value: 'PATH',
+      description:
+        "PKCS#11 library whose token keeps the log's note key, made there on first start (env CARCHAIN_PKCS11_MODULE).",
+    },
+    'pkcs11-slot': {
+      type: 'string',
+      value: 'N',
+      description: 'PKCS#11 slot ID or index (env CARCHAIN_PKCS11_SLOT; default 0).',
+    },
+    'pkcs11-pin': {
+      type: 'string',
+      value: 'PIN',
+      description: 'PKCS#11 user PIN (env CARCHAIN_PKCS11_PIN).',
+    },
     witness: {
       type: 'string',
       value: 'URL=KEY',
@@ -116,6 +132,9 @@ const up: Command = {
         witnesses: listFlag(flags, 'witness'),
         shards: integerFlag(flags, 'shards', { min: 1, max: 1024 }),
         join: booleanFlag(flags, 'join'),
+        pkcs11Module: stringFlag(flags, 'pkcs11-module'),
+        pkcs11Slot: integerFlag(flags, 'pkcs11-slot', { min: 0 }),
+        pkcs11Pin: stringFlag(flags, 'pkcs11-pin'),
       },
       env: process.env,
     })

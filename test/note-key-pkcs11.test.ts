@@ -1,0 +1,149 @@
+/**
+ * The log's Ed25519 note key on a PKCS#11 token (SoftHSM2): made in the token on the node's first
+ * start, reused on restart, never in the data dir, not extractable, and the checkpoints it signs
+ * through CKM_EDDSA verify with the verifier key `GET /v1/chain` publishes. A data dir whose log
+ * already signs with a file key is refused when the token has none.
+ */
+import assert from 'node:assert/strict'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { loadConfig } from '../src/config.ts'
+import { BaseError } from '../src/errors.ts'
+import { Pkcs11KeyStore } from '../src/identity/pkcs11-keystore.ts'
+import { createSoftHsmToken, type SoftHsmToken, softHsmAvailable } from '../src/identity/softhsm.testkit.ts'
+import { openCheckpointNote, signCheckpointNote, verifierKey } from '../src/ledger/note.ts'
+import { loadNoteKey, NOTE_KEY_FILE, NOTE_KEY_LABEL, openTokenNoteKey } from '../src/node/transparency.ts'
+import { startSystem } from '../src/sim/system.ts'
+import { requirePart } from './skip.ts'
+
+const hasCode = (code: string) => (error: unknown) => error instanceof BaseError && error.code === code
+
+describe('the log note key on a PKCS#11 token', () => {
+  let token: SoftHsmToken | undefined
+  const dirs: string[] = []
+  const tempDir = () => {
+    const dir = mkdtempSync(join(tmpdir(), 'carchain-note-pkcs11-'))
+    dirs.push(dir)
+    return dir
+  }
+  before(async () => {
+    if (softHsmAvailable) token = await createSoftHsmToken('carchain-node')
+  })
+  after(async () => {
+    await token?.cleanup()
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('is made on first start, reused on restart, and signs checkpoints that verify with /v1/chain’s key', async (t) => {
+    if (!requirePart(t, softHsmAvailable, 'SoftHSM2 is not installed')) return
+    const dataDir = tempDir()
+    const config = loadConfig({
+      flags: { data: dataDir, port: 0, noSim: true, logOrigin: 'fleet.example/hsm-log' },
+      env: {
+        CARCHAIN_PKCS11_MODULE: token!.module,
+        CARCHAIN_PKCS11_SLOT: String(token!.slot),
+        CARCHAIN_PKCS11_PIN: token!.pin,
+      },
+    })
+    const run = async () => {
+      const messages: string[] = []
+      const node = await startSystem({ config, progress: (message) => messages.push(message) })
+      try {
+        const chain = await (await fetch(`${node.url}/v1/chain`)).json()
+        const note = await (await fetch(`${node.url}/log/checkpoint`)).text()
+        const head = openCheckpointNote(note, chain.log.verifierKey)
+        assert.equal(head.origin, 'fleet.example/hsm-log')
+        return { verifierKey: chain.log.verifierKey as string, messages }
+      } finally {
+        await node.stop()
+      }
+    }
+    const first = await run()
+    assert.ok(
+      first.messages.some((m) =>
+        m.startsWith('made the log note key pkcs11:token=carchain-node;object=carchain-log-note'),
+      ),
+      first.messages.join('\n'),
+    )
+    assert.equal(existsSync(join(dataDir, NOTE_KEY_FILE)), false, 'no key file in the data dir')
+    const second = await run()
+    assert.equal(second.verifierKey, first.verifierKey, 'the restart signs with the same key')
+    assert.ok(
+      second.messages.some((m) => m.startsWith('log note key pkcs11:')),
+      second.messages.join('\n'),
+    )
+
+    const store = await Pkcs11KeyStore.open({ module: token!.module, slot: token!.slot, pin: token!.pin })
+    try {
+      const ref = await store.find(NOTE_KEY_LABEL)
+      assert.ok(ref)
+      assert.equal(await store.privateKeyIsProtected(ref), true, 'sensitive and not extractable')
+      const key = store.ed25519Key(NOTE_KEY_LABEL)
+      assert.equal(key.created, false)
+      assert.equal(verifierKey('fleet.example/hsm-log', key.publicKey), first.verifierKey)
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('signs with the token through the same signer interface as a file key', async (t) => {
+    if (!requirePart(t, softHsmAvailable, 'SoftHSM2 is not installed')) return
+    const options = { module: token!.module, slot: token!.slot, pin: token!.pin }
+    const key = await openTokenNoteKey(options, tempDir(), 'fleet.example/hsm-unit')
+    try {
+      const note = signCheckpointNote({ treeSize: 7, rootHash: new Uint8Array(32).fill(7) }, key.signer)
+      const head = openCheckpointNote(note, verifierKey(key.signer.name, key.signer.publicKey))
+      assert.equal(head.treeSize, 7)
+      // A different key of the same name is refused: the signature is the token's.
+      const impostor = loadNoteKey(tempDir(), 'fleet.example/hsm-unit').signer
+      assert.throws(
+        () => openCheckpointNote(note, verifierKey(impostor.name, impostor.publicKey)),
+        hasCode('NOTE_INVALID'),
+      )
+    } finally {
+      await key.close()
+    }
+  })
+
+  it('refuses to replace a data dir’s file key with a new token key', async (t) => {
+    if (!requirePart(t, softHsmAvailable, 'SoftHSM2 is not installed')) return
+    const fresh = await createSoftHsmToken('carchain-empty', '5678')
+    try {
+      const dataDir = tempDir()
+      loadNoteKey(dataDir, 'fleet.example/file-log')
+      await assert.rejects(
+        openTokenNoteKey(
+          { module: fresh.module, slot: fresh.slot, pin: fresh.pin },
+          dataDir,
+          'fleet.example/file-log',
+        ),
+        hasCode('CONFIG_INVALID'),
+      )
+      const store = await Pkcs11KeyStore.open({ module: fresh.module, slot: fresh.slot, pin: fresh.pin })
+      try {
+        assert.equal(await store.find(NOTE_KEY_LABEL), undefined, 'no key was made')
+      } finally {
+        await store.close()
+      }
+    } finally {
+      await fresh.cleanup()
+    }
+  })
+
+  it('refuses a PKCS#11 module without a PIN', () => {
+    assert.throws(
+      () => loadConfig({ flags: {}, env: { CARCHAIN_PKCS11_MODULE: '/usr/lib/softhsm/libsofthsm2.so' } }),
+      hasCode('CONFIG_INVALID'),
+    )
+    assert.throws(
+      () =>
+        loadConfig({
+          flags: {},
+          env: { CARCHAIN_PKCS11_MODULE: '/x.so', CARCHAIN_PKCS11_PIN: '1', CARCHAIN_PKCS11_SLOT: 'one' },
+        }),
+      hasCode('CONFIG_INVALID'),
+    )
+  })
+})
