@@ -132,6 +132,30 @@ describe('the log note key on a PKCS#11 token', () => {
     }
   })
 
+  it('attack: refuses a wrong PIN and a key under the label that is not Ed25519', async (t) => {
+    if (!requirePart(t, softHsmAvailable, 'SoftHSM2 is not installed')) return
+    const fresh = await createSoftHsmToken('carchain-other', '4321')
+    try {
+      const options = { module: fresh.module, slot: fresh.slot, pin: fresh.pin }
+      await assert.rejects(
+        openTokenNoteKey({ ...options, pin: '0000' }, tempDir(), 'fleet.example/other'),
+        hasCode('KEYSTORE_LOCKED'),
+      )
+      const store = await Pkcs11KeyStore.open(options)
+      try {
+        await store.generate('p256', NOTE_KEY_LABEL)
+      } finally {
+        await store.close()
+      }
+      await assert.rejects(
+        openTokenNoteKey(options, tempDir(), 'fleet.example/other'),
+        hasCode('KEYSTORE_CORRUPT'),
+      )
+    } finally {
+      await fresh.cleanup()
+    }
+  })
+
   it('refuses a PKCS#11 module without a PIN', () => {
     assert.throws(
       () => loadConfig({ flags: {}, env: { CARCHAIN_PKCS11_MODULE: '/usr/lib/softhsm/libsofthsm2.so' } }),
