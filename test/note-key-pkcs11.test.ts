@@ -107,10 +107,22 @@ describe('the log note key on a PKCS#11 token', () => {
     }
   })
 
-  it('refuses to replace a data dir’s file key with a new token key', async (t) => {
+  it('refuses to replace a data dir’s file key, or to make a key for a joining node', async (t) => {
     if (!requirePart(t, softHsmAvailable, 'SoftHSM2 is not installed')) return
     const fresh = await createSoftHsmToken('carchain-empty', '5678')
     try {
+      await assert.rejects(
+        openTokenNoteKey(
+          { module: fresh.module, slot: fresh.slot, pin: fresh.pin },
+          tempDir(),
+          'fleet.example/joined',
+          {
+            mustExist: true,
+          },
+        ),
+        hasCode('CONFIG_INVALID'),
+        'a node joining a deployment (--join) does not make a key',
+      )
       const dataDir = tempDir()
       loadNoteKey(dataDir, 'fleet.example/file-log')
       await assert.rejects(
