@@ -33,7 +33,7 @@ const expected: Record<string, string[]> = {
     'verifyP256',
     'verifyPayload',
   ],
-  batch: ['MAX_BATCH_EVENTS', 'createBatch', 'parseBatch', 'verifyBatch'],
+  batch: ['MAX_BATCH_EVENTS', 'cachedP256Key', 'createBatch', 'parseBatch', 'verifyBatch'],
   ingest: ['createBatchIngester', 'ingestBatch'],
   jcs: ['JCS_MAX_DEPTH', 'canonicalize', 'canonicalizeToBytes'],
   'local-log': ['MAX_RECORD_BYTES', 'openLocalLog'],
