@@ -37,6 +37,7 @@ import {
   VehicleLedger,
 } from '../vehicle/ledger.ts'
 import { carWallet, chargeCar, PARKING_INDEX, payParking, pemDer, startChargePoints } from './charging.ts'
+import { type NfcDemo, startNfcDemo } from './nfc.ts'
 import { runScenario, type ScenarioPayments, type SimActivity } from './scenario.ts'
 
 /** The demo keystore's KDF: its passphrase is public anyway, so start-up stays quick. */
@@ -117,7 +118,9 @@ export async function startFleet(parameters: StartFleetParameters): Promise<Flee
 
   const chargePoints = await startChargePoints({ context, pki, pkiDir, store, dataDir, count: 2 })
   progress(`${chargePoints.chargers.length} chargers running`)
-  const payments = demoPayments({ context, records, agents, store, pkiDir, fleetDir, chargePoints })
+  const nfc = await startNfcDemo({ context, store })
+  progress(nfc.on ? nfc.description : `NFC off: ${nfc.reason}`)
+  const payments = demoPayments({ context, records, agents, store, pkiDir, fleetDir, chargePoints, nfc })
 
   const vehicles = (): SimVehicle[] =>
     records.map((r) => ({
@@ -143,6 +146,7 @@ export async function startFleet(parameters: StartFleetParameters): Promise<Flee
     async stop() {
       await scenario?.stop()
       await chargePoints.stop()
+      await nfc.stop()
       for (const agent of agents.values()) await agent.stop()
       await store.close()
       await pki.close()
@@ -272,8 +276,9 @@ function demoPayments(parameters: {
   pkiDir: string
   fleetDir: string
   chargePoints: Awaited<ReturnType<typeof startChargePoints>>
+  nfc: NfcDemo
 }): ScenarioPayments {
-  const { context, records, agents, store, pkiDir, fleetDir, chargePoints } = parameters
+  const { context, records, agents, store, pkiDir, fleetDir, chargePoints, nfc } = parameters
   const wallets = new Map(
     records.map((r) => [
       r.vehicle,
@@ -281,10 +286,17 @@ function demoPayments(parameters: {
     ]),
   )
   const oemSubCa = pemDer(join(pkiDir, 'subca', 'oem.pem'))
+  /** The car as a contactless card: its wallet and its certificate's key (docs/nfc.md). */
+  const card = (record: FleetVehicleRecord) => ({
+    wallet: wallets.get(record.vehicle)!.wallet,
+    identity: { store, keyRef: record.identityKey, certificate: pemDer(record.cert), chain: [oemSubCa] },
+  })
   return {
     async charge(car, energyWh, signal) {
       const record = records.find((r) => r.vehicle === car.vehicle)!
       const charger = chargePoints.chargers[records.indexOf(record) % chargePoints.chargers.length]!
+      if (nfc.on && records.indexOf(record) % 2 === 1)
+        return nfc.charge(card(record), charger.evseId, energyWh)
       const result = await chargeCar({
         agent: agents.get(car.vehicle)!,
         identity: { store, keyRef: record.identityKey, certificate: pemDer(record.cert), chain: [oemSubCa] },
@@ -298,6 +310,8 @@ function demoPayments(parameters: {
       return `${Number(result.energyWh) / 1000} kWh at ${charger.evseId}, ${formatUnits(result.amount, 18)} cEUR (${result.channelAction} channel)`
     },
     async payParking(car) {
+      const record = records.find((r) => r.vehicle === car.vehicle)!
+      if (nfc.on) return nfc.payParking(card(record), PARKING_INDEX, parseUnits('2.5', 18), 'parking P3')
       const paid = await payParking(
         context,
         wallets.get(car.vehicle)!,
