@@ -12,7 +12,7 @@ import { cpus, freemem, totalmem } from 'node:os'
 export type Target = { readonly op: '>=' | '<='; readonly value: number; readonly source: string }
 
 /** The groups a run can be limited to (`--only`); the chain group holds every on-chain figure. */
-export type BenchGroup = 'merkle' | 'tiles' | 'vouchers' | 'ingest' | 'postgres' | 'chain' | 'startup'
+export type BenchGroup = 'merkle' | 'tiles' | 'vouchers' | 'ingest' | 'postgres' | 'chain' | 'nfc' | 'startup'
 export const benchGroups: readonly BenchGroup[] = [
   'merkle',
   'tiles',
@@ -20,6 +20,7 @@ export const benchGroups: readonly BenchGroup[] = [
   'ingest',
   'postgres',
   'chain',
+  'nfc',
   'startup',
 ]
 

@@ -24,11 +24,16 @@ import { BaseError, toBaseError } from '../errors.ts'
 import type { KeyRef, KeyStore } from '../identity/keystore.ts'
 import { logger } from '../log.ts'
 import { signPaymentPermit } from '../payments/pay.ts'
-import type { SignedPermit } from '../payments/permit.ts'
+import {
+  type PermitDomain,
+  readPermitDomain,
+  readPermitNonce,
+  type SignedPermit,
+} from '../payments/permit.ts'
 import { plausibleEnergyWh, sessionCost } from '../payments/pricing.ts'
 import { type Tariff, verifyMeterReading, verifyTariff } from '../payments/typed-data.ts'
-import type { CarWallet } from '../payments/wallet.ts'
-import { type CommandApdu, parseCommand, readTlvs, response, SW, tlv, WALLET_AID } from './apdu.ts'
+import type { CarWallet, ChargerIdentity } from '../payments/wallet.ts'
+import { type CommandApdu, parseCommand, readTlvs, response, SW, swHex, tlv, WALLET_AID } from './apdu.ts'
 
 const log = logger('nfc.applet')
 
@@ -184,6 +189,58 @@ export function createWalletApplet(parameters: CreateWalletAppletParameters): Wa
   let pending: Uint8Array | undefined
   const nonces = new Map<string, number>()
   const chainDer = Buffer.concat([identity.certificate, ...identity.chain])
+  /** Each token's permit domain, read once (it never changes). */
+  const domains = new Map<string, Promise<PermitDomain>>()
+  /**
+   * The chain reads of a PAY whose first blocks arrived (its token, a charger's registration)
+   * start while the rest of the command travels: the car's work hides in the round trips. Only
+   * reads: nothing is decided or signed before the whole command is in.
+   */
+  let prefetched:
+    | {
+        token: string
+        charger?: string
+        reads: Promise<[PermitDomain, bigint]>
+        check?: Promise<ChargerIdentity>
+      }
+    | undefined
+  const observed = <T>(promise: Promise<T>): Promise<T> => {
+    // handled here (a refused or abandoned PAY never awaits it); whoever awaits it sees the failure
+    promise.then(undefined, (error: unknown) => log.debug({ err: error }, 'a prefetched read failed'))
+    return promise
+  }
+  const permitReads = (token: Address) =>
+    Promise.all([permitDomainOf(token), readPermitNonce(parameters.publicClient, token, wallet.address)])
+  const speculate = (parts: readonly Uint8Array[]) => {
+    if (prefetched) return
+    const fields = leadingTlvs(Buffer.concat(parts))
+    const token = fields.get(PAY_TAG.TOKEN)
+    if (token?.length !== 20) return
+    const tokenAddress = address(token)
+    if (!wallet.policy.tokens.some((t) => t.toLowerCase() === tokenAddress.toLowerCase())) return
+    const charger = fields.get(PAY_TAG.CHARGER)
+    const chargerAddress = charger?.length === 20 ? address(charger) : undefined
+    prefetched = {
+      token: tokenAddress.toLowerCase(),
+      reads: observed(permitReads(tokenAddress)),
+      ...(chargerAddress
+        ? {
+            charger: chargerAddress.toLowerCase(),
+            check: observed(wallet.checkCharger({ address: chargerAddress })),
+          }
+        : {}),
+    }
+  }
+  const permitDomainOf = (token: Address): Promise<PermitDomain> => {
+    const key = token.toLowerCase()
+    let domain = domains.get(key)
+    if (!domain) {
+      domain = readPermitDomain(parameters.publicClient, token)
+      domains.set(key, domain)
+      domain.catch(() => domains.delete(key)) // a failed read is retried next time; the caller sees the failure
+    }
+    return domain
+  }
 
   const answer = (data: Uint8Array, ne: number | undefined): Uint8Array => {
     const max = ne ?? 256
@@ -242,20 +299,35 @@ export function createWalletApplet(parameters: CreateWalletAppletParameters): Wa
     const issuedAt = nonces.get(nonceKey)
     if (issuedAt === undefined || wallet.now() - issuedAt > NONCE_LIFETIME_MS)
       refuse(SW.NONCE_UNUSABLE, 'the payment nonce is not one this card issued, or it was used or expired')
+    // A token outside the policy is refused before anything is read for it.
+    wallet.authorizeSpend(0n, 0n, request.token)
+    // The chain reads the permit needs run while the car decides (its work hides in one round trip).
+    const early = prefetched?.token === request.token.toLowerCase() ? prefetched : undefined
+    prefetched = undefined
+    const reads = early?.reads ?? permitReads(request.token)
     let to: Address
     let amount: bigint
-    if (request.kind === 'charging') {
-      ;({ to, amount } = await decideCharging(wallet, request, issuedAt as number))
-    } else {
-      to = request.payee
-      amount = request.amount
+    try {
+      if (request.kind === 'charging') {
+        const checked = early?.charger === request.charger.toLowerCase() ? early.check : undefined
+        ;({ to, amount } = await decideCharging(wallet, request, issuedAt as number, checked))
+      } else {
+        to = request.payee
+        amount = request.amount
+      }
+    } finally {
+      // settled either way: a refusal must not leave a read's failure unobserved
+      await Promise.allSettled([reads])
     }
+    const [tokenDomain, permitNonce] = await reads
     // The nonce is spent before the signature exists: one request, at most one payment.
     if (!nonces.delete(nonceKey)) refuse(SW.NONCE_UNUSABLE, 'the payment nonce was used meanwhile')
     const { permit, eventId } = await signPaymentPermit({ publicClient: parameters.publicClient }, wallet, {
       token: request.token,
       to,
       amount,
+      tokenDomain,
+      nonce: permitNonce,
       // On-chain time, not the wallet's clock: the token checks the deadline against the block.
       deadline: BigInt(Math.floor(Date.now() / 1000)) + PERMIT_LIFETIME_SEC,
       memo: request.kind === 'charging' ? `charging ${request.tariff.evseId}` : request.memo,
@@ -299,6 +371,7 @@ export function createWalletApplet(parameters: CreateWalletAppletParameters): Wa
     if (chaining) {
       if (command.ins !== INS.PAY) refuse(SW.INS_NOT_SUPPORTED, 'only PAY may be chained')
       chain = { header, data: parts, length }
+      if (command.p1 === PAY_KIND.CHARGING || command.p1 === PAY_KIND.ONE_SHOT) speculate(parts)
       return undefined
     }
     chain = undefined
@@ -318,15 +391,18 @@ export function createWalletApplet(parameters: CreateWalletAppletParameters): Wa
         return await dispatch(command, data)
       } catch (error) {
         if (error instanceof Refusal) {
-          log.info({ sw: error.sw.toString(16), reason: error.message }, 'the card refused a command')
+          log.info({ sw: swHex(error.sw), reason: error.message }, 'the card refused a command')
           return response(error.sw)
         }
         const failure = toBaseError(error)
         const sw = statusOf(failure)
-        log[sw === SW.UNKNOWN ? 'error' : 'info'](
-          { err: failure, code: failure.code, details: failure.details, sw: sw.toString(16) },
-          'the card refused a payment',
-        )
+        if (sw === SW.UNKNOWN)
+          log.error({ err: failure, sw: swHex(sw) }, 'the card could not decide a payment')
+        else
+          log.info(
+            { code: failure.code, reason: failure.shortMessage, details: failure.details, sw: swHex(sw) },
+            'the card refused a payment',
+          )
         return response(sw)
       }
     },
@@ -334,6 +410,7 @@ export function createWalletApplet(parameters: CreateWalletAppletParameters): Wa
       selected = false
       chain = undefined
       pending = undefined
+      prefetched = undefined
     },
   }
 }
@@ -380,6 +457,20 @@ const utf8 = (bytes: Uint8Array, what: string): string => {
   } catch {
     return bad(`${what} is not UTF-8`)
   }
+}
+
+/** The complete TLVs at the start of a partial PAY request (for prefetching; never trusted). */
+function leadingTlvs(bytes: Uint8Array): Map<number, Uint8Array> {
+  const out = new Map<number, Uint8Array>()
+  let i = 0
+  while (i + 2 <= bytes.length) {
+    const length = bytes[i + 1] as number
+    if (length >= 0x80) break // only the short fields a prefetch needs
+    if (i + 2 + length > bytes.length) break
+    out.set(bytes[i] as number, bytes.subarray(i + 2, i + 2 + length))
+    i += 2 + length
+  }
+  return out
 }
 
 /** Parses a PAY request (P1 says which kind); NFC_BAD_DATA for anything but exactly the documented tags. */
@@ -461,11 +552,23 @@ async function decideCharging(
   wallet: CarWallet,
   request: ChargingPayRequest,
   issuedAtMs: number,
+  /** The charger check, started when the command's first block named the charger. */
+  checked?: Promise<ChargerIdentity>,
 ): Promise<{ to: Address; amount: bigint }> {
   const { tariff } = request
   await verifyTariff(wallet.domain, { value: tariff, signature: request.tariffSignature }, request.charger)
-  const identity = await wallet.checkCharger({ address: request.charger, evseId: tariff.evseId })
-  wallet.checkTariff(tariff)
+  const identity = await (checked ?? wallet.checkCharger({ address: request.charger, evseId: tariff.evseId }))
+  // As over TCP, a tariff may start a session until `validUntil` and its price holds for the
+  // session: the session started when the card drew the nonce. The rest is the wallet's check.
+  if (tariff.validUntil * 1000n <= BigInt(issuedAtMs))
+    throw new BaseError(
+      'TARIFF_INVALID',
+      `the tariff expired at ${tariff.validUntil}, before the session began`,
+      {
+        details: { validUntil: Number(tariff.validUntil), sessionStartMs: issuedAtMs },
+      },
+    )
+  wallet.checkTariff({ ...tariff, validUntil: BigInt(Math.floor(wallet.now() / 1000) + 1) })
   await verifyMeterReading(
     wallet.domain,
     {

@@ -13,6 +13,7 @@ import { BaseError } from '../errors.ts'
 import { parseCertificate } from '../identity/certificate.ts'
 import { verifyP256 } from '../identity/signature.ts'
 import { type TrustAnchors, type ValidatedIdentity, validateCertificate } from '../identity/validate.ts'
+import { logger } from '../log.ts'
 import type { ChannelClients } from '../payments/channels.ts'
 import { redeemPaymentPermit } from '../payments/pay.ts'
 import type { SignedPermit } from '../payments/permit.ts'
@@ -28,6 +29,8 @@ import {
   PAY_KIND,
   type PayRequest,
 } from './applet.ts'
+
+const log = logger('nfc.terminal')
 
 /** Anything that carries a command APDU to a card and its answer back. */
 export type CardChannel = { transmit(apdu: Uint8Array): Promise<Uint8Array> }
@@ -311,14 +314,25 @@ export type ChargingTerminalParameters = {
 }
 
 /**
- * A charging payment over NFC: SELECT, GET CHALLENGE (the card's nonce is the session id the
- * meter readings are signed for), the energy delivered, then PAY with the signed tariff and the
- * signed final reading; the CPO redeems the permit.
+ * The charger's exchange with the card, SELECT to the payment answer: GET CHALLENGE (the card's
+ * nonce is the session id the meter readings are signed for), the energy delivered, then PAY
+ * with the signed tariff and the signed final reading. The tariff does not depend on the nonce,
+ * so it is signed while the first commands travel. Returns the checked permit, not yet redeemed.
  */
-export async function chargeOverNfc(
-  parameters: ChargingTerminalParameters,
-): Promise<TerminalPayment & { energyWh: bigint }> {
+export async function collectChargingPermit(
+  parameters: Omit<ChargingTerminalParameters, 'clients'> & { readonly payee: Address },
+): Promise<Omit<TerminalPayment, 'txHashes'> & { energyWh: bigint; tariff: Tariff }> {
   const now = parameters.now ?? Date.now
+  const tariff: Tariff = {
+    evseId: parameters.evseId,
+    token: parameters.tariff.token,
+    pricePerKWh: parameters.tariff.pricePerKWh,
+    sessionFee: parameters.tariff.sessionFee,
+    validUntil: BigInt(Math.floor(now() / 1000) + (parameters.tariff.validForSec ?? 600)),
+  }
+  const tariffSigned = signTariff(parameters.signer, parameters.domain, tariff)
+  // handled here too: when the card refuses early, nobody awaits the signature
+  tariffSigned.then(undefined, (error: unknown) => log.warn({ err: error }, 'signing the tariff failed'))
   const card = walletCard(parameters.card)
   const { wallet } = await card.select()
   const vehicle = parameters.authenticate
@@ -327,17 +341,10 @@ export async function chargeOverNfc(
   const nonce = await card.paymentNonce()
   const sessionId = `0x${Buffer.from(nonce).toString('hex')}` as Hex
   const energyWh = await parameters.deliver(sessionId)
-  const tariff: Tariff = {
-    evseId: parameters.evseId,
-    token: parameters.tariff.token,
-    pricePerKWh: parameters.tariff.pricePerKWh,
-    sessionFee: parameters.tariff.sessionFee,
-    validUntil: BigInt(Math.floor(now() / 1000) + (parameters.tariff.validForSec ?? 600)),
-  }
   const timeMs = BigInt(now())
   const amount = sessionCost(tariff, energyWh)
   const [tariffSignature, readingSignature] = await Promise.all([
-    signTariff(parameters.signer, parameters.domain, tariff),
+    tariffSigned,
     signMeterReading(parameters.signer, parameters.domain, {
       evseId: parameters.evseId,
       sessionId,
@@ -357,8 +364,19 @@ export async function chargeOverNfc(
     timeMs,
     readingSignature,
   })
+  checkPermit(permit, { owner: wallet, spender: parameters.payee, value: amount })
+  return { wallet, amount, permit, energyWh, tariff, ...(vehicle ? { vehicle } : {}) }
+}
+
+/** A charging payment over NFC (`collectChargingPermit`), then the CPO redeems the permit. */
+export async function chargeOverNfc(
+  parameters: ChargingTerminalParameters,
+): Promise<TerminalPayment & { energyWh: bigint }> {
   const payee = parameters.clients.walletClient.account.address
-  checkPermit(permit, { owner: wallet, spender: payee, value: amount })
-  const { txHashes } = await redeemPaymentPermit(parameters.clients, { token: tariff.token, permit })
-  return { wallet, amount, permit, txHashes, energyWh, ...(vehicle ? { vehicle } : {}) }
+  const { tariff, ...collected } = await collectChargingPermit({ ...parameters, payee })
+  const { txHashes } = await redeemPaymentPermit(parameters.clients, {
+    token: tariff.token,
+    permit: collected.permit,
+  })
+  return { ...collected, txHashes }
 }
