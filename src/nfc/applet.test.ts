@@ -7,7 +7,11 @@ import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import fc from 'fast-check'
 import type { Hex } from 'viem'
+import { requirePart } from '../../test/skip.ts'
+import { Pkcs11KeyStore } from '../identity/pkcs11-keystore.ts'
+import { issueVehicleCertificate } from '../identity/profiles.ts'
 import { verifyP256 } from '../identity/signature.ts'
+import { createSoftHsmToken, softHsmAvailable } from '../identity/softhsm.testkit.ts'
 import { redeemPaymentPermit } from '../payments/pay.ts'
 import { aChargingWorld, type ChargingWorld, TOKEN } from '../payments/payments.testkit.ts'
 import { sessionCost } from '../payments/pricing.ts'
@@ -308,6 +312,76 @@ describe('the wallet applet', () => {
     const last = splitResponse(await applet.process(blocks.at(-1) as Uint8Array))
     assert.equal(last.sw, SW.OK)
     assert.equal(decodePermit(last.data).value, 3n)
+  })
+
+  test('the identity key in a PKCS#11 secure element (SoftHSM2) answers INTERNAL AUTHENTICATE', async (t) => {
+    if (!requirePart(t, softHsmAvailable, 'SoftHSM2 is not installed (apt-get install softhsm2)')) return
+    const token = await createSoftHsmToken('carchain-nfc')
+    const hsm = await Pkcs11KeyStore.open({ module: token.module, slot: token.slot, pin: token.pin })
+    try {
+      const keyRef = await hsm.generate('p256', 'nfc-vehicle')
+      const walletRef = await world.pki.store.generate('secp256k1', `nfc-hsm-wallet-${Date.now()}`)
+      const certificate = await issueVehicleCertificate({
+        vin: 'WDB00000000000777',
+        chainId: 31337,
+        wallet: await world.pki.store.ethereumAddress(walletRef),
+        subjectPublicKey: await hsm.publicKey(keyRef),
+        issuer: world.pki.oem.sub,
+        signer: world.pki.oem.subSigner,
+      })
+      const car = await world.aCar({ walletRef })
+      const applet = createWalletApplet({
+        identity: { store: hsm, keyRef, certificate: certificate.der, chain: [world.pki.oem.sub.der] },
+        wallet: car.wallet,
+        publicClient: world.chain.clients.publicClient,
+      })
+      const card = walletCard({ transmit: (apdu) => applet.process(apdu) })
+      const { wallet } = await card.select()
+      const identity = await authenticateCar(card, {
+        trustAnchors: { oem: [world.pki.oem.root.der] },
+        wallet,
+      })
+      assert.equal(identity.vin, 'WDB00000000000777')
+    } finally {
+      await hsm.close()
+      await token.cleanup()
+    }
+  })
+
+  test('a tariff valid when the session began holds until the payment, as over TCP', async () => {
+    const { signer, evseId } = await world.aCharger()
+    const { card, car } = await aCard()
+    await card.select()
+    const nonce = await card.paymentNonce()
+    const tariff: Tariff = {
+      evseId,
+      token: world.token,
+      pricePerKWh: 300_000_000_000_000_000n,
+      sessionFee: 500_000_000_000_000_000n,
+      validUntil: BigInt(Math.floor(world.clock.now() / 1000) + 60), // signed at plug-in
+    }
+    world.clock.advance(3_600_000) // an hour of charging: the tariff's validUntil has passed
+    const sessionId = `0x${Buffer.from(nonce).toString('hex')}` as Hex
+    const timeMs = BigInt(world.clock.now())
+    const permit = await card.pay({
+      kind: 'charging',
+      nonce,
+      token: world.token,
+      amount: sessionCost(tariff, 40_000n),
+      charger: signer.address,
+      tariff,
+      tariffSignature: await signTariff(signer, world.domain, tariff),
+      sessionWh: 40_000n,
+      timeMs,
+      readingSignature: await signMeterReading(signer, world.domain, {
+        evseId,
+        sessionId,
+        sessionWh: 40_000n,
+        timeMs,
+      }),
+    })
+    assert.equal(permit.value, sessionCost(tariff, 40_000n))
+    assert.equal(car.wallet.spentToday(), permit.value)
   })
 
   test('fuzzed APDUs never crash the card nor make it pay', async () => {
