@@ -6,10 +6,11 @@
  * the reader, a 1-byte message is a control code (00 power off, 01 power on, 02 reset, 04 send
  * the ATR), anything longer a command APDU, answered with the response APDU (docs/nfc.md).
  */
-import { connect, type Socket } from 'node:net'
+import { Worker } from 'node:worker_threads'
 import { BaseError } from '../errors.ts'
 import { logger } from '../log.ts'
 import type { WalletApplet } from './applet.ts'
+import type { WorkerCommand, WorkerEvent } from './vpcd-worker.ts'
 
 const log = logger('nfc.vpcd')
 
@@ -21,8 +22,6 @@ export const VPCD_PORT = 35963
  * TS 3B, T0 80 (TD1 follows), TD1 80 (TD2 follows; T=0), TD2 01 (T=1), TCK 01.
  */
 export const CONTACTLESS_ATR = Uint8Array.from([0x3b, 0x80, 0x80, 0x01, 0x01])
-
-const CONTROL = { OFF: 0x00, ON: 0x01, RESET: 0x02, ATR: 0x04 } as const
 
 export type VirtualCard = {
   /** Takes the card out of the field (closes the connection). */
@@ -46,81 +45,74 @@ export type InsertVirtualCardParameters = {
 export async function insertVirtualCard(parameters: InsertVirtualCardParameters): Promise<VirtualCard> {
   const host = parameters.host ?? '127.0.0.1'
   const port = parameters.port ?? VPCD_PORT
-  const atr = parameters.atr ?? CONTACTLESS_ATR
-  const socket = await connectWithRetry(host, port, parameters.connectTimeoutMs ?? 5000)
-  socket.setNoDelay(true)
   const { applet } = parameters
   applet.reset()
-  let buffer = Buffer.alloc(0)
-  let queue: Promise<void> = Promise.resolve()
-  const send = (payload: Uint8Array) => {
-    if (socket.destroyed) return
-    const header = Buffer.alloc(2)
-    header.writeUInt16BE(payload.length)
-    socket.write(Buffer.concat([header, payload]))
-  }
-  const handle = async (message: Buffer) => {
-    if (message.length === 1) {
-      const code = message[0]
-      if (code === CONTROL.ATR) send(atr)
-      else if (code === CONTROL.OFF || code === CONTROL.ON || code === CONTROL.RESET) applet.reset()
-      else log.warn({ code }, 'unknown vpcd control code')
-      return
-    }
-    parameters.onCommand?.(message)
-    if (socket.destroyed) return
-    send(await applet.process(Uint8Array.from(message)))
-  }
-  socket.on('data', (chunk: Buffer) => {
-    buffer = Buffer.concat([buffer, chunk])
-    while (buffer.length >= 2) {
-      const length = buffer.readUInt16BE(0)
-      if (buffer.length < 2 + length) break
-      const message = buffer.subarray(2, 2 + length)
-      buffer = buffer.subarray(2 + length)
-      // In order, one at a time, as a card answers; the applet never throws.
-      queue = queue.then(() => handle(Buffer.from(message)))
-    }
+  // The socket lives on a worker thread (vpcd-worker.ts): see there why.
+  const worker = new Worker(new URL('./vpcd-worker.ts', import.meta.url), {
+    workerData: {
+      host,
+      port,
+      atr: parameters.atr ?? CONTACTLESS_ATR,
+      connectTimeoutMs: parameters.connectTimeoutMs ?? 5000,
+    },
   })
+  let connected = false
+  let resolveRemoved: () => void = () => undefined
   const removed = new Promise<void>((resolve) => {
-    socket.on('close', () => {
-      applet.reset()
-      resolve()
-    })
+    resolveRemoved = resolve
   })
-  socket.on('error', (error) => log.warn({ err: error }, 'the virtual reader connection failed'))
+  const ready = new Promise<void>((resolve, reject) => {
+    worker.on('message', (event: WorkerEvent) => {
+      switch (event.type) {
+        case 'connected':
+          connected = true
+          resolve()
+          return
+        case 'failed':
+          if (!connected) {
+            reject(
+              new BaseError(
+                'NFC_UNAVAILABLE',
+                `no virtual reader listens on ${host}:${port} (is pcscd with vsmartcard-vpcd running?)`,
+                {
+                  details: { host, port, reason: event.message },
+                },
+              ),
+            )
+            void worker.terminate()
+          } else log.warn({ reason: event.message }, 'the virtual reader connection failed')
+          return
+        case 'reset':
+          applet.reset()
+          return
+        case 'apdu':
+          parameters.onCommand?.(event.apdu)
+          void applet
+            .process(event.apdu)
+            .then((answer) =>
+              worker.postMessage({ type: 'answer', id: event.id, answer } satisfies WorkerCommand),
+            )
+          return
+        case 'closed':
+          applet.reset()
+          resolveRemoved()
+          return
+      }
+    })
+    worker.on('error', (error) => {
+      log.error({ err: error }, 'the virtual card’s thread failed')
+      reject(new BaseError('NFC_UNAVAILABLE', 'the virtual card could not start', { cause: error }))
+      resolveRemoved()
+    })
+    worker.on('exit', () => resolveRemoved())
+  })
+  await ready
   return {
     removed,
     async remove() {
-      socket.destroy()
+      worker.postMessage({ type: 'remove' } satisfies WorkerCommand)
       await removed
+      await worker.terminate()
     },
-  }
-}
-
-async function connectWithRetry(host: string, port: number, timeoutMs: number): Promise<Socket> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    try {
-      return await new Promise<Socket>((resolve, reject) => {
-        const socket = connect({ host, port })
-        socket.once('connect', () => {
-          socket.off('error', reject)
-          resolve(socket)
-        })
-        socket.once('error', reject)
-      })
-    } catch (error) {
-      if (Date.now() >= deadline)
-        throw new BaseError(
-          'NFC_UNAVAILABLE',
-          `no virtual reader listens on ${host}:${port} (is pcscd with vsmartcard-vpcd running?)`,
-          {
-            details: { host, port },
-            cause: error,
-          },
-        )
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
   }
 }
