@@ -2,7 +2,7 @@
  * pcscd with vsmartcard's virtual reader, for `carchain up` and the tests: found running, or
  * started (`pcscd --foreground` as a child that stops with its parent; or, for tests,
  * `pcscd --auto-exit`, which leaves by itself a minute after its last client). No systemd needed.
- * When pcscd or the vpcd driver is not installed, says why NFC is off.
+ * When pcscd or the vpcd driver is not installed, or CARCHAIN_NFC=off, says why NFC is off.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
@@ -61,6 +61,7 @@ export async function startNfcService(
   options: { mode: 'child' | 'daemon' } = { mode: 'child' },
 ): Promise<NfcService> {
   const off = (reason: string): NfcService => ({ on: false, reason, stop: async () => {} })
+  if (process.env.CARCHAIN_NFC === 'off') return off('CARCHAIN_NFC=off')
   const port = vpcdPort()
   if (port === undefined)
     return off('the vsmartcard virtual reader (Debian vsmartcard-vpcd) is not installed')

@@ -48,7 +48,9 @@ export async function insertVirtualCard(parameters: InsertVirtualCardParameters)
   const { applet } = parameters
   applet.reset()
   // The socket lives on a worker thread (vpcd-worker.ts): see there why.
-  const worker = new Worker(new URL('./vpcd-worker.ts', import.meta.url), {
+  // (the packed library runs compiled .js files: the worker's suffix follows this module's)
+  const suffix = import.meta.url.endsWith('.ts') ? '.ts' : '.js'
+  const worker = new Worker(new URL(`./vpcd-worker${suffix}`, import.meta.url), {
     workerData: {
       host,
       port,
