@@ -84,7 +84,7 @@ export async function startNfcDemo(parameters: {
   }
   return {
     on: true,
-    description: `NFC on: pcscd ${service.started ? 'started' : 'running'} with the virtual reader on ${service.vpcd.host}:${service.vpcd.port}; cars pay parking and odd-numbered cars charging by tap`,
+    description: `NFC on: pcscd ${service.started ? 'started' : 'running'} with the virtual reader on ${service.vpcd.host}:${service.vpcd.port}; cars pay parking, and every other charging session, by tap`,
     async payParking(car, operatorIndex, amount, memo) {
       const operator = developmentAccount(operatorIndex)
       const paid = await tap(car, (card) =>
