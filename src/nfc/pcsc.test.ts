@@ -239,7 +239,7 @@ describe('tap to pay through pcscd', () => {
  * The independent client: pyscard alone, following docs/nfc.md. It writes the leaf certificate
  * it split off the chain to chain-leaf.der (so OpenSSL checks against what the card sent).
  */
-const PYSCARD_CLIENT = String.raw`
+const PYSCARD_CLIENT = `
 import json, os, sys
 from smartcard.CardRequest import CardRequest
 

@@ -57,15 +57,19 @@ export type WaitForCardParameters = {
   readonly timeoutMs?: number
 }
 
-/** PC/SC return codes that mean the card left the field or was reset under us. */
-const GONE = new Set([0x80100069, 0x8010000c, 0x80100068, 0x80100067, 0x80100066])
+/**
+ * PC/SC return codes that mean the card left the field or was reset under us. A contactless card
+ * that stops answering mid-command (SCARD_E_NOT_TRANSACTED, "Transaction failed") has left the
+ * field as far as the terminal can tell: nothing it sent after that counts.
+ */
+const GONE = new Set([0x80100069, 0x8010000c, 0x80100068, 0x80100067, 0x80100066, 0x80100016])
 
 function pcscFailure(error: unknown, what: string): BaseError {
   const code = (error as { code?: number }).code
   const message = error instanceof Error ? error.message : String(error)
   if (typeof code === 'number' && GONE.has(code >>> 0))
     return new BaseError('NFC_CARD_REMOVED', 'the card left the field', { details: { what }, cause: error })
-  if (/removed|no smart ?card|reset/i.test(message))
+  if (/removed|no smart ?card|reset|transaction failed/i.test(message))
     return new BaseError('NFC_CARD_REMOVED', 'the card left the field', { details: { what }, cause: error })
   return new BaseError('NFC_UNAVAILABLE', `${what} failed: ${message}`, { cause: error })
 }

@@ -59,6 +59,7 @@ export async function insertVirtualCard(parameters: InsertVirtualCardParameters)
     },
   })
   let connected = false
+  let removing = false
   let resolveRemoved: () => void = () => undefined
   const removed = new Promise<void>((resolve) => {
     resolveRemoved = resolve
@@ -89,6 +90,8 @@ export async function insertVirtualCard(parameters: InsertVirtualCardParameters)
           return
         case 'apdu':
           parameters.onCommand?.(event.apdu)
+          // a card taken out of the field does not run the command it was receiving
+          if (removing) return
           void applet
             .process(event.apdu)
             .then((answer) =>
@@ -112,6 +115,7 @@ export async function insertVirtualCard(parameters: InsertVirtualCardParameters)
   return {
     removed,
     async remove() {
+      removing = true
       worker.postMessage({ type: 'remove' } satisfies WorkerCommand)
       await removed
       await worker.terminate()
