@@ -21,6 +21,7 @@ export type BenchGroup =
   | 'nodes'
   | 'scale'
   | 'chain'
+  | 'nfc'
   | 'startup'
 export const benchGroups: readonly BenchGroup[] = [
   'merkle',
@@ -31,6 +32,7 @@ export const benchGroups: readonly BenchGroup[] = [
   'nodes',
   'scale',
   'chain',
+  'nfc',
   'startup',
 ]
 

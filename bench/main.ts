@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --json FILE] [-- --only merkle,tiles,vouchers,ingest,postgres,nodes,scale,chain,startup]`
+ * `npm run bench [-- --quick] [-- --json FILE] [-- --only merkle,tiles,vouchers,ingest,postgres,nodes,scale,chain,nfc,startup]`
  *
  * Prints the table (each figure met / missed against its issue's target) on stdout, progress on
  * stderr, and with `--json FILE` writes `{"machine":{…},"results":[{"name","value","unit","detail"}]}`.

@@ -23,6 +23,7 @@ import {
 import { type IngestReport, runIngestChild } from './ingest.ts'
 import { benchKeys, keyNames } from './keys.ts'
 import { benchMerkle, merkleNames } from './merkle.ts'
+import { benchNfc, nfcNames } from './nfc.ts'
 import { benchScale, scaleNames } from './scale.ts'
 import { benchShardAnchorGas, benchTwoNodes, shardNames } from './shards.ts'
 import { benchStartup, startupNames } from './startup.ts'
@@ -56,6 +57,8 @@ export const benchNames = [
   'charging.vouchers_per_s',
   'charging.vouchers_over_verify',
   'keys.gas_revoke',
+  'nfc.tap_to_pay_ms',
+  'nfc.tap_over_roundtrip',
   'node.peak_memory_ingest_mb',
   'node.startup_s',
 ] as const
@@ -230,6 +233,10 @@ export async function runBench(
     } finally {
       await chain?.stop()
     }
+  }
+  if (groups.has('nfc')) {
+    step('tap to pay over the virtual contactless reader')
+    results.push(...(await guarded(nfcNames, () => benchNfc(options))))
   }
   if (groups.has('startup')) {
     step('carchain up')

@@ -210,6 +210,17 @@ export const errorCodes = {
     true,
   ),
   OCPP_STATION_OFFLINE: code(409, 'The charging station is not connected to this CSMS.', true),
+  // NFC (docs/nfc.md)
+  NFC_UNAVAILABLE: code(503, 'No PC/SC service (pcscd) or no reader: NFC is off on this machine.', true),
+  NFC_NO_CARD: code(504, 'No card came into the reader’s field in time.', true),
+  NFC_CARD_REMOVED: code(
+    409,
+    'The card left the field before the exchange finished; nothing was paid.',
+    true,
+  ),
+  NFC_REFUSED: code(403, 'The card answered a command with a refusal status word (details.sw).'),
+  NFC_BAD_DATA: code(400, 'A command to the card is malformed (the card answers 6A80).'),
+  NFC_PROTOCOL: code(502, 'The card’s answer does not follow docs/nfc.md.'),
 } as const satisfies Record<string, ErrorCodeInfo>
 
 /** A stable error code. */

@@ -173,7 +173,8 @@ export async function tlsClientOptions(options: TlsEndpointOptions) {
   }
 }
 
-function bindingMessage(side: 'client' | 'server', exporter: Uint8Array): Uint8Array {
+/** What each side's identity key signs to bind its certificate to the TLS session (exported for the domain-separation test). */
+export function bindingMessage(side: 'client' | 'server', exporter: Uint8Array): Uint8Array {
   return Uint8Array.from(Buffer.concat([Buffer.from(`${BINDING_DOMAIN}\0${side}\0`, 'utf8'), exporter]))
 }
 

@@ -53,15 +53,18 @@ export function createChargerChecker(parameters: CreateChargerCheckerParameters)
       args,
     } as never) as Promise<T>
   return async (charger) => {
-    const record = await read<{ certFingerprint: Hex; evseIdHash: Hex; cpo: Address; revoked: boolean }>(
-      'chargerOf',
-      [charger.address],
-    )
+    // Both reads at once: the check sits on the path of every payment (a tap at a reader too).
+    const [record, active] = await Promise.all([
+      read<{ certFingerprint: Hex; evseIdHash: Hex; cpo: Address; revoked: boolean }>('chargerOf', [
+        charger.address,
+      ]),
+      read<boolean>('isChargerActive', [charger.address]),
+    ])
     if (record.revoked)
       throw new BaseError('CERT_REVOKED', `charger ${charger.address} is revoked on chain`, {
         details: { charger: charger.address, source: 'chain' },
       })
-    if (!(await read<boolean>('isChargerActive', [charger.address])))
+    if (!active)
       throw new BaseError(
         'CHARGER_NOT_REGISTERED',
         `charger ${charger.address} is not registered and active`,

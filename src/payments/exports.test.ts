@@ -29,7 +29,7 @@ const expected: Record<string, string[]> = {
     'voucherTypes',
   ],
   'payments/pricing': ['ZERO_BASE', 'minAmount', 'plausibleEnergyWh', 'sessionCost', 'voucherFor'],
-  'payments/permit': ['permitTypes', 'signPermit'],
+  'payments/permit': ['permitTypes', 'readPermitDomain', 'readPermitNonce', 'signPermit'],
   'payments/wallet': ['createCarWallet', 'isPolicyDenied', 'openCarWallet'],
   'payments/charger-check': ['createChargerChecker', 'evseIdHash'],
   'payments/channels': [

@@ -13,7 +13,7 @@ import type { Address, Hash } from 'viem'
 import { demoTokenAbi } from '../chain/generated/index.ts'
 import { BaseError } from '../errors.ts'
 import type { ChannelClients } from './channels.ts'
-import { type SignedPermit, signPermit } from './permit.ts'
+import { type PermitDomain, type SignedPermit, signPermit } from './permit.ts'
 import type { CarWallet } from './wallet.ts'
 
 export type PayParameters = {
@@ -78,7 +78,12 @@ export async function pay(
 export async function signPaymentPermit(
   clients: Pick<ChannelClients, 'publicClient'>,
   wallet: CarWallet,
-  parameters: PayParameters & { readonly deadline?: bigint },
+  parameters: PayParameters & {
+    readonly deadline?: bigint
+    /** The token's permit domain and the wallet's nonce, when the caller read them already. */
+    readonly tokenDomain?: PermitDomain
+    readonly nonce?: bigint
+  },
 ): Promise<{ permit: SignedPermit; eventId: string }> {
   const { token, to, amount } = parameters
   await wallet.reserveSpend(amount, token)
@@ -87,6 +92,8 @@ export async function signPaymentPermit(
     spender: to,
     value: amount,
     ...(parameters.deadline ? { deadline: parameters.deadline } : {}),
+    ...(parameters.tokenDomain ? { tokenDomain: parameters.tokenDomain } : {}),
+    ...(parameters.nonce !== undefined ? { nonce: parameters.nonce } : {}),
   })
   const eventId = await wallet.recordPayment({
     kind: 'permit',

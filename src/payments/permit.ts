@@ -49,28 +49,29 @@ export type SignPermitParameters = {
   readonly nonce?: bigint
 }
 
-/** Signs an EIP-2612 permit for `value` of `token` to `spender`, reading nonce and domain on chain. */
-export async function signPermit(
+/** A token's EIP-712 domain for permits (name, version, chain id); it never changes for a token. */
+export type PermitDomain = { readonly name: string; readonly version: string; readonly chainId: number }
+
+/** Reads a token's permit domain: EIP-5267 `eip712Domain()`, else `name()` and version "1". */
+export async function readPermitDomain(
   publicClient: PublicClient<Transport, Chain>,
-  account: LocalAccount,
-  parameters: SignPermitParameters,
-): Promise<SignedPermit> {
-  const { token, spender, value } = parameters
-  let name: string
-  let version = '1'
-  let chainId = publicClient.chain.id
+  token: Address,
+): Promise<PermitDomain> {
   try {
     const domain = await publicClient.readContract({
       address: token,
       abi: demoTokenAbi,
       functionName: 'eip712Domain',
     })
-    name = domain[1]
-    version = domain[2]
-    chainId = Number(domain[3])
+    return { name: domain[1], version: domain[2], chainId: Number(domain[3]) }
   } catch {
     try {
-      name = await publicClient.readContract({ address: token, abi: demoTokenAbi, functionName: 'name' })
+      const name = await publicClient.readContract({
+        address: token,
+        abi: demoTokenAbi,
+        functionName: 'name',
+      })
+      return { name, version: '1', chainId: publicClient.chain.id }
     } catch (error) {
       throw new BaseError('INVALID_ARGUMENT', `${token} is not an ERC-20 with EIP-2612 permit`, {
         details: { token },
@@ -78,14 +79,34 @@ export async function signPermit(
       })
     }
   }
-  const nonce =
-    parameters.nonce ??
-    (await publicClient.readContract({
-      address: token,
-      abi: demoTokenAbi,
-      functionName: 'nonces',
-      args: [account.address],
-    }))
+}
+
+/** The owner's current permit nonce at `token`. */
+export function readPermitNonce(
+  publicClient: PublicClient<Transport, Chain>,
+  token: Address,
+  owner: Address,
+): Promise<bigint> {
+  return publicClient.readContract({
+    address: token,
+    abi: demoTokenAbi,
+    functionName: 'nonces',
+    args: [owner],
+  })
+}
+
+/**
+ * Signs an EIP-2612 permit for `value` of `token` to `spender`, reading nonce and domain on chain
+ * unless given (a caller that already read them saves the round trips).
+ */
+export async function signPermit(
+  publicClient: PublicClient<Transport, Chain>,
+  account: LocalAccount,
+  parameters: SignPermitParameters & { readonly tokenDomain?: PermitDomain },
+): Promise<SignedPermit> {
+  const { token, spender, value } = parameters
+  const { name, version, chainId } = parameters.tokenDomain ?? (await readPermitDomain(publicClient, token))
+  const nonce = parameters.nonce ?? (await readPermitNonce(publicClient, token, account.address))
   const deadline = parameters.deadline ?? BigInt(Math.floor(Date.now() / 1000) + 3600)
   const signature = await account.signTypedData({
     domain: { name, version, chainId, verifyingContract: token },

@@ -36,7 +36,7 @@ import {
   mqttBatchTransport,
   VehicleLedger,
 } from '../vehicle/ledger.ts'
-import { Connector, DEMO_CHARGERS } from './battery.ts'
+import { type ChargerBay, Connector, DEMO_CHARGERS } from './battery.ts'
 import {
   carWallet,
   chargeCar,
@@ -46,6 +46,7 @@ import {
   pemDer,
   startChargePoints,
 } from './charging.ts'
+import { type NfcDemo, startNfcDemo } from './nfc.ts'
 import { type BatteryStatus, runScenario, type ScenarioPayments, type SimActivity } from './scenario.ts'
 
 /** The demo keystore's KDF: its passphrase is public anyway, so start-up stays quick. */
@@ -146,7 +147,19 @@ export async function startFleet(parameters: StartFleetParameters): Promise<Flee
     ownCsms: parameters.csmsUrl === undefined,
   })
   progress(`${chargePoints.chargers.length} chargers running`)
-  const payments = demoPayments({ context, records, agents, store, pkiDir, fleetDir, chargePoints })
+  const nfc = await startNfcDemo({ context, store })
+  progress(nfc.on ? nfc.description : `NFC off: ${nfc.reason}`)
+  const payments = demoPayments({
+    context,
+    records,
+    agents,
+    store,
+    pkiDir,
+    fleetDir,
+    chargePoints,
+    bays,
+    nfc,
+  })
 
   const vehicles = (): SimVehicle[] =>
     records.map((r) => ({
@@ -186,6 +199,7 @@ export async function startFleet(parameters: StartFleetParameters): Promise<Flee
     async stop() {
       await scenario?.stop()
       await chargePoints.stop()
+      await nfc.stop()
       for (const agent of agents.values()) await agent.stop()
       await store.close()
       await pki.close()
@@ -315,8 +329,10 @@ function demoPayments(parameters: {
   pkiDir: string
   fleetDir: string
   chargePoints: Awaited<ReturnType<typeof startChargePoints>>
+  bays: readonly ChargerBay[]
+  nfc: NfcDemo
 }): ScenarioPayments {
-  const { context, records, agents, store, pkiDir, fleetDir, chargePoints } = parameters
+  const { context, records, agents, store, pkiDir, fleetDir, chargePoints, bays, nfc } = parameters
   const wallets = new Map(
     records.map((r) => [
       r.vehicle,
@@ -324,6 +340,12 @@ function demoPayments(parameters: {
     ]),
   )
   const oemSubCa = pemDer(join(pkiDir, 'subca', 'oem.pem'))
+  /** The car as a contactless card: its wallet and its certificate's key (docs/nfc.md). */
+  const card = (record: FleetVehicleRecord) => ({
+    wallet: wallets.get(record.vehicle)!.wallet,
+    identity: { store, keyRef: record.identityKey, certificate: pemDer(record.cert), chain: [oemSubCa] },
+  })
+  let charges = 0
   let topUps = Promise.resolve()
   return {
     async charge(car, bay, energyWh, signal) {
@@ -332,6 +354,17 @@ function demoPayments(parameters: {
       // one mint at a time: they all send from the operator's account
       topUps = topUps.then(() => topUp(context, car.vehicle))
       await topUps
+      // every other session by tap at the charger's contactless reader, the first over OCPP/TLS
+      if (nfc.on && charges++ % 2 === 1) {
+        const { pricePerKWh, sessionFee } = charger.spec
+        const line = await nfc.charge(
+          card(record),
+          { evseId: charger.evseId, pricePerKWh, sessionFee },
+          energyWh,
+        )
+        bays[bay]!.connector.metered(energyWh) // the tap pays the whole session's energy at once
+        return line
+      }
       const result = await chargeCar({
         agent: agents.get(car.vehicle)!,
         identity: { store, keyRef: record.identityKey, certificate: pemDer(record.cert), chain: [oemSubCa] },
@@ -346,6 +379,8 @@ function demoPayments(parameters: {
       return `${Number(result.energyWh) / 1000} kWh at ${charger.evseId} (${kind} ${maxPowerW / 1000} kW), ${formatUnits(result.amount, 18)} cEUR (${result.channelAction} channel)`
     },
     async payParking(car) {
+      const record = records.find((r) => r.vehicle === car.vehicle)!
+      if (nfc.on) return nfc.payParking(card(record), PARKING_INDEX, parseUnits('2.5', 18), 'parking P3')
       const paid = await payParking(
         context,
         wallets.get(car.vehicle)!,

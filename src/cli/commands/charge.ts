@@ -46,7 +46,7 @@ import type { Command, CommandIo, FlagSpec, ParsedFlags } from '../command.ts'
 import { integerFlag, requiredStringFlag, stringFlag } from '../flags.ts'
 import { keyStorePassphrase, passphraseFlag } from '../passphrase.ts'
 
-const chainFlags: Record<string, FlagSpec> = {
+export const chainFlags: Record<string, FlagSpec> = {
   rpc: {
     type: 'string',
     value: 'URL',
@@ -64,7 +64,7 @@ const keyFlags: Record<string, FlagSpec> = {
   keystore: { type: 'string', value: 'DIR', description: 'Software key store directory.', required: true },
   passphrase: passphraseFlag,
 }
-const walletFlags: Record<string, FlagSpec> = {
+export const walletFlags: Record<string, FlagSpec> = {
   ...chainFlags,
   ...keyFlags,
   wallet: {
@@ -98,7 +98,7 @@ const identityFlags: Record<string, FlagSpec> = {
   },
 }
 
-type Context = {
+export type Context = {
   clients: ChainClients
   contracts: { token: Address; channels: Address; registry: Address }
   store: SoftwareKeyStore
@@ -106,7 +106,7 @@ type Context = {
   decimals: number
 }
 
-async function openContext(flags: ParsedFlags): Promise<Context> {
+export async function openContext(flags: ParsedFlags): Promise<Context> {
   const rpcUrl = process.env.CARCHAIN_RPC_URL ?? requiredStringFlag(flags, 'rpc')
   const dataDir = resolve(requiredStringFlag(flags, 'data'))
   // Reads need no key; transactions are sent through per-account wallet clients below.
@@ -140,14 +140,14 @@ async function openContext(flags: ParsedFlags): Promise<Context> {
   }
 }
 
-async function accountFor(ctx: Context, label: string): Promise<LocalAccount> {
+export async function accountFor(ctx: Context, label: string): Promise<LocalAccount> {
   const ref = await ctx.store.find(label)
   if (!ref)
     throw new BaseError('KEY_NOT_FOUND', `no key "${label}" in the key store; create it with charge wallet`)
   return keyStoreAccount(ctx.store, ref)
 }
 
-function clientsFor(ctx: Context, account: LocalAccount): ChannelClients {
+export function clientsFor(ctx: Context, account: LocalAccount): ChannelClients {
   return {
     publicClient: ctx.clients.publicClient,
     walletClient: createWalletClient({
@@ -158,19 +158,20 @@ function clientsFor(ctx: Context, account: LocalAccount): ChannelClients {
   }
 }
 
-function tokens(ctx: Context, flags: ParsedFlags, name: string): bigint {
+export function tokens(ctx: Context, flags: ParsedFlags, name: string): bigint {
   const raw = requiredStringFlag(flags, name)
   if (!/^\d+(\.\d+)?$/.test(raw))
     throw new BaseError('CLI_USAGE', `--${name} must be a decimal number of tokens`)
   return parseUnits(raw, ctx.decimals)
 }
 
-async function openWallet(
+export async function openWallet(
   ctx: Context,
   flags: ParsedFlags,
   trustRoots: Uint8Array[] = [],
+  label = requiredStringFlag(flags, 'wallet'),
 ): Promise<CarWallet> {
-  const account = await accountFor(ctx, requiredStringFlag(flags, 'wallet'))
+  const account = await accountFor(ctx, label)
   const dir = join(ctx.dataDir, 'wallets')
   mkdirSync(dir, { recursive: true })
   const eventsPath = join(dir, `${account.address}.events.jsonl`)
@@ -197,7 +198,7 @@ async function openWallet(
   })
 }
 
-async function withContext<T>(
+export async function withContext<T>(
   flags: ParsedFlags,
   _io: CommandIo,
   task: (ctx: Context) => Promise<T>,

@@ -7,6 +7,7 @@ import { benchCommands } from './bench.ts'
 import { chargeCommands } from './charge.ts'
 import { keyCommands } from './key.ts'
 import { ledgerCommands } from './ledger.ts'
+import { nfcCommands } from './nfc.ts'
 import { pkiCommands } from './pki.ts'
 import { nodeCommands } from './up.ts'
 import { witnessCommands } from './witness.ts'
@@ -17,6 +18,7 @@ export const commands: readonly Command[] = [
   ...keyCommands,
   ...chargeCommands,
   ...ledgerCommands,
+  ...nfcCommands,
   ...benchCommands,
   ...witnessCommands,
 ]
