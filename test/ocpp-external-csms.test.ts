@@ -149,6 +149,7 @@ test('carchain up --csms URL: every demo station boots, heartbeats and reports a
   }
   await until('up event', () => stdout.includes('{"event":"up"'))
   const info = JSON.parse(stdout.split('\n').find((l) => l.startsWith('{"event":"up"'))!) as {
+    url: string
     chain: { contracts: Record<string, Address> }
   }
   token = info.chain.contracts.Token
@@ -213,6 +214,28 @@ test('carchain up --csms URL: every demo station boots, heartbeats and reports a
   const ended = events.at(-1)!.params
   assert.ok((ended.meterValue as unknown[] | undefined)?.length, 'Ended carries the final reading')
   assert.ok((ended.transactionInfo as { stoppedReason?: string }).stoppedReason)
+
+  // What the CSMS was told adds up to the session the station recorded: the vouchers it reported,
+  // from the base at Started to the newest, are what the car paid (to the base unit).
+  const vouchers = events.slice(1, -1).map((e) => parseVoucherCustomData(e.params.customData as never)!)
+  const { sessions } = (await (await fetch(`${info.url}/v1/charging/sessions?state=ended`)).json()) as {
+    sessions: {
+      channelId: string
+      cumulativeAmount: string
+      amount: string
+      vouchers: number
+      evseId: string
+    }[]
+  }
+  const session = sessions.find(
+    (s) =>
+      s.channelId === car.channel?.channelId &&
+      BigInt(s.cumulativeAmount) === vouchers.at(-1)!.cumulativeAmount,
+  )
+  assert.ok(session, `the station's session of that transaction: ${JSON.stringify(sessions)}`)
+  assert.equal(session.evseId.replace(/\*/g, '-'), stationId)
+  assert.equal(BigInt(session.amount), vouchers.at(-1)!.cumulativeAmount - base.cumulativeAmount)
+  assert.equal(session.vouchers, vouchers.length)
 
   // Nothing either side sent failed the 2.0.1 schemas; no CALLERROR, no unhandled action.
   assert.deepEqual(failures, [])
