@@ -31,7 +31,7 @@ import { keyStoreAccount } from '../../identity/account.ts'
 import { fromPem } from '../../identity/certificate.ts'
 import { SoftwareKeyStore } from '../../identity/software-keystore.ts'
 import { connectIdentity, createIdentityServer } from '../../identity/tls.ts'
-import { connectOcppStation } from '../../ocpp/station-client.ts'
+import { connectOcppStation, type OcppStation } from '../../ocpp/station-client.ts'
 import { type ChannelClients, channelKeyOf, readChannel, reclaimChannel } from '../../payments/channels.ts'
 import { createChargerChecker } from '../../payments/charger-check.ts'
 import { pay } from '../../payments/pay.ts'
@@ -445,73 +445,86 @@ const station: Command = {
           })
         : undefined
       if (ocpp) io.progress(`· OCPP 2.0.1: ${ocpp.stationId} booted at ${csmsUrl} (${ocpp.boot.status})`)
-      const signer = await accountFor(ctx, requiredStringFlag(flags, 'wallet'))
-      const cpo = await accountFor(ctx, requiredStringFlag(flags, 'cpo-key'))
-      const certificate = fromPem(await readFile(requiredStringFlag(flags, 'cert'), 'utf8'))[0] as Uint8Array
-      const chainPem = await readFile(requiredStringFlag(flags, 'chain'), 'utf8')
-      const { book, close: closeBook } = await openBook(
-        flags,
-        join(ctx.dataDir, 'station', `${evseId.replace(/[^A-Za-z0-9._-]/g, '_')}.vouchers.json`),
-      )
       try {
-        const agent = createChargingStation({
-          signer,
-          evseId,
-          certificatePem: (await readFile(requiredStringFlag(flags, 'cert'), 'utf8')).trim(),
-          chainPem: [chainPem.trim()],
-          domain: { chainId: ctx.clients.chain.id, verifyingContract: ctx.contracts.channels },
-          publicClient: ctx.clients.publicClient,
-          settlement: clientsFor(ctx, cpo),
-          payee: cpo.address,
-          tariff: {
-            token: ctx.contracts.token,
-            pricePerKWh: tokens(ctx, flags, 'price'),
-            sessionFee: tokens(ctx, flags, 'fee'),
-          },
-          meter: simulatedMeter({ powerW: integerFlag(flags, 'power-w', { min: 1 }) ?? 11_000 }),
-          book,
-          ...(ocpp ? { report: ocpp.report } : {}),
-        })
-        const server = await createIdentityServer(
-          {
-            identity: {
-              store: ctx.store,
-              keyRef: requiredStringFlag(flags, 'identity-key'),
-              certificate,
-              chain: fromPem(chainPem),
-            },
-            peer: {
-              role: 'vehicle',
-              trustAnchors: { oem: fromPem(await readFile(requiredStringFlag(flags, 'oem-root'), 'utf8')) },
-            },
-          },
-          (tls) =>
-            void agent
-              .serve(tlsTransport(tls))
-              .then((s) => io.progress(`session ${s.sessionId} ended ${s.code}: ${s.energyWh} Wh`)),
-          (error) => io.progress(`refused a connection: ${error.code} ${error.shortMessage}`),
-        )
-        const port = integerFlag(flags, 'port', { min: 0, max: 65535 }) ?? 15118
-        await new Promise<void>((ok) => server.listen(port, ok))
-        io.print(
-          `station ${evseId} (${signer.address}) listening on TLS port ${(server.address() as AddressInfo).port}`,
-        )
-        const claims = agent.startClaimScheduler(
-          (integerFlag(flags, 'claim-every', { min: 1 }) ?? 300) * 1000,
-        )
-        await new Promise<void>((done) => {
-          if (io.stopSignal.aborted) done()
-          io.stopSignal.addEventListener('abort', () => done(), { once: true })
-        })
-        server.close()
-        await claims.stop()
-        const final = await agent.claim()
-        return { data: { stopped: true, claims: final }, text: `stopped; ${final.length} final claim(s)` }
+        return await serveStation(flags, io, ctx, evseId, ocpp)
       } finally {
+        // closed however the station ends, also when it fails to start (a missing key or file)
         await ocpp?.close()
-        await closeBook()
       }
     }),
+}
+
+/** `charge station` once its OCPP connection (if any) is up: the agent on its TLS port until stopped. */
+async function serveStation(
+  flags: ParsedFlags,
+  io: CommandIo,
+  ctx: Context,
+  evseId: string,
+  ocpp: OcppStation | undefined,
+) {
+  const signer = await accountFor(ctx, requiredStringFlag(flags, 'wallet'))
+  const cpo = await accountFor(ctx, requiredStringFlag(flags, 'cpo-key'))
+  const certificate = fromPem(await readFile(requiredStringFlag(flags, 'cert'), 'utf8'))[0] as Uint8Array
+  const chainPem = await readFile(requiredStringFlag(flags, 'chain'), 'utf8')
+  const { book, close: closeBook } = await openBook(
+    flags,
+    join(ctx.dataDir, 'station', `${evseId.replace(/[^A-Za-z0-9._-]/g, '_')}.vouchers.json`),
+  )
+  try {
+    const agent = createChargingStation({
+      signer,
+      evseId,
+      certificatePem: (await readFile(requiredStringFlag(flags, 'cert'), 'utf8')).trim(),
+      chainPem: [chainPem.trim()],
+      domain: { chainId: ctx.clients.chain.id, verifyingContract: ctx.contracts.channels },
+      publicClient: ctx.clients.publicClient,
+      settlement: clientsFor(ctx, cpo),
+      payee: cpo.address,
+      tariff: {
+        token: ctx.contracts.token,
+        pricePerKWh: tokens(ctx, flags, 'price'),
+        sessionFee: tokens(ctx, flags, 'fee'),
+      },
+      meter: simulatedMeter({ powerW: integerFlag(flags, 'power-w', { min: 1 }) ?? 11_000 }),
+      book,
+      ...(ocpp ? { report: ocpp.report } : {}),
+    })
+    const server = await createIdentityServer(
+      {
+        identity: {
+          store: ctx.store,
+          keyRef: requiredStringFlag(flags, 'identity-key'),
+          certificate,
+          chain: fromPem(chainPem),
+        },
+        peer: {
+          role: 'vehicle',
+          trustAnchors: { oem: fromPem(await readFile(requiredStringFlag(flags, 'oem-root'), 'utf8')) },
+        },
+      },
+      (tls) =>
+        void agent
+          .serve(tlsTransport(tls))
+          .then((s) => io.progress(`session ${s.sessionId} ended ${s.code}: ${s.energyWh} Wh`)),
+      (error) => io.progress(`refused a connection: ${error.code} ${error.shortMessage}`),
+    )
+    const port = integerFlag(flags, 'port', { min: 0, max: 65535 }) ?? 15118
+    await new Promise<void>((ok) => server.listen(port, ok))
+    io.print(
+      `station ${evseId} (${signer.address}) listening on TLS port ${(server.address() as AddressInfo).port}`,
+    )
+    const claims = agent.startClaimScheduler((integerFlag(flags, 'claim-every', { min: 1 }) ?? 300) * 1000)
+    await new Promise<void>((done) => {
+      if (io.stopSignal.aborted) done()
+      io.stopSignal.addEventListener('abort', () => done(), { once: true })
+    })
+    server.close()
+    await claims.stop()
+    const final = await agent.claim()
+    return { data: { stopped: true, claims: final }, text: `stopped; ${final.length} final claim(s)` }
+  } finally {
+    await closeBook()
+  }
 }
 
 const claim: Command = {
