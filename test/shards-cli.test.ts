@@ -131,7 +131,8 @@ test('verify finds the event’s shard by itself, from the API and from that sha
   const chain = (await get('/v1/chain')).body
   const log = chain.log.shards[event.shard]
   // The CLI processes are independent of each other: run them side by side.
-  const [ok, tiles, wrong, audit, unpinned] = await Promise.all([
+  const other = (event.shard + 1) % SHARDS
+  const [ok, tiles, otherTiles, wrong, audit, unpinned] = await Promise.all([
     cli('verify', '--event', event.id, '--node', node!.url),
     cli(
       'verify',
@@ -139,8 +140,7 @@ test('verify finds the event’s shard by itself, from the API and from that sha
       event.id,
       '--node',
       node!.url,
-      '--shard',
-      String(event.shard),
+      // No --shard: the shard is the one the origin names.
       '--tiles',
       `${node!.url}${event.shard === 0 ? '/log' : `/log/shards/${event.shard}`}`,
       '--origin',
@@ -148,14 +148,29 @@ test('verify finds the event’s shard by itself, from the API and from that sha
       '--verifier-key',
       log.verifierKey,
     ),
+    // Attack: another shard's tiles, under that shard's origin and key: the event is not there.
+    cli(
+      'verify',
+      '--event',
+      event.id,
+      '--node',
+      node!.url,
+      '--tiles',
+      `${node!.url}${other === 0 ? '/log' : `/log/shards/${other}`}`,
+      '--origin',
+      chain.log.shards[other].origin,
+      '--verifier-key',
+      chain.log.shards[other].verifierKey,
+    ),
     // Attack: pinned to another shard's log, the event is not there.
-    cli('verify', '--event', event.id, '--node', node!.url, '--shard', String((event.shard + 1) % SHARDS)),
+    cli('verify', '--event', event.id, '--node', node!.url, '--shard', String(other)),
     cli('audit', '--node', node!.url, '--shard', String(event.shard)),
     cli('audit', '--node', node!.url),
   ])
   assert.equal(ok.status, 0, JSON.stringify(ok.json))
   assert.equal(ok.json.valid, true)
   assert.equal(tiles.status, 0, JSON.stringify(tiles.json))
+  assert.notEqual(otherTiles.status, 0, JSON.stringify(otherTiles.json))
   assert.notEqual(wrong.status, 0)
   assert.equal(audit.json.consistent, true, JSON.stringify(audit.json))
   assert.equal(unpinned.json.code, 'CLI_USAGE')
