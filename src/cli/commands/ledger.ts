@@ -84,7 +84,7 @@ const trustFlags: Record<string, FlagSpec> = {
     type: 'string',
     value: 'N',
     description:
-      'With several log shards: take the log id of shard N from the node (default: the vehicle’s shard when the vehicle is known).',
+      'With several log shards: take the log id of shard N from the node (default: the vehicle’s shard when the vehicle is known; with --tiles, the shard its --origin names).',
   },
   operator: {
     type: 'string',
@@ -160,7 +160,13 @@ function pinnedAddress(value: string, flag: string): Address {
  */
 async function pinLog(
   flags: ParsedFlags,
-  options: { registry?: boolean; vehicle?: string | undefined; leafHash?: Hex | undefined } = {},
+  options: {
+    registry?: boolean
+    vehicle?: string | undefined
+    leafHash?: Hex | undefined
+    /** The shard when `--shard` is not given (e.g. from a shard's origin). */
+    shard?: number | undefined
+  } = {},
 ): Promise<PinnedLog> {
   const flagged = {
     rpcUrl: stringFlag(flags, 'rpc'),
@@ -178,7 +184,7 @@ async function pinLog(
           '/v1/chain',
         )
       : undefined
-  const shardFlag = integerFlag(flags, 'shard', { min: 0, max: MAX_SHARDS - 1 })
+  const shardFlag = integerFlag(flags, 'shard', { min: 0, max: MAX_SHARDS - 1 }) ?? options.shard
   const named =
     flagged.logId === undefined && chain && node
       ? await nodeLogId(node, { shard: shardFlag, ...options })
@@ -446,7 +452,10 @@ async function verifyFromTiles(flags: ParsedFlags, leafHash: Hex, tilesUrl: stri
   const origin = requiredStringFlag(flags, 'origin')
   const key = requiredStringFlag(flags, 'verifier-key')
   const base = tilesUrl.replace(/\/+$/, '')
-  const log = await pinLog(flags)
+  // Without --shard: shard k's origin is `<origin>/shards/<k>`; another origin (shard 0's, or a
+  // log without shards) is found by the event, as `verify --event` does.
+  const suffix = /\/shards\/(0|[1-9][0-9]{0,3})$/.exec(origin)
+  const log = await pinLog(flags, { shard: suffix ? Number(suffix[1]) : undefined, leafHash })
   const trusted = await latestAnchored(log)
   const note = new TextDecoder().decode(await tilesGet(`${base}/checkpoint`, MAX_NOTE_BYTES))
   const checkpoint = openCheckpointNote(note, key)
