@@ -149,6 +149,7 @@ export const errorCodes = {
   CHALLENGE_UNKNOWN: code(403, 'The challenge is unknown or already used.'),
   CHALLENGE_EXPIRED: code(403, 'The answer came too late (relay-attack bound).'),
   RENTAL_NOT_ACTIVE: code(403, 'The signer is not the title’s current ERC-4907 user.'),
+  GRANT_EXISTS: code(409, 'The node already keeps another grant with this grantId for the vehicle.'),
   KEYS_NOT_SYNCED: code(
     503,
     'The car has not yet read its owner, managers and revocations from the chain; try again once it has been online.',

@@ -8,13 +8,17 @@ import type { Address, Hex, LocalAccount } from 'viem'
 import { recoverAddress } from './signatures.ts'
 import {
   type AccessRequest,
+  type AnySignedGrant,
   accessRequestTypedData,
   grantTypedData,
   hashGrant,
   type KeyDomain,
   parseGrant,
+  parsePasskeyGrant,
   parseSignatureHex,
+  passkeyGrantTypedData,
   type SignedGrant,
+  type SignedPasskeyGrant,
 } from './typed-data.ts'
 
 /** An account that can sign EIP-712 data: a viem LocalAccount (private key, mnemonic, key store). */
@@ -62,8 +66,31 @@ export async function issueGrant(parameters: IssueGrantParameters): Promise<Sign
   return { grant, signature: parseSignatureHex(signature, 'signature') }
 }
 
-/** The address that signed a grant (lowercase), or undefined when the signature is malformed. */
-export function grantSigner(domain: KeyDomain, signed: SignedGrant): Address | undefined {
+/**
+ * Builds, checks and signs a passkey grant: the same fields as {@link issueGrant}, with a P-256
+ * public key (`0x04‖X‖Y`) and its WebAuthn RP ID instead of a grantee address.
+ */
+export async function issuePasskeyGrant(
+  parameters: Omit<IssueGrantParameters, 'grantee'> & { passkey: Hex; rpId: string },
+): Promise<SignedPasskeyGrant> {
+  const grant = parsePasskeyGrant({
+    vehicle: parameters.vehicle,
+    passkey: parameters.passkey,
+    rpId: parameters.rpId,
+    scopes: parameters.scopes,
+    notBefore: parameters.notBefore ?? Math.floor(Date.now() / 1000),
+    notAfter: parameters.notAfter,
+    maxUses: parameters.maxUses ?? 0,
+    epoch: parameters.epoch,
+    grantId: parameters.grantId ?? newGrantId(),
+    purpose: parameters.purpose ?? '',
+  })
+  const signature = await parameters.signer.signTypedData(passkeyGrantTypedData(parameters.domain, grant))
+  return { grant, signature: parseSignatureHex(signature, 'signature') }
+}
+
+/** The address that signed a grant of either kind (lowercase), or undefined when malformed. */
+export function grantSigner(domain: KeyDomain, signed: AnySignedGrant): Address | undefined {
   const digest = Buffer.from(hashGrant(domain, signed.grant).slice(2), 'hex')
   return recoverAddress(digest, Buffer.from(signed.signature.slice(2), 'hex'))
 }

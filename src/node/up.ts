@@ -31,6 +31,7 @@ import { type AnchoringScheduler, startAnchoring } from './anchoring.ts'
 import { authRoutes, signInOrigins } from './auth.ts'
 import type { NodeContext } from './context.ts'
 import { createDashboardRoutes } from './dashboard.ts'
+import { grantRoutes } from './grant-routes.ts'
 import { startChainIndexer } from './indexer.ts'
 import { createNodeIngest } from './ingest.ts'
 import { logRoutes } from './log-routes.ts'
@@ -213,6 +214,7 @@ export async function startNode({
         logRoutes(context),
         transparencyRoutes(context, noteKey.signer),
         vehicleRoutes(context),
+        grantRoutes(context),
         authRoutes(context),
         streamRoutes(context),
         ...(extension.routes ?? []),
