@@ -79,7 +79,7 @@ export type SignedPasskeyGrant = { grant: PasskeyGrant; signature: Hex }
 /** Either kind of grant. */
 export type AnyGrant = KeyGrant | PasskeyGrant
 /** Either kind of signed grant. */
-export type AnySignedGrant = SignedGrant | SignedPasskeyGrant
+export type AnySignedGrant = { grant: AnyGrant; signature: Hex }
 
 /** Whether a grant names a passkey (rather than an address) as its grantee. */
 export function isPasskeyGrant(grant: AnyGrant): grant is PasskeyGrant {
@@ -436,7 +436,7 @@ export function parseAnySignedGrant(value: unknown): AnySignedGrant {
   const record = value as Record<string, unknown>
   const grant = parseAnyGrant(record.grant)
   const signature = parseSignatureHex(record.signature, 'signature')
-  return { grant, signature } as AnySignedGrant
+  return { grant, signature }
 }
 
 /** A stable string of a grant's fields, for cache keys (cheaper than hashing it). */

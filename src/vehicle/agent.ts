@@ -25,6 +25,7 @@ import { AccessController, type AccessDecision } from '../keys/access-control.ts
 import { ChainCache } from '../keys/chain-cache.ts'
 import type { DenialBudgetOptions } from '../keys/denial-budget.ts'
 import { LinkServer } from '../keys/link-server.ts'
+import type { PasskeyPolicy } from '../keys/passkey.ts'
 import type { AccessRecorder } from '../keys/recorder.ts'
 import { type KeyDomain, scopeNames } from '../keys/typed-data.ts'
 import { FileUseCounter, type UseCounter } from '../keys/use-counter.ts'
@@ -83,6 +84,8 @@ export type VehicleAgentOptions = {
     /** The bound on refused attempts (docs/keys.md "Refused attempts"). */
     deniedAttempts?: DenialBudgetOptions | undefined
   }
+  /** What the car requires of passkey assertions (docs/keys.md "Passkey keys"). */
+  passkeys?: PasskeyPolicy | undefined
   model?: VehicleModel | undefined
   plugins?: readonly VehicleAgentPlugin[] | undefined
   /** Milliseconds since the epoch; default Date.now. */
@@ -120,6 +123,7 @@ export class VehicleAgent {
       uses: this.#uses,
       clock,
       maxStaleMs: chain.maxStaleMs,
+      passkeys: options.passkeys,
     })
     this.model = options.model ?? new VehicleModel()
     this.recorder = options.recorder
