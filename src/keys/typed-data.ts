@@ -287,6 +287,10 @@ function invalid(message: string, field: string, value?: unknown): BaseError {
   })
 }
 
+const utf8 = new TextEncoder()
+/** Bytes of `text` in UTF-8 (no Node built-ins: the key app parses grants in the browser). */
+const utf8Length = (text: string) => utf8.encode(text).length
+
 /** An address from JSON, lowercased; INVALID_ARGUMENT naming `field` otherwise. */
 export function parseAddress(value: unknown, field: string): Address {
   if (typeof value !== 'string' || !addressPattern.test(value))
@@ -344,7 +348,7 @@ export function parseGrant(value: unknown): KeyGrant {
   // the attempt (JCS refuses it) and EIP-712 would hash a different string than the one shown.
   if (
     typeof purpose !== 'string' ||
-    Buffer.byteLength(purpose) > MAX_PURPOSE_BYTES ||
+    utf8Length(purpose) > MAX_PURPOSE_BYTES ||
     !purpose.isWellFormed()
   )
     throw invalid(

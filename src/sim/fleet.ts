@@ -37,6 +37,7 @@ import {
   VehicleLedger,
 } from '../vehicle/ledger.ts'
 import { carWallet, chargeCar, PARKING_INDEX, payParking, pemDer, startChargePoints } from './charging.ts'
+import { mountLinkRelay } from './link-relay.ts'
 import { runScenario, type ScenarioPayments, type SimActivity } from './scenario.ts'
 
 /** The demo keystore's KDF: its passphrase is public anyway, so start-up stays quick. */
@@ -312,6 +313,11 @@ function demoPayments(parameters: {
 /** `/v1/sim/*`: mounted before the fleet exists (the server starts first); empty until it does. */
 export function simRoutes(fleet: () => Fleet | undefined) {
   return (app: FastifyInstance) => {
+    // the key app's way to a demo car's link (src/sim/link-relay.ts)
+    mountLinkRelay(app, (vehicle) => {
+      const agent = fleet()?.agents.get(vehicle as Address)
+      return agent ? agent.link.url : undefined
+    })
     app.get(
       '/v1/sim/vehicles',
       { schema: { summary: 'The demo fleet: each car, its owner (development mnemonic index) and link' } },
