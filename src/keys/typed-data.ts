@@ -346,11 +346,7 @@ export function parseGrant(value: unknown): KeyGrant {
   const purpose = record.purpose
   // Well-formed Unicode only: a lone surrogate has no UTF-8 form, so the car could not record
   // the attempt (JCS refuses it) and EIP-712 would hash a different string than the one shown.
-  if (
-    typeof purpose !== 'string' ||
-    utf8Length(purpose) > MAX_PURPOSE_BYTES ||
-    !purpose.isWellFormed()
-  )
+  if (typeof purpose !== 'string' || utf8Length(purpose) > MAX_PURPOSE_BYTES || !purpose.isWellFormed())
     throw invalid(
       `grant.purpose must be well-formed Unicode of at most ${MAX_PURPOSE_BYTES} bytes`,
       'grant.purpose',

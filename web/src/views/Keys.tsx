@@ -5,8 +5,15 @@
  */
 import { useCallback, useEffect, useMemo, useState } from 'react'
 import type { Address, Hex } from 'viem'
-import { encodeShareLink } from '../../../src/keys/share-link.ts'
-import { grantTypedData, type KeyGrant, Scope, scopeNames } from '../../../src/keys/typed-data.ts'
+import { encodeShareLink, SHARE_LINK_PREFIX } from '../../../src/keys/share-link.ts'
+import {
+  grantTypedData,
+  type KeyGrant,
+  type PasskeyGrant,
+  passkeyGrantTypedData,
+  Scope,
+  scopeNames,
+} from '../../../src/keys/typed-data.ts'
 import { type SimVehicle, useApi, type Vehicle } from '../api.ts'
 import { vehicleRegistryAbi } from '../chain.ts'
 import { Address as AddressText, Badge, Card, Empty } from '../components/ui.tsx'
@@ -235,8 +242,11 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
     setMessage(undefined)
     try {
       if (!/^0x[0-9a-fA-F]{40}$/.test(vehicle)) throw new TypeError('choose a vehicle (an address)')
-      if (!/^0x[0-9a-fA-F]{40}$/.test(grantee))
-        throw new TypeError('the grantee must be an address (0x + 40 hex)')
+      const passkey = /^0x04[0-9a-fA-F]{128}$/.test(grantee)
+      if (!passkey && !/^0x[0-9a-fA-F]{40}$/.test(grantee))
+        throw new TypeError(
+          'the grantee must be an address (0x + 40 hex) or a passkey public key from the key app (0x04 + 128 hex)',
+        )
       const epoch = await chain!.client.readContract({
         address: info.contracts.KeyRegistry,
         abi: vehicleRegistryAbi,
@@ -244,9 +254,8 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
         args: [vehicle as Address],
       })
       const now = Math.floor(Date.now() / 1000)
-      const grant: KeyGrant = {
+      const fields = {
         vehicle: vehicle.toLowerCase() as Address,
-        grantee: grantee.toLowerCase() as Address,
         scopes,
         notBefore: now,
         notAfter: now + Math.round(hours * 3600),
@@ -256,6 +265,26 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
         purpose,
       }
       const domain = { chainId: info.chainId, keyRegistry: info.contracts.KeyRegistry }
+      if (passkey) {
+        // A phone key (docs/keys.md "Passkey keys"): the passkey was made in this node's key app,
+        // so its RP ID is this page's host name.
+        const passkeyGrant: PasskeyGrant = {
+          ...fields,
+          passkey: grantee.toLowerCase() as Hex,
+          rpId: window.location.hostname,
+        }
+        const signature = await props.session.account.signTypedData(
+          passkeyGrantTypedData(domain, passkeyGrant),
+        )
+        const link = encodeShareLink(domain, { grant: passkeyGrant, signature })
+        setMessage({
+          tone: 'good',
+          text: 'Phone key signed. Send the grantee this key-app address; their passkey opens the car.',
+          link: `${window.location.origin}/#/key/${link.slice(SHARE_LINK_PREFIX.length)}`,
+        })
+        return
+      }
+      const grant: KeyGrant = { ...fields, grantee: grantee.toLowerCase() as Address }
       const signature = await props.session.account.signTypedData(grantTypedData(domain, grant))
       const stored = {
         grant,
@@ -306,7 +335,7 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
         <label>
           Grantee
           <input
-            placeholder="0x… the delivery agent's, renter's or friend's address"
+            placeholder="0x… an address, or a passkey's public key from the key app (#/key)"
             value={grantee}
             onChange={(e) => setGrantee(e.target.value.trim())}
             data-testid="grant-grantee"
