@@ -6,6 +6,9 @@
  * new grant instead of misreading it.
  */
 import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import type { Address } from 'viem'
 import { BaseError } from '../errors.ts'
@@ -14,7 +17,7 @@ import { issuePasskeyGrant } from './grant.ts'
 import { buildPasskeyRequest, LinkClient } from './link-client.ts'
 import { parseRequestMessage } from './link-protocol.ts'
 import { LinkServer } from './link-server.ts'
-import { originAllowed, type PasskeyPolicy } from './passkey.ts'
+import { FilePasskeyCounters, originAllowed, type PasskeyPolicy, PasskeyVerifier } from './passkey.ts'
 import { MemoryAccessRecorder } from './recorder.ts'
 import { aGrant, FakeKeyState, type SoftAssertionOverrides, SoftPasskey, testAccount } from './testing.ts'
 import { type KeyDomain, parseGrant, Scope, type SignedPasskeyGrant } from './typed-data.ts'
@@ -310,5 +313,34 @@ describe('passkey keys', () => {
     // A car that knows only KeyGrant reads the grant with the nine-field parser and the request's
     // `signature`: both refuse, with INVALID_ARGUMENT, before any check could misread the grant.
     assert.throws(() => parseGrant(grant.grant), /exactly the fields/)
+  })
+
+  test('counters survive a restart of the car (passkey-counters.json); a corrupt file is refused', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'carchain-passkey-'))
+    t.after(() => rmSync(dir, { recursive: true, force: true }))
+    const passkey = new SoftPasskey()
+    const { grant } = await phoneKey(passkey)
+    const answer = (verifier: PasskeyVerifier, counter: number) => {
+      const challenge = Buffer.alloc(32, counter).toString('base64url')
+      const wire = passkey.assert(challenge, { counter })
+      return verifier.verify(
+        grant,
+        {
+          authenticatorData: Buffer.from(wire.authenticatorData, 'base64url'),
+          clientDataJSON: Buffer.from(wire.clientDataJSON, 'base64url'),
+          signature: Buffer.from(wire.signature, 'base64url'),
+        },
+        { current: challenge, past: () => [] },
+      )
+    }
+    const before = new FilePasskeyCounters(dir)
+    assert.equal(answer(new PasskeyVerifier({ counters: before }), 7), 'OK')
+    before.flush()
+    const restarted = new PasskeyVerifier({ counters: new FilePasskeyCounters(dir) })
+    assert.equal(restarted.counter(passkey.publicKey), 7)
+    assert.equal(answer(restarted, 7), 'PASSKEY_COUNTER')
+    assert.equal(answer(restarted, 8), 'OK')
+    writeFileSync(join(dir, 'passkey-counters.json'), '{not json')
+    assert.throws(() => new FilePasskeyCounters(dir), /passkey counter file/)
   })
 })

@@ -20,9 +20,13 @@
  *   the car saw for this key (PASSKEY_COUNTER: a cloned authenticator or a rollback).
  */
 import { createHash } from 'node:crypto'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { p256 } from '@noble/curves/nist.js'
 import type { Hex } from 'viem'
 import { BaseError } from '../errors.ts'
+import { writeFileAtomic } from '../fs-atomic.ts'
+import { logger } from '../log.ts'
 import { setBounded } from './bounded-map.ts'
 import { fromBase64Url, toBase64Url } from './share-link.ts'
 import type { PasskeyGrant } from './typed-data.ts'
@@ -118,6 +122,81 @@ export type PasskeyPolicy = {
   origins?: readonly string[] | undefined
   /** Passkeys whose counter the car keeps (least recent dropped first); default 4096. */
   maxCounters?: number | undefined
+  /** Where the counters live; default in memory ({@link FilePasskeyCounters} keeps them on disk). */
+  counters?: PasskeyCounters | undefined
+}
+
+/** The highest signature counter accepted per passkey. */
+export interface PasskeyCounters {
+  /** 0 for a passkey never seen (or one whose authenticator keeps no counter). */
+  get(passkey: Hex): number
+  set(passkey: Hex, counter: number): void
+}
+
+/** Counters in memory, bounded (least recently set dropped first). */
+export class MemoryPasskeyCounters implements PasskeyCounters {
+  protected readonly counters = new Map<string, number>()
+  readonly #maxEntries: number
+  constructor(maxEntries = 4096) {
+    this.#maxEntries = maxEntries
+  }
+  get(passkey: Hex): number {
+    return this.counters.get(passkey) ?? 0
+  }
+  set(passkey: Hex, counter: number): void {
+    setBounded(this.counters, passkey, counter, this.#maxEntries)
+  }
+}
+
+/** The counters' file inside the vehicle's directory. */
+export const PASSKEY_COUNTERS_FILE = 'passkey-counters.json'
+
+const log = logger('keys.passkey')
+
+/**
+ * Counters that survive a restart: `<dir>/passkey-counters.json` (`{"0x04…": n}`), read on open
+ * and written atomically right after the task that raised a counter (coalesced, off the unlock's
+ * path). A crash in between can lose the newest counter, so a cloned authenticator could be
+ * accepted once more at that value; replay stays impossible (single-use challenges).
+ */
+export class FilePasskeyCounters extends MemoryPasskeyCounters {
+  readonly #path: string
+  #dirty = false
+
+  constructor(dir: string, maxEntries?: number) {
+    super(maxEntries)
+    this.#path = join(dir, PASSKEY_COUNTERS_FILE)
+    if (!existsSync(this.#path)) return
+    try {
+      const stored = JSON.parse(readFileSync(this.#path, 'utf8')) as Record<string, unknown>
+      for (const [passkey, counter] of Object.entries(stored))
+        if (/^0x04[0-9a-f]{128}$/.test(passkey) && Number.isSafeInteger(counter) && (counter as number) > 0)
+          super.set(passkey as Hex, counter as number)
+    } catch (error) {
+      throw new BaseError('DATA_DIR_INVALID', `${this.#path} is not a passkey counter file`, {
+        details: { path: this.#path },
+        cause: error,
+      })
+    }
+  }
+
+  override set(passkey: Hex, counter: number): void {
+    super.set(passkey, counter)
+    if (this.#dirty) return
+    this.#dirty = true
+    setImmediate(() => this.flush())
+  }
+
+  /** Writes the counters now if they changed (also on the agent's stop). */
+  flush(): void {
+    if (!this.#dirty) return
+    this.#dirty = false
+    try {
+      writeFileAtomic(this.#path, `${JSON.stringify(Object.fromEntries(this.counters))}\n`)
+    } catch (error) {
+      log.error({ err: error, path: this.#path }, 'could not write the passkey counters')
+    }
+  }
 }
 
 /** Whether `origin` may carry an assertion for `rpId` under `policy`. */
@@ -178,24 +257,23 @@ function readClientData(bytes: Uint8Array): Record<string, unknown> | undefined 
 
 /**
  * Verifies assertions for one car: keeps the RP ID hashes it has computed and, per passkey, the
- * highest signature counter it has accepted (in memory; see docs/keys.md for what a restart means).
+ * highest signature counter it has accepted (`policy.counters`).
  */
 export class PasskeyVerifier {
   readonly #requireUv: boolean
   readonly #policy: PasskeyPolicy
   readonly #rpIdHashes = new Map<string, Uint8Array>()
-  readonly #counters = new Map<string, number>()
-  readonly #maxCounters: number
+  readonly #counters: PasskeyCounters
 
   constructor(policy: PasskeyPolicy = {}) {
     this.#policy = policy
     this.#requireUv = policy.requireUserVerification ?? true
-    this.#maxCounters = policy.maxCounters ?? 4096
+    this.#counters = policy.counters ?? new MemoryPasskeyCounters(policy.maxCounters)
   }
 
   /** The highest counter accepted for `passkey` (0: none, or an authenticator without one). */
   counter(passkey: Hex): number {
-    return this.#counters.get(passkey) ?? 0
+    return this.#counters.get(passkey)
   }
 
   /** Checks an assertion against its grant and this session's challenges; accepts its counter on OK. */
@@ -231,7 +309,7 @@ export class PasskeyVerifier {
     // An authenticator that counts must count up; one that does not (0) never may start later
     // and stop again.
     if (last > 0 && counter <= last) return 'PASSKEY_COUNTER'
-    if (counter > 0) setBounded(this.#counters, grant.passkey, counter, this.#maxCounters)
+    if (counter > 0) this.#counters.set(grant.passkey, counter)
     return 'OK'
   }
 

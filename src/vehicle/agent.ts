@@ -25,7 +25,7 @@ import { AccessController, type AccessDecision } from '../keys/access-control.ts
 import { ChainCache } from '../keys/chain-cache.ts'
 import type { DenialBudgetOptions } from '../keys/denial-budget.ts'
 import { LinkServer } from '../keys/link-server.ts'
-import type { PasskeyPolicy } from '../keys/passkey.ts'
+import { FilePasskeyCounters, type PasskeyPolicy } from '../keys/passkey.ts'
 import type { AccessRecorder } from '../keys/recorder.ts'
 import { type KeyDomain, scopeNames } from '../keys/typed-data.ts'
 import { FileUseCounter, type UseCounter } from '../keys/use-counter.ts'
@@ -102,6 +102,7 @@ export class VehicleAgent {
   readonly model: VehicleModel
   readonly recorder: AccessRecorder
   readonly #uses: UseCounter
+  readonly #passkeyCounters: FilePasskeyCounters
   readonly #options: VehicleAgentOptions
   readonly #notices = new Set<(notice: OwnerNotice) => void>()
   #wallet: LocalAccount | undefined
@@ -115,6 +116,7 @@ export class VehicleAgent {
     this.domain = { chainId: chain.chainId, keyRegistry: chain.keyRegistry }
     this.cache = new ChainCache({ ...chain, vehicle, dir: options.dir })
     this.#uses = new FileUseCounter(options.dir)
+    this.#passkeyCounters = new FilePasskeyCounters(options.dir)
     const clock = options.clock ?? Date.now
     this.controller = new AccessController({
       vehicle,
@@ -123,7 +125,7 @@ export class VehicleAgent {
       uses: this.#uses,
       clock,
       maxStaleMs: chain.maxStaleMs,
-      passkeys: options.passkeys,
+      passkeys: { counters: this.#passkeyCounters, ...options.passkeys },
     })
     this.model = options.model ?? new VehicleModel()
     this.recorder = options.recorder
@@ -189,6 +191,7 @@ export class VehicleAgent {
     await this.cache.stop()
     await this.link.close()
     this.#uses.close()
+    this.#passkeyCounters.flush()
   }
 
   status(): {
