@@ -6,7 +6,8 @@
  * with the demo owner's development key) and shares it as a link; the key app opens it, shows what
  * it allows, and unlocks the car over the node's link relay with one tap — the car checks the
  * browser's real WebAuthn assertion offline. The frame the browser sent, replayed or tampered
- * with, is refused by the car. Screenshot to docs/img/ with UPDATE_SCREENSHOTS=1.
+ * with, is refused by the car; so are real assertions made on another site (wrong RP ID, wrong
+ * origin). Screenshot to docs/img/ with UPDATE_SCREENSHOTS=1.
  */
 import assert from 'node:assert/strict'
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
@@ -185,5 +186,41 @@ test('a passkey made in the key app receives a grant and unlocks a demo car; its
   // Locking again through the app works: each tap answers a fresh challenge.
   await page.getByTestId('key-lock').click()
   await status.getByText(/^Granted: lock/).waitFor({ timeout: 20_000 })
+
+  // Another site (evil.localhost, which Chromium resolves to this machine) is no way in. Its
+  // passkey (RP ID evil.localhost) asked for a key: the browser's real assertion reaches the car
+  // and is refused — for the RP ID when the grant names localhost, for the origin when the grant
+  // names evil.localhost itself (a plain-http origin is allowed for localhost only). And the
+  // phone's own passkey cannot even be asked from there: the browser refuses.
+  const stored = await page.evaluate(() => localStorage.getItem('carchain.passkeys'))
+  const evil = `http://evil.localhost:${new URL(info.url).port}`
+  await page.goto(`${evil}/#/key`)
+  await page.getByTestId('passkey-create').click()
+  const evilKey = (
+    (await page.getByTestId('passkey-public').first().textContent({ timeout: 15_000 })) ?? ''
+  ).trim()
+  // (each expected answer differs from the one on screen before the tap)
+  const tryKey = async (rpId: string, expected: string) => {
+    const signed = await issuePasskeyGrant({
+      signer: developmentAccount(car.ownerIndex),
+      domain,
+      vehicle: car.vehicle,
+      passkey: evilKey as `0x${string}`,
+      rpId,
+      scopes: Scope.UNLOCK,
+      notAfter: Math.floor(Date.now() / 1000) + 3600,
+      epoch: grant.grant.epoch,
+    })
+    await page.goto(`${evil}/#/key/${encodeShareLink(domain, signed).slice(SHARE_LINK_PREFIX.length)}`)
+    await page.getByTestId('key-unlock').click()
+    await status.getByText(`Refused (${expected})`).waitFor({ timeout: 20_000 })
+  }
+  await tryKey('localhost', 'PASSKEY_RP_MISMATCH')
+  await tryKey('evil.localhost', 'PASSKEY_ORIGIN')
+  await page.evaluate((value) => localStorage.setItem('carchain.passkeys', value ?? '[]'), stored)
+  await page.goto(`${evil}/#/key/${link.slice(SHARE_LINK_PREFIX.length)}`)
+  await page.reload()
+  await page.getByTestId('key-unlock').click()
+  await status.getByText(/relying party ID is not a registrable domain suffix/).waitFor({ timeout: 20_000 })
   assert.deepEqual(pageErrors, [])
 })
