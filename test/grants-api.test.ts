@@ -7,7 +7,6 @@
  * shows nobody else's grants.
  */
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -15,37 +14,18 @@ import { after, before, describe, test } from 'node:test'
 import { createSiweMessage } from 'viem/siwe'
 import { connectChain, developmentAccount } from '../src/chain/clients.ts'
 import { loadConfig } from '../src/config.ts'
-import { openDatabase } from '../src/db/database.ts'
 import { issuePasskeyGrant } from '../src/keys/grant.ts'
 import { revokeGrant } from '../src/keys/registry.ts'
 import { aGrant } from '../src/keys/testing.ts'
 import { type KeyDomain, Scope } from '../src/keys/typed-data.ts'
 import { createBatch } from '../src/ledger/batch.ts'
 import { type RunningNode, startNode } from '../src/node/up.ts'
-import { engines } from './database.ts'
+import { engines, freshSchema } from './database.ts'
 import { type SeededFleet, seedFleet } from './fleet-fixture.ts'
 
 const owner = developmentAccount(1)
 const stranger = developmentAccount(2)
 const courier = developmentAccount(7)
-
-/** A PostgreSQL URL on a fresh schema (dropped in `drop`). */
-async function freshPostgresUrl(): Promise<{ url: string; drop: () => Promise<void> }> {
-  const schema = `test_${randomBytes(6).toString('hex')}`
-  const admin = await openDatabase({ engine: 'postgres', url: process.env.DATABASE_URL!, maxConnections: 1 })
-  await admin.exec(`create schema ${schema}`)
-  await admin.close()
-  const url = new URL(process.env.DATABASE_URL!)
-  url.searchParams.set('options', `-c search_path=${schema}`)
-  return {
-    url: url.toString(),
-    drop: async () => {
-      const db = await openDatabase({ engine: 'postgres', url: process.env.DATABASE_URL!, maxConnections: 1 })
-      await db.exec(`drop schema ${schema} cascade`)
-      await db.close()
-    },
-  }
-}
 
 for (const engine of engines) {
   describe(`key grants at the node (${engine})`, () => {
@@ -57,7 +37,7 @@ for (const engine of engines) {
     let dropSchema: (() => Promise<void>) | undefined
 
     before(async () => {
-      const database = engine === 'postgres' ? await freshPostgresUrl() : undefined
+      const database = engine === 'postgres' ? await freshSchema() : undefined
       dropSchema = database?.drop
       node = await startNode({
         config: loadConfig({

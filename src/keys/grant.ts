@@ -49,11 +49,10 @@ export type IssueGrantParameters = {
   purpose?: string
 }
 
-/** Builds, checks and signs a grant. */
-export async function issueGrant(parameters: IssueGrantParameters): Promise<SignedGrant> {
-  const grant = parseGrant({
+/** The fields every grant has, with their defaults filled in (checked by the grant's parser). */
+function sharedFields(parameters: Omit<IssueGrantParameters, 'grantee'>) {
+  return {
     vehicle: parameters.vehicle,
-    grantee: parameters.grantee,
     scopes: parameters.scopes,
     notBefore: parameters.notBefore ?? Math.floor(Date.now() / 1000),
     notAfter: parameters.notAfter,
@@ -61,7 +60,12 @@ export async function issueGrant(parameters: IssueGrantParameters): Promise<Sign
     epoch: parameters.epoch,
     grantId: parameters.grantId ?? newGrantId(),
     purpose: parameters.purpose ?? '',
-  })
+  }
+}
+
+/** Builds, checks and signs a grant. */
+export async function issueGrant(parameters: IssueGrantParameters): Promise<SignedGrant> {
+  const grant = parseGrant({ ...sharedFields(parameters), grantee: parameters.grantee })
   const signature = await parameters.signer.signTypedData(grantTypedData(parameters.domain, grant))
   return { grant, signature: parseSignatureHex(signature, 'signature') }
 }
@@ -74,16 +78,9 @@ export async function issuePasskeyGrant(
   parameters: Omit<IssueGrantParameters, 'grantee'> & { passkey: Hex; rpId: string },
 ): Promise<SignedPasskeyGrant> {
   const grant = parsePasskeyGrant({
-    vehicle: parameters.vehicle,
+    ...sharedFields(parameters),
     passkey: parameters.passkey,
     rpId: parameters.rpId,
-    scopes: parameters.scopes,
-    notBefore: parameters.notBefore ?? Math.floor(Date.now() / 1000),
-    notAfter: parameters.notAfter,
-    maxUses: parameters.maxUses ?? 0,
-    epoch: parameters.epoch,
-    grantId: parameters.grantId ?? newGrantId(),
-    purpose: parameters.purpose ?? '',
   })
   const signature = await parameters.signer.signTypedData(passkeyGrantTypedData(parameters.domain, grant))
   return { grant, signature: parseSignatureHex(signature, 'signature') }
