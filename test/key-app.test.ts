@@ -17,6 +17,7 @@ import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import type { BrowserContext, Page } from 'playwright-core'
 import { createPublicClient, http } from 'viem'
+import WebSocket from 'ws'
 import { developmentAccount } from '../src/chain/clients.ts'
 import { issuePasskeyGrant } from '../src/keys/grant.ts'
 import { LinkClient } from '../src/keys/link-client.ts'
@@ -182,6 +183,19 @@ test('a passkey made in the key app receives a grant and unlocks a demo car; its
   const grantSent = sent.grant as Record<string, unknown>
   carLink.sendRaw(JSON.stringify({ ...sent, grant: { ...grantSent, scopes: 31 } }))
   assert.equal((await carLink.result()).code, 'GRANT_BAD_SIGNATURE', 'grant tampered')
+
+  // The relay reaches demo cars only.
+  const nowhere = new WebSocket(
+    `${info.url.replace(/^http/, 'ws')}/v1/sim/vehicles/0x${'00'.repeat(20)}/link`,
+  )
+  const refused = await new Promise<number>((resolve) => {
+    nowhere.on('unexpected-response', (request, response) => {
+      resolve(response.statusCode ?? 0)
+      request.destroy()
+    })
+    nowhere.on('open', () => resolve(101))
+  })
+  assert.equal(refused, 404)
 
   // Locking again through the app works: each tap answers a fresh challenge.
   await page.getByTestId('key-lock').click()
