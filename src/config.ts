@@ -7,6 +7,7 @@ import { BaseError } from './errors.ts'
 import { checkLogOrigin } from './ledger/note.ts'
 import { defaultRateLimit, type RateLimitConfig } from './node/rate-limit.ts'
 import { DEFAULT_REVOCATION_TTL_MS } from './node/vehicle-keys.ts'
+import { parseWitness, type Witness } from './node/witnesses.ts'
 
 export type NodeConfig = {
   /** Data directory: chain snapshot, PGlite files, deployments, keys. */
@@ -56,6 +57,15 @@ export type NodeConfig = {
    * `CARCHAIN_LOG_ORIGIN`); undefined: `carchain.local/<chainId>/<LedgerAnchor>/<logId>`.
    */
   readonly logOrigin: string | undefined
+  /**
+   * Also write the log's C2SP tiles and checkpoint to this directory (`--tiles-dir`,
+   * `CARCHAIN_TILES_DIR`), kept up to date for a static web server (docs/transparency.md).
+   */
+  readonly tilesDir: string | undefined
+  /** Witnesses that cosign each new checkpoint (`--witness URL=VERIFIERKEY`, repeatable). */
+  readonly witnesses: readonly Witness[]
+  /** How often the checkpoint is published to the witnesses and the tiles dir (`CARCHAIN_CHECKPOINT_INTERVAL_MS`, default 1 s). */
+  readonly checkpointIntervalMs: number
 }
 
 export type ConfigSources = {
@@ -71,6 +81,8 @@ export type ConfigSources = {
     demoFleetOnExternalChain?: boolean | undefined
     mqtt?: string | undefined
     logOrigin?: string | undefined
+    tilesDir?: string | undefined
+    witnesses?: readonly string[] | undefined
   }
   env: Record<string, string | undefined>
 }
@@ -119,6 +131,7 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
     return value
   }
   const logOrigin = flags.logOrigin ?? env.CARCHAIN_LOG_ORIGIN
+  const tilesDir = flags.tilesDir ?? env.CARCHAIN_TILES_DIR
   return {
     dataDir: resolve(flags.data ?? env.CARCHAIN_DATA ?? './data'),
     port,
@@ -144,5 +157,8 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
     },
     revocationTtlMs: positive('CARCHAIN_REVOCATION_TTL_MS', DEFAULT_REVOCATION_TTL_MS),
     logOrigin: logOrigin === undefined || logOrigin === '' ? undefined : checkLogOrigin(logOrigin),
+    tilesDir: tilesDir === undefined || tilesDir === '' ? undefined : resolve(tilesDir),
+    witnesses: (flags.witnesses ?? []).map(parseWitness),
+    checkpointIntervalMs: positive('CARCHAIN_CHECKPOINT_INTERVAL_MS', 1_000),
   }
 }

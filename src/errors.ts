@@ -131,6 +131,27 @@ export const errorCodes = {
     502,
     'A tiles server sent a checkpoint or tile larger than the C2SP formats allow; it is not read further. Use another copy of the tiles.',
   ),
+  WITNESS_REFUSED: code(
+    502,
+    'A witness did not cosign the log’s checkpoint (unreachable, refused, or no valid cosignature); the checkpoint is published without its cosignature and submitted again with the next one.',
+    true,
+  ),
+  WITNESS_LOG_UNKNOWN: code(
+    404,
+    'The witness is not configured for this log’s origin (`carchain witness --log`).',
+  ),
+  WITNESS_SIGNATURE_INVALID: code(
+    403,
+    'The checkpoint carries no valid signature by the key the witness trusts for its origin.',
+  ),
+  WITNESS_SIZE_CONFLICT: code(
+    409,
+    'The old size is not the size the witness last cosigned for this log; the body names that size, send the proof from there.',
+  ),
+  WITNESS_INCONSISTENT: code(
+    422,
+    'The checkpoint is not consistent with what the witness cosigned: a bad consistency proof, or another root for the same size (a fork).',
+  ),
   ACK_INVALID: code(
     502,
     'The node’s acknowledgement of a batch is not signed by the configured node or not for that batch; the car keeps the events and sends them again.',

@@ -1,7 +1,9 @@
 /**
  * The demo fleet as `npm start` runs it (two cars, to keep the test short): certified cars on
  * chain, owners from the development mnemonic, every car's link reachable, trips uploaded and
- * anchored, the parcel, rental, charging (claimed on chain) and parking flows done — and a restart goes on with the same cars.
+ * anchored, the parcel, rental, charging (claimed on chain, at each charger's own tariff) and
+ * parking flows done, every car's timeline a valid run of its trip state machine — and a restart
+ * goes on with the same cars.
  */
 import assert from 'node:assert/strict'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -12,7 +14,11 @@ import { developmentAccount } from '../src/chain/clients.ts'
 import { vehicleRegistryAbi } from '../src/chain/generated/index.ts'
 import { loadConfig } from '../src/config.ts'
 import { parseCertificate } from '../src/identity/certificate.ts'
+import type { EventKind } from '../src/ledger/envelope.ts'
+import { sessionCost } from '../src/payments/pricing.ts'
+import { CAR_MODELS, DEMO_CHARGERS } from '../src/sim/battery.ts'
 import { type RunningSystem, startSystem } from '../src/sim/system.ts'
+import { timelineViolations } from '../src/sim/trips.ts'
 
 const dataDir = mkdtempSync(join(tmpdir(), 'carchain-sim-'))
 after(() => rmSync(dataDir, { recursive: true, force: true }))
@@ -39,6 +45,30 @@ const json = async (node: RunningSystem, path: string) => (await fetch(`${node.u
 
 let firstVehicles: { vehicle: string }[] = []
 
+/** A car's whole timeline at the node, oldest first (the API pages newest first). */
+async function timeline(node: RunningSystem, vehicle: string): Promise<EventKind[]> {
+  const kinds: EventKind[] = []
+  let before: number | undefined
+  for (;;) {
+    const page = `/v1/vehicles/${vehicle}/events?limit=500${before === undefined ? '' : `&before=${before}`}`
+    const { events } = (await json(node, page)) as { events: { seq: number; kind: EventKind }[] }
+    for (const event of events) kinds.push(event.kind)
+    if (events.length < 500) return kinds.reverse()
+    before = events.at(-1)!.seq
+  }
+}
+
+/** Every car's timeline is a run of the trip state machine; answers them. */
+async function checkTimelines(node: RunningSystem, vehicles: { vehicle: string }[]) {
+  const timelines = []
+  for (const v of vehicles) {
+    const kinds = await timeline(node, v.vehicle)
+    assert.deepEqual(timelineViolations(kinds), [], `${v.vehicle}: ${kinds.join(' ')}`)
+    timelines.push(kinds)
+  }
+  return timelines
+}
+
 test('the fleet runs every flow, uploads and anchors', async () => {
   const node = await start()
   try {
@@ -49,6 +79,12 @@ test('the fleet runs every flow, uploads and anchors', async () => {
       assert.match(v.vin, /^[A-HJ-NPR-Z0-9]{17}$/)
       assert.equal(v.owner, developmentAccount(v.ownerIndex).address)
       assert.match(v.link, /^ws:\/\/127\.0\.0\.1:\d+$/)
+      // its battery: one of the demo models, charged 0–100 %
+      assert.ok(
+        CAR_MODELS.some((m) => m.name === v.battery.model && m.capacityWh === v.battery.capacityKWh * 1000),
+      )
+      assert.ok(v.battery.socPct >= 0 && v.battery.socPct <= 100, `${v.battery.socPct} %`)
+      assert.match(v.battery.state, /^(parked|driving|charging)$/)
     }
     firstVehicles = vehicles
     // Every car authenticated its ECUs at start-up.
@@ -87,8 +123,20 @@ test('the fleet runs every flow, uploads and anchors', async () => {
       const { sessions } = await json(node, '/v1/charging/sessions')
       return sessions.find((x: { code: string; claimed: boolean }) => x.code === 'OK' && x.claimed)
     })
-    assert.equal(claimed.energyWh, 1500)
-    assert.ok(BigInt(claimed.amount) > 0n)
+    assert.ok(claimed.energyWh > 1000, `${claimed.energyWh} Wh: a car charges when low`)
+    // Each session paid its charger's own tariff × its energy, to the base unit.
+    const { sessions } = await json(node, '/v1/charging/sessions')
+    for (const session of sessions.filter((x: { code: string }) => x.code === 'OK')) {
+      const spec = DEMO_CHARGERS[Number(session.evseId.slice(-5)) - 1]!
+      assert.equal(BigInt(session.pricePerKWh), spec.pricePerKWh, session.evseId)
+      assert.equal(BigInt(session.sessionFee), spec.sessionFee, session.evseId)
+      assert.equal(BigInt(session.amount), sessionCost(spec, BigInt(session.energyWh)), session.evseId)
+    }
+    const line = activity.last.find((e: { flow: string }) => e.flow === 'charging')
+    assert.match(
+      line.detail,
+      /kWh at DE\*CCH\*E0000\d \((AC|DC) \d+ kW\).* % → \d+ % in \d+ min, [\d.]+ kW average/,
+    )
     const checkpoint = await waitFor('an anchor', async () => {
       const c = await json(node, '/v1/log/checkpoint')
       return c.anchored && c.anchored.treeSize > 0 ? c : undefined
@@ -109,6 +157,9 @@ test('the fleet runs every flow, uploads and anchors', async () => {
       const kinds = new Set(events.map((e: { kind: string }) => e.kind))
       return wanted.every((kind) => kinds.has(kind)) ? true : undefined
     })
+    // Never two trips at once, never a trip while charging, on any car.
+    const timelines = await checkTimelines(node, vehicles)
+    assert.ok(timelines.some((kinds) => kinds.includes('charging.ended')))
     // Revoke car 1's battery controller on chain: the next start must refuse it.
     const state = JSON.parse(readFileSync(join(dataDir, 'fleet', 'fleet.json'), 'utf8'))
     const bms = state.vehicles[0].components.find((c: { name: string }) => c.name === 'bms')
@@ -140,6 +191,8 @@ test('a restart carries on with the same cars and their chains; a revoked ECU is
       const now = (await json(node, `/v1/vehicles/${vehicles[0].vehicle}`)).events
       return now > before ? now : undefined
     })
+    // The stop ended every trip and session: the timelines go on as valid runs.
+    await checkTimelines(node, vehicles)
   } finally {
     await node.stop()
   }

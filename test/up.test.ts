@@ -68,7 +68,13 @@ test('up serves health, chain and OpenAPI; SIGINT stops everything it started', 
   const { child, info } = await up([])
   const health = await (await fetch(`${info.url}/v1/health`)).json()
   assert.equal(health.status, 'ok')
-  assert.deepEqual(health.parts, { chain: 'ok', database: 'ok', anchoring: 'ok', evidence: 'ok' })
+  assert.deepEqual(health.parts, {
+    chain: 'ok',
+    database: 'ok',
+    anchoring: 'ok',
+    checkpoints: 'ok',
+    evidence: 'ok',
+  })
   const chain = await (await fetch(`${info.url}/v1/chain`)).json()
   assert.equal(chain.chainId, 31337)
   for (const name of ['VehicleRegistry', 'KeyRegistry', 'LedgerAnchor', 'ChargingChannels', 'Token'])

@@ -115,15 +115,19 @@ test('verify --tiles proves an event from the node’s tiles alone against the r
   assert.equal(missing.json.code, 'NOT_FOUND')
 })
 
+/** What a tampering tiles server answers: other bytes, or also another status. */
+type Tampered = Uint8Array | { status: number; body: Uint8Array }
+
 /** A tiles server in front of the node's /log/ that changes what `tamper` says; resolves with its URL. */
 async function tamperingServer(
-  tamper: (path: string, body: Uint8Array) => Uint8Array | Promise<Uint8Array>,
+  tamper: (path: string, body: Uint8Array, status: number) => Tampered | Promise<Tampered>,
 ): Promise<string> {
   impostor?.close()
   impostor = createServer(async (request, response) => {
     const upstream = await fetch(`${node.url}/log${request.url}`)
-    const body = await tamper(request.url!, new Uint8Array(await upstream.arrayBuffer()))
-    response.writeHead(upstream.status).end(body)
+    const answer = await tamper(request.url!, new Uint8Array(await upstream.arrayBuffer()), upstream.status)
+    if (answer instanceof Uint8Array) response.writeHead(upstream.status).end(answer)
+    else response.writeHead(answer.status).end(answer.body)
   })
   await new Promise<void>((resolve) => impostor!.listen(0, '127.0.0.1', resolve))
   return `http://127.0.0.1:${(impostor.address() as AddressInfo).port}`
@@ -176,6 +180,28 @@ test('attack: with the log’s own key, a rolled-back checkpoint, a second histo
   const forked = await verifyTiles(fork)
   assert.equal(forked.json.code, 'LOG_UNTRUSTED')
   assert.match(forked.json.message, /two histories/)
+  // A larger checkpoint that does not extend the anchored tree: the consistency proof from the tiles fails.
+  // It makes up the tiles the node does not have (yet) for it.
+  const notExtending = await tamperingServer(async (path, body, status) => {
+    if (path !== '/checkpoint')
+      return status === 404
+        ? { status: 200, body: new Uint8Array(32 * Number(/\.p\/(\d+)$/.exec(path)?.[1] ?? 256)) }
+        : body
+    const [treeSize] = await anchorClient.readContract({
+      address: pin[3] as Address,
+      abi: ledgerAnchorAbi,
+      functionName: 'latest',
+      args: [pin[5] as Hex],
+    })
+    return resign(
+      body,
+      (c) => ({ ...c, treeSize: Number(treeSize) + 1, rootHash: new Uint8Array(32).fill(9) }),
+      operator,
+    )
+  })
+  const diverged = await verifyTiles(notExtending)
+  assert.equal(diverged.json.code, 'PROOF_INVALID')
+  assert.match(diverged.json.message, /extends the tree/)
   // A hash tile with one byte changed: the proof no longer reaches the anchored root.
   const forged = await tamperingServer((path, body) => {
     if (!/^\/tile\/0\//.test(path)) return body

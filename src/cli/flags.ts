@@ -36,3 +36,12 @@ export function integerFlag(
 export function booleanFlag(flags: ParsedFlags, name: string): boolean {
   return flags[name] === true
 }
+
+/** A repeatable string flag (`multiple: true`): its values in order, [] when absent. */
+export function listFlag(flags: ParsedFlags, name: string): string[] {
+  const value = flags[name]
+  if (value === undefined) return []
+  if (typeof value === 'boolean')
+    throw new BaseError('CLI_USAGE', `--${name} needs a value`, { details: { flag: name } })
+  return typeof value === 'string' ? [value] : value
+}

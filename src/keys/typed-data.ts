@@ -287,10 +287,6 @@ function invalid(message: string, field: string, value?: unknown): BaseError {
   })
 }
 
-const utf8 = new TextEncoder()
-/** Bytes of `text` in UTF-8 (no Node built-ins: the key app parses grants in the browser). */
-const utf8Length = (text: string) => utf8.encode(text).length
-
 /** An address from JSON, lowercased; INVALID_ARGUMENT naming `field` otherwise. */
 export function parseAddress(value: unknown, field: string): Address {
   if (typeof value !== 'string' || !addressPattern.test(value))
@@ -331,6 +327,9 @@ export function parseAction(value: unknown, field = 'action'): number {
  * A KeyGrant from JSON: exactly its nine fields with their types; `scopes` only defined bits,
  * `notBefore ≤ notAfter`. Throws INVALID_ARGUMENT naming the field.
  */
+/** No Node built-ins in parsing: the dashboard checks the grants a node hands it with this too. */
+const utf8 = new TextEncoder()
+
 export function parseGrant(value: unknown): KeyGrant {
   if (typeof value !== 'object' || value === null || Array.isArray(value))
     throw invalid('a grant must be a JSON object', 'grant')
@@ -346,7 +345,11 @@ export function parseGrant(value: unknown): KeyGrant {
   const purpose = record.purpose
   // Well-formed Unicode only: a lone surrogate has no UTF-8 form, so the car could not record
   // the attempt (JCS refuses it) and EIP-712 would hash a different string than the one shown.
-  if (typeof purpose !== 'string' || utf8Length(purpose) > MAX_PURPOSE_BYTES || !purpose.isWellFormed())
+  if (
+    typeof purpose !== 'string' ||
+    utf8.encode(purpose).length > MAX_PURPOSE_BYTES ||
+    !purpose.isWellFormed()
+  )
     throw invalid(
       `grant.purpose must be well-formed Unicode of at most ${MAX_PURPOSE_BYTES} bytes`,
       'grant.purpose',

@@ -11,14 +11,14 @@
  * covered by the next anchor: there is never a gap, because each proof starts where the chain
  * actually is.
  */
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { type Address, getAddress, type Hash, zeroAddress } from 'viem'
 import type { ChainClients } from '../chain/clients.ts'
 import { ledgerAnchorAbi } from '../chain/generated/index.ts'
 import type { Queryable } from '../db/database.ts'
 import { BaseError } from '../errors.ts'
 import { fromHex, type Hex, toHex } from './bytes.ts'
-import { getCheckpoint, getConsistencyProof, getRootAt } from './store.ts'
+import { type GetCheckpointReturnType, getCheckpoint, getConsistencyProof, getRootAt } from './store.ts'
 
 /** How long a leader's lease lasts without renewal. */
 export const ANCHOR_LEASE_MS = 30_000
@@ -49,12 +49,29 @@ export function createLogId(operator: Address): Hex {
 }
 
 /**
- * The log's id on chain, made once per database and shared by its nodes: the anchoring account's
- * address (20 bytes) and 12 random bytes. LedgerAnchor lets only the account an id names claim
- * it, so nobody can take the node's id before its first anchor.
+ * The log id of the log whose checkpoints carry `origin`, anchored by `operator`: the operator's
+ * address (20 bytes, the only account LedgerAnchor lets claim it) and the first 12 bytes of
+ * SHA-256(origin as UTF-8). A client that knows the origin and the operator computes it
+ * (docs/ledger.md "The log id").
  */
-export async function getLogId(db: Queryable, operator: Address): Promise<Hex> {
-  const candidate = createLogId(operator)
+export function logIdOfOrigin(operator: Address, origin: string): Hex {
+  const digest = createHash('sha256').update(origin, 'utf8').digest()
+  return toHex(Buffer.concat([fromHex(operator, 'operator', 20), digest.subarray(0, 12)]))
+}
+
+/**
+ * The log's id on chain, made once per database and shared by its nodes: the anchoring account's
+ * address (20 bytes) and 12 more bytes. LedgerAnchor lets only the account an id names claim
+ * it, so nobody can take the node's id before its first anchor. A new database's id is derived
+ * from its checkpoints' origin (`logIdOfOrigin`; `origin` names it, called only then); without
+ * `origin` the 12 bytes are random (databases made before issue 17 keep such an id).
+ */
+export async function getLogId(db: Queryable, operator: Address, origin?: () => string): Promise<Hex> {
+  const { rows: stored } = await db.query<{ value: Hex }>(
+    `select value from node_settings where key = 'logId'`,
+  )
+  if (stored[0]) return stored[0].value
+  const candidate = origin ? logIdOfOrigin(operator, origin()) : createLogId(operator)
   await db.query(`insert into node_settings (key, value) values ('logId', $1) on conflict (key) do nothing`, [
     JSON.stringify(candidate),
   ])
@@ -138,6 +155,11 @@ export type AnchorLogParameters = {
   minNewEvents?: number
   /** This process's name for the anchoring lease. */
   holder: string
+  /**
+   * The tree to anchor: the checkpoint the node published as a signed note (docs/transparency.md).
+   * It must be a tree of this log (INTERNAL otherwise). Default: the database's newest tree.
+   */
+  head?: () => Promise<GetCheckpointReturnType>
 }
 
 export type AnchorLogReturnType =
@@ -152,18 +174,27 @@ export type AnchorLogReturnType =
  */
 export async function anchorLog(parameters: AnchorLogParameters): Promise<AnchorLogReturnType> {
   const { db, clients, contract, logId } = parameters
-  const local = await getCheckpoint(db)
+  const local = parameters.head ? await parameters.head() : await getCheckpoint(db)
   if (!(await takeAnchorLease(db, parameters.holder)))
     return { status: 'not-leader', treeSize: local.treeSize }
+  if (parameters.head && (await getRootAt(db, local.treeSize)) !== local.rootHash)
+    throw new BaseError(
+      'INTERNAL',
+      `the checkpoint to anchor (size ${local.treeSize}) is not this log's tree`,
+      {
+        details: { treeSize: local.treeSize },
+      },
+    )
 
   await checkOperator(clients, contract, logId)
   const onChain = await readAnchored(clients, contract, logId)
-  if (onChain.treeSize > local.treeSize)
+  const { treeSize: databaseSize } = parameters.head ? await getCheckpoint(db) : local
+  if (onChain.treeSize > databaseSize)
     throw new BaseError(
       'ANCHOR_MISMATCH',
-      `the chain anchors ${onChain.treeSize} events, the database holds ${local.treeSize}`,
+      `the chain anchors ${onChain.treeSize} events, the database holds ${databaseSize}`,
       {
-        details: { chainTreeSize: onChain.treeSize, databaseTreeSize: local.treeSize, logId },
+        details: { chainTreeSize: onChain.treeSize, databaseTreeSize: databaseSize, logId },
       },
     )
   if (onChain.treeSize > 0) {
@@ -179,7 +210,8 @@ export async function anchorLog(parameters: AnchorLogParameters): Promise<Anchor
   }
   // Anchors the chain no longer holds (lost blocks, reorg): the anchor sent now covers them.
   await db.query('delete from ledger_anchors where tree_size > $1', [onChain.treeSize])
-  if (local.treeSize === onChain.treeSize) return { status: 'up-to-date', treeSize: local.treeSize }
+  // (Another node of this database may have anchored a newer checkpoint it published.)
+  if (local.treeSize <= onChain.treeSize) return { status: 'up-to-date', treeSize: onChain.treeSize }
   if (local.treeSize - onChain.treeSize < (parameters.minNewEvents ?? 1))
     return { status: 'too-few', treeSize: local.treeSize }
 

@@ -50,13 +50,16 @@ function decodeBase64(value: string, what: string): Uint8Array {
 
 const base64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64')
 
-/** The 4-byte key id of an Ed25519 note key: SHA-256(name ‖ 0x0A ‖ 0x01 ‖ public key)[:4]. */
-export function noteKeyId(name: string, publicKey: Uint8Array): Uint8Array {
+/**
+ * The 4-byte key id of an Ed25519 key: SHA-256(name ‖ 0x0A ‖ type ‖ public key)[:4], type 0x01 for
+ * a note key, 0x04 for a cosigner (witness) key.
+ */
+export function noteKeyId(name: string, publicKey: Uint8Array, type: number = ED25519_TYPE): Uint8Array {
   const nameBytes = Buffer.from(name, 'utf8')
   const input = new Uint8Array(nameBytes.length + 2 + publicKey.length)
   input.set(nameBytes, 0)
   input[nameBytes.length] = 0x0a
-  input[nameBytes.length + 1] = ED25519_TYPE
+  input[nameBytes.length + 1] = type
   input.set(publicKey, nameBytes.length + 2)
   return sha256(input).slice(0, 4)
 }
@@ -90,16 +93,22 @@ export function noteSigner(name: string, privateKey: KeyObject | string): NoteSi
   return { name, publicKey: ed25519PublicKey(key), privateKey: key }
 }
 
-/** `<name>+<hex key id>+<base64(0x01 ‖ public key)>` (c2sp.org/signed-note "Verifier keys"). */
-export function verifierKey(name: string, publicKey: Uint8Array): string {
+/**
+ * `<name>+<hex key id>+<base64(type ‖ public key)>` (c2sp.org/signed-note "Verifier keys"); type
+ * 0x01 for a note key, 0x04 (COSIGNATURE_TYPE) for a witness's cosigner key.
+ */
+export function verifierKey(name: string, publicKey: Uint8Array, type: number = ED25519_TYPE): string {
   const typed = new Uint8Array(1 + publicKey.length)
-  typed[0] = ED25519_TYPE
+  typed[0] = type
   typed.set(publicKey, 1)
-  return `${name}+${Buffer.from(noteKeyId(name, publicKey)).toString('hex')}+${base64(typed)}`
+  return `${name}+${Buffer.from(noteKeyId(name, publicKey, type)).toString('hex')}+${base64(typed)}`
 }
 
-/** Parses a verifier key; NOTE_INVALID unless it is a well-formed Ed25519 key whose id matches. */
-export function parseVerifierKey(text: string): NoteVerifier {
+/**
+ * Parses a verifier key; NOTE_INVALID unless it is a well-formed Ed25519 key of `type` (0x01 note
+ * key, 0x04 cosigner key) whose id matches.
+ */
+export function parseVerifierKey(text: string, type: number = ED25519_TYPE): NoteVerifier {
   const parts = text.split('+')
   // The base64 part may itself hold '+': the name and id are the first two parts.
   if (parts.length < 3) throw invalid('a verifier key is <name>+<hex key id>+<base64 key>')
@@ -109,10 +118,10 @@ export function parseVerifierKey(text: string): NoteVerifier {
     throw invalid('the verifier key name is empty or holds spaces or control characters')
   if (!/^[0-9a-f]{8}$/.test(hexId)) throw invalid('the verifier key id must be 8 lowercase hex digits')
   const typed = decodeBase64(keyText, 'the verifier key')
-  if (typed.length !== 1 + ED25519_PUBLIC_BYTES || typed[0] !== ED25519_TYPE)
-    throw invalid('the verifier key is not an Ed25519 (type 0x01) key', { type: typed[0] })
+  if (typed.length !== 1 + ED25519_PUBLIC_BYTES || typed[0] !== type)
+    throw invalid(`the verifier key is not an Ed25519 key of type 0x0${type}`, { type: typed[0] })
   const publicKey = typed.slice(1)
-  const keyId = noteKeyId(name, publicKey)
+  const keyId = noteKeyId(name, publicKey, type)
   if (Buffer.from(keyId).toString('hex') !== hexId)
     throw invalid('the verifier key id does not match its name and public key', { name })
   return { name, keyId, publicKey }
@@ -185,20 +194,110 @@ export function signCheckpointNote(checkpoint: Omit<CheckpointNote, 'origin'>, s
 }
 
 /**
+ * The tree head a checkpoint's note text states (origin, size, root; NOTE_INVALID otherwise).
+ * It checks no signature: callers open the note first (`openCheckpointNote`), or, like the tiles
+ * directory reading back its own checkpoint, compare the head with the log.
+ */
+export function parseCheckpointText(text: string): CheckpointNote {
+  const lines = text.split('\n')
+  if (lines.length !== 4 || lines[3] !== '')
+    throw invalid('a checkpoint is exactly origin, tree size and root hash')
+  const [origin, size, root] = lines as [string, string, string]
+  if (!ORIGIN_PATTERN.test(origin)) throw invalid('the checkpoint origin is not a key name')
+  if (!/^(0|[1-9][0-9]{0,15})$/.test(size) || !Number.isSafeInteger(Number(size)))
+    throw invalid('the checkpoint tree size is not a decimal without leading zeros')
+  const rootHash = decodeBase64(root, 'the root hash')
+  if (rootHash.length !== HASH_BYTES) throw invalid('the checkpoint root hash is not 32 bytes')
+  return { origin, treeSize: Number(size), rootHash }
+}
+
+/** The text of a note (what its signatures sign), without checking any signature. */
+export function noteTextOf(note: string): string {
+  const split = note.lastIndexOf('\n\n')
+  if (split < 0) throw invalid('the note has no blank line before its signatures')
+  return note.slice(0, split + 1)
+}
+
+/**
  * The tree head a signed checkpoint states, once its signature by `verifier` verifies and its
  * origin is the verifier's name; NOTE_INVALID otherwise. Extension lines are refused (this log
  * writes none).
  */
 export function openCheckpointNote(note: string, verifierKeyText: string): CheckpointNote {
   const verifier = parseVerifierKey(verifierKeyText)
-  const lines = openNote(note, verifier).split('\n')
-  if (lines.length !== 4) throw invalid('a checkpoint is exactly origin, tree size and root hash')
-  const [origin, size, root] = lines as [string, string, string]
-  if (origin !== verifier.name)
-    throw invalid(`the checkpoint's origin ${JSON.stringify(origin)} is not the key's name ${verifier.name}`)
-  if (!/^(0|[1-9][0-9]{0,15})$/.test(size) || !Number.isSafeInteger(Number(size)))
-    throw invalid('the checkpoint tree size is not a decimal without leading zeros')
-  const rootHash = decodeBase64(root, 'the root hash')
-  if (rootHash.length !== HASH_BYTES) throw invalid('the checkpoint root hash is not 32 bytes')
-  return { origin, treeSize: Number(size), rootHash }
+  const checkpoint = parseCheckpointText(openNote(note, verifier))
+  if (checkpoint.origin !== verifier.name)
+    throw invalid(
+      `the checkpoint's origin ${JSON.stringify(checkpoint.origin)} is not the key's name ${verifier.name}`,
+    )
+  return checkpoint
+}
+
+// ---------------------------------------------------------------------------------------------
+// Witness cosignatures (c2sp.org/tlog-cosignature, Ed25519 cosignature/v1)
+
+/** The signed-note type of timestamped Ed25519 checkpoint cosignatures. */
+export const COSIGNATURE_TYPE = 0x04
+const COSIGNATURE_BYTES = 4 + 8 + ED25519_SIGNATURE_BYTES
+/** The most signature lines a witness's answer may hold. */
+const MAX_COSIGNATURE_LINES = 16
+
+/** What a cosigner signs: `cosignature/v1\ntime <timestamp>\n` and the checkpoint's note text. */
+function cosignedMessage(checkpointText: string, timestamp: number): Buffer {
+  return Buffer.from(`cosignature/v1\ntime ${timestamp}\n${checkpointText}`, 'utf8')
+}
+
+/**
+ * A witness's cosignature line on a checkpoint's note text, timestamped `timestamp` (POSIX
+ * seconds, > 0): `— <name> base64(key id ‖ u64 big-endian timestamp ‖ Ed25519 signature)\n`, the
+ * key id of type 0x04.
+ */
+export function cosignatureLine(checkpointText: string, timestamp: number, signer: NoteSigner): string {
+  if (!Number.isSafeInteger(timestamp) || timestamp < 1)
+    throw new BaseError('INVALID_ARGUMENT', 'a cosignature timestamp is a positive number of seconds')
+  const blob = new Uint8Array(COSIGNATURE_BYTES)
+  blob.set(noteKeyId(signer.name, signer.publicKey, COSIGNATURE_TYPE), 0)
+  new DataView(blob.buffer).setBigUint64(4, BigInt(timestamp))
+  blob.set(sign(null, cosignedMessage(checkpointText, timestamp), signer.privateKey), 12)
+  return `— ${signer.name} ${base64(blob)}\n`
+}
+
+/**
+ * The cosignature lines of `witness` (a type 0x04 verifier key) among `lines` (signature lines, as
+ * a witness answers or a note carries them) that verify on `checkpointText`, with their
+ * timestamps; lines of other keys are ignored. NOTE_INVALID when the lines are malformed or a line
+ * of this key does not verify, or `timestamp` is zero.
+ */
+export function verifyCosignatures(
+  lines: string,
+  checkpointText: string,
+  witness: string,
+): { line: string; timestamp: number }[] {
+  const verifier = parseVerifierKey(witness, COSIGNATURE_TYPE)
+  if (Buffer.byteLength(lines, 'utf8') > MAX_NOTE_BYTES) throw invalid('the cosignatures are too large')
+  const split = lines.endsWith('\n') ? lines.slice(0, -1).split('\n') : undefined
+  if (split === undefined || split.length > MAX_COSIGNATURE_LINES)
+    throw invalid(`cosignatures are 1–${MAX_COSIGNATURE_LINES} signature lines, each ending in a newline`)
+  const verified: { line: string; timestamp: number }[] = []
+  for (const line of split) {
+    const match = /^— ([^ ]+) ([^ ]+)$/.exec(line)
+    if (!match) throw invalid('a signature line is not "— <name> <base64 signature>"')
+    const blob = decodeBase64(match[2]!, 'a cosignature')
+    if (match[1] !== verifier.name || blob.length < 4 || !equalBytes(blob.subarray(0, 4), verifier.keyId))
+      continue
+    if (blob.length !== COSIGNATURE_BYTES)
+      throw invalid(`the cosignature by ${verifier.name} is not 76 bytes`)
+    const timestamp = new DataView(blob.buffer, blob.byteOffset).getBigUint64(4)
+    if (timestamp === 0n || timestamp > BigInt(Number.MAX_SAFE_INTEGER))
+      throw invalid(`the cosignature by ${verifier.name} has no usable timestamp`)
+    const ok = verify(
+      null,
+      cosignedMessage(checkpointText, Number(timestamp)),
+      publicKeyObject(verifier.publicKey),
+      blob.subarray(12),
+    )
+    if (!ok) throw invalid(`the cosignature by ${verifier.name} does not verify`, { name: verifier.name })
+    verified.push({ line: `${line}\n`, timestamp: Number(timestamp) })
+  }
+  return verified
 }

@@ -16,7 +16,7 @@ import { createServer } from '../node/server.ts'
 import { loadNoteKey, logInfo, transparencyRoutes } from '../node/transparency.ts'
 import { toHex } from './bytes.ts'
 import { type BuiltEvent, createEventChain, type VehicleAddress } from './envelope.ts'
-import { buildMerkleTree, hashLeaf, type MerkleTree, verifyInclusion } from './merkle.ts'
+import { buildMerkleTree, hashLeaf, type MerkleTree, verifyConsistency, verifyInclusion } from './merkle.ts'
 import {
   noteSigner,
   openCheckpointNote,
@@ -27,6 +27,7 @@ import {
 } from './note.ts'
 import { appendBatch } from './store.ts'
 import {
+  consistencyProofFromTiles,
   encodeTileIndex,
   inclusionProofFromTiles,
   parseEntryBundle,
@@ -279,6 +280,60 @@ describe('inclusion proofs from tiles with a kept subtree map', () => {
   })
 })
 
+describe('consistency proofs from tiles', () => {
+  it('equal the in-memory tree’s for sizes across tile and level edges, from the newer tree’s tiles alone', async () => {
+    const leaves = Array.from({ length: 66_000 }, (_, i) => hashLeaf(new Uint8Array([i >> 16, i >> 8, i])))
+    const nodes = new Map<string, Uint8Array>()
+    for (const second of [2, 256, 257, 300, 65_536, 65_537, 66_000]) {
+      const tree = buildMerkleTree({ leafHashes: leaves.slice(0, second) })
+      for (const first of [1, 255, 256, 257, Math.floor(second / 2), second - 1, second].filter(
+        (size) => size >= 1 && size <= second,
+      )) {
+        const proof = await consistencyProofFromTiles(first, second, memoryTiles(tree), nodes)
+        assert.deepEqual(
+          proof.map(hex),
+          tree.consistencyProof(first, second).map(hex),
+          `${first} → ${second}`,
+        )
+        if (first < second)
+          assert.ok(
+            verifyConsistency({
+              first,
+              second,
+              firstHash: tree.rootAt(first),
+              secondHash: tree.rootHash,
+              proof,
+            }),
+          )
+      }
+    }
+    await assert.rejects(
+      consistencyProofFromTiles(5, 3, memoryTiles(buildMerkleTree({ leafHashes: leaves.slice(0, 5) }))),
+      hasCode('TREE_SIZE_INVALID'),
+    )
+  })
+
+  it('equal the RFC 9162 vectors’ consistency proofs', async (t) => {
+    if (!requirePart(t, haveVectors, `RFC 9162 vectors missing at ${vectorsDir}`)) return
+    const tree = buildMerkleTree({ leafInputs: vectorLeaves })
+    let checked = 0
+    for (const file of vectorFiles(join(vectorsDir, 'consistency'))) {
+      const c = JSON.parse(readFileSync(file, 'utf8'))
+      if (c.wantErr || c.size2 > tree.size || c.size1 < 1 || c.size1 > c.size2) continue
+      if (hex(tree.rootAt(c.size2)) !== hex(b64(c.root2))) continue
+      const sized = buildMerkleTree({ leafInputs: vectorLeaves.slice(0, c.size2) })
+      const proof = await consistencyProofFromTiles(c.size1, c.size2, memoryTiles(sized))
+      assert.deepEqual(
+        proof.map(hex),
+        (c.proof ?? []).map((p: string) => hex(b64(p))),
+        file,
+      )
+      checked++
+    }
+    assert.ok(checked >= 3, `only ${checked} vectors applied`)
+  })
+})
+
 describe('RFC 9162 vectors through tiles', () => {
   it('inclusion proofs assembled from tiles equal the vectors’ proofs', async (t) => {
     if (!requirePart(t, haveVectors, `RFC 9162 vectors missing at ${vectorsDir}`)) return
@@ -447,6 +502,23 @@ for (const engine of engines) {
             }),
           )
         }
+        // Consistency from a random older size: from tiles alone, equal to the API's, and it verifies.
+        const first = 1 + Math.floor(Math.random() * all.length)
+        const consistency = await consistencyProofFromTiles(first, all.length, httpTiles)
+        const consistencyApi = (
+          await get(`/v1/log/proof/consistency?first=${first}&second=${all.length}`)
+        ).json()
+        assert.deepEqual(consistency.map(toHex), consistencyApi.proof, `consistency ${first} → ${all.length}`)
+        assert.ok(
+          first === all.length ||
+            verifyConsistency({
+              first,
+              second: all.length,
+              firstHash: tree.rootAt(first),
+              secondHash: checkpoint.rootHash,
+              proof: consistency,
+            }),
+        )
       }
       assert.equal(previousPartial !== undefined, true)
     })

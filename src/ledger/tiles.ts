@@ -9,7 +9,15 @@
 
 import type { Queryable } from '../db/database.ts'
 import { BaseError } from '../errors.ts'
-import { foldNodes, HASH_BYTES, hashChildren, inclusionProofPlan, type NodeRef } from './merkle.ts'
+import {
+  consistencyProofPlan,
+  foldNodes,
+  HASH_BYTES,
+  hashChildren,
+  inclusionProofPlan,
+  type NodeRef,
+  type ProofPlan,
+} from './merkle.ts'
 import { getCheckpoint, getEntries, getSubtreeHashes } from './store.ts'
 
 /** Hashes in a full tile (tile height 8). */
@@ -176,7 +184,30 @@ export async function inclusionProofFromTiles(
   read: TileReader,
   nodes: Map<string, Uint8Array> = new Map(),
 ): Promise<Uint8Array[]> {
-  const plan = inclusionProofPlan(leafIndex, treeSize)
+  return proofFromTiles(inclusionProofPlan(leafIndex, treeSize), treeSize, read, nodes)
+}
+
+/**
+ * The RFC 9162 §2.1.4 consistency proof from the tree of `first` to the tree of `second`,
+ * assembled from the tiles of the tree of `second` alone (as `inclusionProofFromTiles`): what a
+ * witness or monitor needs to check that a newer checkpoint extends an older one.
+ */
+export async function consistencyProofFromTiles(
+  first: number,
+  second: number,
+  read: TileReader,
+  nodes: Map<string, Uint8Array> = new Map(),
+): Promise<Uint8Array[]> {
+  return proofFromTiles(consistencyProofPlan(first, second), second, read, nodes)
+}
+
+/** Resolves a proof plan from the tiles of the tree of `treeSize`. */
+async function proofFromTiles(
+  plan: ProofPlan,
+  treeSize: number,
+  read: TileReader,
+  nodes: Map<string, Uint8Array>,
+): Promise<Uint8Array[]> {
   const tiles = new Map<string, Promise<Uint8Array>>()
   const readTileOnce = (ref: TileRef): Promise<Uint8Array> => {
     const key = tilePath(ref)

@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto'
 import { toBaseError } from '../errors.ts'
 import { anchorLog } from '../ledger/anchor.ts'
-import { getCheckpoint } from '../ledger/store.ts'
+import { type GetCheckpointReturnType, getCheckpoint } from '../ledger/store.ts'
 import type { NodeContext } from './context.ts'
 
 export type AnchoringOptions = {
@@ -19,6 +19,8 @@ export type AnchoringOptions = {
   /** How often to look (default 500 ms). */
   pollMs?: number
   log?: (message: string) => void
+  /** The tree to anchor: the checkpoint the node publishes (default: the database's newest tree). */
+  head?: () => Promise<GetCheckpointReturnType>
 }
 
 export type AnchoringScheduler = {
@@ -87,6 +89,7 @@ export function startAnchoring(context: NodeContext, options: AnchoringOptions):
         contract: context.contracts.LedgerAnchor,
         logId: context.logId,
         holder,
+        ...(options.head && { head: options.head }),
       })
       failures = 0
       lastError = undefined

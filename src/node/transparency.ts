@@ -3,26 +3,29 @@
  * signed note and the tree and entries as C2SP static tiles under `/log/`, plus the note key the
  * node signs with, kept in its data dir and made on first start.
  */
-import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
+import { createPrivateKey, generateKeyPairSync, type KeyObject, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
+import type { Address } from 'viem'
+import type { Queryable } from '../db/database.ts'
 import { BaseError } from '../errors.ts'
 import { writeFileAtomic } from '../fs-atomic.ts'
-import { fromHex } from '../ledger/bytes.ts'
-import { type NoteSigner, noteSigner, signCheckpointNote, verifierKey } from '../ledger/note.ts'
-import { getCheckpoint } from '../ledger/store.ts'
+import { getLogId } from '../ledger/anchor.ts'
+import type { Hex } from '../ledger/bytes.ts'
+import { type NoteSigner, noteSigner, verifierKey } from '../ledger/note.ts'
 import { parseTilePath, readTile, TILE_WIDTH } from '../ledger/tiles.ts'
-import { logger } from '../log.ts'
+import { type CheckpointPublisher, createCheckpointPublisher } from './checkpoints.ts'
 import type { NodeContext } from './context.ts'
-
-const log = logger('node.transparency')
 
 /** The note key's file in the data dir: an Ed25519 private key, PKCS#8 PEM, mode 0600. */
 export const NOTE_KEY_FILE = 'log-note-key.pem'
 
-/** The default origin: names the deployment (chain, LedgerAnchor, log id), lowercase. */
-export function defaultLogOrigin(parameters: {
+/**
+ * The origin of logs made before origins named their log id: names the deployment (chain,
+ * LedgerAnchor, log id), lowercase.
+ */
+export function legacyLogOrigin(parameters: {
   chainId: number
   ledgerAnchor: string
   logId: string
@@ -30,9 +33,60 @@ export function defaultLogOrigin(parameters: {
   return `carchain.local/${parameters.chainId}/${parameters.ledgerAnchor.toLowerCase()}/${parameters.logId.toLowerCase()}`
 }
 
-/** The node's note key for `origin`: read from `<dataDir>/log-note-key.pem`, made there if missing. */
-export function loadNoteKey(dataDir: string, origin: string): { signer: NoteSigner; created: boolean } {
-  const path = join(dataDir, NOTE_KEY_FILE)
+/**
+ * The log's id on chain and the origin its checkpoints carry (docs/ledger.md "The log id"). A new
+ * database's log takes its origin (`--log-origin`, else `carchain.local/<chainId>/<LedgerAnchor>/
+ * <24 random hex>`), stored once as `logOrigin`, and its id is derived from it
+ * (`logIdOfOrigin`). Later starts keep both; a `--log-origin` given later changes the origin the
+ * checkpoints carry, not the id (`derivedFrom` then differs from `origin`). A database made before
+ * keeps its random id and, by default, the origin `carchain.local/<chainId>/<LedgerAnchor>/<logId>`.
+ */
+export async function logIdentity(
+  db: Queryable,
+  parameters: {
+    operator: Address
+    chainId: number
+    ledgerAnchor: string
+    configuredOrigin: string | undefined
+  },
+): Promise<{ logId: Hex; origin: string; derivedFrom: string | undefined }> {
+  const setting = async (key: string) =>
+    (await db.query<{ value: string }>('select value from node_settings where key = $1', [key])).rows[0]
+      ?.value
+  let derivedFrom = await setting('logOrigin')
+  if (derivedFrom === undefined && (await setting('logId')) === undefined) {
+    const candidate =
+      parameters.configuredOrigin ??
+      `carchain.local/${parameters.chainId}/${parameters.ledgerAnchor.toLowerCase()}/${randomBytes(12).toString('hex')}`
+    // Nodes sharing a new database race here: the first origin stored is the log's.
+    await db.query(
+      `insert into node_settings (key, value) values ('logOrigin', $1) on conflict (key) do nothing`,
+      [JSON.stringify(candidate)],
+    )
+    derivedFrom = await setting('logOrigin')
+  }
+  const logId = await getLogId(
+    db,
+    parameters.operator,
+    derivedFrom === undefined ? undefined : () => derivedFrom,
+  )
+  const origin =
+    parameters.configuredOrigin ??
+    derivedFrom ??
+    legacyLogOrigin({ chainId: parameters.chainId, ledgerAnchor: parameters.ledgerAnchor, logId })
+  return { logId, origin, derivedFrom }
+}
+
+/**
+ * The node's note key for `origin`: read from `<dataDir>/log-note-key.pem` (or `file`: a witness
+ * keeps its cosigner key the same way), made there if missing.
+ */
+export function loadNoteKey(
+  dataDir: string,
+  origin: string,
+  file = NOTE_KEY_FILE,
+): { signer: NoteSigner; created: boolean } {
+  const path = join(dataDir, file)
   let pem: string
   let created = false
   try {
@@ -76,22 +130,18 @@ const CACHE_CHECKPOINT = 'no-cache'
 const CACHE_FULL = 'public, max-age=31536000, immutable'
 const CACHE_PARTIAL = 'public, max-age=60'
 
-export function transparencyRoutes(context: NodeContext, signer: NoteSigner) {
+/**
+ * The `/log/` routes. `/log/checkpoint` serves what `source` publishes (a CheckpointPublisher:
+ * cosigned by the witnesses, written to the tiles dir), or, given only the note key, the newest
+ * head signed when asked.
+ */
+export function transparencyRoutes(
+  context: Pick<NodeContext, 'db'>,
+  source: NoteSigner | CheckpointPublisher,
+) {
   const { db } = context
-  // Ed25519 is deterministic: one signature per tree head, kept until the log grows.
-  let last: { treeSize: number; rootHash: string; note: string } | undefined
-  const signedCheckpoint = async () => {
-    const head = await getCheckpoint(db)
-    if (last?.treeSize !== head.treeSize || last.rootHash !== head.rootHash) {
-      const note = signCheckpointNote(
-        { treeSize: head.treeSize, rootHash: fromHex(head.rootHash, 'rootHash', 32) },
-        signer,
-      )
-      last = { ...head, note }
-      log.debug({ treeSize: head.treeSize }, 'signed a new checkpoint')
-    }
-    return last.note
-  }
+  const publisher = 'current' in source ? source : createCheckpointPublisher(db, { signer: source })
+  const signedCheckpoint = () => publisher.current()
   return (app: FastifyInstance) => {
     app.get(
       '/log/checkpoint',

@@ -24,11 +24,11 @@ import { migrate } from '../db/migrate.ts'
 import { BaseError } from '../errors.ts'
 import { registryRevocation } from '../identity/registry-revocation.ts'
 import { keyRoutes } from '../keys/online.ts'
-import { getLogId } from '../ledger/anchor.ts'
 import { unwrittenEvidence } from '../ledger/store.ts'
 import { type ChargingRoutesDeps, chargingRoutes } from '../station/routes.ts'
 import { type AnchoringScheduler, startAnchoring } from './anchoring.ts'
 import { authRoutes, signInOrigins } from './auth.ts'
+import { createCheckpointPublisher } from './checkpoints.ts'
 import type { NodeContext } from './context.ts'
 import { createDashboardRoutes } from './dashboard.ts'
 import { grantRoutes } from './grant-routes.ts'
@@ -38,8 +38,9 @@ import { logRoutes } from './log-routes.ts'
 import { startMqttIngest } from './mqtt.ts'
 import { type ChainInfo, createServer, type NodeRoutes } from './server.ts'
 import { createNodeEvents, streamRoutes } from './stream.ts'
-import { defaultLogOrigin, loadNoteKey, logInfo, NOTE_KEY_FILE, transparencyRoutes } from './transparency.ts'
+import { loadNoteKey, logIdentity, logInfo, NOTE_KEY_FILE, transparencyRoutes } from './transparency.ts'
 import { vehicleRoutes } from './vehicle-routes.ts'
+import type { Witness } from './witnesses.ts'
 
 export const carchainVersion: string = JSON.parse(
   readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
@@ -67,6 +68,14 @@ export type NodeExtension = {
   routes?: readonly NodeRoutes[]
   /** What `GET /v1/charging/sessions` serves, read per request (default: no sessions). */
   charging?: ChargingRoutesDeps
+  /**
+   * Witnesses the extension runs for this log (the demo's), called once the log's origin and
+   * verifier key are known and before checkpoints are published; stopped after the node.
+   */
+  witnesses?(log: { origin: string; verifierKey: string }): Promise<{
+    witnesses: Witness[]
+    stop(): Promise<void>
+  }>
   /** Started once the node listens (and after MQTT ingest); stopped first. */
   start?(node: {
     context: NodeContext
@@ -158,12 +167,18 @@ export async function startNode({
     await indexer
       .sync()
       .catch((error: Error) => progress(`chain indexer: ${error.message.split('\n')[0]}; retrying`))
+    const identity = await logIdentity(db, {
+      operator: clients.account.address,
+      chainId: clients.chain.id,
+      ledgerAnchor: contracts.LedgerAnchor,
+      configuredOrigin: config.logOrigin,
+    })
     const context: NodeContext = {
       db,
       clients,
       deployment,
       contracts,
-      logId: await getLogId(db, clients.account.address),
+      logId: identity.logId,
       events,
       ingest: createNodeIngest(db, events, config.rateLimit, {
         isRevoked: registryRevocation(clients.publicClient, contracts.VehicleRegistry),
@@ -172,22 +187,36 @@ export async function startNode({
       indexer,
       signInOrigins: () => origins,
     }
-    const origin =
-      config.logOrigin ??
-      defaultLogOrigin({
-        chainId: clients.chain.id,
-        ledgerAnchor: contracts.LedgerAnchor,
-        logId: context.logId,
-      })
+    const { origin } = identity
+    if (identity.derivedFrom !== origin)
+      progress(
+        `the log id ${identity.logId} was ${identity.derivedFrom ? `derived from the origin ${identity.derivedFrom}` : 'made before log ids were derived from origins'}, not from ${origin}; it stays the log's id`,
+      )
     const noteKey = loadNoteKey(config.dataDir, origin)
     progress(
       `${noteKey.created ? 'made the log note key' : 'log note key'} ${join(config.dataDir, NOTE_KEY_FILE)}; checkpoints signed as ${origin}`,
     )
     const chain: ChainInfo = { chainId: clients.chain.id, rpcUrl, contracts, log: logInfo(noteKey.signer) }
+    const extra = await extension.witnesses?.(logInfo(noteKey.signer))
+    if (extra) undo.push(() => extra.stop())
+    const witnesses = [...config.witnesses, ...(extra?.witnesses ?? [])]
+    const checkpoints = createCheckpointPublisher(db, {
+      signer: noteKey.signer,
+      tilesDir: config.tilesDir,
+      witnesses,
+    })
+    if (config.tilesDir !== undefined || witnesses.length > 0)
+      progress(
+        `publishing checkpoints${config.tilesDir ? ` and tiles to ${config.tilesDir}` : ''}${witnesses.length ? ` with ${witnesses.length} witness(es)` : ''}`,
+      )
+    checkpoints.start(config.checkpointIntervalMs)
+    undo.push(() => checkpoints.stop())
+    // What goes on chain is a checkpoint the node published (signed, cosigned, in the tiles dir).
     const anchoring = startAnchoring(context, {
       everyEvents: config.anchorEveryEvents,
       intervalMs: config.anchorIntervalMs,
       log: (message) => progress(message),
+      head: () => checkpoints.publishHead(),
     })
     undo.push(() => anchoring.stop())
     const server = await createServer({
@@ -205,6 +234,7 @@ export async function startNode({
           (error: Error) => `unreachable: ${error.message.split('\n')[0]}`,
         )
         parts.anchoring = anchoring.lastError ? `retrying: ${anchoring.lastError}` : 'ok'
+        parts.checkpoints = checkpoints.lastError ? `retrying: ${checkpoints.lastError}` : 'ok'
         const evidence = unwrittenEvidence(db)
         parts.evidence =
           evidence.count === 0 ? 'ok' : `${evidence.count} tamper record(s) not stored: ${evidence.lastError}`
@@ -212,7 +242,7 @@ export async function startNode({
       },
       routes: [
         logRoutes(context),
-        transparencyRoutes(context, noteKey.signer),
+        transparencyRoutes(context, checkpoints),
         vehicleRoutes(context),
         grantRoutes(context),
         authRoutes(context),

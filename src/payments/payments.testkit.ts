@@ -17,7 +17,7 @@ import { aPki, type TestPki } from '../identity/pki.testkit.ts'
 import { connectIdentity, createIdentityServer, type TlsIdentity } from '../identity/tls.ts'
 import type { EventKind } from '../ledger/envelope.ts'
 import type { JsonValue } from '../ledger/jcs.ts'
-import { simulatedMeter, virtualClock } from '../station/meter.ts'
+import { type Meter, simulatedMeter, virtualClock } from '../station/meter.ts'
 import {
   type ChargingStation,
   createChargingStation,
@@ -49,6 +49,8 @@ export type ChargingWorld = {
     tariff?: Partial<TariffConfig>
     powerW?: number
     limitWh?: number
+    /** Replaces the simulated meter (`powerW`, `limitWh`); it should read `clock`. */
+    meter?: Meter
     register?: boolean
     /** The operator's voucher book, to share it between chargers (default: the station's own). */
     book?: VoucherBook
@@ -162,12 +164,14 @@ export async function aChargingWorld(): Promise<ChargingWorld> {
           sessionFee: 500_000_000_000_000_000n,
           ...options.tariff,
         },
-        meter: simulatedMeter({
-          powerW: options.powerW ?? 50_000,
-          intervalMs: 60_000,
-          clock,
-          ...(options.limitWh !== undefined ? { limitWh: options.limitWh } : {}),
-        }),
+        meter:
+          options.meter ??
+          simulatedMeter({
+            powerW: options.powerW ?? 50_000,
+            intervalMs: 60_000,
+            clock,
+            ...(options.limitWh !== undefined ? { limitWh: options.limitWh } : {}),
+          }),
         ...(options.book ? { book: options.book } : {}),
         record: async (kind, data) => {
           events.push({ kind, data })

@@ -1,9 +1,10 @@
 /**
- * The demo's charge points and the cars' wallets: two chargers of the demo CPO (certificate for
- * mutual TLS, a secp256k1 key registered on chain as the charger's identity, a simulated meter,
- * a signed tariff, claims on chain every few seconds), and each car's wallet under its owner's
- * policy. A session runs exactly as in a real car: mutual TLS 1.3 with certificates of the right
- * role, a payment channel opened with a permit (or reused), a voucher per signed meter reading.
+ * The demo's charge points and the cars' wallets: the chargers of the demo CPO (certificate for
+ * mutual TLS, a secp256k1 key registered on chain as the charger's identity, a meter following
+ * the plugged car's charge curve, its own signed tariff, claims on chain every few seconds), and
+ * each car's wallet under its owner's policy. A session runs exactly as in a real car: mutual
+ * TLS 1.3 with certificates of the right role, a payment channel opened with a permit (or
+ * reused), a voucher per signed meter reading.
  */
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
@@ -25,18 +26,28 @@ import { type PayReturnType, pay } from '../payments/pay.ts'
 import { type ChargingSessionResult, runChargingSession } from '../payments/session.ts'
 import { tlsTransport } from '../payments/transport.ts'
 import { type CarWallet, createCarWallet } from '../payments/wallet.ts'
-import { simulatedMeter } from '../station/meter.ts'
 import { type ChargingStation, createChargingStation } from '../station/station.ts'
 import { fileVoucherBook, type VoucherBook } from '../station/vouchers.ts'
 import type { VehicleAgent } from '../vehicle/agent.ts'
+import { type ChargerBay, type ChargerSpec, connectorMeter, TIME_COMPRESSION } from './battery.ts'
 
 const log = logger('sim.charging')
 
 const TOKEN = 10n ** 18n
 /** The parking operator the demo cars pay (development account 7). */
 export const PARKING_INDEX = 7
+/** The most a demo session may cost: a full SUV battery at the dearest charger. */
+export const DEMO_MAX_PER_SESSION = 80n * TOKEN
+/** A demo car's new channel holds this much: several sessions' worth. */
+export const DEMO_CHANNEL_DEPOSIT = 300n * TOKEN
 
-export type DemoCharger = { evseId: string; address: Address; port: number; station: ChargingStation }
+export type DemoCharger = {
+  evseId: string
+  address: Address
+  port: number
+  station: ChargingStation
+  spec: ChargerSpec
+}
 
 export type ChargePoints = {
   chargers: DemoCharger[]
@@ -55,7 +66,8 @@ export async function startChargePoints(parameters: {
   pkiDir: string
   store: SoftwareKeyStore
   dataDir: string
-  count: number
+  /** One charger per bay: its power, tariff and connector (src/sim/battery.ts). */
+  bays: readonly ChargerBay[]
 }): Promise<ChargePoints> {
   const { context, pki, pkiDir, store } = parameters
   const { clients, contracts } = context
@@ -64,7 +76,8 @@ export async function startChargePoints(parameters: {
   const schedulers: { stop(): Promise<void> }[] = []
   // The vouchers survive a restart, so nothing signed to the CPO goes unclaimed.
   const book = await fileVoucherBook(join(parameters.dataDir, 'fleet', 'cpo-vouchers.json'))
-  for (let i = 1; i <= parameters.count; i++) {
+  for (let i = 1; i <= parameters.bays.length; i++) {
+    const { spec, connector } = parameters.bays[i - 1]!
     const evseId = `DE*CCH*E${String(i).padStart(5, '0')}`
     const issued = await pki.issueCharger({ evseId })
     const walletLabel = `charger-${evseId.replace(/[^A-Za-z0-9]/g, '_')}-wallet`
@@ -98,9 +111,9 @@ export async function startChargePoints(parameters: {
       settlement: { publicClient: clients.publicClient, walletClient: clients.walletClient },
       payee: clients.account.address,
       book,
-      tariff: { token: contracts.Token, pricePerKWh: (35n * TOKEN) / 100n, sessionFee: TOKEN / 2n },
-      // A 300 kW charger reading every second: a demo session delivers its kWh in seconds.
-      meter: simulatedMeter({ powerW: 300_000, intervalMs: 1000 }),
+      tariff: { token: contracts.Token, pricePerKWh: spec.pricePerKWh, sessionFee: spec.sessionFee },
+      // delivers what the plugged car's battery accepts, in compressed time
+      meter: connectorMeter(spec, connector),
       record: async (kind, data) => {
         context.events.publish('charging', { evseId, kind, data })
         return `${evseId}:${kind}`
@@ -140,7 +153,13 @@ export async function startChargePoints(parameters: {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     servers.push(server)
     schedulers.push(station.startClaimScheduler(10_000))
-    chargers.push({ evseId, address: signer.address, port: (server.address() as AddressInfo).port, station })
+    chargers.push({
+      evseId,
+      address: signer.address,
+      port: (server.address() as AddressInfo).port,
+      station,
+      spec,
+    })
   }
   return {
     chargers,
@@ -164,11 +183,14 @@ export function carWallet(
   const wallet = createCarWallet({
     account,
     domain: { chainId: clients.chain.id, verifyingContract: contracts.ChargingChannels },
+    // In compressed time: a real day holds TIME_COMPRESSION simulated ones, and a meter reports
+    // a second's simulated energy per real second.
     policy: {
-      maxPerSession: 40n * TOKEN,
-      maxPerDay: 200n * TOKEN,
+      maxPerSession: DEMO_MAX_PER_SESSION,
+      maxPerDay: 200n * TOKEN * BigInt(TIME_COMPRESSION),
       maxPricePerKWh: TOKEN,
       tokens: [contracts.Token],
+      maxPowerW: 350_000 * TIME_COMPRESSION,
     },
     statePath: join(dir, 'wallet.json'),
     checkCharger: createChargerChecker({
@@ -208,7 +230,7 @@ export async function chargeCar(parameters: {
       clients: parameters.wallet.clients,
       contracts: { channels: parameters.channels },
       stopAtWh: parameters.energyWh,
-      channelDeposit: 50n * TOKEN,
+      channelDeposit: DEMO_CHANNEL_DEPOSIT,
       ...(parameters.signal ? { signal: parameters.signal } : {}),
     })
   } finally {

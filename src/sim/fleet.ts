@@ -36,9 +36,18 @@ import {
   mqttBatchTransport,
   VehicleLedger,
 } from '../vehicle/ledger.ts'
-import { carWallet, chargeCar, PARKING_INDEX, payParking, pemDer, startChargePoints } from './charging.ts'
+import { Connector, DEMO_CHARGERS } from './battery.ts'
+import {
+  carWallet,
+  chargeCar,
+  DEMO_CHANNEL_DEPOSIT,
+  PARKING_INDEX,
+  payParking,
+  pemDer,
+  startChargePoints,
+} from './charging.ts'
 import { mountLinkRelay } from './link-relay.ts'
-import { runScenario, type ScenarioPayments, type SimActivity } from './scenario.ts'
+import { type BatteryStatus, runScenario, type ScenarioPayments, type SimActivity } from './scenario.ts'
 
 /** The demo keystore's KDF: its passphrase is public anyway, so start-up stays quick. */
 const DEMO_SCRYPT = { n: 2 ** 12, r: 8, p: 1 }
@@ -62,7 +71,15 @@ export type FleetVehicleRecord = {
 export type ComponentCheck = { accepted: string[]; rejected: { name: string; reason: string }[] }
 type FleetState = { version: 1; vehicles: FleetVehicleRecord[] }
 
-export type SimVehicle = { vehicle: Address; vin: string; owner: Address; ownerIndex: number; link: string }
+export type SimVehicle = {
+  vehicle: Address
+  vin: string
+  owner: Address
+  ownerIndex: number
+  link: string
+  /** Its battery and whether it is parked, driving or charging (absent without the scenario). */
+  battery?: BatteryStatus
+}
 
 export type Fleet = {
   readonly vehicles: () => SimVehicle[]
@@ -116,7 +133,8 @@ export async function startFleet(parameters: StartFleetParameters): Promise<Flee
   const components = new Map([...cars].map(([vehicle, car]) => [vehicle, car.components]))
   progress(`${agents.size} vehicles running`)
 
-  const chargePoints = await startChargePoints({ context, pki, pkiDir, store, dataDir, count: 2 })
+  const bays = DEMO_CHARGERS.map((spec) => ({ spec, connector: new Connector() }))
+  const chargePoints = await startChargePoints({ context, pki, pkiDir, store, dataDir, bays })
   progress(`${chargePoints.chargers.length} chargers running`)
   const payments = demoPayments({ context, records, agents, store, pkiDir, fleetDir, chargePoints })
 
@@ -130,9 +148,23 @@ export async function startFleet(parameters: StartFleetParameters): Promise<Flee
     }))
 
   const scenario =
-    parameters.scenario === false ? undefined : runScenario({ context, vehicles, agents, payments, progress })
+    parameters.scenario === false
+      ? undefined
+      : runScenario({
+          context,
+          vehicles,
+          agents,
+          payments,
+          bays,
+          progress,
+          carPath: (car) => join(fleetDir, car.vin, 'car.json'),
+        })
   return {
-    vehicles,
+    vehicles: () =>
+      vehicles().map((v) => {
+        const battery = scenario?.battery(v.vehicle)
+        return battery ? { ...v, battery } : v
+      }),
     agents,
     components,
     chargingBook: chargePoints.book,
@@ -282,10 +314,14 @@ function demoPayments(parameters: {
     ]),
   )
   const oemSubCa = pemDer(join(pkiDir, 'subca', 'oem.pem'))
+  let topUps = Promise.resolve()
   return {
-    async charge(car, energyWh, signal) {
+    async charge(car, bay, energyWh, signal) {
       const record = records.find((r) => r.vehicle === car.vehicle)!
-      const charger = chargePoints.chargers[records.indexOf(record) % chargePoints.chargers.length]!
+      const charger = chargePoints.chargers[bay]!
+      // one mint at a time: they all send from the operator's account
+      topUps = topUps.then(() => topUp(context, car.vehicle))
+      await topUps
       const result = await chargeCar({
         agent: agents.get(car.vehicle)!,
         identity: { store, keyRef: record.identityKey, certificate: pemDer(record.cert), chain: [oemSubCa] },
@@ -296,7 +332,8 @@ function demoPayments(parameters: {
         energyWh,
         signal,
       })
-      return `${Number(result.energyWh) / 1000} kWh at ${charger.evseId}, ${formatUnits(result.amount, 18)} cEUR (${result.channelAction} channel)`
+      const { kind, maxPowerW } = charger.spec
+      return `${Number(result.energyWh) / 1000} kWh at ${charger.evseId} (${kind} ${maxPowerW / 1000} kW), ${formatUnits(result.amount, 18)} cEUR (${result.channelAction} channel)`
     },
     async payParking(car) {
       const paid = await payParking(
@@ -310,6 +347,27 @@ function demoPayments(parameters: {
   }
 }
 
+/**
+ * The owner tops up a car's wallet (1,000 demo tokens, minted by the operator) when it holds less
+ * than two new channels' deposits, so a long demo never runs dry.
+ */
+async function topUp(context: NodeContext, vehicle: Address): Promise<void> {
+  const { publicClient } = context.clients
+  const balance = await publicClient.readContract({
+    address: context.contracts.Token,
+    abi: demoTokenAbi,
+    functionName: 'balanceOf',
+    args: [vehicle],
+  })
+  if (balance >= 2n * DEMO_CHANNEL_DEPOSIT) return
+  await send(context, {
+    address: context.contracts.Token,
+    abi: demoTokenAbi,
+    functionName: 'mint',
+    args: [vehicle, parseUnits('1000', 18)],
+  } as never)
+}
+
 /** `/v1/sim/*`: mounted before the fleet exists (the server starts first); empty until it does. */
 export function simRoutes(fleet: () => Fleet | undefined) {
   return (app: FastifyInstance) => {
@@ -320,7 +378,12 @@ export function simRoutes(fleet: () => Fleet | undefined) {
     })
     app.get(
       '/v1/sim/vehicles',
-      { schema: { summary: 'The demo fleet: each car, its owner (development mnemonic index) and link' } },
+      {
+        schema: {
+          summary:
+            'The demo fleet: each car, its owner (development mnemonic index), link and battery (model, state of charge, parked/driving/charging)',
+        },
+      },
       async () => fleet()?.vehicles() ?? [],
     )
     app.get(

@@ -1,9 +1,9 @@
 /**
  * The demo's script: each car drives trips (navigation, telemetry, driving behaviour, odometer,
- * parking) with its owner unlocking and locking it over the link as a phone would, and within
- * the first minute the special flows happen once each — a parcel delivered through a one-time
- * trunk key, a rental through ERC-4907. Time is compressed: a trip of simulated minutes takes
- * seconds, so the ledger fills visibly.
+ * parking) with its owner unlocking, starting and locking it over the link as a phone would, and
+ * charges when its battery runs low (src/sim/trips.ts); within the first minute the special flows
+ * happen once each — a parcel delivered through a one-time trunk key, a rental through ERC-4907.
+ * Time is compressed: a trip of simulated minutes takes seconds, so the ledger fills visibly.
  */
 import type { Address } from 'viem'
 import { connectChain, developmentAccount } from '../chain/clients.ts'
@@ -16,7 +16,9 @@ import type { VehicleAddress } from '../ledger/envelope.ts'
 import { getVehicleHead } from '../ledger/store.ts'
 import type { NodeContext } from '../node/context.ts'
 import type { VehicleAgent } from '../vehicle/agent.ts'
+import { type ChargerBay, demoBattery, socPct } from './battery.ts'
 import type { SimVehicle } from './fleet.ts'
+import { type CarState, type CarWorld, carCycle, type DemoCar, loadCar, saveCar } from './trips.ts'
 
 /** Development-mnemonic indexes of the demo's people (owners are 1–5). */
 export const COURIER = 8
@@ -29,7 +31,8 @@ export type SimActivity = {
 
 /** The payment flows the fleet provides; each resolves with a line for the activity log. */
 export type ScenarioPayments = {
-  charge(car: SimVehicle, energyWh: number, signal: AbortSignal): Promise<string>
+  /** One session of at most `energyWh` at the charger of `bays[bay]`. */
+  charge(car: SimVehicle, bay: number, energyWh: number, signal: AbortSignal): Promise<string>
   payParking(car: SimVehicle): Promise<string>
 }
 
@@ -38,6 +41,10 @@ export type RunScenarioParameters = {
   payments: ScenarioPayments
   vehicles: () => SimVehicle[]
   agents: ReadonlyMap<Address, VehicleAgent>
+  /** The demo chargers' connectors and specs, in the fleet's charger order. */
+  bays: readonly ChargerBay[]
+  /** Where each car's battery and trip state are kept across restarts (default: not kept). */
+  carPath?: (car: SimVehicle) => string
   progress: (message: string) => void
   /** Real milliseconds between two steps of one car (default 1500). */
   stepMs?: number
@@ -61,8 +68,13 @@ const sleep = (ms: number, signal: AbortSignal) =>
     })
   })
 
+/** A car's battery as `GET /v1/sim/vehicles` shows it. */
+export type BatteryStatus = { model: string; capacityKWh: number; socPct: number; state: CarState }
+
 export function runScenario(parameters: RunScenarioParameters): {
   activity: SimActivity
+  /** The car's battery and state (undefined for a car not in the scenario). */
+  battery(vehicle: Address): BatteryStatus | undefined
   stop(): Promise<void>
 } {
   const { context, agents, progress } = parameters
@@ -76,6 +88,7 @@ export function runScenario(parameters: RunScenarioParameters): {
   const controller = new AbortController()
   const domain = { chainId: context.clients.chain.id, keyRegistry: context.contracts.KeyRegistry }
   const ownerKeys = new Map<Address, SignedGrant>()
+  const demoCars = new Map<Address, DemoCar>()
 
   /** The owner's phone key: the owner grants their own address unlock/lock/start. */
   const ownerKey = async (car: SimVehicle) => {
@@ -104,60 +117,48 @@ export function runScenario(parameters: RunScenarioParameters): {
     return result
   }
 
-  const drive = async (car: SimVehicle, odometerKm: number, signal: AbortSignal) => {
+  const drive = async (car: SimVehicle, demo: DemoCar, signal: AbortSignal) => {
     const agent = agents.get(car.vehicle)!
     const record = agent.recorder.record.bind(agent.recorder)
-    let km = odometerKm
-    let trip = 0
-    // the car's own odometer follows the readings its ledger records, resuming at the last one
-    const readOdometer = () => agent.model.drive(km - agent.model.status().odometerKm)
-    readOdometer()
+    const save = () => {
+      if (!parameters.carPath) return
+      try {
+        saveCar(parameters.carPath(car), demo)
+      } catch (error) {
+        progress(`${car.vin}: the car's state was not saved: ${toBaseError(error).shortMessage}`)
+      }
+    }
+    const world: CarWorld = {
+      places: PLACES,
+      bays: parameters.bays,
+      stepMs,
+      random: Math.random,
+      sleep: (ms) => sleep(ms, signal),
+      unlock: async () => (await use(car, Scope.UNLOCK, await ownerKey(car), car.ownerIndex)).code,
+      start: async () => {
+        await use(car, Scope.START, await ownerKey(car), car.ownerIndex)
+      },
+      engineOn: () => agent.model.status().engineOn,
+      stopEngine: () => agent.model.stopEngine(),
+      // the car's own odometer follows the readings its ledger records
+      odometer: (km) => agent.model.drive(km - agent.model.status().odometerKm),
+      lock: async () => (await use(car, Scope.LOCK, await ownerKey(car), car.ownerIndex)).code,
+      record,
+      charge: (bay, energyWh) => parameters.payments.charge(car, bay, energyWh, signal),
+      payParking: () => parameters.payments.payParking(car),
+      note: (flow, detail) => note(car.vehicle, flow, detail),
+      save,
+    }
+    world.odometer(demo.odometerKm)
     await sleep(Math.random() * stepMs * 3, signal)
     while (!signal.aborted) {
       try {
-        const unlocked = await use(car, Scope.UNLOCK, await ownerKey(car), car.ownerIndex)
-        note(car.vehicle, 'unlock', unlocked.code)
-        await use(car, Scope.START, await ownerKey(car), car.ownerIndex)
-        const from = PLACES[(trip + car.ownerIndex) % PLACES.length]!
-        const to = PLACES[(trip + car.ownerIndex + 1) % PLACES.length]!
-        trip += 1
-        await record('trip.started', { trip, from: from.name, lat: from.lat, lon: from.lon })
-        await record('navigation.destination', { name: to.name, lat: to.lat, lon: to.lon })
-        const distanceKm = Math.round((5 + Math.random() * 40) * 10) / 10
-        for (let i = 1; i <= 3 && !signal.aborted; i++) {
-          await sleep(stepMs, signal)
-          const f = i / 4
-          await record('telemetry', {
-            speedKmh: Math.round(30 + Math.random() * 90),
-            batteryPct: Math.round(80 - f * 10 - Math.random() * 5),
-            lat: from.lat + (to.lat - from.lat) * f,
-            lon: from.lon + (to.lon - from.lon) * f,
-          })
-        }
-        await record('driving.behavior', {
-          score: Math.round(60 + Math.random() * 40),
-          harshBrakes: Math.floor(Math.random() * 3),
-          harshAccelerations: Math.floor(Math.random() * 3),
-          maxSpeedKmh: Math.round(90 + Math.random() * 60),
-        })
-        km = Math.round((km + distanceKm) * 10) / 10
-        readOdometer()
-        agent.model.stopEngine()
-        await record('odometer', { km })
-        await record('trip.ended', { trip, distanceKm, durationMin: Math.round(distanceKm * 1.6) })
-        await record('parking.started', { name: to.name, lat: to.lat, lon: to.lon })
-        if (signal.aborted) break
-        if (trip % 4 === 0) note(car.vehicle, 'charging', await parameters.payments.charge(car, 1500, signal))
-        if (trip % 3 === 0) note(car.vehicle, 'parking', await parameters.payments.payParking(car))
-        if (signal.aborted) break
-        const locked = await use(car, Scope.LOCK, await ownerKey(car), car.ownerIndex)
-        note(car.vehicle, 'trip', `${distanceKm} km to ${to.name}`)
-        note(car.vehicle, 'lock', locked.code)
-        await sleep(stepMs * 2, signal)
-        await record('parking.ended', { name: to.name, minutes: Math.round(5 + Math.random() * 120) })
+        await carCycle(demo, world, signal)
       } catch (error) {
         if (!signal.aborted) progress(`${car.vin}: ${toBaseError(error).shortMessage}`)
         await sleep(stepMs * 2, signal)
+      } finally {
+        save()
       }
     }
   }
@@ -190,6 +191,9 @@ export function runScenario(parameters: RunScenarioParameters): {
       untilSec: Math.floor(Date.now() / 1000) + 3600,
     })
     const agent = agents.get(car.vehicle)!
+    // A sync already running shares its result and may have read the chain before the rental:
+    // the second starts after the first ended, so it sees the rental.
+    await agent.cache.sync()
     await agent.cache.sync()
     const unlocked = await use(car, Scope.UNLOCK, null, RENTER)
     const locked = await use(car, Scope.LOCK, null, RENTER)
@@ -198,19 +202,30 @@ export function runScenario(parameters: RunScenarioParameters): {
 
   const loops = (async () => {
     const cars = parameters.vehicles()
+    // (before the first await: every car has its battery once runScenario returns)
+    for (const [i, car] of cars.entries()) {
+      const demo: DemoCar = {
+        battery: demoBattery(i),
+        state: 'parked',
+        trips: 0,
+        odometerKm: 1000 + i * 137,
+        place: car.ownerIndex,
+      }
+      demoCars.set(car.vehicle, parameters.carPath ? loadCar(parameters.carPath(car), demo) : demo)
+    }
     // Each car resumes at the reading its head keeps for rollback checks (a new car, or one whose
     // readings were all erased, starts at a demo reading).
     const heads = await Promise.all(
       cars.map((car) => getVehicleHead(context.db, car.vehicle.toLowerCase() as VehicleAddress)),
     )
-    const drives = cars.map((car, i) => drive(car, heads[i]?.odometerKm ?? 1000 + i * 137, controller.signal))
+    for (const [i, car] of cars.entries()) {
+      const odometerKm = heads[i]?.odometerKm
+      if (odometerKm !== undefined) demoCars.get(car.vehicle)!.odometerKm = odometerKm
+    }
+    const drives = cars.map((car) => drive(car, demoCars.get(car.vehicle)!, controller.signal))
     const specials = [
       cars[0] && sleep(2000, controller.signal).then(() => parcel(cars[0]!)),
       cars[1] && sleep(4000, controller.signal).then(() => rental(cars[1]!)),
-      cars[0] &&
-        sleep(3000, controller.signal)
-          .then(() => parameters.payments.charge(cars.at(-1)!, 1500, controller.signal))
-          .then((line) => note(cars.at(-1)!.vehicle, 'charging', line)),
       cars[0] &&
         sleep(5000, controller.signal)
           .then(() => parameters.payments.payParking(cars[0]!))
@@ -221,6 +236,17 @@ export function runScenario(parameters: RunScenarioParameters): {
 
   return {
     activity,
+    battery(vehicle) {
+      const car = demoCars.get(vehicle)
+      if (!car) return undefined
+      const { model } = car.battery
+      return {
+        model: model.name,
+        capacityKWh: model.capacityWh / 1000,
+        socPct: Math.round(socPct(car.battery) * 10) / 10,
+        state: car.state,
+      }
+    },
     async stop() {
       controller.abort()
       await loops

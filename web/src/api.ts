@@ -152,3 +152,31 @@ export function useThrottledTick(minIntervalMs: number): [number, () => void] {
   useEffect(() => () => clearTimeout(timer.current), [])
   return [tick, poke]
 }
+
+/** A signed key as the node keeps it (`/v1/vehicles/{vehicle}/grants`, docs/api.md). */
+export type NodeGrant = {
+  grant: { vehicle: Hex; grantee: string; grantId: Hex } & Record<string, unknown>
+  signature: Hex
+  status?: string
+}
+
+const grantsPath = (vehicle: string) => `/v1/vehicles/${encodeURIComponent(vehicle.toLowerCase())}/grants`
+
+/**
+ * Hands a signed key to the node's mailbox (`POST /v1/vehicles/{vehicle}/grants`, SIWE): the
+ * grantee fetches it by signing in. `unavailable` while the node keeps no grants; the console then
+ * keeps it in this browser only.
+ */
+export function storeGrantWithNode(signed: { grant: { vehicle: string }; signature: Hex }) {
+  return callApi<NodeGrant>(grantsPath(signed.grant.vehicle), { method: 'POST', body: signed })
+}
+
+/** The keys the node keeps for a vehicle, with their on-chain status (`GET …/grants`, SIWE). */
+export function listNodeGrants(vehicle: string) {
+  return callApi<{ grants: NodeGrant[] }>(grantsPath(vehicle))
+}
+
+/** Takes a key out of the node's mailbox (`DELETE …/grants/{grantId}`, SIWE); revoking is on chain. */
+export function deleteNodeGrant(vehicle: string, grantId: Hex) {
+  return callApi<unknown>(`${grantsPath(vehicle)}/${encodeURIComponent(grantId)}`, { method: 'DELETE' })
+}

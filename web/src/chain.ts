@@ -2,13 +2,29 @@
  * The dashboard's own view of the chain: viem clients straight to the node's `rpcUrl`, so roots,
  * balances and revocations are read from the contracts, not from the node.
  */
-import { createPublicClient, createWalletClient, defineChain, http, type PublicClient } from 'viem'
+import {
+  type Address,
+  createPublicClient,
+  createWalletClient,
+  custom,
+  defineChain,
+  type EIP1193Provider,
+  http,
+  type PublicClient,
+  type Chain as ViemChain,
+  type WalletClient,
+} from 'viem'
 import { type HDAccount, mnemonicToAccount } from 'viem/accounts'
-import { demoTokenAbi, ledgerAnchorAbi, vehicleRegistryAbi } from '../../src/chain/generated/index.ts'
+import {
+  chargingChannelsAbi,
+  demoTokenAbi,
+  ledgerAnchorAbi,
+  vehicleRegistryAbi,
+} from '../../src/chain/generated/index.ts'
 import type { ChainInfo, Hex } from './api.ts'
 import type { AnchoredHead } from './lib/event-proof.ts'
 
-export { demoTokenAbi, ledgerAnchorAbi, vehicleRegistryAbi }
+export { chargingChannelsAbi, demoTokenAbi, ledgerAnchorAbi, vehicleRegistryAbi }
 
 /** The standard development mnemonic; the demo fleet's owners are its accounts (docs/spec.md "HTTP API"). */
 export const DEMO_MNEMONIC = 'test test test test test test test test test test test junk'
@@ -20,9 +36,13 @@ export function demoOwner(ownerIndex: number): HDAccount {
 
 export type Chain = {
   info: ChainInfo
+  /** The node's chain as viem describes it (also what `wallet_addEthereumChain` offers a wallet). */
+  definition: ViemChain
   client: PublicClient
   /** A wallet client that signs locally with `account` and sends over the same rpcUrl. */
-  wallet(account: HDAccount): ReturnType<typeof createWalletClient>
+  wallet(account: HDAccount): WalletClient
+  /** A wallet client over the user's own wallet (EIP-1193): it signs and sends, after its own confirmation. */
+  external(provider: EIP1193Provider, address: Address): WalletClient
 }
 
 export function connect(info: ChainInfo): Chain {
@@ -37,8 +57,11 @@ export function connect(info: ChainInfo): Chain {
   const client = createPublicClient({ chain, transport }) as PublicClient
   return {
     info,
+    definition: chain,
     client,
     wallet: (account) => createWalletClient({ account, chain, transport }),
+    external: (provider, address) =>
+      createWalletClient({ account: address, chain, transport: custom(provider) }),
   }
 }
 

@@ -9,6 +9,7 @@ import { keyCommands } from './key.ts'
 import { ledgerCommands } from './ledger.ts'
 import { pkiCommands } from './pki.ts'
 import { nodeCommands } from './up.ts'
+import { witnessCommands } from './witness.ts'
 
 export const commands: readonly Command[] = [
   ...nodeCommands,
@@ -17,4 +18,5 @@ export const commands: readonly Command[] = [
   ...chargeCommands,
   ...ledgerCommands,
   ...benchCommands,
+  ...witnessCommands,
 ]

@@ -3,7 +3,8 @@
  * against the roots anchored on chain, trusting neither the node nor its database — the node
  * only supplies entries and proofs, which are checked; roots come from the chain.
  */
-import { readFile, writeFile } from 'node:fs/promises'
+import { type FileHandle, open, readFile, writeFile } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
 import { type Address, createPublicClient, getAddress, http, type PublicClient } from 'viem'
 import { ledgerAnchorAbi } from '../../chain/generated/index.ts'
 import { BaseError } from '../../errors.ts'
@@ -14,6 +15,7 @@ import { encodeEnvelope, parseEnvelope, parseEnvelopeBytes } from '../../ledger/
 import { HASH_BYTES, hashLeaf, verifyConsistency, verifyInclusion } from '../../ledger/merkle.ts'
 import { MAX_NOTE_BYTES, openCheckpointNote } from '../../ledger/note.ts'
 import {
+  consistencyProofFromTiles,
   inclusionProofFromTiles,
   parseEntryBundle,
   TILE_WIDTH,
@@ -296,6 +298,7 @@ async function verifyBundle(flags: ParsedFlags, path: string) {
  * larger than `maxBytes` (what the spec allows for it) is read (TILE_TOO_LARGE).
  */
 async function tilesGet(url: string, maxBytes: number): Promise<Uint8Array> {
+  if (url.startsWith('file:')) return tilesFile(url, maxBytes)
   let response: Response
   try {
     response = await fetch(url, { signal: AbortSignal.timeout(30_000) })
@@ -323,6 +326,30 @@ async function tilesGet(url: string, maxBytes: number): Promise<Uint8Array> {
     chunks.push(part.value)
   }
   return new Uint8Array(Buffer.concat(chunks))
+}
+
+/** A tiles directory read in place (`--tiles file:///…`, e.g. a `--tiles-dir`): the same limits. */
+async function tilesFile(url: string, maxBytes: number): Promise<Uint8Array> {
+  const path = fileURLToPath(url)
+  let handle: FileHandle
+  try {
+    handle = await open(path, 'r')
+  } catch (error) {
+    throw new BaseError('NOT_FOUND', `cannot read ${path}`, { details: { url }, cause: error })
+  }
+  try {
+    const buffer = Buffer.alloc(maxBytes + 1)
+    let length = 0
+    for (let read = -1; read !== 0 && length <= maxBytes; length += read)
+      read = (await handle.read(buffer, length, maxBytes + 1 - length, null)).bytesRead
+    if (length > maxBytes)
+      throw new BaseError('TILE_TOO_LARGE', `${path} holds more than the ${maxBytes} bytes it may hold`, {
+        details: { url, maxBytes },
+      })
+    return new Uint8Array(buffer.subarray(0, length))
+  } finally {
+    await handle.close()
+  }
 }
 
 /** The most a tile may hold: 256 hashes, or 256 entries of at most 65,535 bytes with their lengths. */
@@ -366,6 +393,23 @@ async function verifyFromTiles(flags: ParsedFlags, leafHash: Hex, tilesUrl: stri
       },
     )
   const read: TileReader = (ref: TileRef) => tilesGet(`${base}/tile/${tilePath(ref)}`, maxTileBytes(ref))
+  // A newer signed checkpoint must extend the anchored tree: the consistency proof from the tiles.
+  if (
+    trusted.treeSize > 0 &&
+    checkpoint.treeSize > trusted.treeSize &&
+    !verifyConsistency({
+      first: trusted.treeSize,
+      second: checkpoint.treeSize,
+      firstHash: fromHex(trusted.rootHash, 'rootHash', 32),
+      secondHash: checkpoint.rootHash,
+      proof: await consistencyProofFromTiles(trusted.treeSize, checkpoint.treeSize, read),
+    })
+  )
+    throw new BaseError(
+      'PROOF_INVALID',
+      `the tiles do not show that the signed checkpoint (size ${checkpoint.treeSize}) extends the tree of ${trusted.treeSize} anchored on chain`,
+      { details: { reason: 'consistency', treeSize: checkpoint.treeSize, anchoredSize: trusted.treeSize } },
+    )
   // The entry bundles of the anchored tree, until the event (or the one at --index).
   const indexFlag = stringFlag(flags, 'index')
   const firstBundle = indexFlag === undefined ? 0 : Math.floor(Number(indexFlag) / TILE_WIDTH)

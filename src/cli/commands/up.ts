@@ -8,7 +8,7 @@ import { getCheckpoint } from '../../ledger/store.ts'
 import { logger } from '../../log.ts'
 import { type RunningSystem, startSystem } from '../../sim/system.ts'
 import type { Command } from '../command.ts'
-import { booleanFlag, integerFlag, stringFlag } from '../flags.ts'
+import { booleanFlag, integerFlag, listFlag, stringFlag } from '../flags.ts'
 
 const log = logger('cli.up')
 
@@ -67,6 +67,19 @@ const up: Command = {
       description:
         'Origin line of the signed checkpoints and name of the note key, e.g. fleet.example/log (env CARCHAIN_LOG_ORIGIN; default carchain.local/<chainId>/<LedgerAnchor>/<logId>).',
     },
+    'tiles-dir': {
+      type: 'string',
+      value: 'DIR',
+      description:
+        'Also write the C2SP checkpoint and tiles to DIR for a static web server, kept up to date, crash-safe (env CARCHAIN_TILES_DIR).',
+    },
+    witness: {
+      type: 'string',
+      value: 'URL=KEY',
+      multiple: true,
+      description:
+        'A witness (c2sp.org/tlog-witness) to cosign each checkpoint: its URL and cosigner verifier key; repeatable.',
+    },
   },
   async run({ flags, io }) {
     const config = loadConfig({
@@ -82,6 +95,8 @@ const up: Command = {
         demoFleetOnExternalChain: booleanFlag(flags, 'demo-fleet-on-external-chain'),
         mqtt: stringFlag(flags, 'mqtt'),
         logOrigin: stringFlag(flags, 'log-origin'),
+        tilesDir: stringFlag(flags, 'tiles-dir'),
+        witnesses: listFlag(flags, 'witness'),
       },
       env: process.env,
     })

@@ -8,7 +8,9 @@ import { demoTokenAbi } from '../chain.ts'
 import { EnergyChart } from '../components/EnergyChart.tsx'
 import { Address, Badge, Card, Empty, formatTime, Load, Stat } from '../components/ui.tsx'
 import { useNode } from '../node-context.tsx'
+import { useSession } from '../session.ts'
 import { type StreamMessage, useStream } from '../stream.ts'
+import { WalletChannels } from './WalletChannels.tsx'
 
 type Session = {
   id: string
@@ -84,6 +86,7 @@ function SessionState(props: { state: string; claimed: boolean | undefined }) {
 
 export function ChargingView() {
   const { chain } = useNode()
+  const session = useSession()
   const [refresh, poke] = useThrottledTick(2000)
   const sessions = useApi<{ sessions: unknown[] } | unknown[]>('/v1/charging/sessions', refresh)
   const vehicles = useApi<{ vehicles: Vehicle[] }>('/v1/vehicles')
@@ -200,6 +203,7 @@ export function ChargingView() {
           )
         }}
       </Load>
+      {session && <WalletChannels session={session} />}
     </div>
   )
 }

@@ -1,28 +1,48 @@
 /**
- * Digital keys: sign in as a demo owner, grant a key with an EIP-712 KeyGrant signature
- * (docs/spec.md "Digital keys"), and revoke it with a KeyRegistry transaction sent from the owner's
- * account — both straight from this browser, the node is not asked to sign anything.
+ * Digital keys: sign in with the owner's own wallet (EIP-6963 / EIP-1193) or as a demo owner,
+ * grant a key with an EIP-712 KeyGrant signature (docs/spec.md "Digital keys"; a wallet signs it
+ * with `eth_signTypedData_v4`), and revoke it with a KeyRegistry transaction the wallet sends after
+ * its own confirmation — the node is not asked to sign anything.
  */
 import { useCallback, useEffect, useMemo, useState } from 'react'
-import type { Address, Hex } from 'viem'
+import { type Address, type Hex, recoverTypedDataAddress } from 'viem'
 import { encodeShareLink, SHARE_LINK_PREFIX } from '../../../src/keys/share-link.ts'
 import {
   grantTypedData,
   type KeyGrant,
   type PasskeyGrant,
+  parseSignedGrant,
   passkeyGrantTypedData,
   Scope,
   scopeNames,
 } from '../../../src/keys/typed-data.ts'
-import { type SimVehicle, useApi, type Vehicle } from '../api.ts'
+import { listNodeGrants, type SimVehicle, storeGrantWithNode, useApi, type Vehicle } from '../api.ts'
 import { vehicleRegistryAbi } from '../chain.ts'
 import { Address as AddressText, Badge, Card, Empty } from '../components/ui.tsx'
+import { ProblemAlert, SwitchChainButton } from '../components/wallet-ui.tsx'
 import { toHex } from '../lib/hex.ts'
 import { useNode } from '../node-context.tsx'
-import { type Session, signIn, signOut, useSession } from '../session.ts'
+import {
+  type Session,
+  sendAs,
+  signIn,
+  signInWithWallet,
+  signOut,
+  signTypedDataAs,
+  useSessionState,
+} from '../session.ts'
+import { useWallets, type WalletOption, type WalletProblem, walletProblem } from '../wallet.ts'
+import { OwnerActions } from './OwnerActions.tsx'
 
 /** A key signed here; `signer` is the owner (or manager) account that signed it. */
-type StoredGrant = { grant: KeyGrant; signature: Hex; signedAt: number; signer?: string }
+type StoredGrant = {
+  grant: KeyGrant
+  signature: Hex
+  signedAt: number
+  signer?: string
+  /** Where the key is kept: this browser (absent), the node's mailbox, or both. */
+  kept?: 'node' | 'both'
+}
 type GrantStatus = 'active' | 'revoked' | 'void' | 'expired' | 'not yet valid' | 'unknown'
 
 const scopeList = Object.keys(Scope) as (keyof typeof Scope)[]
@@ -41,9 +61,17 @@ function loadGrants(key: string): StoredGrant[] {
 
 export function KeysView() {
   const { chain } = useNode()
-  const session = useSession()
+  const { session, endedBecause } = useSessionState()
   const sim = useApi<SimVehicle[]>('/v1/sim/vehicles')
-  const vehicles = useApi<{ vehicles: Vehicle[] }>('/v1/vehicles')
+  // Titles change hands (a sale here, or elsewhere): re-read the owners every few seconds while
+  // signed in, and at once when someone else signs in.
+  const [tick, setTick] = useState(0)
+  useEffect(() => {
+    if (!session) return
+    const timer = setInterval(() => setTick((t) => t + 1), 5000)
+    return () => clearInterval(timer)
+  }, [session])
+  const vehicles = useApi<{ vehicles: Vehicle[] }>('/v1/vehicles', `${session?.address}/${tick}`)
   const owners = useMemo(() => {
     if (sim.state !== 'ok') return []
     const byIndex = new Map<number, { ownerIndex: number; owner: string; count: number }>()
@@ -57,13 +85,15 @@ export function KeysView() {
 
   const owned: { vehicle: Address; vin: string }[] = useMemo(() => {
     if (!session) return []
-    const mine = (owner: string) => owner.toLowerCase() === session.account.address.toLowerCase()
+    const mine = (owner: string) => owner.toLowerCase() === session.address.toLowerCase()
     if (vehicles.state === 'ok')
       return vehicles.data.vehicles
         .filter((v) => mine(v.owner))
-        .map((v) => ({ vehicle: v.vehicle, vin: v.vin }))
+        .map((v) => ({ vehicle: v.vehicle.toLowerCase() as Address, vin: v.vin }))
     if (sim.state === 'ok')
-      return sim.data.filter((v) => mine(v.owner)).map((v) => ({ vehicle: v.vehicle, vin: v.vin }))
+      return sim.data
+        .filter((v) => mine(v.owner))
+        .map((v) => ({ vehicle: v.vehicle.toLowerCase() as Address, vin: v.vin }))
     return []
   }, [session, vehicles, sim])
 
@@ -73,16 +103,17 @@ export function KeysView() {
         <div>
           <h1>Digital keys</h1>
           <p className="subtitle">
-            Grant a scoped, time-boxed key with an EIP-712 signature; the car checks it offline. Revoke on
-            chain.
+            Connect your wallet, grant a scoped, time-boxed key with an EIP-712 signature (the car checks it
+            offline), revoke on chain, rent the car out or sell it.
           </p>
         </div>
       </div>
-      <SignInCard owners={owners} simState={sim.state} session={session} />
+      <SignInCard owners={owners} simState={sim.state} session={session} endedBecause={endedBecause} />
       {session && chain && (
         <>
           <GrantForm session={session} vehicles={owned} />
-          <GrantList session={session} />
+          <GrantList session={session} vehicles={owned} />
+          <OwnerActions session={session} vehicles={owned} onChange={vehicles.reload} />
         </>
       )}
     </div>
@@ -93,25 +124,42 @@ function SignInCard(props: {
   owners: { ownerIndex: number; owner: string; count: number }[]
   simState: string
   session: Session | undefined
+  endedBecause: string | undefined
 }) {
-  const { chainInfo } = useNode()
+  const { chainInfo, chain } = useNode()
+  const wallets = useWallets()
   const [index, setIndex] = useState<number>(1)
-  const [busy, setBusy] = useState(false)
+  const [busy, setBusy] = useState<string>()
   const [error, setError] = useState<string>()
+  const [problem, setProblem] = useState<WalletProblem>()
   useEffect(() => {
     const first = props.owners[0]
     if (first) setIndex(first.ownerIndex)
   }, [props.owners])
-  const go = async () => {
+  const goDemo = async () => {
     if (chainInfo.state !== 'ok') return
-    setBusy(true)
+    setBusy('demo')
     setError(undefined)
+    setProblem(undefined)
     try {
       await signIn(index, chainInfo.data.chainId)
     } catch (e) {
       setError((e as Error).message)
     } finally {
-      setBusy(false)
+      setBusy(undefined)
+    }
+  }
+  const goWallet = async (wallet: WalletOption) => {
+    if (!chain) return
+    setBusy(wallet.id)
+    setError(undefined)
+    setProblem(undefined)
+    try {
+      await signInWithWallet(wallet, chain)
+    } catch (e) {
+      setProblem(walletProblem(e, { chainId: chain.info.chainId }))
+    } finally {
+      setBusy(undefined)
     }
   }
   const { session } = props
@@ -120,15 +168,25 @@ function SignInCard(props: {
       <Card
         title="Signed in"
         actions={
-          <button type="button" className="button button-quiet" onClick={signOut}>
+          <button type="button" className="button button-quiet" onClick={() => signOut()}>
             Sign out
           </button>
         }
       >
-        <div className="signed-in" data-testid="signed-in">
-          <span>
-            Demo owner #{session.ownerIndex} · <AddressText value={session.account.address} keep={10} />
-          </span>
+        <div className="signed-in" data-testid="signed-in" data-kind={session.kind}>
+          {session.kind === 'wallet' ? (
+            <span>
+              {session.wallet.icon && <img className="wallet-icon" src={session.wallet.icon} alt="" />}
+              {session.wallet.name} · <AddressText value={session.address} keep={10} />
+            </span>
+          ) : (
+            <span>
+              <Badge tone="warn" title="A public key of the development mnemonic: for the demo only">
+                demo
+              </Badge>{' '}
+              Demo owner #{session.ownerIndex} · <AddressText value={session.address} keep={10} />
+            </span>
+          )}
           {session.siwe.state === 'signed-in' ? (
             <Badge tone="good">Sign-In with Ethereum session</Badge>
           ) : (
@@ -137,10 +195,62 @@ function SignInCard(props: {
             </Badge>
           )}
         </div>
+        {session.kind === 'wallet' && chain && session.walletChainId !== chain.info.chainId && (
+          <div className="state state-error" role="alert" data-testid="wrong-chain">
+            Your wallet is on chain {session.walletChainId}; this node's chain is {chain.definition.name}, id{' '}
+            {chain.info.chainId}. Keys and transactions need the wallet on the node's chain.
+            <SwitchChainButton session={session} />
+          </div>
+        )}
+        {session.siwe.state === 'failed' && (
+          <div className="dim" data-testid="siwe-failed">
+            The node refused the sign-in: {session.siwe.message}. You can still sign keys and send
+            transactions; the node shows payloads only to a signed-in owner.
+          </div>
+        )}
       </Card>
     )
   return (
-    <Card title="Sign in as a demo owner">
+    <Card title="Sign in">
+      <h3 className="card-subtitle">Your wallet</h3>
+      <p className="muted">
+        Connect the wallet that holds your car's title. It asks you to sign a Sign-In with Ethereum message
+        for this node ({window.location.host}, chain {chainInfo.state === 'ok' ? chainInfo.data.chainId : '…'}
+        ); keys you grant are EIP-712 signatures and revocations, rentals and sales are transactions, each
+        confirmed in the wallet.
+      </p>
+      {wallets.length === 0 ? (
+        <p className="dim" data-testid="no-wallet">
+          No wallet found in this browser. Install a wallet extension (MetaMask, Rabby, Coinbase Wallet…) and
+          reload, or use a demo owner below.
+        </p>
+      ) : (
+        <div className="wallet-list" data-testid="wallet-picker">
+          {wallets.map((wallet) => (
+            <button
+              key={wallet.id}
+              type="button"
+              className="button button-quiet wallet-option"
+              onClick={() => goWallet(wallet)}
+              disabled={busy !== undefined || !chain}
+              title={wallet.rdns ?? wallet.source}
+              data-testid="wallet-option"
+            >
+              {wallet.icon && <img className="wallet-icon" src={wallet.icon} alt="" />}
+              {busy === wallet.id ? `Waiting for ${wallet.name}…` : wallet.name}
+            </button>
+          ))}
+        </div>
+      )}
+      <ProblemAlert problem={problem} session={undefined} />
+      {props.endedBecause && !problem && (
+        <div className="state state-unavailable" role="status" data-testid="session-ended">
+          {props.endedBecause}
+        </div>
+      )}
+      <h3 className="card-subtitle">
+        Demo owners <Badge tone="warn">demo</Badge>
+      </h3>
       <p className="muted">
         The demo fleet's owners are accounts of the standard development mnemonic (
         <code>test test … junk</code>). Their keys are public: this is for the demo only.
@@ -173,8 +283,13 @@ function SignInCard(props: {
             />
           )}
         </label>
-        <button type="button" className="button" onClick={go} disabled={busy || chainInfo.state !== 'ok'}>
-          {busy ? 'Signing in…' : 'Sign in'}
+        <button
+          type="button"
+          className="button"
+          onClick={goDemo}
+          disabled={busy !== undefined || chainInfo.state !== 'ok'}
+        >
+          {busy === 'demo' ? 'Signing in…' : 'Sign in as demo owner'}
         </button>
       </div>
       {props.simState === 'unavailable' && (
@@ -230,7 +345,8 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
   const [maxUses, setMaxUses] = useState(0)
   const [purpose, setPurpose] = useState('Parcel delivery')
   const [busy, setBusy] = useState(false)
-  const [message, setMessage] = useState<{ tone: 'good' | 'bad'; text: string; link?: string }>()
+  const [message, setMessage] = useState<{ text: string; link: string; kept: string }>()
+  const [problem, setProblem] = useState<WalletProblem>()
   useEffect(() => {
     // A vehicle of the signed-in owner (after a switch of owner, the old choice is not one).
     const first = props.vehicles[0]
@@ -240,6 +356,7 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
   const sign = async () => {
     setBusy(true)
     setMessage(undefined)
+    setProblem(undefined)
     try {
       if (!/^0x[0-9a-fA-F]{40}$/.test(vehicle)) throw new TypeError('choose a vehicle (an address)')
       const passkey = /^0x04[0-9a-fA-F]{128}$/.test(grantee)
@@ -273,33 +390,47 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
           passkey: grantee.toLowerCase() as Hex,
           rpId: window.location.hostname,
         }
-        const signature = await props.session.account.signTypedData(
+        const signature = await signTypedDataAs(
+          props.session,
+          chain!,
           passkeyGrantTypedData(domain, passkeyGrant),
         )
         const link = encodeShareLink(domain, { grant: passkeyGrant, signature })
+        const kept =
+          props.session.siwe.state === 'signed-in'
+            ? await storeGrantWithNode({ grant: passkeyGrant, signature })
+            : undefined
         setMessage({
-          tone: 'good',
           text: 'Phone key signed. Send the grantee this key-app address; their passkey opens the car.',
           link: `${window.location.origin}/#/key/${link.slice(SHARE_LINK_PREFIX.length)}`,
+          kept: kept?.state === 'ok' ? 'The node keeps it too.' : 'It is not kept in this browser.',
         })
         return
       }
       const grant: KeyGrant = { ...fields, grantee: grantee.toLowerCase() as Address }
-      const signature = await props.session.account.signTypedData(grantTypedData(domain, grant))
+      const signature = await signTypedDataAs(props.session, chain!, grantTypedData(domain, grant))
       const stored = {
         grant,
         signature,
         signedAt: Date.now(),
-        signer: props.session.account.address.toLowerCase(),
+        signer: props.session.address.toLowerCase(),
       }
       add(stored)
+      // The node's mailbox, where it keeps grants: the grantee fetches the key by signing in.
+      const kept =
+        props.session.siwe.state === 'signed-in' ? await storeGrantWithNode({ grant, signature }) : undefined
       setMessage({
-        tone: 'good',
         text: 'Key signed. Give the grantee this link (or the grant file); the car verifies it offline.',
         link: encodeShareLink(domain, { grant, signature }),
+        kept:
+          kept?.state === 'ok'
+            ? 'The node keeps it too: the grantee can fetch it by signing in.'
+            : kept?.state === 'error'
+              ? `The node did not keep it (${kept.message}); it is kept in this browser.`
+              : 'It is kept in this browser.',
       })
     } catch (error) {
-      setMessage({ tone: 'bad', text: (error as Error).message.split('\n')[0] ?? 'failed' })
+      setProblem(walletProblem(error, { chainId: info.chainId, address: props.session.address }))
     } finally {
       setBusy(false)
     }
@@ -381,37 +512,86 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
           disabled={busy || scopes === 0}
           data-testid="grant-sign"
         >
-          {busy ? 'Signing…' : 'Sign key (EIP-712)'}
+          {busy
+            ? props.session.kind === 'wallet'
+              ? 'Confirm in your wallet…'
+              : 'Signing…'
+            : 'Sign key (EIP-712)'}
         </button>
       </div>
+      <ProblemAlert problem={problem} session={props.session} />
       {message && (
-        <div className={`state ${message.tone === 'good' ? 'state-good' : 'state-error'}`} role="status">
-          {message.text}
-          {message.link && (
-            <textarea
-              className="share-link"
-              readOnly
-              value={message.link}
-              rows={3}
-              data-testid="share-link"
-            />
-          )}
+        <div className="state state-good" role="status" data-testid="grant-signed">
+          {message.text} {message.kept}
+          <textarea className="share-link" readOnly value={message.link} rows={3} data-testid="share-link" />
         </div>
       )}
     </Card>
   )
 }
 
-function GrantList(props: { session: Session }) {
+/**
+ * The keys the node keeps for `vehicles` (its mailbox, `GET /v1/vehicles/{vehicle}/grants`) that
+ * this account signed: each entry is parsed as a signed grant and its signature recovered, so a
+ * node cannot slip in a key the owner never signed. None while the node keeps no grants.
+ */
+function useNodeGrants(session: Session, vehicles: { vehicle: Address }[], tick: number): StoredGrant[] {
+  const { chain } = useNode()
+  const [kept, setKept] = useState<StoredGrant[]>([])
+  const signedIn = session.siwe.state === 'signed-in'
+  const list = vehicles.map((v) => v.vehicle).join(',')
+  // biome-ignore lint/correctness/useExhaustiveDependencies: tick re-reads after a new key
+  useEffect(() => {
+    if (!chain || !signedIn || list === '') return setKept([])
+    let live = true
+    const domain = { chainId: chain.info.chainId, keyRegistry: chain.info.contracts.KeyRegistry }
+    const me = session.address.toLowerCase()
+    Promise.all(list.split(',').map((vehicle) => listNodeGrants(vehicle))).then(async (answers) => {
+      const out: StoredGrant[] = []
+      for (const answer of answers) {
+        if (answer.state !== 'ok' || !Array.isArray(answer.data?.grants)) continue
+        for (const entry of answer.data.grants.slice(0, 500)) {
+          let signed: { grant: KeyGrant; signature: Hex }
+          try {
+            signed = parseSignedGrant(entry)
+          } catch {
+            continue // not a grant this console understands (a newer kind): not shown
+          }
+          const signer = await recoverTypedDataAddress({
+            ...grantTypedData(domain, signed.grant),
+            signature: signed.signature,
+          }).then(
+            (a) => a.toLowerCase(),
+            () => undefined,
+          )
+          if (signer === me) out.push({ ...signed, signedAt: 0, signer, kept: 'node' })
+        }
+      }
+      if (live) setKept(out)
+    })
+    return () => {
+      live = false
+    }
+  }, [chain, signedIn, list, session.address, tick])
+  return kept
+}
+
+function GrantList(props: { session: Session; vehicles: { vehicle: Address }[] }) {
   const { chain } = useNode()
   const info = chain!.info
   const { grants } = useStoredGrants(info.chainId, info.contracts.KeyRegistry)
-  const me = props.session.account.address.toLowerCase()
+  const me = props.session.address.toLowerCase()
+  const nodeGrants = useNodeGrants(props.session, props.vehicles, grants.length)
   // Only this account's keys: revoking another owner's key would be refused on chain anyway.
-  const mine = grants.filter((g) => g.grant.vehicle && g.signature && (g.signer ?? me) === me)
+  const local = grants.filter((g) => g.grant.vehicle && g.signature && (g.signer ?? me) === me)
+  const keptByNode = new Set(nodeGrants.map((g) => g.grant.grantId))
+  const mine = [
+    ...local.map((g) => (keptByNode.has(g.grant.grantId) ? { ...g, kept: 'both' as const } : g)),
+    ...nodeGrants.filter((g) => !local.some((l) => l.grant.grantId === g.grant.grantId)),
+  ]
   const [statuses, setStatuses] = useState<Record<string, GrantStatus>>({})
   const [busy, setBusy] = useState<string>()
-  const [error, setError] = useState<string>()
+  const [problem, setProblem] = useState<WalletProblem>()
   const [tick, setTick] = useState(0)
 
   // biome-ignore lint/correctness/useExhaustiveDependencies: tick re-reads after a revocation
@@ -452,44 +632,34 @@ function GrantList(props: { session: Session }) {
 
   const send = async (id: string, call: 'revoke' | 'revokeAll', g: StoredGrant) => {
     setBusy(id)
-    setError(undefined)
+    setProblem(undefined)
     try {
-      const wallet = chain!.wallet(props.session.account)
-      const hash =
-        call === 'revoke'
-          ? await wallet.writeContract({
-              address: info.contracts.KeyRegistry,
-              abi: vehicleRegistryAbi,
-              functionName: 'revoke',
-              args: [g.grant.vehicle, g.grant.grantId],
-              chain: wallet.chain,
-              account: props.session.account,
-            })
-          : await wallet.writeContract({
-              address: info.contracts.KeyRegistry,
-              abi: vehicleRegistryAbi,
-              functionName: 'revokeAll',
-              args: [g.grant.vehicle],
-              chain: wallet.chain,
-              account: props.session.account,
-            })
-      const receipt = await chain!.client.waitForTransactionReceipt({ hash })
-      if (receipt.status !== 'success') throw new TypeError(`transaction ${hash} reverted`)
+      const address = info.contracts.KeyRegistry
+      if (call === 'revoke')
+        await sendAs(props.session, chain!, {
+          address,
+          abi: vehicleRegistryAbi,
+          functionName: 'revoke',
+          args: [g.grant.vehicle, g.grant.grantId],
+        })
+      else
+        await sendAs(props.session, chain!, {
+          address,
+          abi: vehicleRegistryAbi,
+          functionName: 'revokeAll',
+          args: [g.grant.vehicle],
+        })
       setTick((t) => t + 1)
     } catch (e) {
-      setError((e as { shortMessage?: string }).shortMessage ?? (e as Error).message.split('\n')[0])
+      setProblem(walletProblem(e, { chainId: info.chainId, address: props.session.address }))
     } finally {
       setBusy(undefined)
     }
   }
 
   return (
-    <Card title="Keys you signed in this browser" className="card-table">
-      {error && (
-        <div className="state state-error" role="alert">
-          {error}
-        </div>
-      )}
+    <Card title="Keys you signed" className="card-table">
+      <ProblemAlert problem={problem} session={props.session} />
       {mine.length === 0 ? (
         <Empty>No keys yet. Sign one above; its on-chain status shows here.</Empty>
       ) : (
@@ -512,7 +682,14 @@ function GrantList(props: { session: Session }) {
                 <tr key={g.grant.grantId}>
                   <td>
                     <AddressText value={g.grant.grantId} />
-                    <div className="dim">{g.grant.purpose}</div>
+                    <div className="dim">
+                      {g.grant.purpose}
+                      {g.kept && (
+                        <Badge tone="info" title="The node keeps this key for the grantee to fetch">
+                          {g.kept === 'node' ? 'node only' : 'node'}
+                        </Badge>
+                      )}
+                    </div>
                   </td>
                   <td>
                     <AddressText value={g.grant.vehicle} />
@@ -545,6 +722,7 @@ function GrantList(props: { session: Session }) {
                           disabled={busy !== undefined}
                           title="KeyRegistry.revokeAll: bumps the vehicle's epoch, voiding every key for it"
                           onClick={() => send(`all-${g.grant.grantId}`, 'revokeAll', g)}
+                          data-testid="grant-revoke-all"
                         >
                           Revoke all for vehicle
                         </button>
