@@ -6,6 +6,8 @@
  * and the car's relay bound (docs/keys.md "The short-range link") counts the relay's own latency —
  * a phone too far away (too slow) is refused CHALLENGE_EXPIRED as before.
  *
+ * Only upgrades of its own path are touched; other paths are left to their own handlers.
+ *
  * Bounds: frames at most the link's 8 KiB, at most `maxRelays` connections at once (others are
  * refused with HTTP 503), and the car sees every relayed phone at the node's address, so its
  * per-peer refusal budget is shared by everyone on the relay.
@@ -43,7 +45,8 @@ export function mountLinkRelay(
   app.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     const path = (request.url ?? '').split('?')[0] ?? ''
     const match = RELAY_PATH.exec(path)
-    if (!match) return refuse(socket, 404, 'Not Found')
+    // Another path is another handler's (the OCPP endpoint, …): left alone.
+    if (!match) return
     const link = linkOf(getAddress(match[1]!))
     if (link === undefined) return refuse(socket, 404, 'Not Found')
     if (open >= maxRelays) return refuse(socket, 503, 'Service Unavailable')
