@@ -14,25 +14,38 @@
  *   pushed by the car), sign, send, result over the loopback link. Online: the node's HTTP routes
  *   (`keyRoutes`: challenge, sign, unlock — the node reads the chain per request and signs a
  *   command), then the car's check of that command (`CommandVerifier`).
+ * - `unlock.passkey_over_floor`: the car side of a passkey unlock (a PasskeyGrant answered with a
+ *   WebAuthn assertion, docs/keys.md "Passkey keys"), timed as `unlock.e2e_over_floor` on the same
+ *   car, over one P-256 verification (@noble/curves, as the car verifies) of a fresh assertion,
+ *   taken right after each unlock.
  * - `keys.gas_revoke`: receipt gas of one `KeyRegistry.revoke`.
  */
-import { createSign, generateKeyPairSync, verify as opensslVerify, randomBytes } from 'node:crypto'
+import {
+  createHash,
+  createPublicKey,
+  createSign,
+  generateKeyPairSync,
+  verify as opensslVerify,
+  randomBytes,
+} from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { p256 } from '@noble/curves/nist.js'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import Fastify from 'fastify'
 import type { Address, Hex } from 'viem'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { BaseError } from '../src/errors.ts'
 import { type FixedTable, fixedTable, verifyRecoverable } from '../src/identity/secp256k1-fixed.ts'
-import { newGrantId, signAccessRequest } from '../src/keys/grant.ts'
-import { buildRequest, LinkClient } from '../src/keys/link-client.ts'
+import { issuePasskeyGrant, newGrantId, signAccessRequest } from '../src/keys/grant.ts'
+import { buildPasskeyRequest, buildRequest, LinkClient } from '../src/keys/link-client.ts'
 import { CommandVerifier, keyRoutes, onlineUnlock } from '../src/keys/online.ts'
+import { parseAssertion } from '../src/keys/passkey.ts'
 import { type AccessRecorder, MemoryAccessRecorder } from '../src/keys/recorder.ts'
 import { revokeGrant } from '../src/keys/registry.ts'
 import { parseEthereumSignature, SignerKeyCache } from '../src/keys/signatures.ts'
-import { aGrant, testAccount } from '../src/keys/testing.ts'
+import { aGrant, SoftPasskey, testAccount } from '../src/keys/testing.ts'
 import { hashAccessRequest, type KeyDomain, Scope } from '../src/keys/typed-data.ts'
 import { aP256Signer } from '../src/ledger/testing.ts'
 import { VehicleAgent } from '../src/vehicle/agent.ts'
@@ -48,10 +61,14 @@ import {
   round3,
 } from './harness.ts'
 
+/** The DER SubjectPublicKeyInfo header of an uncompressed P-256 key (id-ecPublicKey, prime256v1). */
+const P256_SPKI_PREFIX = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex')
+
 export const keyNames = [
   { name: 'unlock.e2e_over_floor', unit: '×' },
   { name: 'unlock.e2e_over_hot_loop', unit: '×' },
   { name: 'unlock.online_over_offline', unit: '×' },
+  { name: 'unlock.passkey_over_floor', unit: '×' },
   { name: 'keys.gas_revoke', unit: 'gas' },
 ] as const
 
@@ -343,6 +360,76 @@ export async function benchKeys(chain: TestChain, options: BenchOptions): Promis
     return ((performance.now() - started) * 1000) / count
   }
 
+  // A phone key: a PasskeyGrant and a software authenticator answering as a browser would.
+  const phone = new SoftPasskey()
+  const passkeyGrant = await issuePasskeyGrant({
+    signer: owner,
+    domain,
+    vehicle,
+    passkey: phone.publicKey,
+    rpId: phone.rpId,
+    scopes: Scope.UNLOCK | Scope.LOCK,
+    notAfter: Math.floor(Date.now() / 1000) + 86_400,
+    epoch: 0,
+  })
+  const passkeyUnlock = async (client: LinkClient) => {
+    const challenge = await client.challenge()
+    const request = await buildPasskeyRequest({
+      domain,
+      grant: passkeyGrant,
+      action: Scope.UNLOCK,
+      challenge: challenge.challenge,
+      authenticate: (webauthnChallenge) => phone.assert(webauthnChallenge),
+    })
+    armed = true
+    client.send(request)
+    const result = await client.result()
+    if (!result.ok) throw new BaseError('INTERNAL', `passkey unlock refused: ${result.code}`)
+    return carSideMs
+  }
+  /** One P-256 verification of a fresh assertion, as the car makes it (and OpenSSL's, for scale). */
+  const p256Floor = () => {
+    const wire = phone.assert(randomBytes(32).toString('base64url'))
+    const assertion = parseAssertion(wire)
+    const signed = Buffer.concat([
+      assertion.authenticatorData,
+      createHash('sha256').update(assertion.clientDataJSON).digest(),
+    ])
+    const key = Buffer.from(phone.publicKey.slice(2), 'hex')
+    let started = performance.now()
+    const ok = p256.verify(assertion.signature, signed, key, { format: 'der', lowS: false, prehash: true })
+    const noble = (performance.now() - started) * 1000
+    const spki = createPublicKey({ key: Buffer.concat([P256_SPKI_PREFIX, key]), format: 'der', type: 'spki' })
+    started = performance.now()
+    const viaOpenssl = opensslVerify('sha256', signed, spki, assertion.signature)
+    const openssl = (performance.now() - started) * 1000
+    if (!ok || !viaOpenssl) throw new BaseError('INTERNAL', 'the bench assertion does not verify')
+    return { noble, openssl }
+  }
+  const passkeyRounds = () =>
+    repeat(options.quick ? 2 : 5, 1, async () => {
+      const client = await LinkClient.connect(url)
+      try {
+        const car: number[] = []
+        const floor: number[] = []
+        const openssl: number[] = []
+        for (let i = 0; i < perRound; i++) {
+          car.push((await passkeyUnlock(client)) * 1000)
+          const sample = p256Floor()
+          floor.push(sample.noble)
+          openssl.push(sample.openssl)
+        }
+        const carMicros = median(car)
+        const floorMicros = median(floor)
+        options.progress(
+          `passkey unlock: car ${carMicros.toFixed(0)} µs, one P-256 verification ${floorMicros.toFixed(0)} µs (OpenSSL ${median(openssl).toFixed(0)} µs)`,
+        )
+        return { overFloor: carMicros / floorMicros, carMicros, floorMicros, opensslMicros: median(openssl) }
+      } finally {
+        client.close()
+      }
+    })
+
   const perRound = options.quick ? 15 : 60
   const hotLoopCount = options.quick ? 100 : 400
   const probe = await coldProbe(member, domain, grant)
@@ -405,6 +492,7 @@ export async function benchKeys(chain: TestChain, options: BenchOptions): Promis
         onlineOverOffline: median(online) / median(offline),
       }
     })
+    const passkey = await passkeyRounds()
     const revoke = await revokeGrant(await chain.as(1), { keyRegistry, vehicle, grantId: newGrantId() })
     const micros = (values: number[]) => values.map((v) => round3(v * 1000))
     return [
@@ -457,6 +545,19 @@ export async function benchKeys(chain: TestChain, options: BenchOptions): Promis
           withoutSyncRatio: round3(median(noSyncOverOffline)),
           withoutSyncNote: 'the same car with an in-memory recorder (no fdatasync), every third unlock',
           offlineMs: offlineMedians.map(round3),
+          unlocksPerRound: perRound,
+        },
+      ),
+      resultOf(
+        'unlock.passkey_over_floor',
+        '×',
+        passkey.map((r) => r.overFloor),
+        { op: '<=', value: 1.5, source: 'issue 16' },
+        {
+          what: 'car-side passkey unlock (request frame in → WebAuthn assertion checked → answer sent, VehicleAgent + VehicleLedger) / one P-256 verification (@noble/curves) of a fresh assertion, right after each unlock',
+          carSideMicros: passkey.map((r) => round3(r.carMicros)),
+          floorMicros: passkey.map((r) => round3(r.floorMicros)),
+          opensslP256Micros: passkey.map((r) => round3(r.opensslMicros)),
           unlocksPerRound: perRound,
         },
       ),

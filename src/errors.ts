@@ -174,6 +174,24 @@ export const errorCodes = {
   CHALLENGE_UNKNOWN: code(403, 'The challenge is unknown or already used.'),
   CHALLENGE_EXPIRED: code(403, 'The answer came too late (relay-attack bound).'),
   RENTAL_NOT_ACTIVE: code(403, 'The signer is not the title’s current ERC-4907 user.'),
+  PASSKEY_CLIENT_DATA: code(
+    403,
+    'The WebAuthn client data is malformed or not from navigator.credentials.get (type "webauthn.get").',
+  ),
+  PASSKEY_RP_MISMATCH: code(
+    403,
+    'The passkey answered for another relying party (RP ID) than the grant names.',
+  ),
+  PASSKEY_USER_ABSENT: code(
+    403,
+    'The authenticator did not report the user present (UP), or verified (UV) where the car requires it.',
+  ),
+  PASSKEY_ORIGIN: code(403, 'The WebAuthn assertion was made on a web origin the car does not accept.'),
+  PASSKEY_COUNTER: code(
+    403,
+    'The passkey’s signature counter did not increase: a cloned authenticator or a replayed assertion.',
+  ),
+  GRANT_EXISTS: code(409, 'The node already keeps another grant with this grantId for the vehicle.'),
   KEYS_NOT_SYNCED: code(
     503,
     'The car has not yet read its owner, managers and revocations from the chain; try again once it has been online.',

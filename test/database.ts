@@ -22,20 +22,38 @@ export async function freshDatabase(engine: Engine, migrations?: Migration[]): P
     await migrate(db, migrations)
     return db
   }
-  const schema = `test_${randomBytes(6).toString('hex')}`
-  const admin = await openDatabase({ engine: 'postgres', url: process.env.DATABASE_URL!, maxConnections: 1 })
-  await admin.exec(`create schema ${schema}`)
-  await admin.close()
-  const url = new URL(process.env.DATABASE_URL!)
-  url.searchParams.set('options', `-c search_path=${schema}`)
-  const db = await openDatabase({ engine: 'postgres', url: url.toString(), maxConnections: 4 })
+  const schema = await freshSchema()
+  const db = await openDatabase({ engine: 'postgres', url: schema.url, maxConnections: 4 })
   await migrate(db, migrations)
   const close = db.close
   return {
     ...db,
     async close() {
-      await db.exec(`drop schema ${schema} cascade`)
+      await db.exec(`drop schema ${schema.name} cascade`)
       await close()
+    },
+  }
+}
+
+/**
+ * A fresh schema on the PostgreSQL server of `DATABASE_URL`, and the URL whose connections use it
+ * (for a node started on it); `drop` removes it.
+ */
+export async function freshSchema(): Promise<{ name: string; url: string; drop: () => Promise<void> }> {
+  const name = `test_${randomBytes(6).toString('hex')}`
+  const admin = () => openDatabase({ engine: 'postgres', url: process.env.DATABASE_URL!, maxConnections: 1 })
+  const creator = await admin()
+  await creator.exec(`create schema ${name}`)
+  await creator.close()
+  const url = new URL(process.env.DATABASE_URL!)
+  url.searchParams.set('options', `-c search_path=${name}`)
+  return {
+    name,
+    url: url.toString(),
+    drop: async () => {
+      const dropper = await admin()
+      await dropper.exec(`drop schema ${name} cascade`)
+      await dropper.close()
     },
   }
 }

@@ -24,7 +24,7 @@ import { developmentAccount } from '../src/chain/clients.ts'
 import { demoTokenAbi, vehicleRegistryAbi } from '../src/chain/generated/index.ts'
 import { grantSigner } from '../src/keys/grant.ts'
 import { decodeShareLink, sharedKeyDomain } from '../src/keys/share-link.ts'
-import { grantTypedData } from '../src/keys/typed-data.ts'
+import { grantHolder, grantTypedData } from '../src/keys/typed-data.ts'
 import { type SeededFleet, seedFleet } from './fleet-fixture.ts'
 import { requirePart } from './skip.ts'
 
@@ -192,7 +192,7 @@ test('an injected wallet signs in, grants, revokes and rents; a refusal is said 
   await page.getByTestId('share-link').waitFor({ timeout: 15_000 })
   const shared = decodeShareLink(await page.getByTestId('share-link').inputValue())
   assert.equal(grantSigner(sharedKeyDomain(shared), shared), owner.toLowerCase())
-  assert.equal(shared.grant.grantee, grantee)
+  assert.equal(grantHolder(shared.grant), grantee)
   await page.getByTestId('grant-status').getByText('active').first().waitFor({ timeout: 15_000 })
 
   // Revoking is a KeyRegistry transaction the wallet sends after the user confirms it.

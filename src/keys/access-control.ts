@@ -17,6 +17,10 @@
  * | 7 | uses left (`maxUses` 0 = unlimited) | GRANT_USED_UP |
  * | 8 | the grantee signed AccessRequest(grantId, action, challenge) over this fresh challenge | REQUEST_BAD_SIGNATURE |
  *
+ * A PasskeyGrant takes the same checks 0–7; at 8 its passkey's WebAuthn assertion must answer
+ * this challenge (passkey.ts: PASSKEY_CLIENT_DATA, PASSKEY_RP_MISMATCH, PASSKEY_USER_ABSENT,
+ * PASSKEY_ORIGIN, REQUEST_BAD_SIGNATURE, PASSKEY_COUNTER).
+ *
  * A rental (`grant` null): the action is within UNLOCK|LOCK|START (GRANT_SCOPE), the last sync is
  * within `maxStaleMs` (KEYS_STALE); the title has an
  * unexpired ERC-4907 user who signed AccessRequest(0, action, challenge) (RENTAL_NOT_ACTIVE;
@@ -29,14 +33,18 @@
 import type { Address, Hex } from 'viem'
 import type { ErrorCode } from '../errors.ts'
 import { setBounded } from './bounded-map.ts'
+import { type PasskeyAssertion, type PasskeyPolicy, PasskeyVerifier, passkeyChallenge } from './passkey.ts'
 import { recoverAddress, SignerKeyCache } from './signatures.ts'
 import {
+  type AnyGrant,
+  type AnySignedGrant,
   accessRequestHasher,
+  grantHolder,
   hashGrant,
+  isPasskeyGrant,
   type KeyDomain,
-  type KeyGrant,
+  type PasskeyGrant,
   RENTAL_SCOPES,
-  type SignedGrant,
   ZERO_GRANT_ID,
 } from './typed-data.ts'
 import type { UseCounter } from './use-counter.ts'
@@ -65,11 +73,13 @@ export type PastChallenge = { challenge: Uint8Array; status: 'used' | 'expired' 
 
 /** One access attempt, parsed from the link. */
 export type AccessAttempt = {
-  /** The signed grant, or null for a renter. */
-  grant: SignedGrant | null
+  /** The signed grant (a KeyGrant or a PasskeyGrant), or null for a renter. */
+  grant: AnySignedGrant | null
   action: number
   /** The grantee's 65-byte signature over AccessRequest(grantId, action, challenge). */
   signature: Uint8Array
+  /** A passkey grant's WebAuthn assertion (instead of `signature`). */
+  assertion?: PasskeyAssertion | undefined
   /** The fresh challenge the car issued for this answer (32 bytes). */
   challenge: Uint8Array
   /** Challenges this session issued earlier (replay detection). */
@@ -83,8 +93,8 @@ export type AccessDecision = {
   action: number
   /** The grant's id (zero for a rental). */
   grantId: Hex
-  /** Who asked: the grantee, or the renter. */
-  subject: Address | undefined
+  /** Who asked: the grantee (an address, or a passkey grant's public key), or the renter. */
+  subject: Hex | undefined
   /** The grant's signer (owner or manager), when recovered. */
   issuer: Address | undefined
   rental: boolean
@@ -109,19 +119,23 @@ export type AccessControllerOptions = {
    * "Chain cache, sync and offline policy"); default {@link DEFAULT_MAX_STALE_MS}.
    */
   maxStaleMs?: number | undefined
+  /** What the car requires of passkey assertions (UV, web origins); docs/keys.md "Passkey keys". */
+  passkeys?: PasskeyPolicy | undefined
 }
 
 /** Three days: a long weekend parked without coverage still opens for every key. */
 export const DEFAULT_MAX_STALE_MS = 72 * 3600 * 1000
 
-type CachedGrant = { grant: KeyGrant; issuer: Address | undefined; grantIdBytes: Uint8Array }
+type CachedGrant = { grant: AnyGrant; issuer: Address | undefined; grantIdBytes: Uint8Array }
 
-/** Whether two grants have the same nine fields. */
-function sameGrant(a: KeyGrant, b: KeyGrant): boolean {
+/** Whether two grants have the same fields (nine of a KeyGrant, ten of a PasskeyGrant). */
+function sameGrant(a: AnyGrant, b: AnyGrant): boolean {
   return (
     a.grantId === b.grantId &&
     a.vehicle === b.vehicle &&
-    a.grantee === b.grantee &&
+    (a as { grantee?: Address }).grantee === (b as { grantee?: Address }).grantee &&
+    (a as { passkey?: Hex }).passkey === (b as { passkey?: Hex }).passkey &&
+    (a as { rpId?: string }).rpId === (b as { rpId?: string }).rpId &&
     a.scopes === b.scopes &&
     a.notBefore === b.notBefore &&
     a.notAfter === b.notAfter &&
@@ -145,6 +159,7 @@ export class AccessController {
   readonly #grants = new Map<string, CachedGrant>()
   readonly #maxCachedGrants: number
   readonly #maxStaleMs: number
+  readonly #passkeys: PasskeyVerifier
 
   constructor(options: AccessControllerOptions) {
     this.vehicle = options.vehicle.toLowerCase() as Address
@@ -155,6 +170,7 @@ export class AccessController {
     this.#hashRequest = accessRequestHasher(options.domain)
     this.#maxCachedGrants = options.maxCachedGrants ?? 1024
     this.#maxStaleMs = options.maxStaleMs ?? DEFAULT_MAX_STALE_MS
+    this.#passkeys = new PasskeyVerifier(options.passkeys)
   }
 
   /** Decides one attempt. Synchronous: everything it needs is local. */
@@ -169,13 +185,13 @@ export class AccessController {
     return this.#clock() - syncedAtMs > this.#maxStaleMs ? 'stale' : 'fresh'
   }
 
-  #decideGrant(attempt: AccessAttempt, signed: SignedGrant): AccessDecision {
+  #decideGrant(attempt: AccessAttempt, signed: AnySignedGrant): AccessDecision {
     const { grant } = signed
     const cached = this.#grantSigner(signed)
     const base = {
       action: attempt.action,
       grantId: grant.grantId,
-      subject: grant.grantee,
+      subject: grantHolder(grant),
       issuer: cached.issuer,
       rental: false,
       purpose: grant.purpose,
@@ -199,7 +215,11 @@ export class AccessController {
     if ((grant.scopes & attempt.action) !== attempt.action) return deny('GRANT_SCOPE')
     if (grant.maxUses > 0 && this.#uses.used(grant.grantId) >= grant.maxUses) return deny('GRANT_USED_UP')
     const request = { grantIdBytes: cached.grantIdBytes, action: attempt.action }
-    const signatureCode = this.#checkRequest(grant.grantee, request, attempt)
+    const signatureCode = isPasskeyGrant(grant)
+      ? this.#checkAssertion(grant, request, attempt)
+      : attempt.assertion
+        ? 'REQUEST_BAD_SIGNATURE'
+        : this.#checkRequest(grant.grantee, request, attempt)
     if (signatureCode !== 'OK') return deny(signatureCode)
     if (grant.maxUses > 0) return { ...base, ok: true, code: 'OK', uses: this.#uses.consume(grant.grantId) }
     return { ...base, ok: true, code: 'OK' }
@@ -256,11 +276,32 @@ export class AccessController {
     return 'REQUEST_BAD_SIGNATURE'
   }
 
+  /** Check 8 for a passkey grant: its WebAuthn assertion over this request (passkey.ts). */
+  #checkAssertion(
+    grant: PasskeyGrant,
+    request: { grantIdBytes: Uint8Array; action: number },
+    attempt: AccessAttempt,
+  ): ErrorCode | 'OK' {
+    if (attempt.assertion === undefined) return 'REQUEST_BAD_SIGNATURE'
+    const challengeOf = (challenge: Uint8Array) =>
+      passkeyChallenge(
+        this.#hashRequest({ grantId: request.grantIdBytes, action: request.action, challenge }),
+      )
+    return this.#passkeys.verify(grant, attempt.assertion, {
+      current: challengeOf(attempt.challenge),
+      past: () =>
+        (attempt.pastChallenges ?? []).map((past) => ({
+          challenge: challengeOf(past.challenge),
+          status: past.status,
+        })),
+    })
+  }
+
   /**
    * The grant's recovered signer, computed once per (grant, signature): cached under the
    * signature, a hit only when all nine fields equal those the signer was recovered for.
    */
-  #grantSigner(signed: SignedGrant): CachedGrant {
+  #grantSigner(signed: AnySignedGrant): CachedGrant {
     const key = signed.signature.toLowerCase()
     const hit = this.#grants.get(key)
     if (hit && sameGrant(hit.grant, signed.grant)) return hit

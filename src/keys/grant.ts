@@ -8,13 +8,17 @@ import type { Address, Hex, LocalAccount } from 'viem'
 import { recoverAddress } from './signatures.ts'
 import {
   type AccessRequest,
+  type AnySignedGrant,
   accessRequestTypedData,
   grantTypedData,
   hashGrant,
   type KeyDomain,
   parseGrant,
+  parsePasskeyGrant,
   parseSignatureHex,
+  passkeyGrantTypedData,
   type SignedGrant,
+  type SignedPasskeyGrant,
 } from './typed-data.ts'
 
 /** An account that can sign EIP-712 data: a viem LocalAccount (private key, mnemonic, key store). */
@@ -45,11 +49,10 @@ export type IssueGrantParameters = {
   purpose?: string
 }
 
-/** Builds, checks and signs a grant. */
-export async function issueGrant(parameters: IssueGrantParameters): Promise<SignedGrant> {
-  const grant = parseGrant({
+/** The fields every grant has, with their defaults filled in (checked by the grant's parser). */
+function sharedFields(parameters: Omit<IssueGrantParameters, 'grantee'>) {
+  return {
     vehicle: parameters.vehicle,
-    grantee: parameters.grantee,
     scopes: parameters.scopes,
     notBefore: parameters.notBefore ?? Math.floor(Date.now() / 1000),
     notAfter: parameters.notAfter,
@@ -57,13 +60,34 @@ export async function issueGrant(parameters: IssueGrantParameters): Promise<Sign
     epoch: parameters.epoch,
     grantId: parameters.grantId ?? newGrantId(),
     purpose: parameters.purpose ?? '',
-  })
+  }
+}
+
+/** Builds, checks and signs a grant. */
+export async function issueGrant(parameters: IssueGrantParameters): Promise<SignedGrant> {
+  const grant = parseGrant({ ...sharedFields(parameters), grantee: parameters.grantee })
   const signature = await parameters.signer.signTypedData(grantTypedData(parameters.domain, grant))
   return { grant, signature: parseSignatureHex(signature, 'signature') }
 }
 
-/** The address that signed a grant (lowercase), or undefined when the signature is malformed. */
-export function grantSigner(domain: KeyDomain, signed: SignedGrant): Address | undefined {
+/**
+ * Builds, checks and signs a passkey grant: the same fields as {@link issueGrant}, with a P-256
+ * public key (`0x04‖X‖Y`) and its WebAuthn RP ID instead of a grantee address.
+ */
+export async function issuePasskeyGrant(
+  parameters: Omit<IssueGrantParameters, 'grantee'> & { passkey: Hex; rpId: string },
+): Promise<SignedPasskeyGrant> {
+  const grant = parsePasskeyGrant({
+    ...sharedFields(parameters),
+    passkey: parameters.passkey,
+    rpId: parameters.rpId,
+  })
+  const signature = await parameters.signer.signTypedData(passkeyGrantTypedData(parameters.domain, grant))
+  return { grant, signature: parseSignatureHex(signature, 'signature') }
+}
+
+/** The address that signed a grant of either kind (lowercase), or undefined when malformed. */
+export function grantSigner(domain: KeyDomain, signed: AnySignedGrant): Address | undefined {
   const digest = Buffer.from(hashGrant(domain, signed.grant).slice(2), 'hex')
   return recoverAddress(digest, Buffer.from(signed.signature.slice(2), 'hex'))
 }

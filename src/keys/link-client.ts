@@ -9,11 +9,19 @@ import { signAccessRequest, type TypedDataSigner } from './grant.ts'
 import {
   type ChallengeMessage,
   MAX_LINK_MESSAGE_BYTES,
+  type PasskeyRequestMessage,
   parseCarMessage,
   type RequestMessage,
   type ResultMessage,
 } from './link-protocol.ts'
-import { type KeyDomain, type SignedGrant, ZERO_GRANT_ID } from './typed-data.ts'
+import { passkeyChallenge, type WireAssertion } from './passkey.ts'
+import {
+  hashAccessRequest,
+  type KeyDomain,
+  type SignedGrant,
+  type SignedPasskeyGrant,
+  ZERO_GRANT_ID,
+} from './typed-data.ts'
 
 type Waiter = {
   resolve: (message: ChallengeMessage | ResultMessage) => void
@@ -106,7 +114,7 @@ export class LinkClient {
   }
 
   /** Sends a request. */
-  send(request: RequestMessage): void {
+  send(request: RequestMessage | PasskeyRequestMessage): void {
     this.#socket.send(JSON.stringify(request))
   }
 
@@ -133,6 +141,24 @@ export async function buildRequest(parameters: {
     action,
     signature,
   }
+}
+
+/**
+ * Builds a passkey key's request for `challenge`: `authenticate` gets the WebAuthn challenge
+ * (base64url of the AccessRequest hash, docs/keys.md "Passkey keys") and answers the assertion,
+ * as `navigator.credentials.get` would.
+ */
+export async function buildPasskeyRequest(parameters: {
+  domain: KeyDomain
+  grant: SignedPasskeyGrant
+  action: number
+  challenge: Hex
+  authenticate: (webauthnChallenge: string) => WireAssertion | Promise<WireAssertion>
+}): Promise<PasskeyRequestMessage> {
+  const { domain, grant, action, challenge } = parameters
+  const hash = hashAccessRequest(domain, { grantId: grant.grant.grantId, action, challenge })
+  const assertion = await parameters.authenticate(passkeyChallenge(Buffer.from(hash.slice(2), 'hex')))
+  return { type: 'request', grant: grant.grant, grantSignature: grant.signature, action, assertion }
 }
 
 export type RequestAccessParameters = {

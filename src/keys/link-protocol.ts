@@ -8,19 +8,24 @@
  *
  * `signature` is the device's EIP-712 signature of AccessRequest(grant.grantId or zero, action,
  * challenge) over the car's newest challenge. A renter sends `"grant": null` (its
- * `grantSignature` is null or absent).
+ * `grantSignature` is null or absent). A passkey key sends a PasskeyGrant and, instead of
+ * `signature`, `"assertion":{"authenticatorData","clientDataJSON","signature"}` (base64url, the
+ * WebAuthn assertion, passkey.ts).
  */
 import type { Address, Hex } from 'viem'
 import { BaseError, type ErrorCode } from '../errors.ts'
 import { setBounded } from './bounded-map.ts'
+import { type PasskeyAssertion, parseAssertion, type WireAssertion } from './passkey.ts'
 import {
+  type AnySignedGrant,
+  isPasskeyGrant,
   type KeyGrant,
+  type PasskeyGrant,
   parseAction,
   parseAddress,
+  parseAnyGrant,
   parseBytes32,
-  parseGrant,
   parseSignatureHex,
-  type SignedGrant,
 } from './typed-data.ts'
 
 export type ChallengeMessage = { type: 'challenge'; vehicle: Address; challenge: Hex; time: number }
@@ -31,18 +36,29 @@ export type RequestMessage = {
   action: number
   signature: Hex
 }
+/** A passkey key's request: a PasskeyGrant and a WebAuthn assertion instead of `signature`. */
+export type PasskeyRequestMessage = {
+  type: 'request'
+  grant: PasskeyGrant
+  grantSignature: Hex
+  action: number
+  assertion: WireAssertion
+}
 export type ResultMessage = { type: 'result'; ok: boolean; code: 'OK' | ErrorCode; eventId: Hex | null }
-export type LinkMessage = ChallengeMessage | RequestMessage | ResultMessage
+export type LinkMessage = ChallengeMessage | RequestMessage | PasskeyRequestMessage | ResultMessage
 
 /** Largest frame either side accepts (a grant with a 256-byte purpose fits many times over). */
 export const MAX_LINK_MESSAGE_BYTES = 8 * 1024
 
 /** A request as the car uses it. */
 export type ParsedRequest = {
-  grant: SignedGrant | null
+  grant: AnySignedGrant | null
   action: number
+  /** The 65-byte AccessRequest signature (empty for a passkey request). */
   signature: Uint8Array
   signatureHex: Hex
+  /** A passkey request's WebAuthn assertion. */
+  assertion?: PasskeyAssertion
 }
 
 function object(text: string): Record<string, unknown> {
@@ -69,7 +85,7 @@ function object(text: string): Record<string, unknown> {
  * recently added entry is dropped first.
  */
 export class GrantParseCache {
-  readonly #entries = new Map<string, { raw: Record<string, unknown>; signed: SignedGrant }>()
+  readonly #entries = new Map<string, { raw: Record<string, unknown>; signed: AnySignedGrant }>()
   readonly #maxEntries: number
 
   constructor(maxEntries = 64) {
@@ -77,11 +93,11 @@ export class GrantParseCache {
   }
 
   /** The parsed grant of `raw` with `signature`: from the cache when every field is identical. */
-  parse(raw: unknown, signature: unknown): SignedGrant {
+  parse(raw: unknown, signature: unknown): AnySignedGrant {
     const hit = typeof signature === 'string' ? this.#entries.get(signature) : undefined
     if (hit && sameFields(raw, hit.raw)) return hit.signed
-    const signed: SignedGrant = Object.freeze({
-      grant: Object.freeze(parseGrant(raw)),
+    const signed: AnySignedGrant = Object.freeze({
+      grant: Object.freeze(parseAnyGrant(raw)),
       signature: parseSignatureHex(signature, 'grantSignature'),
     })
     const checked = { raw: { ...(raw as Record<string, unknown>) }, signed }
@@ -90,15 +106,17 @@ export class GrantParseCache {
   }
 }
 
-const GRANT_FIELDS = 9
-
-/** Whether `value` is an object with exactly the (already checked) nine fields of `checked`. */
+/** Whether `value` is an object with exactly the (already checked) fields of `checked`. */
 function sameFields(value: unknown, checked: Record<string, unknown>): boolean {
   if (typeof value !== 'object' || value === null) return false
   const record = value as Record<string, unknown>
-  for (const key in checked) if (record[key] !== checked[key]) return false
-  // all nine names present with their values: nine keys means no others
-  return Object.keys(record).length === GRANT_FIELDS
+  let fields = 0
+  for (const key in checked) {
+    if (record[key] !== checked[key]) return false
+    fields++
+  }
+  // every checked name present with its value: as many keys means no others
+  return Object.keys(record).length === fields
 }
 
 /**
@@ -112,6 +130,7 @@ export function parseRequestMessage(text: string, cache?: GrantParseCache): Pars
       details: { field: 'type', value: String(record.type).slice(0, 40) },
     })
   const action = parseAction(record.action)
+  if (record.assertion !== undefined) return parsePasskeyRequest(record, action, cache)
   const signatureHex = parseSignatureHex(record.signature, 'signature')
   const signature = Buffer.from(signatureHex.slice(2), 'hex')
   if (record.grant === null) {
@@ -121,13 +140,49 @@ export function parseRequestMessage(text: string, cache?: GrantParseCache): Pars
       })
     return { grant: null, action, signature, signatureHex }
   }
-  const grant = cache
+  const grant = parseRequestGrant(record, cache)
+  if (isPasskeyGrant(grant.grant))
+    throw new BaseError(
+      'INVALID_ARGUMENT',
+      'a passkey grant is answered with an assertion, not a signature',
+      {
+        details: { field: 'assertion' },
+      },
+    )
+  return { grant, action, signature, signatureHex }
+}
+
+function parseRequestGrant(
+  record: Record<string, unknown>,
+  cache: GrantParseCache | undefined,
+): AnySignedGrant {
+  return cache
     ? cache.parse(record.grant, record.grantSignature)
     : {
-        grant: parseGrant(record.grant),
+        grant: parseAnyGrant(record.grant),
         signature: parseSignatureHex(record.grantSignature, 'grantSignature'),
       }
-  return { grant, action, signature, signatureHex }
+}
+
+const NO_SIGNATURE = new Uint8Array(0)
+
+/** A passkey request: a PasskeyGrant, its signature, and the WebAuthn assertion (no `signature`). */
+function parsePasskeyRequest(
+  record: Record<string, unknown>,
+  action: number,
+  cache: GrantParseCache | undefined,
+): ParsedRequest {
+  if (record.signature !== undefined)
+    throw new BaseError('INVALID_ARGUMENT', 'a passkey request has an assertion and no signature', {
+      details: { field: 'signature' },
+    })
+  const assertion = parseAssertion(record.assertion)
+  const grant = parseRequestGrant(record, cache)
+  if (!isPasskeyGrant(grant.grant))
+    throw new BaseError('INVALID_ARGUMENT', 'an assertion answers only for a passkey grant', {
+      details: { field: 'grant' },
+    })
+  return { grant, action, signature: NO_SIGNATURE, signatureHex: '0x', assertion }
 }
 
 /**

@@ -40,7 +40,7 @@ import {
   type ResultMessage,
 } from './link-protocol.ts'
 import type { AccessRecorder } from './recorder.ts'
-import { Scope, scopeNames, ZERO_GRANT_ID } from './typed-data.ts'
+import { grantHolder, Scope, scopeNames, ZERO_GRANT_ID } from './typed-data.ts'
 
 /** What the vehicle does with a granted action; a throw turns the answer into INTERNAL. */
 export type GrantedHandler = (decision: AccessDecision, eventId: Hex) => void | Promise<void>
@@ -267,6 +267,7 @@ export class LinkServer {
           grant: request.grant,
           action: request.action,
           signature: request.signature,
+          assertion: request.assertion,
           challenge: current.challenge,
           pastChallenges: session.past,
         })
@@ -378,7 +379,7 @@ function eventData(
     data.grantId = grant?.grantId ?? ZERO_GRANT_ID
     if (refused !== undefined) data.refused = refused
     data.rental = request.grant === null
-    if (grant) data.subject = grant.grantee
+    if (grant) data.subject = grantHolder(grant)
   } else if (refused !== undefined) data.refused = refused
   return data
 }

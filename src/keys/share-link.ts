@@ -6,27 +6,30 @@
 import type { Address, Hex } from 'viem'
 import { BaseError } from '../errors.ts'
 import {
+  type AnyGrant,
+  type AnySignedGrant,
   type KeyDomain,
-  type KeyGrant,
   parseAddress,
-  parseGrant,
+  parseAnyGrant,
   parseSignatureHex,
-  type SignedGrant,
 } from './typed-data.ts'
 
-/** What a grantee needs: the domain (to sign requests) and the signed grant. */
-export type SharedKey = { chainId: number; keyRegistry: Address; grant: KeyGrant; signature: Hex }
+/**
+ * What a grantee needs: the domain (to sign requests) and the signed grant, a KeyGrant or a
+ * PasskeyGrant (docs/keys.md).
+ */
+export type SharedKey = { chainId: number; keyRegistry: Address; grant: AnyGrant; signature: Hex }
 
 /** The prefix of a share link. */
 export const SHARE_LINK_PREFIX = 'carchain-key:'
 
 /** The JSON form of a shared key (a grant file). */
-export function sharedKey(domain: KeyDomain, signed: SignedGrant): SharedKey {
+export function sharedKey(domain: KeyDomain, signed: AnySignedGrant): SharedKey {
   return { chainId: domain.chainId, keyRegistry: domain.keyRegistry, ...signed }
 }
 
 /** `carchain-key:<base64url of the shared key's JSON>` — short enough for one QR code. */
-export function encodeShareLink(domain: KeyDomain, signed: SignedGrant): string {
+export function encodeShareLink(domain: KeyDomain, signed: AnySignedGrant): string {
   return SHARE_LINK_PREFIX + toBase64Url(new TextEncoder().encode(JSON.stringify(sharedKey(domain, signed))))
 }
 
@@ -46,7 +49,7 @@ export function parseSharedKey(value: unknown): SharedKey {
   return {
     chainId,
     keyRegistry: parseAddress(record.keyRegistry, 'keyRegistry'),
-    grant: parseGrant(record.grant),
+    grant: parseAnyGrant(record.grant),
     signature: parseSignatureHex(record.signature, 'signature'),
   }
 }
@@ -75,14 +78,14 @@ export function sharedKeyDomain(shared: SharedKey): KeyDomain {
 }
 
 /** RFC 4648 §5 base64url without padding. */
-function toBase64Url(bytes: Uint8Array): string {
+export function toBase64Url(bytes: Uint8Array): string {
   let binary = ''
   for (const byte of bytes) binary += String.fromCharCode(byte)
   return btoa(binary).replaceAll('+', '-').replaceAll('/', '_').replace(/=+$/, '')
 }
 
 /** The bytes of base64url text (padding optional); throws on any other character. */
-function fromBase64Url(text: string): Uint8Array {
+export function fromBase64Url(text: string): Uint8Array {
   if (!/^[A-Za-z0-9_-]*={0,2}$/.test(text)) throw new SyntaxError('not base64url')
   const bare = text.replace(/=+$/, '')
   const binary = atob(

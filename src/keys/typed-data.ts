@@ -7,6 +7,9 @@
  *   signed by the vehicle's owner or a manager.
  * - `AccessRequest(bytes32 grantId,uint32 action,bytes32 challenge)` signed by the grantee (or,
  *   with grantId zero, by the title's ERC-4907 user).
+ * - `PasskeyGrant(address vehicle,bytes passkey,string rpId,uint32 scopes,uint64 notBefore,uint64 notAfter,uint32 maxUses,uint64 epoch,bytes32 grantId,string purpose)`
+ *   signed by the owner or a manager: the grantee is a P-256 public key (a WebAuthn passkey), which
+ *   answers the car with a WebAuthn assertion (passkey.ts) instead of an AccessRequest signature.
  *
  * In JSON (the link, grant files, share links) addresses and bytes32 are `0x`-hex strings and
  * integers JSON numbers; parsing here is strict and normalises addresses to lowercase.
@@ -58,6 +61,36 @@ export type KeyGrant = {
 /** A grant and the owner's (or manager's) 65-byte signature over it. */
 export type SignedGrant = { grant: KeyGrant; signature: Hex }
 
+/**
+ * A key whose grantee is a P-256 public key (a WebAuthn passkey, or a phone's secure-element key)
+ * instead of an Ethereum address: the fields of a {@link KeyGrant} less `grantee`, plus the key
+ * and the WebAuthn relying party it was made for.
+ */
+export type PasskeyGrant = Omit<KeyGrant, 'grantee'> & {
+  /** The uncompressed SEC1 public key, `0x04‖X‖Y` (65 bytes), lowercase hex. */
+  passkey: Hex
+  /** The WebAuthn RP ID the passkey belongs to (a domain, e.g. `keys.example.com` or `localhost`). */
+  rpId: string
+}
+
+/** A passkey grant and the owner's (or manager's) 65-byte signature over it. */
+export type SignedPasskeyGrant = { grant: PasskeyGrant; signature: Hex }
+
+/** Either kind of grant. */
+export type AnyGrant = KeyGrant | PasskeyGrant
+/** Either kind of signed grant. */
+export type AnySignedGrant = { grant: AnyGrant; signature: Hex }
+
+/** Whether a grant names a passkey (rather than an address) as its grantee. */
+export function isPasskeyGrant(grant: AnyGrant): grant is PasskeyGrant {
+  return 'passkey' in grant
+}
+
+/** Who a grant is made out to: the grantee address, or the passkey's public key. */
+export function grantHolder(grant: AnyGrant): Hex {
+  return isPasskeyGrant(grant) ? grant.passkey : grant.grantee
+}
+
 /** The grantee's (or renter's) request for one action, bound to the car's fresh challenge. */
 export type AccessRequest = { grantId: Hex; action: number; challenge: Hex }
 
@@ -82,6 +115,20 @@ export const keyTypes = {
     { name: 'action', type: 'uint32' },
     { name: 'challenge', type: 'bytes32' },
   ],
+  // Its own primary type: a car that knows only KeyGrant can never read one as the other (its
+  // type hash differs, so the signature recovers to nobody), and its wire form has two more fields.
+  PasskeyGrant: [
+    { name: 'vehicle', type: 'address' },
+    { name: 'passkey', type: 'bytes' },
+    { name: 'rpId', type: 'string' },
+    { name: 'scopes', type: 'uint32' },
+    { name: 'notBefore', type: 'uint64' },
+    { name: 'notAfter', type: 'uint64' },
+    { name: 'maxUses', type: 'uint32' },
+    { name: 'epoch', type: 'uint64' },
+    { name: 'grantId', type: 'bytes32' },
+    { name: 'purpose', type: 'string' },
+  ],
 } as const
 
 /** The viem domain object. */
@@ -103,6 +150,26 @@ export function grantTypedData(domain: KeyDomain, grant: KeyGrant) {
       epoch: BigInt(grant.epoch),
     },
   }
+}
+
+/** The typed data of a passkey grant, for viem's `signTypedData` / `hashTypedData`. */
+export function passkeyGrantTypedData(domain: KeyDomain, grant: PasskeyGrant) {
+  return {
+    domain: typedDataDomain(domain),
+    types: { PasskeyGrant: keyTypes.PasskeyGrant },
+    primaryType: 'PasskeyGrant' as const,
+    message: {
+      ...grant,
+      notBefore: BigInt(grant.notBefore),
+      notAfter: BigInt(grant.notAfter),
+      epoch: BigInt(grant.epoch),
+    },
+  }
+}
+
+/** The typed data of either kind of grant. */
+export function anyGrantTypedData(domain: KeyDomain, grant: AnyGrant) {
+  return isPasskeyGrant(grant) ? passkeyGrantTypedData(domain, grant) : grantTypedData(domain, grant)
 }
 
 /** The typed data of an access request, for viem's `signTypedData` / `hashTypedData`. */
@@ -128,9 +195,9 @@ const eip712DomainType = [
  */
 export function typedDataJson(
   domain: KeyDomain,
-  primary: { KeyGrant: KeyGrant } | { AccessRequest: AccessRequest },
+  primary: { KeyGrant: KeyGrant } | { PasskeyGrant: PasskeyGrant } | { AccessRequest: AccessRequest },
 ): Record<string, unknown> {
-  const [primaryType, message] = Object.entries(primary)[0] as ['KeyGrant' | 'AccessRequest', unknown]
+  const [primaryType, message] = Object.entries(primary)[0] as [keyof typeof keyTypes, unknown]
   return {
     types: { EIP712Domain: eip712DomainType, [primaryType]: keyTypes[primaryType] },
     primaryType,
@@ -139,9 +206,11 @@ export function typedDataJson(
   }
 }
 
-/** The EIP-712 digest of a grant (what its signer signed); also its identity in caches. */
-export function hashGrant(domain: KeyDomain, grant: KeyGrant): Hex {
-  return hashTypedData(grantTypedData(domain, grant))
+/** The EIP-712 digest of a grant of either kind (what its signer signed). */
+export function hashGrant(domain: KeyDomain, grant: AnyGrant): Hex {
+  return isPasskeyGrant(grant)
+    ? hashTypedData(passkeyGrantTypedData(domain, grant))
+    : hashTypedData(grantTypedData(domain, grant))
 }
 
 /** The EIP-712 digest of an access request, via viem (reference implementation). */
@@ -307,6 +376,70 @@ export function parseSignedGrant(value: unknown): SignedGrant {
     throw invalid('a signed grant must be a JSON object {grant, signature}', 'signedGrant')
   const record = value as Record<string, unknown>
   return { grant: parseGrant(record.grant), signature: parseSignatureHex(record.signature, 'signature') }
+}
+
+const passkeyGrantKeys = [
+  'epoch',
+  'grantId',
+  'maxUses',
+  'notAfter',
+  'notBefore',
+  'passkey',
+  'purpose',
+  'rpId',
+  'scopes',
+  'vehicle',
+] as const
+
+const passkeyPattern = /^0x04[0-9a-fA-F]{128}$/
+// A WebAuthn RP ID is a domain (no scheme, port or path): lowercase labels of letters, digits
+// and hyphens, at most 253 characters.
+const rpIdPattern = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/
+
+/** An uncompressed P-256 public key from JSON (`0x04‖X‖Y`), lowercased; the point is not checked here. */
+export function parsePasskey(value: unknown, field: string): Hex {
+  if (typeof value !== 'string' || !passkeyPattern.test(value))
+    throw invalid(`${field} must be an uncompressed P-256 public key (0x04 + 128 hex)`, field, value)
+  return value.toLowerCase() as Hex
+}
+
+/**
+ * A PasskeyGrant from JSON: exactly its ten fields (the nine of a KeyGrant less `grantee`, plus
+ * `passkey` and `rpId`), checked as {@link parseGrant} checks the shared ones.
+ */
+export function parsePasskeyGrant(value: unknown): PasskeyGrant {
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw invalid('a grant must be a JSON object', 'grant')
+  const record = value as Record<string, unknown>
+  const keys = Object.keys(record).sort()
+  if (keys.length !== passkeyGrantKeys.length || keys.some((key, i) => key !== passkeyGrantKeys[i]))
+    throw new BaseError(
+      'INVALID_ARGUMENT',
+      `a passkey grant has exactly the fields ${passkeyGrantKeys.join(', ')}`,
+      { details: { field: 'grant', keys: keys.slice(0, 20) } },
+    )
+  if (typeof record.rpId !== 'string' || !rpIdPattern.test(record.rpId))
+    throw invalid('grant.rpId must be a lowercase domain name', 'grant.rpId', record.rpId)
+  // The shared fields, checked by the one parser of them (a placeholder grantee is dropped again).
+  const { passkey, rpId, ...rest } = record
+  const { grantee: _, ...shared } = parseGrant({ ...rest, grantee: `0x${'0'.repeat(40)}` })
+  return { ...shared, passkey: parsePasskey(passkey, 'grant.passkey'), rpId: rpId as string }
+}
+
+/** A grant of either kind from JSON: a passkey grant when it has a `passkey` field. */
+export function parseAnyGrant(value: unknown): AnyGrant {
+  const isPasskey = typeof value === 'object' && value !== null && 'passkey' in value
+  return isPasskey ? parsePasskeyGrant(value) : parseGrant(value)
+}
+
+/** `{grant, signature}` of either kind from JSON. */
+export function parseAnySignedGrant(value: unknown): AnySignedGrant {
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw invalid('a signed grant must be a JSON object {grant, signature}', 'signedGrant')
+  const record = value as Record<string, unknown>
+  const grant = parseAnyGrant(record.grant)
+  const signature = parseSignatureHex(record.signature, 'signature')
+  return { grant, signature }
 }
 
 /** A stable string of a grant's fields, for cache keys (cheaper than hashing it). */

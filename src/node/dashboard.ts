@@ -29,6 +29,7 @@ const sourcePaths = [
   join(repoRoot, 'src/chain/generated'),
   join(repoRoot, 'src/ledger/jcs.ts'),
   join(repoRoot, 'src/keys/typed-data.ts'),
+  join(repoRoot, 'src/keys/share-link.ts'),
   join(repoRoot, 'src/errors.ts'),
 ]
 
@@ -38,6 +39,7 @@ const contentTypes: Record<string, string> = {
   '.mjs': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8',
   '.json': 'application/json; charset=utf-8',
+  '.webmanifest': 'application/manifest+json; charset=utf-8',
   '.map': 'application/json; charset=utf-8',
   '.svg': 'image/svg+xml',
   '.png': 'image/png',

@@ -34,6 +34,7 @@ import { authRoutes, signInOrigins } from './auth.ts'
 import { createCheckpointPublisher } from './checkpoints.ts'
 import type { NodeContext } from './context.ts'
 import { createDashboardRoutes } from './dashboard.ts'
+import { grantRoutes } from './grant-routes.ts'
 import { startChainIndexer } from './indexer.ts'
 import { createNodeIngest } from './ingest.ts'
 import { logRoutes } from './log-routes.ts'
@@ -277,6 +278,7 @@ export async function startNode({
         logRoutes(context),
         transparencyRoutes(context, noteKey.signer, checkpoints),
         vehicleRoutes(context),
+        grantRoutes(context),
         authRoutes(context),
         streamRoutes(context),
         ocpp.routes,

@@ -86,7 +86,11 @@ export type AuthorizationStatus =
 
 export type Csms = {
   /** The `upgrade` handler to put on an HTTP(S) server: `/ocpp/{stationId}` only; other paths get 404. */
-  handleUpgrade(request: IncomingMessage, socket: Socket, head: Buffer): void
+  /**
+   * Takes a WebSocket upgrade for `/ocpp/{stationId}`; answers false, leaving the socket alone, for
+   * any other path (another handler's on the node's port: the key app's link relay, …).
+   */
+  handleUpgrade(request: IncomingMessage, socket: Socket, head: Buffer): boolean
   /** Station ids connected now. */
   connected(): string[]
   /** Sends a CSMS-initiated call (RequestStartTransaction, Reset, …) to a connected station. */
@@ -553,11 +557,9 @@ export function createCsms(parameters: CreateCsmsParameters): Csms {
   return {
     handleUpgrade(request, socket, head) {
       const path = new URL(request.url ?? '/', 'http://localhost').pathname
-      if (!/^\/ocpp\/[^/]+$/.test(path)) {
-        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
-        return
-      }
+      if (!/^\/ocpp\/[^/]+$/.test(path)) return false
       server.handleUpgrade(request, socket, head)
+      return true
     },
     connected: () => [...clients.keys()],
     async call(stationId, method, params) {
@@ -626,7 +628,11 @@ export async function listenCsmsTls(csms: Csms, parameters: CsmsTlsParameters): 
     },
     (_request, response) => response.writeHead(404).end(),
   )
-  server.on('upgrade', csms.handleUpgrade)
+  // The CSMS's own port: an upgrade to anything but /ocpp/{stationId} has no one else to go to.
+  server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
+    if (!csms.handleUpgrade(request, socket, head))
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+  })
   server.on('tlsClientError', (error) => log.warn({ err: error }, 'a TLS handshake with a station failed'))
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)

@@ -46,6 +46,7 @@ import {
   pemDer,
   startChargePoints,
 } from './charging.ts'
+import { mountLinkRelay } from './link-relay.ts'
 import { type NfcDemo, startNfcDemo } from './nfc.ts'
 import { type BatteryStatus, runScenario, type ScenarioPayments, type SimActivity } from './scenario.ts'
 
@@ -416,6 +417,11 @@ async function topUp(context: NodeContext, vehicle: Address): Promise<void> {
 /** `/v1/sim/*`: mounted before the fleet exists (the server starts first); empty until it does. */
 export function simRoutes(fleet: () => Fleet | undefined) {
   return (app: FastifyInstance) => {
+    // the key app's way to a demo car's link (src/sim/link-relay.ts)
+    mountLinkRelay(app, (vehicle) => {
+      const agent = fleet()?.agents.get(vehicle as Address)
+      return agent ? agent.link.url : undefined
+    })
     app.get(
       '/v1/sim/vehicles',
       {

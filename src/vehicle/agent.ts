@@ -25,6 +25,7 @@ import { AccessController, type AccessDecision } from '../keys/access-control.ts
 import { ChainCache } from '../keys/chain-cache.ts'
 import type { DenialBudgetOptions } from '../keys/denial-budget.ts'
 import { LinkServer } from '../keys/link-server.ts'
+import { FilePasskeyCounters, type PasskeyPolicy } from '../keys/passkey.ts'
 import type { AccessRecorder } from '../keys/recorder.ts'
 import { type KeyDomain, scopeNames } from '../keys/typed-data.ts'
 import { FileUseCounter, type UseCounter } from '../keys/use-counter.ts'
@@ -83,6 +84,8 @@ export type VehicleAgentOptions = {
     /** The bound on refused attempts (docs/keys.md "Refused attempts"). */
     deniedAttempts?: DenialBudgetOptions | undefined
   }
+  /** What the car requires of passkey assertions (docs/keys.md "Passkey keys"). */
+  passkeys?: PasskeyPolicy | undefined
   model?: VehicleModel | undefined
   plugins?: readonly VehicleAgentPlugin[] | undefined
   /** Milliseconds since the epoch; default Date.now. */
@@ -99,6 +102,7 @@ export class VehicleAgent {
   readonly model: VehicleModel
   readonly recorder: AccessRecorder
   readonly #uses: UseCounter
+  readonly #passkeyCounters: FilePasskeyCounters
   readonly #options: VehicleAgentOptions
   readonly #notices = new Set<(notice: OwnerNotice) => void>()
   #wallet: LocalAccount | undefined
@@ -112,6 +116,7 @@ export class VehicleAgent {
     this.domain = { chainId: chain.chainId, keyRegistry: chain.keyRegistry }
     this.cache = new ChainCache({ ...chain, vehicle, dir: options.dir })
     this.#uses = new FileUseCounter(options.dir)
+    this.#passkeyCounters = new FilePasskeyCounters(options.dir)
     const clock = options.clock ?? Date.now
     this.controller = new AccessController({
       vehicle,
@@ -120,6 +125,7 @@ export class VehicleAgent {
       uses: this.#uses,
       clock,
       maxStaleMs: chain.maxStaleMs,
+      passkeys: { counters: this.#passkeyCounters, ...options.passkeys },
     })
     this.model = options.model ?? new VehicleModel()
     this.recorder = options.recorder
@@ -185,6 +191,7 @@ export class VehicleAgent {
     await this.cache.stop()
     await this.link.close()
     this.#uses.close()
+    this.#passkeyCounters.flush()
   }
 
   status(): {

@@ -7,6 +7,7 @@ import { useStreamState } from './stream.ts'
 import { AnchorsView } from './views/Anchors.tsx'
 import { ChargingView } from './views/Charging.tsx'
 import { FleetView } from './views/Fleet.tsx'
+import { KeyApp } from './views/KeyApp.tsx'
 import { KeysView } from './views/Keys.tsx'
 import { VehicleView } from './views/Vehicle.tsx'
 import { WalletsView } from './views/Wallets.tsx'
@@ -35,6 +36,8 @@ export function App() {
   const route = useRoute()
   const [first = '', second] = route
   const active = first === 'vehicles' ? '' : first
+  // The grantee's key app stands alone (a phone page), without the console around it.
+  if (first === 'key') return <KeyApp />
   let view: React.ReactNode
   if (first === 'vehicles' && second) view = <VehicleView vehicle={second.toLowerCase()} />
   else if (first === 'keys') view = <KeysView />

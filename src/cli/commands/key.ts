@@ -14,7 +14,7 @@
  */
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { type Address, createPublicClient, type Hex, http, type LocalAccount } from 'viem'
+import { type Address, createPublicClient, http, type LocalAccount } from 'viem'
 import { type ChainClients, connectChain } from '../../chain/clients.ts'
 import { BaseError } from '../../errors.ts'
 import { issueGrant } from '../../keys/grant.ts'
@@ -35,12 +35,15 @@ import {
   sharedKey,
 } from '../../keys/share-link.ts'
 import {
+  grantHolder,
+  isPasskeyGrant,
   type KeyDomain,
   parseActionName,
   parseAddress,
   parseBytes32,
   parseScopes,
   Scope,
+  type SignedGrant,
   scopeNames,
 } from '../../keys/typed-data.ts'
 import type { Command, FlagSpec, ParsedFlags } from '../command.ts'
@@ -388,7 +391,7 @@ const list: Command = {
         file: join(dir, file),
         grantId: g.grantId,
         vehicle: g.vehicle,
-        grantee: g.grantee,
+        grantee: grantHolder(g),
         scopes: scopeNames(g.scopes),
         notBefore: g.notBefore,
         notAfter: g.notAfter,
@@ -468,10 +471,15 @@ const unlock: Command = {
     const action = parseActionName(stringFlag(flags, 'action') ?? 'UNLOCK')
     const grantArgument = stringFlag(flags, 'grant')
     let domain: KeyDomain
-    let signed: { grant: SharedKey['grant']; signature: Hex } | null = null
+    let signed: SignedGrant | null = null
     if (grantArgument) {
       const shared = await readGrantArgument(grantArgument)
       domain = { chainId: shared.chainId, keyRegistry: shared.keyRegistry }
+      if (isPasskeyGrant(shared.grant))
+        throw new BaseError(
+          'CLI_USAGE',
+          'this grant names a passkey as its grantee: open it in the key app (#/key) on the phone that holds the passkey',
+        )
       signed = { grant: shared.grant, signature: shared.signature }
     } else {
       if (flags.rental !== true)

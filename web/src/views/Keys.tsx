@@ -6,11 +6,13 @@
  */
 import { useCallback, useEffect, useMemo, useState } from 'react'
 import { type Address, type Hex, recoverTypedDataAddress } from 'viem'
-import { encodeShareLink } from '../../../src/keys/share-link.ts'
+import { encodeShareLink, SHARE_LINK_PREFIX } from '../../../src/keys/share-link.ts'
 import {
   grantTypedData,
   type KeyGrant,
+  type PasskeyGrant,
   parseSignedGrant,
+  passkeyGrantTypedData,
   Scope,
   scopeNames,
 } from '../../../src/keys/typed-data.ts'
@@ -357,8 +359,11 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
     setProblem(undefined)
     try {
       if (!/^0x[0-9a-fA-F]{40}$/.test(vehicle)) throw new TypeError('choose a vehicle (an address)')
-      if (!/^0x[0-9a-fA-F]{40}$/.test(grantee))
-        throw new TypeError('the grantee must be an address (0x + 40 hex)')
+      const passkey = /^0x04[0-9a-fA-F]{128}$/.test(grantee)
+      if (!passkey && !/^0x[0-9a-fA-F]{40}$/.test(grantee))
+        throw new TypeError(
+          'the grantee must be an address (0x + 40 hex) or a passkey public key from the key app (0x04 + 128 hex)',
+        )
       const epoch = await chain!.client.readContract({
         address: info.contracts.KeyRegistry,
         abi: vehicleRegistryAbi,
@@ -366,9 +371,8 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
         args: [vehicle as Address],
       })
       const now = Math.floor(Date.now() / 1000)
-      const grant: KeyGrant = {
+      const fields = {
         vehicle: vehicle.toLowerCase() as Address,
-        grantee: grantee.toLowerCase() as Address,
         scopes,
         notBefore: now,
         notAfter: now + Math.round(hours * 3600),
@@ -378,6 +382,32 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
         purpose,
       }
       const domain = { chainId: info.chainId, keyRegistry: info.contracts.KeyRegistry }
+      if (passkey) {
+        // A phone key (docs/keys.md "Passkey keys"): the passkey was made in this node's key app,
+        // so its RP ID is this page's host name.
+        const passkeyGrant: PasskeyGrant = {
+          ...fields,
+          passkey: grantee.toLowerCase() as Hex,
+          rpId: window.location.hostname,
+        }
+        const signature = await signTypedDataAs(
+          props.session,
+          chain!,
+          passkeyGrantTypedData(domain, passkeyGrant),
+        )
+        const link = encodeShareLink(domain, { grant: passkeyGrant, signature })
+        const kept =
+          props.session.siwe.state === 'signed-in'
+            ? await storeGrantWithNode({ grant: passkeyGrant, signature })
+            : undefined
+        setMessage({
+          text: 'Phone key signed. Send the grantee this key-app address; their passkey opens the car.',
+          link: `${window.location.origin}/#/key/${link.slice(SHARE_LINK_PREFIX.length)}`,
+          kept: kept?.state === 'ok' ? 'The node keeps it too.' : 'It is not kept in this browser.',
+        })
+        return
+      }
+      const grant: KeyGrant = { ...fields, grantee: grantee.toLowerCase() as Address }
       const signature = await signTypedDataAs(props.session, chain!, grantTypedData(domain, grant))
       const stored = {
         grant,
@@ -436,7 +466,7 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
         <label>
           Grantee
           <input
-            placeholder="0x… the delivery agent's, renter's or friend's address"
+            placeholder="0x… an address, or a passkey's public key from the key app (#/key)"
             value={grantee}
             onChange={(e) => setGrantee(e.target.value.trim())}
             data-testid="grant-grantee"
