@@ -356,15 +356,16 @@ function demoPayments(parameters: {
       topUps = topUps.then(() => topUp(context, car.vehicle))
       await topUps
       // every other session by tap at the charger's contactless reader, the first over OCPP/TLS
+      const { kind, maxPowerW, pricePerKWh, sessionFee } = charger.spec
+      const at = `at ${charger.evseId} (${kind} ${maxPowerW / 1000} kW)`
       if (nfc.on && charges++ % 2 === 1) {
-        const { pricePerKWh, sessionFee } = charger.spec
-        const line = await nfc.charge(
+        const amount = await nfc.charge(
           card(record),
           { evseId: charger.evseId, pricePerKWh, sessionFee },
           energyWh,
         )
         bays[bay]!.connector.metered(energyWh) // the tap pays the whole session's energy at once
-        return line
+        return `${energyWh / 1000} kWh ${at} by tap, ${formatUnits(amount, 18)} cEUR`
       }
       const result = await chargeCar({
         agent: agents.get(car.vehicle)!,
@@ -376,8 +377,7 @@ function demoPayments(parameters: {
         energyWh,
         signal,
       })
-      const { kind, maxPowerW } = charger.spec
-      return `${Number(result.energyWh) / 1000} kWh at ${charger.evseId} (${kind} ${maxPowerW / 1000} kW), ${formatUnits(result.amount, 18)} cEUR (${result.channelAction} channel)`
+      return `${Number(result.energyWh) / 1000} kWh ${at}, ${formatUnits(result.amount, 18)} cEUR (${result.channelAction} channel)`
     },
     async payParking(car) {
       const record = records.find((r) => r.vehicle === car.vehicle)!

@@ -38,7 +38,7 @@ export type NfcDemo =
         car: { wallet: CarWallet; identity: AppletIdentity },
         charger: { evseId: string; pricePerKWh: bigint; sessionFee: bigint },
         energyWh: number,
-      ): Promise<string>
+      ): Promise<bigint>
       stop(): Promise<void>
     }
 
@@ -107,7 +107,7 @@ export async function startNfcDemo(parameters: {
           clients: { publicClient, walletClient: clients.walletClient },
         }),
       )
-      return `${energyWh / 1000} kWh at ${evseId} by tap, ${formatUnits(paid.amount, 18)} cEUR`
+      return paid.amount
     },
     stop: service.stop,
   }
