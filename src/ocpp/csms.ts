@@ -611,6 +611,17 @@ export type CsmsTlsParameters = {
 }
 
 /**
+ * The upgrade listener of a server that serves only the CSMS: an upgrade to anything but
+ * `/ocpp/{stationId}` has no one else to go to and is answered 404.
+ */
+export function csmsOnlyUpgrades(csms: Csms) {
+  return (request: IncomingMessage, socket: Socket, head: Buffer): void => {
+    if (!csms.handleUpgrade(request, socket, head))
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+  }
+}
+
+/**
  * Serves the CSMS over TLS (security profiles 2 and 3) on its own port: an HTTPS server whose
  * WebSocket upgrades go to `csms.handleUpgrade`, which sees the TLS socket. A client certificate is
  * asked for but not required (a profile-2 station has none); the CSMS accepts it only when it
@@ -628,11 +639,7 @@ export async function listenCsmsTls(csms: Csms, parameters: CsmsTlsParameters): 
     },
     (_request, response) => response.writeHead(404).end(),
   )
-  // The CSMS's own port: an upgrade to anything but /ocpp/{stationId} has no one else to go to.
-  server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
-    if (!csms.handleUpgrade(request, socket, head))
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
-  })
+  server.on('upgrade', csmsOnlyUpgrades(csms))
   server.on('tlsClientError', (error) => log.warn({ err: error }, 'a TLS handshake with a station failed'))
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
