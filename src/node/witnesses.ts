@@ -4,6 +4,7 @@
  * cosignatures that verify with the witness's key are added to the published checkpoint.
  * docs/transparency.md ("Witnesses").
  */
+import { readBoundedBody } from '../bounded-body.ts'
 import type { Queryable } from '../db/database.ts'
 import { BaseError, toBaseError } from '../errors.ts'
 import { fromHex } from '../ledger/bytes.ts'
@@ -62,20 +63,15 @@ export function parseWitness(value: string): Witness {
 
 /** Reads at most `max` bytes of a response body as text (WITNESS_REFUSED beyond). */
 async function boundedText(response: Response, max: number, url: string): Promise<string> {
-  const chunks: Uint8Array[] = []
-  let total = 0
-  const reader = response.body?.getReader()
-  for (let part = await reader?.read(); part && !part.done; part = await reader!.read()) {
-    total += part.value.length
-    if (total > max) {
-      await reader!.cancel()
-      throw new BaseError('WITNESS_REFUSED', `the witness at ${url} answered more than ${max} bytes`, {
+  const body = await readBoundedBody(
+    response,
+    max,
+    () =>
+      new BaseError('WITNESS_REFUSED', `the witness at ${url} answered more than ${max} bytes`, {
         details: { url },
-      })
-    }
-    chunks.push(part.value)
-  }
-  return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks))
+      }),
+  )
+  return new TextDecoder('utf-8', { fatal: true }).decode(body)
 }
 
 /** The `add-checkpoint` request body: `old <size>`, the proof lines, a blank line, the checkpoint. */

@@ -6,6 +6,7 @@
 import { type FileHandle, open, readFile, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { type Address, createPublicClient, getAddress, http, type PublicClient } from 'viem'
+import { readBoundedBody } from '../../bounded-body.ts'
 import { ledgerAnchorAbi } from '../../chain/generated/index.ts'
 import { BaseError, isErrorCode } from '../../errors.ts'
 import { fromPem } from '../../identity/certificate.ts'
@@ -398,20 +399,14 @@ async function tilesGet(url: string, maxBytes: number): Promise<Uint8Array> {
     throw new BaseError('NOT_FOUND', `GET ${url} answered ${response.status}`, {
       details: { url, status: response.status },
     })
-  const chunks: Uint8Array[] = []
-  let total = 0
-  const reader = response.body?.getReader()
-  for (let part = await reader?.read(); part && !part.done; part = await reader!.read()) {
-    total += part.value.length
-    if (total > maxBytes) {
-      await reader!.cancel()
-      throw new BaseError('TILE_TOO_LARGE', `${url} sent more than the ${maxBytes} bytes it may hold`, {
+  return readBoundedBody(
+    response,
+    maxBytes,
+    () =>
+      new BaseError('TILE_TOO_LARGE', `${url} sent more than the ${maxBytes} bytes it may hold`, {
         details: { url, maxBytes },
-      })
-    }
-    chunks.push(part.value)
-  }
-  return new Uint8Array(Buffer.concat(chunks))
+      }),
+  )
 }
 
 /** A tiles directory read in place (`--tiles file:///…`, e.g. a `--tiles-dir`): the same limits. */

@@ -1,0 +1,25 @@
+/**
+ * Reading an untrusted HTTP answer without letting it choose how much memory it takes: the body is
+ * read chunk by chunk and the read stops, the stream cancelled, as soon as it passes `max` bytes.
+ */
+import type { BaseError } from './errors.ts'
+
+/** The body of `response`, at most `max` bytes; beyond, the error `tooLarge()` makes. */
+export async function readBoundedBody(
+  response: Response,
+  max: number,
+  tooLarge: () => BaseError,
+): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = []
+  let total = 0
+  const reader = response.body?.getReader()
+  for (let part = await reader?.read(); part && !part.done; part = await reader!.read()) {
+    total += part.value.length
+    if (total > max) {
+      await reader!.cancel()
+      throw tooLarge()
+    }
+    chunks.push(part.value)
+  }
+  return new Uint8Array(Buffer.concat(chunks))
+}
