@@ -407,17 +407,7 @@ for (const engine of engines) {
       const ocpp = await connectOcppStation({ csmsUrl: url, stationId: 'CARCHAIN-1', password, evses: 2 })
       const car = await aRegisteredCar()
       const { station } = await world.aCharger({ report: ocpp.report })
-      const [carSide, chargerSide] = memoryTransportPair()
-      const [result, session] = await Promise.all([
-        runChargingSession({
-          transport: carSide,
-          wallet: car.wallet,
-          clients: car.clients,
-          contracts: { channels: world.domain.verifyingContract },
-          stopAtWh: 3000,
-        }),
-        station.serve(chargerSide),
-      ])
+      const [result, session] = await world.charge(car, station, { stopAtWh: 3000 })
       assert.equal(session.code, 'OK')
       const [cost] = ocpp.costs
       assert.equal(cost?.amount, result.amount, 'the CSMS’s cost is what the car’s vouchers paid')
@@ -433,17 +423,7 @@ for (const engine of engines) {
       assert.ok(transaction.meterValues!.filter((m) => m.signed).length >= 1)
 
       // The operator stops the next session from the CSMS.
-      const [c2, s2] = memoryTransportPair()
-      const stopping = Promise.all([
-        runChargingSession({
-          transport: c2,
-          wallet: car.wallet,
-          clients: car.clients,
-          contracts: { channels: world.domain.verifyingContract },
-          stopAtWh: 500_000,
-        }),
-        station.serve(s2),
-      ])
+      const stopping = world.charge(car, station, { stopAtWh: 500_000 })
       while (ocpp.transactions().length === 0) await new Promise((resolve) => setTimeout(resolve, 20))
       const stop = await csms.call('CARCHAIN-1', 'RequestStopTransaction', {
         transactionId: ocpp.transactions()[0]!,

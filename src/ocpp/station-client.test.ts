@@ -99,17 +99,7 @@ test('Carchain’s station boots, heartbeats and reports a paid session to an in
   assert.equal(ocpp.boot.status, 'Accepted')
   const car = await world.aCar()
   const { station } = await world.aCharger({ report: ocpp.report })
-  const [carSide, chargerSide] = memoryTransportPair()
-  const [result, session] = await Promise.all([
-    runChargingSession({
-      transport: carSide,
-      wallet: car.wallet,
-      clients: car.clients,
-      contracts: { channels: world.domain.verifyingContract },
-      stopAtWh: 3000,
-    }),
-    station.serve(chargerSide),
-  ])
+  const [result, session] = await world.charge(car, station, { stopAtWh: 3000 })
   assert.equal(session.code, 'OK')
   await until(() => calls.filter((c) => c.method === 'Heartbeat').length > 0)
 

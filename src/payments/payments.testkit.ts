@@ -28,7 +28,8 @@ import {
 import type { VoucherBook } from '../station/vouchers.ts'
 import type { ChannelClients } from './channels.ts'
 import { createChargerChecker, evseIdHash } from './charger-check.ts'
-import { type MessageTransport, tlsTransport } from './transport.ts'
+import { type ChargingSessionResult, runChargingSession } from './session.ts'
+import { type MessageTransport, memoryTransportPair, tlsTransport } from './transport.ts'
 import type { PaymentsDomain } from './typed-data.ts'
 import { type CarWallet, createCarWallet, type Recorder, type WalletPolicy } from './wallet.ts'
 
@@ -87,6 +88,12 @@ export type ChargingWorld = {
   }>
   /** Connects to a charger's `port` over mutual TLS 1.3 as `vehicle` (whose certificate binds its wallet). */
   connectAs(vehicle: { keyRef: string; cert: Certificate }, port: number): Promise<MessageTransport>
+  /** One charging session of `car` at `station` over an in-memory link, both sides run to their end. */
+  charge(
+    car: { wallet: CarWallet; clients: ChannelClients },
+    station: ChargingStation,
+    options: { stopAtWh: number; channelDeposit?: bigint },
+  ): Promise<[ChargingSessionResult, StationSession]>
   balanceOf(address: Address): Promise<bigint>
   stop(): Promise<void>
 }
@@ -257,6 +264,19 @@ export async function aChargingWorld(): Promise<ChargingWorld> {
         port,
       })
       return tlsTransport(session)
+    },
+    charge(car, station, options) {
+      const [carSide, chargerSide] = memoryTransportPair()
+      return Promise.all([
+        runChargingSession({
+          transport: carSide,
+          wallet: car.wallet,
+          clients: car.clients,
+          contracts: { channels: domain.verifyingContract },
+          ...options,
+        }),
+        station.serve(chargerSide),
+      ])
     },
     balanceOf: (address) =>
       publicClient.readContract({

@@ -9,8 +9,6 @@ import { test } from 'node:test'
 import { seededRandom as seeded } from '../../test/reliability/harness.ts'
 import { aChargingWorld, TOKEN } from '../payments/payments.testkit.ts'
 import { sessionCost } from '../payments/pricing.ts'
-import { runChargingSession } from '../payments/session.ts'
-import { memoryTransportPair } from '../payments/transport.ts'
 import type { EnergySample } from '../station/meter.ts'
 import { virtualClock } from '../station/meter.ts'
 import {
@@ -230,18 +228,10 @@ test('a demo session on chain pays its charger’s tariff × its energy, to the 
       })
       const energyWh = sessionEnergyWh(battery, spec, () => 0.5)
       connector.plug(battery)
-      const [carSide, chargerSide] = memoryTransportPair()
-      const [result, session] = await Promise.all([
-        runChargingSession({
-          transport: carSide,
-          wallet: car.wallet,
-          clients: car.clients,
-          contracts: { channels: world.domain.verifyingContract },
-          stopAtWh: energyWh,
-          channelDeposit: 300n * TOKEN,
-        }),
-        station.serve(chargerSide),
-      ])
+      const [result, session] = await world.charge(car, station, {
+        stopAtWh: energyWh,
+        channelDeposit: 300n * TOKEN,
+      })
       charge(battery, connector.unplug())
       assert.equal(result.energyWh, BigInt(energyWh))
       assert.equal(battery.socWh, hatchback.capacityWh * 0.15 + energyWh)
