@@ -1,7 +1,9 @@
 /**
- * A node of 4 log shards with a few seeded cars: the shard API, each shard's tiles and
- * signed checkpoints, `carchain verify`, `ledger disclose` and `audit` finding an event's shard by
- * themselves, and the refusals: another shard count on the same data, a bundle naming another
+ * A node of 4 log shards with a few seeded cars, a witness and a tiles directory: the shard API,
+ * each shard's tiles and checkpoints (every shard's cosigned, served, written under the tiles
+ * directory and anchored as published), `carchain verify` (also from a shard's tiles in the
+ * directory), `ledger disclose` and `audit` (one shard or all) finding an event's shard by
+ * themselves, a witness refusing a fork of one shard while the others go on, and the refusals: another shard count on the same data, a bundle naming another
  * shard's log, `--join` without the deployment's chain and database. The cars upload signed
  * batches the way real cars do (test/fleet-fixture.ts) and the log is anchored on demand, so the
  * file does not wait for the demo fleet or the anchoring timer. The node's database is a fresh
@@ -19,8 +21,20 @@ import { loadConfig } from '../src/config.ts'
 import { type Database, openDatabase } from '../src/db/database.ts'
 import { isErrorCode } from '../src/errors.ts'
 import type { Hex } from '../src/ledger/bytes.ts'
+import {
+  type NoteSigner,
+  noteTextOf,
+  openCheckpointNote,
+  signCheckpointNote,
+  verifierKey,
+  verifyCosignatures,
+} from '../src/ledger/note.ts'
 import { shardLogId, shardOfVehicle } from '../src/ledger/shards.ts'
+import { shardOrigin } from '../src/node/checkpoints.ts'
+import { loadNoteKey } from '../src/node/transparency.ts'
 import { type RunningNode, startNode } from '../src/node/up.ts'
+import { type RunningWitness, startWitness } from '../src/node/witness-server.ts'
+import { addCheckpointBody } from '../src/node/witnesses.ts'
 import { cli } from './cli.ts'
 import { type SeededFleet, seedFleet } from './fleet-fixture.ts'
 
@@ -29,9 +43,22 @@ const dataDir = mkdtempSync(join(tmpdir(), 'carchain-shards-cli-'))
 let database: string | undefined
 let admin: Database | undefined
 const schema = `shards_cli_${randomBytes(6).toString('hex')}`
+const ORIGIN = 'shards.test/log'
+const tilesDir = join(dataDir, 'tiles')
+let signer: NoteSigner
+let witness: RunningWitness
 const config = (shards: number) =>
   loadConfig({
-    flags: { data: dataDir, port: 0, noSim: true, shards, database },
+    flags: {
+      data: dataDir,
+      port: 0,
+      noSim: true,
+      shards,
+      database,
+      logOrigin: ORIGIN,
+      tilesDir,
+      witnesses: [`${witness.url}=${witness.witness.verifierKey}`],
+    },
     // Anchored on demand (anchorNow), not by the timer.
     env: { CARCHAIN_ANCHOR_INTERVAL_MS: '3600000' },
   })
@@ -46,6 +73,18 @@ const get = async (path: string) => {
   return { status: response.status, body: await response.json() }
 }
 const api = (shard: number) => (shard === 0 ? '/v1/log' : `/v1/log/shards/${shard}`)
+const tiles = (shard: number) => (shard === 0 ? '/log' : `/log/shards/${shard}`)
+const signatureLines = (note: string) => note.slice(noteTextOf(note).length + 1)
+/** Shard `shard`'s checkpoint as the node serves it, its verified head and the witness's cosignatures on it. */
+const served = async (shard: number) => {
+  const note = await (await fetch(`${node!.url}${tiles(shard)}/checkpoint`)).text()
+  const key = verifierKey(shardOrigin(ORIGIN, shard), signer.publicKey)
+  return {
+    note,
+    head: openCheckpointNote(note, key),
+    cosigned: verifyCosignatures(signatureLines(note), noteTextOf(note), witness.witness.verifierKey).length,
+  }
+}
 
 before(async () => {
   if (process.env.DATABASE_URL) {
@@ -55,6 +94,13 @@ before(async () => {
     url.searchParams.set('options', `-c search_path=${schema}`)
     database = url.toString()
   }
+  // The note key is made first, so the witness knows every shard's verifier key before the node starts.
+  signer = loadNoteKey(dataDir, ORIGIN).signer
+  witness = await startWitness({
+    dataDir: join(dataDir, 'witness'),
+    name: 'shards.test/witness',
+    logs: Array.from({ length: SHARDS }, (_, k) => verifierKey(shardOrigin(ORIGIN, k), signer.publicKey)),
+  })
   node = await startNode({ config: config(SHARDS) })
   // Cars until one lands outside shard 0 (each does with probability 3/4).
   const outside = () =>
@@ -87,6 +133,7 @@ before(async () => {
 after(async () => {
   await disclosed
   await node?.stop()
+  await witness?.stop()
   for (const fleet of fleets) await fleet.cleanup()
   await admin?.exec(`drop schema ${schema} cascade`)
   await admin?.close()
@@ -132,7 +179,7 @@ test('verify finds the event’s shard by itself, from the API and from that sha
   const log = chain.log.shards[event.shard]
   // The CLI processes are independent of each other: run them side by side.
   const other = (event.shard + 1) % SHARDS
-  const [ok, tiles, otherTiles, wrong, audit, unpinned] = await Promise.all([
+  const [ok, fromTiles, otherTiles, wrong, audit, all, fromDir] = await Promise.all([
     cli('verify', '--event', event.id, '--node', node!.url),
     cli(
       'verify',
@@ -166,14 +213,80 @@ test('verify finds the event’s shard by itself, from the API and from that sha
     cli('verify', '--event', event.id, '--node', node!.url, '--shard', String(other)),
     cli('audit', '--node', node!.url, '--shard', String(event.shard)),
     cli('audit', '--node', node!.url),
+    // From the tiles directory the node wrote: shard k's tiles are in DIR/shards/<k>.
+    cli(
+      'verify',
+      '--event',
+      event.id,
+      '--node',
+      node!.url,
+      '--tiles',
+      `file://${event.shard === 0 ? tilesDir : join(tilesDir, 'shards', String(event.shard))}`,
+      '--origin',
+      log.origin,
+      '--verifier-key',
+      log.verifierKey,
+    ),
   ])
   assert.equal(ok.status, 0, JSON.stringify(ok.json))
   assert.equal(ok.json.valid, true)
-  assert.equal(tiles.status, 0, JSON.stringify(tiles.json))
+  assert.equal(fromTiles.status, 0, JSON.stringify(fromTiles.json))
+  assert.equal(fromDir.status, 0, JSON.stringify(fromDir.json))
   assert.notEqual(otherTiles.status, 0, JSON.stringify(otherTiles.json))
   assert.notEqual(wrong.status, 0)
   assert.equal(audit.json.consistent, true, JSON.stringify(audit.json))
-  assert.equal(unpinned.json.code, 'CLI_USAGE')
+  // Without --shard: every shard, each consistent with its anchors.
+  assert.equal(all.status, 0, JSON.stringify(all.json))
+  assert.equal(all.json.consistent, true)
+  assert.deepEqual(
+    all.json.shards.map((s: { shard: number; consistent: boolean }) => [s.shard, s.consistent]),
+    Array.from({ length: SHARDS }, (_, k) => [k, true]),
+  )
+  assert.match(all.stderr, /shard 3/)
+})
+
+test('every shard’s checkpoint is cosigned by the witness, served, written to its place in the tiles dir and anchored as published', async () => {
+  const { body } = await get('/v1/log/shards')
+  for (let shard = 0; shard < SHARDS; shard++) {
+    const { note, head, cosigned } = await served(shard)
+    assert.equal(head.origin, shardOrigin(ORIGIN, shard))
+    assert.equal(head.treeSize, body.shards[shard].treeSize)
+    assert.equal(cosigned, 1, `shard ${shard}'s checkpoint carries the witness's cosignature`)
+    const dir = shard === 0 ? tilesDir : join(tilesDir, 'shards', String(shard))
+    assert.equal(readFileSync(join(dir, 'checkpoint'), 'utf8'), note)
+    const anchored = (await get(`${api(shard)}/checkpoint`)).body.anchored
+    assert.equal(anchored?.treeSize ?? 0, head.treeSize, `shard ${shard} anchored its published checkpoint`)
+  }
+  // The witness holds each shard as its own log.
+  const listed = await (await fetch(witness.url)).json()
+  assert.equal(listed.logs.length, SHARDS)
+})
+
+test('attack: the witness refuses a fork of one shard; that shard and the others are cosigned as they grow', async () => {
+  const shard = event.shard
+  const { head } = await served(shard)
+  const forked = signCheckpointNote(
+    { treeSize: head.treeSize, rootHash: new Uint8Array(32).fill(3) },
+    { ...signer, name: shardOrigin(ORIGIN, shard) },
+  )
+  const refused = await fetch(`${witness.url}/add-checkpoint`, {
+    method: 'POST',
+    body: addCheckpointBody(head.treeSize, [], forked),
+  })
+  assert.equal(refused.status, 422)
+  assert.equal((await refused.json()).code, 'WITNESS_INCONSISTENT')
+  const before = await Promise.all(Array.from({ length: SHARDS }, (_, k) => served(k)))
+  fleets.push(await seedFleet(node!, 3))
+  await node!.anchoring.anchorNow()
+  const { body } = await get('/v1/log/shards')
+  let grew = 0
+  for (let k = 0; k < SHARDS; k++) {
+    const after = await served(k)
+    assert.equal(after.head.treeSize, body.shards[k].treeSize)
+    assert.equal(after.cosigned, 1, `shard ${k} is cosigned after the fork was refused`)
+    if (after.head.treeSize > before[k]!.head.treeSize) grew++
+  }
+  assert.ok(grew >= 1, 'the new cars grew some shard')
 })
 
 test('a disclosure bundle names its shard’s log and verifies; attack: one naming another shard’s log is refused', async () => {

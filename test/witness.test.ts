@@ -99,7 +99,6 @@ describe('a witness server and the node’s publisher', () => {
     assert.equal(monitored.status, 200)
     assert.equal(openCheckpointNote(await monitored.text(), logKey).treeSize, 37)
     assert.equal((await fetch(`${witness.url}/${'0'.repeat(64)}/checkpoint`)).status, 404)
-    await publisher.stop()
   })
 
   it('attack over HTTP: a rollback gets 409 with the size as text/x.tlog.size; the other refusals their status', async () => {
@@ -153,7 +152,6 @@ describe('a witness server and the node’s publisher', () => {
         verifyCosignatures(signatureLines(note), noteTextOf(note), configured.verifierKey).length,
         0,
       )
-      await publisher.stop()
     } finally {
       await restored.close()
     }

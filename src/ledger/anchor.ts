@@ -34,12 +34,25 @@ export async function takeAnchorLease(
   holder: string,
   leaseMs = ANCHOR_LEASE_MS,
 ): Promise<boolean> {
+  return takeLease(db, 'anchorLease', holder, leaseMs)
+}
+
+/**
+ * Takes or renews the lease named `key` (a `node_settings` row) for `holder`: true while it holds
+ * it. The anchoring lease and each shard's checkpoint-publishing lease (src/node/checkpoints.ts).
+ */
+export async function takeLease(
+  db: Queryable,
+  key: string,
+  holder: string,
+  leaseMs = ANCHOR_LEASE_MS,
+): Promise<boolean> {
   const { rows } = await db.query<{ holder: string }>(
-    `insert into node_settings (key, value, updated_at) values ('anchorLease', $1, now())
+    `insert into node_settings (key, value, updated_at) values ($1, $2, now())
      on conflict (key) do update set value = excluded.value, updated_at = now()
-       where node_settings.value->>'holder' = $2 or (node_settings.value->>'until')::bigint < $3
+       where node_settings.value->>'holder' = $3 or (node_settings.value->>'until')::bigint < $4
      returning value->>'holder' as holder`,
-    [JSON.stringify({ holder, until: Date.now() + leaseMs }), holder, Date.now()],
+    [key, JSON.stringify({ holder, until: Date.now() + leaseMs }), holder, Date.now()],
   )
   return rows[0]?.holder === holder
 }
@@ -215,9 +228,14 @@ async function headToAnchor(
   return { local, databaseSize: (await getCheckpoint(db)).treeSize }
 }
 
-export type AnchorShardsParameters = Omit<AnchorLogParameters, 'logId'> & {
+export type AnchorShardsParameters = Omit<AnchorLogParameters, 'logId' | 'head'> & {
   /** Each shard's log id (`shardLogId`), by shard; `db` must not be scoped to one. */
   logIds: readonly Hex[]
+  /**
+   * Shard `shard`'s tree to anchor: the checkpoint the node published for it as a signed note
+   * (docs/transparency.md). Default: each shard's newest tree.
+   */
+  head?: (shard: number) => Promise<GetCheckpointReturnType>
 }
 
 export type AnchorShardsReturnType =
@@ -239,10 +257,9 @@ export type AnchorShardsReturnType =
  */
 export async function anchorShards(parameters: AnchorShardsParameters): Promise<AnchorShardsReturnType> {
   const { db, clients, contract, logIds } = parameters
-  // The published checkpoint (`head`) is shard 0's; other shards anchor their newest tree, which
-  // `/log/shards/<k>/checkpoint` serves signed (docs/transparency.md).
+  const { head } = parameters
   const locals = await Promise.all(
-    logIds.map((_, shard) => headToAnchor(withShard(db, shard), shard === 0 ? parameters.head : undefined)),
+    logIds.map((_, shard) => headToAnchor(withShard(db, shard), head && (() => head(shard)))),
   )
   const total = locals.reduce((sum, { local }) => sum + local.treeSize, 0)
   if (!(await takeAnchorLease(db, parameters.holder))) return { status: 'not-leader', treeSize: total }

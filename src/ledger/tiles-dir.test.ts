@@ -218,7 +218,6 @@ for (const engine of engines) {
       const note = await publisher.publishNow()
       assert.equal(readFileSync(join(dir, 'checkpoint'), 'utf8'), note)
       assert.equal(await checkDirectory(dir, key), 800)
-      await publisher.stop()
     })
 
     it('attack: a directory of another log, or ahead of this one, is refused and left as it is', async () => {

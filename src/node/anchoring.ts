@@ -20,8 +20,8 @@ export type AnchoringOptions = {
   /** How often to look (default 500 ms). */
   pollMs?: number
   log?: (message: string) => void
-  /** The tree to anchor: the checkpoint the node publishes (default: the database's newest tree). */
-  head?: () => Promise<GetCheckpointReturnType>
+  /** Each shard's tree to anchor: the checkpoint the node publishes (default: the database's newest tree). */
+  head?: (shard: number) => Promise<GetCheckpointReturnType>
 }
 
 export type AnchoringScheduler = {

@@ -17,7 +17,12 @@ import type { Hex } from '../ledger/bytes.ts'
 import { checkLogOrigin, type NoteSigner, noteSigner, verifierKey } from '../ledger/note.ts'
 import { withShard } from '../ledger/shards.ts'
 import { parseTilePath, readTile, TILE_WIDTH } from '../ledger/tiles.ts'
-import { type CheckpointPublisher, createCheckpointPublisher } from './checkpoints.ts'
+import {
+  type CheckpointPublisher,
+  createShardPublishers,
+  type ShardPublishers,
+  shardOrigin,
+} from './checkpoints.ts'
 import type { NodeContext } from './context.ts'
 
 /** The note key's file in the data dir: an Ed25519 private key, PKCS#8 PEM, mode 0600. */
@@ -203,37 +208,26 @@ const CACHE_FULL = 'public, max-age=31536000, immutable'
 const CACHE_PARTIAL = 'public, max-age=60'
 
 /**
- * The origin of shard `shard`'s checkpoints: the deployment's origin for shard 0 (the log of a
- * one-shard deployment), `<origin>/shards/<shard>` for the others; one note key signs them all.
- */
-export function shardOrigin(origin: string, shard: number): string {
-  return shard === 0 ? origin : `${origin}/shards/${shard}`
-}
-
-/**
  * The `/log/` routes: `/log/…` serves shard 0 (docs/spec.md), `/log/shards/<shard>/…` each other
- * shard, each signed under its own origin (`shardOrigin`). Shard 0's `/log/checkpoint` serves what
- * `publisher` publishes (cosigned by the witnesses, written to the tiles dir) when given; every
- * other checkpoint is the newest head, signed when asked.
+ * shard, each signed under its own origin (`shardOrigin`). Each shard's checkpoint is what its
+ * publisher in `publishers` publishes (cosigned by the witnesses, written to the tiles dir); without
+ * `publishers`, the newest head, signed when asked.
  */
 export function transparencyRoutes(
   context: Pick<NodeContext, 'db' | 'shards'>,
   signer: NoteSigner,
-  publisher?: CheckpointPublisher,
+  publishers?: ShardPublishers,
 ) {
   return (app: FastifyInstance) => {
     const shards = context.shards ?? 1
-    for (let shard = 0; shard < shards; shard++) {
-      const db = withShard(context.db, shard)
-      const source =
-        shard === 0 && publisher
-          ? publisher
-          : createCheckpointPublisher(db, {
-              signer:
-                shard === 0 ? signer : { ...signer, name: checkLogOrigin(shardOrigin(signer.name, shard)) },
-            })
-      shardTileRoutes(app, db, source, shard === 0 ? '/log' : `/log/shards/${shard}`)
-    }
+    const sources = publishers ?? createShardPublishers(context.db, shards, { signer })
+    for (let shard = 0; shard < shards; shard++)
+      shardTileRoutes(
+        app,
+        withShard(context.db, shard),
+        sources.shard(shard),
+        shard === 0 ? '/log' : `/log/shards/${shard}`,
+      )
   }
 }
 

@@ -31,7 +31,7 @@ import { unwrittenEvidence } from '../ledger/store.ts'
 import { type ChargingRoutesDeps, chargingRoutes } from '../station/routes.ts'
 import { type AnchoringScheduler, startAnchoring } from './anchoring.ts'
 import { authRoutes, signInOrigins } from './auth.ts'
-import { createCheckpointPublisher } from './checkpoints.ts'
+import { createShardPublishers } from './checkpoints.ts'
 import type { NodeContext } from './context.ts'
 import { createDashboardRoutes } from './dashboard.ts'
 import { grantRoutes } from './grant-routes.ts'
@@ -81,9 +81,10 @@ export type NodeExtension = {
   charging?: ChargingRoutesDeps
   /**
    * Witnesses the extension runs for this log (the demo's), called once the log's origin and
-   * verifier key are known and before checkpoints are published; stopped after the node.
+   * verifier key (and with several shards each shard's) are known and before checkpoints are
+   * published; stopped after the node.
    */
-  witnesses?(log: { origin: string; verifierKey: string }): Promise<{
+  witnesses?(log: NonNullable<ChainInfo['log']>): Promise<{
     witnesses: Witness[]
     stop(): Promise<void>
   }>
@@ -230,10 +231,10 @@ export async function startNode({
       contracts,
       log: logInfo(noteKey.signer, shards),
     }
-    const extra = await extension.witnesses?.(logInfo(noteKey.signer))
+    const extra = await extension.witnesses?.(logInfo(noteKey.signer, shards))
     if (extra) undo.push(() => extra.stop())
     const witnesses = [...config.witnesses, ...(extra?.witnesses ?? [])]
-    const checkpoints = createCheckpointPublisher(db, {
+    const checkpoints = createShardPublishers(db, shards, {
       signer: noteKey.signer,
       tilesDir: config.tilesDir,
       witnesses,
@@ -249,7 +250,7 @@ export async function startNode({
       everyEvents: config.anchorEveryEvents,
       intervalMs: config.anchorIntervalMs,
       log: (message) => progress(message),
-      head: () => checkpoints.publishHead(),
+      head: (shard) => checkpoints.shard(shard).publishHead(),
     })
     undo.push(() => anchoring.stop())
     const ocpp = createNodeCsms(context) // OCPP 2.0.1 stations on /ocpp/{stationId} (docs/ocpp.md)

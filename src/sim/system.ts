@@ -35,7 +35,7 @@ export async function startSystem(parameters: StartSystemParameters): Promise<Ru
           witness = await startWitness({
             dataDir: join(config.dataDir, 'witness'),
             name: DEMO_WITNESS_NAME,
-            logs: [log.verifierKey],
+            logs: log.shards?.map((shard) => shard.verifierKey) ?? [log.verifierKey],
           })
           parameters.progress?.(`demo witness ${witness.url} cosigns the checkpoints`)
           const running = witness

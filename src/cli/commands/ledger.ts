@@ -664,54 +664,110 @@ const verify: Command = {
   },
 }
 
+type AuditedLog = {
+  consistent: boolean
+  anchors: number
+  latest: { treeSize: number; rootHash: Hex; txHash: Hex } | null
+  node: { treeSize: number; extendsChain: boolean }
+  failures: { from: number; to: number }[]
+}
+
+/**
+ * One log's audit: every anchor on chain for `log` is consistent with the one before (proofs from
+ * the node, checked here), and the node's head extends the newest. `label` prefixes progress lines.
+ */
+async function auditLog(
+  node: string,
+  log: PinnedLog,
+  progress: (message: string) => void,
+  label = '',
+): Promise<AuditedLog> {
+  const anchors = await anchoredRoots(log)
+  progress(`${label}${anchors.length} anchors on chain ${log.chainId}`)
+  const consistent = async (
+    first: { treeSize: number; rootHash: Hex },
+    second: { treeSize: number; rootHash: Hex },
+  ) => {
+    const { proof } = await nodeJson<{ proof: Hex[] }>(
+      node,
+      `${log.api}/proof/consistency?first=${first.treeSize}&second=${second.treeSize}`,
+    )
+    return verifyConsistency({
+      first: first.treeSize,
+      second: second.treeSize,
+      firstHash: fromHex(first.rootHash, 'root', 32),
+      secondHash: fromHex(second.rootHash, 'root', 32),
+      proof: proof.map((h) => fromHex(h, 'proof', 32)),
+    })
+  }
+  const failures: { from: number; to: number }[] = []
+  for (let i = 1; i < anchors.length; i++) {
+    if (!(await consistent(anchors[i - 1]!, anchors[i]!)))
+      failures.push({ from: anchors[i - 1]!.treeSize, to: anchors[i]!.treeSize })
+    if (i % 50 === 0) progress(`${label}checked ${i}/${anchors.length - 1}`)
+  }
+  const head = await nodeJson<{ treeSize: number; rootHash: Hex }>(node, `${log.api}/checkpoint`)
+  const last = anchors.at(-1)
+  const nodeExtendsChain = !last || (await consistent(last, head))
+  if (last && !nodeExtendsChain) failures.push({ from: last.treeSize, to: head.treeSize })
+  return {
+    consistent: failures.length === 0,
+    anchors: anchors.length,
+    latest: last ? { treeSize: last.treeSize, rootHash: last.rootHash, txHash: last.txHash } : null,
+    node: { treeSize: head.treeSize, extendsChain: nodeExtendsChain },
+    failures,
+  }
+}
+
+/** How many shards the node's log has (1 for a node from before shards). */
+async function nodeShardCount(node: string): Promise<number> {
+  try {
+    return (await nodeJson<ShardList>(node, '/v1/log/shards')).count
+  } catch (error) {
+    if (isErrorCode(error, 'NOT_FOUND')) return 1
+    throw error
+  }
+}
+
 const audit: Command = {
   path: ['audit'],
-  summary: 'Check every on-chain anchor is consistent with the previous one and with the node’s log.',
+  summary:
+    'Check every on-chain anchor is consistent with the previous one and with the node’s log: every shard’s, or one (--shard, --log-id).',
   flags: trustFlags,
   async run({ flags, io }) {
     const node = requiredStringFlag(flags, 'node')
-    const log = await pinLog(flags)
-    const anchors = await anchoredRoots(log)
-    io.progress(`${anchors.length} anchors on chain ${log.chainId}`)
-    const consistent = async (
-      first: { treeSize: number; rootHash: Hex },
-      second: { treeSize: number; rootHash: Hex },
-    ) => {
-      const { proof } = await nodeJson<{ proof: Hex[] }>(
-        node,
-        `${log.api}/proof/consistency?first=${first.treeSize}&second=${second.treeSize}`,
+    const one = flags.shard !== undefined || flags['log-id'] !== undefined
+    const count = one ? 1 : await nodeShardCount(node)
+    if (count === 1) {
+      const data = await auditLog(node, await pinLog(flags), (message) => io.progress(message))
+      return {
+        data,
+        exitCode: data.consistent ? 0 : 1,
+        text: data.consistent
+          ? `consistent: ${data.anchors} anchors, each extending the last; the node's log (${data.node.treeSize}) extends the newest`
+          : `INCONSISTENT: ${data.failures.map((f) => `${f.from}→${f.to}`).join(', ')}`,
+      }
+    }
+    // Every shard in turn, each its own log with its own anchors (one batch transaction anchors several).
+    const shards: (AuditedLog & { shard: number; logId: Hex })[] = []
+    for (let shard = 0; shard < count; shard++) {
+      const log = await pinLog(flags, { shard })
+      const label = `shard ${shard}/${count}: `
+      const audited = await auditLog(node, log, (message) => io.progress(message), label)
+      io.progress(
+        `${label}${audited.consistent ? 'consistent' : 'INCONSISTENT'} (${audited.anchors} anchors, node at ${audited.node.treeSize})`,
       )
-      return verifyConsistency({
-        first: first.treeSize,
-        second: second.treeSize,
-        firstHash: fromHex(first.rootHash, 'root', 32),
-        secondHash: fromHex(second.rootHash, 'root', 32),
-        proof: proof.map((h) => fromHex(h, 'proof', 32)),
-      })
+      shards.push({ shard, logId: log.logId, ...audited })
     }
-    const failures: { from: number; to: number }[] = []
-    for (let i = 1; i < anchors.length; i++) {
-      if (!(await consistent(anchors[i - 1]!, anchors[i]!)))
-        failures.push({ from: anchors[i - 1]!.treeSize, to: anchors[i]!.treeSize })
-      if (i % 50 === 0) io.progress(`checked ${i}/${anchors.length - 1}`)
-    }
-    const head = await nodeJson<{ treeSize: number; rootHash: Hex }>(node, `${log.api}/checkpoint`)
-    const last = anchors.at(-1)
-    const nodeExtendsChain = !last || (await consistent(last, head))
-    if (last && !nodeExtendsChain) failures.push({ from: last.treeSize, to: head.treeSize })
-    const data = {
-      consistent: failures.length === 0,
-      anchors: anchors.length,
-      latest: last ? { treeSize: last.treeSize, rootHash: last.rootHash, txHash: last.txHash } : null,
-      node: { treeSize: head.treeSize, extendsChain: nodeExtendsChain },
-      failures,
-    }
+    const bad = shards.filter((s) => !s.consistent)
+    const anchors = shards.reduce((sum, s) => sum + s.anchors, 0)
+    const data = { consistent: bad.length === 0, anchors, shards }
     return {
       data,
       exitCode: data.consistent ? 0 : 1,
       text: data.consistent
-        ? `consistent: ${anchors.length} anchors, each extending the last; the node's log (${head.treeSize}) extends the newest`
-        : `INCONSISTENT: ${failures.map((f) => `${f.from}→${f.to}`).join(', ')}`,
+        ? `consistent: all ${count} shards, ${anchors} anchors, each extending its shard's last; every shard's log on the node extends its newest`
+        : `INCONSISTENT: ${bad.map((s) => `shard ${s.shard} ${s.failures.map((f) => `${f.from}→${f.to}`).join(', ')}`).join('; ')} (the other ${count - bad.length} shards consistent)`,
     }
   },
 }
