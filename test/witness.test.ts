@@ -172,6 +172,33 @@ describe('a witness server and the node’s publisher', () => {
         value,
       )
   })
+
+  it('with several nodes on one database, one lease holder per shard submits; the others serve what it stored', async () => {
+    const configured = parseWitness(`${witness.url}=${witness.witness.verifierKey}`)
+    // Another node's witness setting points nowhere: were it to submit, its checkpoint would carry no cosignature.
+    const nowhere = parseWitness(`http://127.0.0.1:1=${witness.witness.verifierKey}`)
+    const holder = createCheckpointPublisher(db, { signer, witnesses: [configured] })
+    const other = createCheckpointPublisher(db, { signer, witnesses: [nowhere] })
+    // The first test's publisher, gone now, still holds the lease: its lease runs out.
+    await db.query(`delete from node_settings where key = 'checkpointLease/0'`)
+    await grow(3)
+    const note = await holder.publishNow()
+    assert.equal(openCheckpointNote(note, logKey).treeSize, appended)
+    assert.equal(verifyCosignatures(signatureLines(note), noteTextOf(note), configured.verifierKey).length, 1)
+    assert.equal(await other.publishNow(), note, 'the other node serves the holder’s cosigned checkpoint')
+    assert.deepEqual(await other.publishHead(), await getCheckpoint(db))
+    // The holder stops (gives its lease up): the next run of the other node takes the shard over.
+    await holder.release()
+    await grow(2)
+    const taken = await other.publishNow()
+    assert.equal(openCheckpointNote(taken, logKey).treeSize, appended)
+    assert.equal(
+      verifyCosignatures(signatureLines(taken), noteTextOf(taken), configured.verifierKey).length,
+      0,
+      'the new holder submitted (to its unreachable witness)',
+    )
+    assert.equal(await holder.publishNow(), taken, 'the old holder now serves the new holder’s checkpoint')
+  })
 })
 
 /** The head of the log in `db` (or its tree of `size`), as signCheckpointNote takes it. */

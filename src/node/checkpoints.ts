@@ -53,6 +53,8 @@ export type CheckpointPublisher = {
   publishNow(): Promise<string>
   /** Publishes the newest committed head now; resolves to that head (what anchoring anchors). */
   publishHead(): Promise<GetCheckpointReturnType>
+  /** Waits for a running run and gives the shard's publishing lease up, if this publisher holds it. */
+  release(): Promise<void>
   /** The last failure of a publishing run, until one succeeds. */
   readonly lastError: string | undefined
 }
@@ -125,6 +127,8 @@ export function createShardPublishers(
       stopped = true
       clearTimeout(timer)
       await running
+      // A restarted node (or another) takes the shards over at once, not when the leases run out.
+      await Promise.all(publishers.map((publisher) => publisher.release()))
     },
     get lastError() {
       for (const [shard, publisher] of publishers.entries())
@@ -230,6 +234,20 @@ export function createCheckpointPublisher(
     async publishHead() {
       await publishNow()
       return { treeSize: published!.treeSize, rootHash: published!.rootHash }
+    },
+    async release() {
+      if (running)
+        await running.then(
+          () => undefined,
+          (error: unknown) =>
+            log.debug({ err: error, shard }, 'the last publishing run failed while stopping'),
+        )
+      if (leaseRenewedAt === 0) return
+      leaseRenewedAt = 0
+      await db.query(`delete from node_settings where key = $1 and value->>'holder' = $2`, [
+        `checkpointLease/${shard}`,
+        holder,
+      ])
     },
     get lastError() {
       return lastError
