@@ -137,33 +137,38 @@ export const NOTE_KEY_LABEL = 'carchain-log-note'
 /**
  * The node's note key for `origin` on the PKCS#11 token `options` names: the Ed25519 key
  * `carchain-log-note`, made there (sensitive, non-extractable) if missing, signing through
- * CKM_EDDSA; with `mustExist` (`--join`) a token without the key is refused. A data dir whose log already signs with `log-note-key.pem` is refused while the token
- * has no key (CONFIG_INVALID): a new key would change the verifier key its verifiers pinned.
- * `close` ends the token session.
+ * CKM_EDDSA; with `mustExist` (`--join`) a token without the key is refused. A data dir whose log
+ * already signs with `log-note-key.pem` is refused while the token has no key (CONFIG_INVALID): a
+ * new key would change the verifier key its verifiers pinned. `close` ends the token session.
+ * A witness keeps its cosigner key the same way (`label` and `file` its own).
  */
 export async function openTokenNoteKey(
   options: Pkcs11KeyStoreOptions,
   dataDir: string,
   origin: string,
-  { mustExist = false }: { mustExist?: boolean } = {},
+  {
+    mustExist = false,
+    label = NOTE_KEY_LABEL,
+    file: fileName = NOTE_KEY_FILE,
+  }: { mustExist?: boolean; label?: string; file?: string } = {},
 ): Promise<{ signer: NoteSigner; created: boolean; ref: string; close: () => Promise<void> }> {
   const store = await Pkcs11KeyStore.open(options)
   try {
-    const file = join(dataDir, NOTE_KEY_FILE)
-    const missing = (await store.find(NOTE_KEY_LABEL)) === undefined
+    const file = join(dataDir, fileName)
+    const missing = (await store.find(label)) === undefined
     if (missing && mustExist)
       throw new BaseError(
         'CONFIG_INVALID',
-        `the PKCS#11 token has no key "${NOTE_KEY_LABEL}": a node joining a deployment signs with the deployment's note key; point it at the token (or a token holding the same key) of the deployment's first node`,
-        { details: { label: NOTE_KEY_LABEL } },
+        `the PKCS#11 token has no key "${label}": a node joining a deployment signs with the deployment's note key; point it at the token (or a token holding the same key) of the deployment's first node`,
+        { details: { label } },
       )
     if (missing && existsSync(file))
       throw new BaseError(
         'CONFIG_INVALID',
-        `the log signs its checkpoints with ${file}, and the PKCS#11 token has no key "${NOTE_KEY_LABEL}": a new key would change the verifier key; run without --pkcs11-module, or import that key to the token under this label`,
-        { details: { file, label: NOTE_KEY_LABEL } },
+        `${file} is the signing key in use, and the PKCS#11 token has no key "${label}": a new key would change the verifier key; run without --pkcs11-module, or import that key to the token under this label`,
+        { details: { file, label } },
       )
-    const key = store.ed25519Key(NOTE_KEY_LABEL)
+    const key = store.ed25519Key(label)
     checkLogOrigin(origin)
     return {
       signer: { name: origin, publicKey: key.publicKey, sign: key.sign },

@@ -1,8 +1,9 @@
 /**
  * `carchain witness`'s HTTP server (c2sp.org/tlog-witness): `POST /add-checkpoint` and the
  * monitoring read `GET /<origin hash>/checkpoint`, over the witness of src/ledger/witness.ts. Its
- * data dir holds the cosigner key (`witness-key.pem`, Ed25519, made on first start) and one record
- * per log (`logs/<origin hash>.json`); one process owns it (the data dir lock).
+ * data dir holds the cosigner key (`witness-key.pem`, Ed25519, made on first start; or on a
+ * PKCS#11 token as `carchain-witness`, the way the node keeps its note key) and one record per log
+ * (`logs/<origin hash>.json`); one process owns it (the data dir lock).
  * docs/transparency.md ("Witnesses").
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
@@ -10,6 +11,8 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { lockDataDir } from '../data-dir.ts'
 import { BaseError, errorCodes, toBaseError } from '../errors.ts'
+import type { Pkcs11KeyStoreOptions } from '../identity/pkcs11-keystore.ts'
+import type { NoteSigner } from '../ledger/note.ts'
 import {
   createWitness,
   directoryWitnessStore,
@@ -17,12 +20,15 @@ import {
   type Witness,
 } from '../ledger/witness.ts'
 import { logger } from '../log.ts'
-import { loadNoteKey } from './transparency.ts'
+import { loadNoteKey, openTokenNoteKey } from './transparency.ts'
 
 const log = logger('witness')
 
 /** The witness's cosigner key file in its data dir. */
 export const WITNESS_KEY_FILE = 'witness-key.pem'
+
+/** The label of the witness's cosigner key on a PKCS#11 token. */
+export const WITNESS_KEY_LABEL = 'carchain-witness'
 
 export type StartWitnessParameters = {
   dataDir: string
@@ -33,6 +39,8 @@ export type StartWitnessParameters = {
   host?: string
   /** 0: any free port. */
   port?: number
+  /** Keep the cosigner key on this PKCS#11 token instead of `witness-key.pem`. */
+  pkcs11?: Pkcs11KeyStoreOptions | undefined
 }
 
 export type RunningWitness = {
@@ -40,6 +48,8 @@ export type RunningWitness = {
   readonly witness: Witness
   /** Whether the cosigner key was made by this start. */
   readonly created: boolean
+  /** Where the cosigner key is: its file, or its PKCS#11 URI. */
+  readonly key: string
   stop(): Promise<void>
 }
 
@@ -82,10 +92,25 @@ export async function startWitness({
   logs,
   host = '127.0.0.1',
   port = 0,
+  pkcs11,
 }: StartWitnessParameters): Promise<RunningWitness> {
   const lock = await lockDataDir(dataDir)
+  let closeToken: (() => Promise<void>) | undefined
   try {
-    const { signer, created } = loadNoteKey(dataDir, name, { file: WITNESS_KEY_FILE })
+    let signer: NoteSigner
+    let created: boolean
+    let key: string
+    if (pkcs11) {
+      const token = await openTokenNoteKey(pkcs11, dataDir, name, {
+        label: WITNESS_KEY_LABEL,
+        file: WITNESS_KEY_FILE,
+      })
+      closeToken = token.close
+      ;({ signer, created, ref: key } = token)
+    } else {
+      ;({ signer, created } = loadNoteKey(dataDir, name, { file: WITNESS_KEY_FILE }))
+      key = join(dataDir, WITNESS_KEY_FILE)
+    }
     const witness = createWitness({ signer, logs, store: directoryWitnessStore(join(dataDir, 'logs')) })
     const server = createServer((request, response) => {
       const path = (request.url ?? '').split('?')[0]!
@@ -128,14 +153,17 @@ export async function startWitness({
       url,
       witness,
       created,
+      key,
       async stop() {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()))
         server.closeAllConnections()
         await closed
+        await closeToken?.()
         await lock.release()
       },
     }
   } catch (error) {
+    await closeToken?.()
     await lock.release()
     throw error
   }

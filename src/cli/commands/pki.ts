@@ -7,26 +7,16 @@ import { readFile } from 'node:fs/promises'
 import type { Address } from 'viem'
 import { BaseError, type ErrorCode } from '../../errors.ts'
 import { fromPem } from '../../identity/certificate.ts'
-import type { Pkcs11KeyStoreOptions } from '../../identity/pkcs11-keystore.ts'
 import { PkiDirectory } from '../../identity/pki-directory.ts'
 import type { Command, FlagSpec, ParsedFlags } from '../command.ts'
 import { integerFlag, requiredStringFlag, stringFlag } from '../flags.ts'
 import { keyStorePassphrase, passphraseFlag } from '../passphrase.ts'
+import { pkcs11Flags, pkcs11Options } from '../pkcs11.ts'
 
 const keyFlags: Record<string, FlagSpec> = {
   dir: { type: 'string', value: 'DIR', description: 'PKI directory.', required: true },
   passphrase: passphraseFlag,
-  'pkcs11-module': {
-    type: 'string',
-    value: 'PATH',
-    description: 'PKCS#11 library: new keys go to its token (env CARCHAIN_PKCS11_MODULE).',
-  },
-  'pkcs11-slot': {
-    type: 'string',
-    value: 'N',
-    description: 'PKCS#11 slot ID or index (env CARCHAIN_PKCS11_SLOT).',
-  },
-  'pkcs11-pin': { type: 'string', value: 'PIN', description: 'PKCS#11 user PIN (env CARCHAIN_PKCS11_PIN).' },
+  ...pkcs11Flags('new keys go to its token'),
 }
 
 /** The codes that mean "this certificate is not valid" rather than "the command failed". */
@@ -43,22 +33,6 @@ const VERDICT_CODES = new Set<ErrorCode>([
   'CERT_TOO_LARGE',
   'CRL_INVALID',
 ])
-
-function pkcs11Options(flags: ParsedFlags): Pkcs11KeyStoreOptions | undefined {
-  const module = stringFlag(flags, 'pkcs11-module') ?? process.env.CARCHAIN_PKCS11_MODULE
-  if (!module) return undefined
-  const slot =
-    integerFlag(flags, 'pkcs11-slot', { min: 0 }) ??
-    integerFlag({ 'pkcs11-slot': process.env.CARCHAIN_PKCS11_SLOT }, 'pkcs11-slot', { min: 0 }) ??
-    0
-  const pin = stringFlag(flags, 'pkcs11-pin') ?? process.env.CARCHAIN_PKCS11_PIN
-  if (!pin)
-    throw new BaseError(
-      'CLI_USAGE',
-      '--pkcs11-pin (or CARCHAIN_PKCS11_PIN) is required with a PKCS#11 module',
-    )
-  return { module, slot, pin }
-}
 
 function openDirectory(flags: ParsedFlags, usesKeys: boolean): PkiDirectory {
   if (!usesKeys) return new PkiDirectory({ dir: requiredStringFlag(flags, 'dir'), passphrase: '' })

@@ -8,6 +8,7 @@ import { logger } from '../../log.ts'
 import { type RunningSystem, startSystem } from '../../sim/system.ts'
 import type { Command } from '../command.ts'
 import { booleanFlag, integerFlag, listFlag, stringFlag } from '../flags.ts'
+import { pkcs11Flags } from '../pkcs11.ts'
 
 const log = logger('cli.up')
 
@@ -89,22 +90,7 @@ const up: Command = {
       description:
         'Also write the C2SP checkpoint and tiles to DIR for a static web server, kept up to date, crash-safe (env CARCHAIN_TILES_DIR).',
     },
-    'pkcs11-module': {
-      type: 'string',
-      value: 'PATH',
-      description:
-        "PKCS#11 library whose token keeps the log's note key, made there on first start (env CARCHAIN_PKCS11_MODULE).",
-    },
-    'pkcs11-slot': {
-      type: 'string',
-      value: 'N',
-      description: 'PKCS#11 slot ID or index (env CARCHAIN_PKCS11_SLOT; default 0).',
-    },
-    'pkcs11-pin': {
-      type: 'string',
-      value: 'PIN',
-      description: 'PKCS#11 user PIN (env CARCHAIN_PKCS11_PIN).',
-    },
+    ...pkcs11Flags("its token keeps the log's note key, made there on first start"),
     witness: {
       type: 'string',
       value: 'URL=KEY',

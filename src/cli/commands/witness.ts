@@ -4,6 +4,7 @@ import { BaseError } from '../../errors.ts'
 import { startWitness } from '../../node/witness-server.ts'
 import type { Command } from '../command.ts'
 import { integerFlag, listFlag, requiredStringFlag, stringFlag } from '../flags.ts'
+import { pkcs11Flags, pkcs11Options } from '../pkcs11.ts'
 
 const witness: Command = {
   path: ['witness'],
@@ -32,6 +33,9 @@ const witness: Command = {
     },
     port: { type: 'string', value: 'N', description: 'HTTP port.', default: '8090' },
     host: { type: 'string', value: 'IP', description: 'Interface to bind.', default: '127.0.0.1' },
+    ...pkcs11Flags(
+      'its token keeps the cosigner key (carchain-witness), made there on first start, never extractable',
+    ),
   },
   async run({ flags, io }) {
     const logs = listFlag(flags, 'log')
@@ -43,14 +47,21 @@ const witness: Command = {
       logs,
       host: stringFlag(flags, 'host') ?? '127.0.0.1',
       port: integerFlag(flags, 'port', { min: 0, max: 65535 }) ?? 8090,
+      pkcs11: pkcs11Options(flags),
     })
-    const info = { event: 'witness', url: running.url, verifierKey: running.witness.verifierKey }
+    const info = {
+      event: 'witness',
+      url: running.url,
+      verifierKey: running.witness.verifierKey,
+      key: running.key,
+    }
     if (io.json) io.print(JSON.stringify(info))
     else
       io.print(
         [
           `witness ${running.created ? '(new key) ' : ''}listening on ${running.url}`,
           `  verifier key   ${running.witness.verifierKey}`,
+          `  key            ${running.key}`,
           `  node flag      --witness ${running.url}=${running.witness.verifierKey}`,
           ...[...running.witness.logs.keys()].map((origin) => `  witnesses      ${origin}`),
         ].join('\n'),
