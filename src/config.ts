@@ -72,7 +72,8 @@ export type NodeConfig = {
   readonly ocppTls: { port: number; cert: string; key: string; clientCa: string | undefined } | undefined
   /**
    * Also write the log's C2SP tiles and checkpoint to this directory (`--tiles-dir`,
-   * `CARCHAIN_TILES_DIR`), kept up to date for a static web server (docs/transparency.md).
+   * `CARCHAIN_TILES_DIR`), kept up to date for a static web server (docs/transparency.md); shard k
+   * of several in `DIR/shards/<k>`.
    */
   readonly tilesDir: string | undefined
   /** Witnesses that cosign each new checkpoint (`--witness URL=VERIFIERKEY`, repeatable). */

@@ -241,7 +241,7 @@ export async function startNode({
     })
     if (config.tilesDir !== undefined || witnesses.length > 0)
       progress(
-        `publishing checkpoints${config.tilesDir ? ` and tiles to ${config.tilesDir}` : ''}${witnesses.length ? ` with ${witnesses.length} witness(es)` : ''}`,
+        `publishing ${shards > 1 ? `the ${shards} shards' ` : ''}checkpoints${config.tilesDir ? ` and tiles to ${config.tilesDir}` : ''}${witnesses.length ? ` with ${witnesses.length} witness(es)` : ''}`,
       )
     checkpoints.start(config.checkpointIntervalMs)
     undo.push(() => checkpoints.stop())

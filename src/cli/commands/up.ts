@@ -88,7 +88,7 @@ const up: Command = {
       type: 'string',
       value: 'DIR',
       description:
-        'Also write the C2SP checkpoint and tiles to DIR for a static web server, kept up to date, crash-safe (env CARCHAIN_TILES_DIR).',
+        'Also write the C2SP checkpoint and tiles to DIR for a static web server, kept up to date, crash-safe; with several shards, shard k in DIR/shards/<k> (env CARCHAIN_TILES_DIR).',
     },
     ...pkcs11Flags("its token keeps the log's note key, made there on first start"),
     witness: {

@@ -29,7 +29,7 @@ const witness: Command = {
       value: 'KEY',
       multiple: true,
       description:
-        'The note verifier key of a log to witness (<origin>+<hex>+<base64>, GET /v1/chain → log.verifierKey); repeatable.',
+        'The note verifier key of a log to witness (<origin>+<hex>+<base64>, GET /v1/chain → log.verifierKey; each shard is a log: log.shards[].verifierKey); repeatable.',
     },
     port: { type: 'string', value: 'N', description: 'HTTP port.', default: '8090' },
     host: { type: 'string', value: 'IP', description: 'Interface to bind.', default: '127.0.0.1' },
