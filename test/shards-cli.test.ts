@@ -14,6 +14,8 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
@@ -260,6 +262,32 @@ test('every shard’s checkpoint is cosigned by the witness, served, written to 
   // The witness holds each shard as its own log.
   const listed = await (await fetch(witness.url)).json()
   assert.equal(listed.logs.length, SHARDS)
+})
+
+test('attack: audit of all shards through a node that rewrites one shard’s head names that shard and fails', async () => {
+  const shard = event.shard
+  // A node whose answers are the real node's, except shard k's head: another root at its size.
+  const liar = createServer((request, response) => {
+    void (async () => {
+      const answer = await fetch(`${node!.url}${request.url}`)
+      let body = await answer.text()
+      if (request.url === `${api(shard)}/checkpoint`)
+        body = JSON.stringify({ ...JSON.parse(body), rootHash: `0x${'ab'.repeat(32)}` })
+      response.writeHead(answer.status, { 'content-type': 'application/json' }).end(body)
+    })().catch((error: unknown) => response.destroy(error as Error))
+  })
+  await new Promise<void>((resolve) => liar.listen(0, '127.0.0.1', resolve))
+  try {
+    const url = `http://127.0.0.1:${(liar.address() as AddressInfo).port}`
+    const audit = await cli('audit', '--node', url)
+    assert.equal(audit.status, 1, JSON.stringify(audit.json))
+    assert.equal(audit.json.consistent, false)
+    for (const entry of audit.json.shards as { shard: number; consistent: boolean }[])
+      assert.equal(entry.consistent, entry.shard !== shard, `shard ${entry.shard}`)
+    assert.match(audit.stderr, new RegExp(`shard ${shard}/${SHARDS}: INCONSISTENT`))
+  } finally {
+    await new Promise((resolve) => liar.close(resolve))
+  }
 })
 
 test('attack: the witness refuses a fork of one shard; that shard and the others are cosigned as they grow', async () => {
