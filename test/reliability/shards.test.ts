@@ -10,7 +10,9 @@
  * - every shard holds only its own vehicles, each vehicle's chain whole and in order in its
  *   shard, and no event twice across the shards;
  * - the shards are anchored, several of them by one transaction, and `carchain audit` finds each
- *   shard's anchors consistent with its log.
+ *   shard's anchors consistent with its log;
+ * - a witness cosigns every shard's checkpoints from whichever node holds the shard's publishing
+ *   lease, and both nodes end up serving the same cosigned checkpoint of each shard's full tree.
  *
  * Short mode: 16 cars for 8 s. Soak (`CARCHAIN_SOAK=1`): 40 cars for 60 s.
  */
@@ -26,9 +28,12 @@ import { openDatabase } from '../../src/db/database.ts'
 import { createBatch } from '../../src/ledger/batch.ts'
 import { fromBase64, type Hex, toHex } from '../../src/ledger/bytes.ts'
 import { parseEnvelopeBytes } from '../../src/ledger/envelope.ts'
+import { noteTextOf, openCheckpointNote, verifierKey, verifyCosignatures } from '../../src/ledger/note.ts'
 import { shardOfVehicle } from '../../src/ledger/shards.ts'
+import { shardOrigin } from '../../src/node/checkpoints.ts'
 import { connectMqtt } from '../../src/node/mqtt.ts'
-import { NOTE_KEY_FILE } from '../../src/node/transparency.ts'
+import { loadNoteKey, NOTE_KEY_FILE } from '../../src/node/transparency.ts'
+import { startWitness } from '../../src/node/witness-server.ts'
 import { type BatchTransport, httpBatchTransport, mqttBatchTransport } from '../../src/vehicle/ledger.ts'
 import { seedFleet } from '../fleet-fixture.ts'
 import { requirePart } from '../skip.ts'
@@ -52,9 +57,12 @@ const DURATION_MS = soak ? 60_000 : 8000
 const main = new URL('../../src/cli/main.ts', import.meta.url).pathname
 const dirA = mkdtempSync(join(tmpdir(), 'carchain-shards-a-'))
 const dirB = mkdtempSync(join(tmpdir(), 'carchain-shards-b-'))
+const dirW = mkdtempSync(join(tmpdir(), 'carchain-shards-w-'))
+const ORIGIN = 'reliability.test/shards'
 after(() => {
   rmSync(dirA, { recursive: true, force: true })
   rmSync(dirB, { recursive: true, force: true })
+  rmSync(dirW, { recursive: true, force: true })
 })
 const api = (shard: number) => (shard === 0 ? '/v1/log' : `/v1/log/shards/${shard}`)
 
@@ -100,9 +108,29 @@ test(`two nodes, ${SHARDS} shards, one PostgreSQL: ${CARS} cars upload to either
   const mqtt = brokerUp ? ['--mqtt', MQTT_URL] : []
   const ups: UpProcess[] = []
   const transports: BatchTransport[] = []
+  // The deployment's note key first, so the witness knows every shard's log before the nodes start.
+  const signer = loadNoteKey(dirA, ORIGIN).signer
+  const logKeys = Array.from({ length: SHARDS }, (_, k) =>
+    verifierKey(shardOrigin(ORIGIN, k), signer.publicKey),
+  )
+  const witness = await startWitness({ dataDir: dirW, name: 'reliability.test/witness', logs: logKeys })
+  t.after(() => witness.stop())
+  const withWitness = ['--witness', `${witness.url}=${witness.witness.verifierKey}`]
   try {
     const a = startUp(
-      ['--no-sim', '--data', dirA, '--database', url.toString(), '--shards', String(SHARDS), ...mqtt],
+      [
+        '--no-sim',
+        '--data',
+        dirA,
+        '--database',
+        url.toString(),
+        '--shards',
+        String(SHARDS),
+        '--log-origin',
+        ORIGIN,
+        ...withWitness,
+        ...mqtt,
+      ],
       env,
     )
     ups.push(a)
@@ -111,7 +139,17 @@ test(`two nodes, ${SHARDS} shards, one PostgreSQL: ${CARS} cars upload to either
     copyFileSync(join(dirA, NOTE_KEY_FILE), join(dirB, NOTE_KEY_FILE))
     const startB = () => {
       const b = startUp(
-        ['--join', '--rpc', infoA.chain.rpcUrl, '--database', url.toString(), '--data', dirB, ...mqtt],
+        [
+          '--join',
+          '--rpc',
+          infoA.chain.rpcUrl,
+          '--database',
+          url.toString(),
+          '--data',
+          dirB,
+          ...withWitness,
+          ...mqtt,
+        ],
         {
           ...env,
           CARCHAIN_OPERATOR_KEY: toHex(operator.getHdKey().privateKey!),
@@ -295,6 +333,28 @@ test(`two nodes, ${SHARDS} shards, one PostgreSQL: ${CARS} cars upload to either
       const result = await auditShard(infoB.url, shard)
       assert.equal(result.consistent, true, JSON.stringify(result))
     }
+    // Every shard's full tree cosigned by the witness, the same checkpoint from both nodes (one
+    // lease holder per shard submits; a lease of the killed node runs out within 30 s).
+    await waitFor(
+      'both nodes serve every shard’s full tree, cosigned, the same bytes',
+      async () => {
+        for (let shard = 0; shard < SHARDS; shard++) {
+          const path = `${shard === 0 ? '/log' : `/log/shards/${shard}`}/checkpoint`
+          const [fromA, fromB] = await Promise.all(
+            [infoA, infoB].map(async (info) => (await fetch(`${info.url}${path}`)).text()),
+          )
+          const size = (await call(`${infoA.url}${api(shard)}/checkpoint`)).body.treeSize as number
+          if (fromA !== fromB || openCheckpointNote(fromA!, logKeys[shard]!).treeSize !== size)
+            return undefined
+          const lines = fromA!.slice(noteTextOf(fromA!).length + 1)
+          if (verifyCosignatures(lines, noteTextOf(fromA!), witness.witness.verifierKey).length !== 1)
+            return undefined
+        }
+        return true
+      },
+      60_000,
+      500,
+    )
     t.diagnostic(
       `shards: ${CARS} cars, ${figures.batches} batches, ${figures.events} events (HTTP ${figures.toA} via node A, ${figures.toB} via node B, ${figures.toBRestarted} of them after its restart; ${figures.mqtt} over MQTT), ${acknowledged.size} acknowledged and all kept, ${figures.resends} re-sends, ${figures.kills} SIGKILL of node B; ${SHARDS} shards (${used.size} used), ${checkpoints.reduce((n, c) => n + c.size, 0)} checkpoints re-proven, ${txShards.size} anchor transactions`,
     )
