@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import type { Queryable } from '../db/database.ts'
-import { toBaseError } from '../errors.ts'
+import { BaseError, toBaseError } from '../errors.ts'
 import { ANCHOR_LEASE_MS, takeLease } from '../ledger/anchor.ts'
 import { fromHex, type Hex, toHex } from '../ledger/bytes.ts'
 import {
@@ -110,7 +110,8 @@ export function createShardPublishers(
   return {
     shard(shard) {
       const publisher = publishers[shard]
-      if (!publisher) throw new RangeError(`no shard ${shard} among ${shards}`)
+      if (!publisher)
+        throw new BaseError('INTERNAL', `no shard ${shard} among ${shards}`, { details: { shard, shards } })
       return publisher
     },
     start(intervalMs) {
