@@ -959,27 +959,50 @@ const NODE_STRIDE = 4
  * stored level below them — and hashes the latter up.
  */
 async function fetchNodes(db: Queryable, refs: readonly NodeRef[]): Promise<(ref: NodeRef) => Uint8Array> {
-  const leaves = new Set<number>()
-  const inner = new Map<string, NodeRef>()
+  // The stored rows each level needs, as runs of consecutive indexes: a proof's siblings within
+  // one stride lie side by side, so each run is one index range scan instead of a probe per row.
+  const wanted = new Map<number, Set<number>>()
   for (const { level, index } of refs) {
     const base = level - (level % NODE_STRIDE)
     const width = 2 ** (level - base)
-    for (let i = index * width; i < (index + 1) * width; i++) {
-      if (base === 0) leaves.add(i)
-      else inner.set(`${base}:${i}`, { level: base, index: i })
+    let indexes = wanted.get(base)
+    if (indexes === undefined) wanted.set(base, (indexes = new Set()))
+    for (let i = index * width; i < (index + 1) * width; i++) indexes.add(i)
+  }
+  const nodeRuns: { level: number; from: number; to: number }[] = []
+  const leafRuns: { from: number; to: number }[] = []
+  for (const [level, indexes] of wanted) {
+    for (const run of runsOf(indexes)) {
+      if (level === 0) leafRuns.push(run)
+      else nodeRuns.push({ level, ...run })
     }
   }
+  // The LIMIT (the longest run) tells the planner each range is small; without it a range
+  // between unknown bounds is estimated at a ninth of the table, and a large log gets a plan
+  // (and JIT compilation) for millions of rows.
+  const longest = Math.max(1, ...[...nodeRuns, ...leafRuns].map((run) => run.to - run.from + 1))
   const { rows } = await db.query<{ level: number; node_index: bigint; hash: Uint8Array }>(
     `select n.level::int as level, n.node_index, n.hash
-       from ledger_nodes n join unnest($1::smallint[], $2::bigint[]) as r(level, node_index) using (level, node_index)
-      where n.shard = $4
+       from unnest($1::smallint[], $2::bigint[], $3::bigint[]) as r(level, lo, hi)
+       cross join lateral (
+         select level, node_index, hash from ledger_nodes
+          where shard = $6 and level = r.level and node_index between r.lo and r.hi
+          order by node_index limit $7) n
      union all
-     select 0, leaf_index, leaf_hash from ledger_leaves where shard = $4 and leaf_index = any($3::bigint[])`,
+     select 0, l.leaf_index, l.leaf_hash
+       from unnest($4::bigint[], $5::bigint[]) as r(lo, hi)
+       cross join lateral (
+         select leaf_index, leaf_hash from ledger_leaves
+          where shard = $6 and leaf_index between r.lo and r.hi
+          order by leaf_index limit $7) l`,
     [
-      [...inner.values()].map((ref) => ref.level),
-      [...inner.values()].map((ref) => ref.index),
-      [...leaves],
+      nodeRuns.map((run) => run.level),
+      nodeRuns.map((run) => run.from),
+      nodeRuns.map((run) => run.to),
+      leafRuns.map((run) => run.from),
+      leafRuns.map((run) => run.to),
       shardOf(db),
+      longest,
     ],
   )
   const found = new Map<string, Uint8Array>()
@@ -999,6 +1022,24 @@ async function fetchNodes(db: Queryable, refs: readonly NodeRef[]): Promise<(ref
       : hashChildren(subtree(level - 1, 2 * index, base), subtree(level - 1, 2 * index + 1, base))
   return (ref) => subtree(ref.level, ref.index, ref.level - (ref.level % NODE_STRIDE))
 }
+
+/**
+ * `indexes` as inclusive runs [from, to], a gap of up to RUN_GAP indexes bridged: reading a row
+ * or two more in a range scan costs less than another scan.
+ */
+function runsOf(indexes: ReadonlySet<number>): { from: number; to: number }[] {
+  const sorted = [...indexes].sort((a, b) => a - b)
+  const runs: { from: number; to: number }[] = []
+  for (const index of sorted) {
+    const last = runs[runs.length - 1]
+    if (last !== undefined && index - last.to <= RUN_GAP + 1) last.to = index
+    else runs.push({ from: index, to: index })
+  }
+  return runs
+}
+
+/** The most unneeded rows `runsOf` bridges between two needed ones. */
+const RUN_GAP = 2
 
 /**
  * The hashes of the perfect subtrees (level, start) … (level, start + count − 1), in one query:
