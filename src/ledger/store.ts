@@ -965,8 +965,8 @@ async function fetchNodes(db: Queryable, refs: readonly NodeRef[]): Promise<(ref
   for (const { level, index } of refs) {
     const base = level - (level % NODE_STRIDE)
     const width = 2 ** (level - base)
-    let indexes = wanted.get(base)
-    if (indexes === undefined) wanted.set(base, (indexes = new Set()))
+    const indexes = wanted.get(base) ?? new Set<number>()
+    wanted.set(base, indexes)
     for (let i = index * width; i < (index + 1) * width; i++) indexes.add(i)
   }
   const nodeRuns: { level: number; from: number; to: number }[] = []
