@@ -37,6 +37,7 @@ import {
   type ProofPlan,
   rangeNodes,
 } from './merkle.ts'
+import { checkLeafPartition, ensureLeafPartitions, makePartitionsAhead } from './partitions.ts'
 import type { TimeSpan } from './payload-access.ts'
 import { baseOf, isShardScoped, shardOf, shardOfVehicle, withShard } from './shards.ts'
 
@@ -124,12 +125,22 @@ export async function appendBatches(
     }
   })
   if (prepared.length > 0) {
+    const base = baseOf(db)
+    const append = () => db.transaction((tx) => appendInTransaction(tx, base, prepared))
     try {
-      const settled = await db.transaction((tx) => appendInTransaction(tx, db.engine, prepared))
-      for (const [slot, outcome] of settled) outcomes[slot] = outcome
+      let settled: Awaited<ReturnType<typeof append>>
+      try {
+        settled = await append()
+      } catch (error) {
+        if (!(error instanceof BaseError && error.code === 'LEDGER_PARTITION_MISSING')) throw error
+        await ensureLeafPartitions(base, Number(error.details.leafIndex))
+        settled = await append()
+      }
+      for (const [slot, outcome] of settled.outcomes) outcomes[slot] = outcome
+      await keepPartitionsAhead(base, settled.treeSize)
     } catch (error) {
       const failure = toBaseError(error)
-      for (const batch of prepared) outcomes[batch.slot] = { ok: false, error: failure }
+      for (const batch of prepared) outcomes[batch.slot] ??= { ok: false, error: failure }
     }
     const evidence: Evidence[] = []
     for (const batch of prepared) {
@@ -236,9 +247,9 @@ type Head = {
  */
 async function appendInTransaction(
   tx: Queryable,
-  engine: Database['engine'],
+  db: Database,
   batches: PreparedBatch[],
-): Promise<[number, AppendBatchesReturnType[number]][]> {
+): Promise<{ outcomes: [number, AppendBatchesReturnType[number]][]; treeSize: number }> {
   const shard = shardOf(tx)
   const { logRow, heads, shards } = await lockLogAndHeads(tx, shard, batches)
   const treeSizeBefore = Number(logRow.tree_size)
@@ -260,12 +271,31 @@ async function appendInTransaction(
     accepted.push({ slot: batch.slot, result: sequenceBatch(group, batch, head, admitted) })
   }
   const rootHash = foldNodes(group.frontier.map((node) => node.hash))
-  if (group.fresh.length > 0) await writeAppends(tx, engine, shard, { ...group, heads, rootHash })
+  if (group.fresh.length > 0) {
+    await checkLeafPartition(tx, db, group.size - 1)
+    await writeAppends(tx, db.engine, shard, { ...group, heads, rootHash })
+  }
   const treeSize = group.size
   const rootHex = toHex(treeSize === treeSizeBefore ? logRow.root_hash : rootHash)
   for (const { slot, result } of accepted)
     outcomes.push([slot, { ok: true, result: { ...result, treeSize, rootHash: rootHex } }])
-  return outcomes
+  return { outcomes, treeSize }
+}
+
+/**
+ * After a commit: the partitions reach past the shard's new size, so the next appends find theirs
+ * (src/ledger/partitions.ts). The append is committed whatever happens here; a failure is logged,
+ * and an append that then finds its partition missing makes it (LEDGER_PARTITION_MISSING, retried).
+ */
+async function keepPartitionsAhead(db: Database, treeSize: number): Promise<void> {
+  try {
+    await makePartitionsAhead(db, treeSize)
+  } catch (error) {
+    log.error(
+      { err: error, treeSize },
+      'could not make the next partition of ledger_leaves; the next append tries again',
+    )
+  }
 }
 
 /** A vehicle's events belong to its shard's log only: SHARDS_MISMATCH otherwise. */
@@ -878,11 +908,13 @@ export async function getEvent(db: Queryable, id: Hex | Uint8Array): Promise<Sto
   const leafHash = typeof id === 'string' ? fromHex(id, 'id', HASH_BYTES) : id
   const row = (
     await db.query<{ shard: number; leaf_index: bigint; leaf_input: Uint8Array }>(
-      `select shard::int as shard, leaf_index, leaf_input from ledger_leaves
-        where leaf_hash = $1 and ($2::int is null or shard = $2)`,
-      [leafHash, isShardScoped(db) ? shardOf(db) : null],
+      // By leaf_hash alone: a shard in the condition may lead the planner to that shard's whole
+      // primary-key range (in a partition it has no statistics for yet). A leaf hash names one
+      // event, so the shard is checked on the row.
+      'select shard::int as shard, leaf_index, leaf_input from ledger_leaves where leaf_hash = $1',
+      [leafHash],
     )
-  ).rows[0]
+  ).rows.find((found) => !isShardScoped(db) || found.shard === shardOf(db))
   if (row === undefined) {
     throw new BaseError('NOT_FOUND', `no event ${toHex(leafHash)} in the log`, {
       details: { id: toHex(leafHash) },
