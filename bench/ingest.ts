@@ -305,7 +305,9 @@ export async function runIngest(engine: IngestEngine, quick: boolean): Promise<I
     if (Number(rows[0]!.tree_size) !== eventsPerRound * (w.rounds + 1))
       throw new BaseError('INTERNAL', `the log holds ${rows[0]!.tree_size} events`)
     const sizes = await db.query<{ name: string; bytes: string }>(
-      `select t as name, pg_total_relation_size(t::regclass)::text as bytes from unnest($1::text[]) as t`,
+      // A partitioned table's size is its partitions' (pg_partition_tree: the table itself otherwise).
+      `select t as name, (select sum(pg_total_relation_size(relid)) from pg_partition_tree(t::regclass))::text as bytes
+         from unnest($1::text[]) as t`,
       [ledgerTables],
     )
     const tables = Object.fromEntries(sizes.rows.map((row) => [row.name, Number(row.bytes)]))

@@ -114,6 +114,10 @@ export const errorCodes = {
     409,
     'The shard count differs from the one the deployment’s log was created with, or a vehicle’s events were sent to a shard it does not belong to.',
   ),
+  LEDGER_PARTITION_MISSING: code(
+    503,
+    'The leaf table has no partition for the next leaves yet; the store makes it and tries again (retry).',
+  ),
   LOG_CORRUPT: code(500, 'The local log file is damaged beyond its recoverable tail.'),
   LOG_UNTRUSTED: code(
     403,

@@ -37,6 +37,7 @@ import {
   type ProofPlan,
   rangeNodes,
 } from './merkle.ts'
+import { checkLeafPartition, ensureLeafPartitions, makePartitionsAhead } from './partitions.ts'
 import type { TimeSpan } from './payload-access.ts'
 import { baseOf, isShardScoped, shardOf, shardOfVehicle, withShard } from './shards.ts'
 
@@ -124,12 +125,22 @@ export async function appendBatches(
     }
   })
   if (prepared.length > 0) {
+    const base = baseOf(db)
+    const append = () => db.transaction((tx) => appendInTransaction(tx, base, prepared))
     try {
-      const settled = await db.transaction((tx) => appendInTransaction(tx, db.engine, prepared))
-      for (const [slot, outcome] of settled) outcomes[slot] = outcome
+      let settled: Awaited<ReturnType<typeof append>>
+      try {
+        settled = await append()
+      } catch (error) {
+        if (!(error instanceof BaseError && error.code === 'LEDGER_PARTITION_MISSING')) throw error
+        await ensureLeafPartitions(base, Number(error.details.leafIndex))
+        settled = await append()
+      }
+      for (const [slot, outcome] of settled.outcomes) outcomes[slot] = outcome
+      await keepPartitionsAhead(base, settled.treeSize)
     } catch (error) {
       const failure = toBaseError(error)
-      for (const batch of prepared) outcomes[batch.slot] = { ok: false, error: failure }
+      for (const batch of prepared) outcomes[batch.slot] ??= { ok: false, error: failure }
     }
     const evidence: Evidence[] = []
     for (const batch of prepared) {
@@ -236,9 +247,9 @@ type Head = {
  */
 async function appendInTransaction(
   tx: Queryable,
-  engine: Database['engine'],
+  db: Database,
   batches: PreparedBatch[],
-): Promise<[number, AppendBatchesReturnType[number]][]> {
+): Promise<{ outcomes: [number, AppendBatchesReturnType[number]][]; treeSize: number }> {
   const shard = shardOf(tx)
   const { logRow, heads, shards } = await lockLogAndHeads(tx, shard, batches)
   const treeSizeBefore = Number(logRow.tree_size)
@@ -260,12 +271,31 @@ async function appendInTransaction(
     accepted.push({ slot: batch.slot, result: sequenceBatch(group, batch, head, admitted) })
   }
   const rootHash = foldNodes(group.frontier.map((node) => node.hash))
-  if (group.fresh.length > 0) await writeAppends(tx, engine, shard, { ...group, heads, rootHash })
+  if (group.fresh.length > 0) {
+    await checkLeafPartition(tx, db, group.size - 1)
+    await writeAppends(tx, db.engine, shard, { ...group, heads, rootHash })
+  }
   const treeSize = group.size
   const rootHex = toHex(treeSize === treeSizeBefore ? logRow.root_hash : rootHash)
   for (const { slot, result } of accepted)
     outcomes.push([slot, { ok: true, result: { ...result, treeSize, rootHash: rootHex } }])
-  return outcomes
+  return { outcomes, treeSize }
+}
+
+/**
+ * After a commit: the partitions reach past the shard's new size, so the next appends find theirs
+ * (src/ledger/partitions.ts). The append is committed whatever happens here; a failure is logged,
+ * and an append that then finds its partition missing makes it (LEDGER_PARTITION_MISSING, retried).
+ */
+async function keepPartitionsAhead(db: Database, treeSize: number): Promise<void> {
+  try {
+    await makePartitionsAhead(db, treeSize)
+  } catch (error) {
+    log.error(
+      { err: error, treeSize },
+      'could not make the next partition of ledger_leaves; the next append tries again',
+    )
+  }
 }
 
 /** A vehicle's events belong to its shard's log only: SHARDS_MISMATCH otherwise. */
@@ -878,11 +908,13 @@ export async function getEvent(db: Queryable, id: Hex | Uint8Array): Promise<Sto
   const leafHash = typeof id === 'string' ? fromHex(id, 'id', HASH_BYTES) : id
   const row = (
     await db.query<{ shard: number; leaf_index: bigint; leaf_input: Uint8Array }>(
-      `select shard::int as shard, leaf_index, leaf_input from ledger_leaves
-        where leaf_hash = $1 and ($2::int is null or shard = $2)`,
-      [leafHash, isShardScoped(db) ? shardOf(db) : null],
+      // By leaf_hash alone: a shard in the condition may lead the planner to that shard's whole
+      // primary-key range (in a partition it has no statistics for yet). A leaf hash names one
+      // event, so the shard is checked on the row.
+      'select shard::int as shard, leaf_index, leaf_input from ledger_leaves where leaf_hash = $1',
+      [leafHash],
     )
-  ).rows[0]
+  ).rows.find((found) => !isShardScoped(db) || found.shard === shardOf(db))
   if (row === undefined) {
     throw new BaseError('NOT_FOUND', `no event ${toHex(leafHash)} in the log`, {
       details: { id: toHex(leafHash) },
@@ -959,27 +991,50 @@ const NODE_STRIDE = 4
  * stored level below them — and hashes the latter up.
  */
 async function fetchNodes(db: Queryable, refs: readonly NodeRef[]): Promise<(ref: NodeRef) => Uint8Array> {
-  const leaves = new Set<number>()
-  const inner = new Map<string, NodeRef>()
+  // The stored rows each level needs, as runs of consecutive indexes: a proof's siblings within
+  // one stride lie side by side, so each run is one index range scan instead of a probe per row.
+  const wanted = new Map<number, Set<number>>()
   for (const { level, index } of refs) {
     const base = level - (level % NODE_STRIDE)
     const width = 2 ** (level - base)
-    for (let i = index * width; i < (index + 1) * width; i++) {
-      if (base === 0) leaves.add(i)
-      else inner.set(`${base}:${i}`, { level: base, index: i })
+    const indexes = wanted.get(base) ?? new Set<number>()
+    wanted.set(base, indexes)
+    for (let i = index * width; i < (index + 1) * width; i++) indexes.add(i)
+  }
+  const nodeRuns: { level: number; from: number; to: number }[] = []
+  const leafRuns: { from: number; to: number }[] = []
+  for (const [level, indexes] of wanted) {
+    for (const run of runsOf(indexes)) {
+      if (level === 0) leafRuns.push(run)
+      else nodeRuns.push({ level, ...run })
     }
   }
+  // The LIMIT (the longest run) tells the planner each range is small; without it a range
+  // between unknown bounds is estimated at a ninth of the table, and a large log gets a plan
+  // (and JIT compilation) for millions of rows.
+  const longest = Math.max(1, ...[...nodeRuns, ...leafRuns].map((run) => run.to - run.from + 1))
   const { rows } = await db.query<{ level: number; node_index: bigint; hash: Uint8Array }>(
     `select n.level::int as level, n.node_index, n.hash
-       from ledger_nodes n join unnest($1::smallint[], $2::bigint[]) as r(level, node_index) using (level, node_index)
-      where n.shard = $4
+       from unnest($1::smallint[], $2::bigint[], $3::bigint[]) as r(level, lo, hi)
+       cross join lateral (
+         select level, node_index, hash from ledger_nodes
+          where shard = $6 and level = r.level and node_index between r.lo and r.hi
+          order by node_index limit $7) n
      union all
-     select 0, leaf_index, leaf_hash from ledger_leaves where shard = $4 and leaf_index = any($3::bigint[])`,
+     select 0, l.leaf_index, l.leaf_hash
+       from unnest($4::bigint[], $5::bigint[]) as r(lo, hi)
+       cross join lateral (
+         select leaf_index, leaf_hash from ledger_leaves
+          where shard = $6 and leaf_index between r.lo and r.hi
+          order by leaf_index limit $7) l`,
     [
-      [...inner.values()].map((ref) => ref.level),
-      [...inner.values()].map((ref) => ref.index),
-      [...leaves],
+      nodeRuns.map((run) => run.level),
+      nodeRuns.map((run) => run.from),
+      nodeRuns.map((run) => run.to),
+      leafRuns.map((run) => run.from),
+      leafRuns.map((run) => run.to),
       shardOf(db),
+      longest,
     ],
   )
   const found = new Map<string, Uint8Array>()
@@ -999,6 +1054,24 @@ async function fetchNodes(db: Queryable, refs: readonly NodeRef[]): Promise<(ref
       : hashChildren(subtree(level - 1, 2 * index, base), subtree(level - 1, 2 * index + 1, base))
   return (ref) => subtree(ref.level, ref.index, ref.level - (ref.level % NODE_STRIDE))
 }
+
+/**
+ * `indexes` as inclusive runs [from, to], a gap of up to RUN_GAP indexes bridged: reading a row
+ * or two more in a range scan costs less than another scan.
+ */
+function runsOf(indexes: ReadonlySet<number>): { from: number; to: number }[] {
+  const sorted = [...indexes].sort((a, b) => a - b)
+  const runs: { from: number; to: number }[] = []
+  for (const index of sorted) {
+    const last = runs[runs.length - 1]
+    if (last !== undefined && index - last.to <= RUN_GAP + 1) last.to = index
+    else runs.push({ from: index, to: index })
+  }
+  return runs
+}
+
+/** The most unneeded rows `runsOf` bridges between two needed ones. */
+const RUN_GAP = 2
 
 /**
  * The hashes of the perfect subtrees (level, start) … (level, start + count − 1), in one query:

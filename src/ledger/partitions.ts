@@ -1,0 +1,110 @@
+/**
+ * The leaf table's partitions (docs/ledger.md "Partitions"): `ledger_leaves` is partitioned by
+ * leaf_index range, so a log's appends land in its newest partition, whose indexes stay small
+ * and hot however long the log grows (the leaf_hash index takes random keys). Partitions are made
+ * ahead of the appends, each in a short transaction of its own: after every commit the store
+ * makes sure the partitions reach a quarter of a partition past the shard's new size; an append that
+ * finds its partition missing all the same (e.g. a make that failed, logged) is refused with
+ * LEDGER_PARTITION_MISSING before anything is written, and the store makes it and tries again.
+ *
+ * A partition spans 2^22 / N leaf indexes (at least 2^16) for a deployment of N shards, so it
+ * holds about 4 million leaves whatever N is (every shard's leaf indexes fall in it). Each new
+ * partition continues the span of the one before it; the first is made on the first append.
+ */
+import type { Database, Queryable } from '../db/database.ts'
+import { BaseError } from '../errors.ts'
+import { getShardCount } from './shards.ts'
+
+/** The leaves a partition holds, about, whatever the shard count. */
+export const PARTITION_LEAVES = 2 ** 22
+/** The advisory lock that serializes making partitions across node processes. */
+const PARTITION_LOCK = 0x6c656166 // 'leaf'
+
+type Partitions = { from: number; to: number }[]
+
+/** The leaf table's partitions, in order (read from the catalog). */
+export async function listLeafPartitions(db: Queryable): Promise<Partitions> {
+  const { rows } = await db.query<{ bound: string }>(
+    `select pg_get_expr(c.relpartbound, c.oid) as bound
+       from pg_inherits i join pg_class c on c.oid = i.inhrelid
+      where i.inhparent = 'ledger_leaves'::regclass`,
+  )
+  return rows
+    .map(({ bound }) => {
+      const match = /FROM \('?(\d+)'?\) TO \('?(\d+)'?\)/.exec(bound)
+      if (match === null)
+        throw new BaseError('INTERNAL', `a partition of ledger_leaves has an unexpected bound: ${bound}`)
+      return { from: Number(match[1]), to: Number(match[2]) }
+    })
+    .sort((a, b) => a.from - b.from)
+}
+
+// The partitions as this process last saw them, per database: their end (never more than the
+// truth) and the span of the last one.
+const known = new WeakMap<object, { end: number; span: number }>()
+
+/**
+ * Whether the partitions are known to reach a quarter of a partition past leaf index `size`,
+ * as the store keeps them after each append.
+ */
+export function partitionsReach(db: Database, size: number): boolean {
+  const seen = known.get(db)
+  return seen !== undefined && size + seen.span / 4 < seen.end
+}
+
+/**
+ * Makes partitions until they hold leaf index `upTo` (each in its own transaction, under an
+ * advisory lock, so nodes making them at once make each one once).
+ */
+export async function ensureLeafPartitions(db: Database, upTo: number): Promise<void> {
+  await db.transaction(async (tx) => {
+    await tx.query('select pg_advisory_xact_lock($1)', [PARTITION_LOCK])
+    const partitions = await listLeafPartitions(tx)
+    const last = partitions[partitions.length - 1]
+    let end = last?.to ?? 0
+    const span = last !== undefined ? last.to - last.from : spanFor(await getShardCount(tx))
+    while (end <= upTo) {
+      // Made on its own and attached: attaching locks ledger_leaves against other DDL only, so
+      // appends and reads go on (creating it as a partition would lock them out meanwhile).
+      await tx.exec(
+        `create table ledger_leaves_${end} (like ledger_leaves including defaults including constraints);
+         alter table ledger_leaves attach partition ledger_leaves_${end} for values from (${end}) to (${end + span})`,
+      )
+      end += span
+    }
+    known.set(db, { end, span })
+  })
+}
+
+/**
+ * After an append of a shard that now holds `size` leaves: the partitions reach a quarter of a
+ * partition past it, so the next appends find theirs.
+ */
+export async function makePartitionsAhead(db: Database, size: number): Promise<void> {
+  if (partitionsReach(db, size)) return
+  const span = known.get(db)?.span ?? 0
+  await ensureLeafPartitions(db, size + Math.floor(span / 4))
+  // The span may have been learned just now (a process's first append).
+  const learned = known.get(db)!.span
+  if (learned !== span) await ensureLeafPartitions(db, size + Math.floor(learned / 4))
+}
+
+/** Throws LEDGER_PARTITION_MISSING, in the append's transaction, if leaf index `last` has no partition yet. */
+export async function checkLeafPartition(tx: Queryable, db: Database, last: number): Promise<void> {
+  const seen = known.get(db)
+  if (seen !== undefined && last < seen.end) return
+  const partitions = await listLeafPartitions(tx)
+  const lastPartition = partitions[partitions.length - 1]
+  const end = lastPartition?.to ?? 0
+  if (lastPartition !== undefined && last < end) {
+    known.set(db, { end, span: lastPartition.to - lastPartition.from })
+    return
+  }
+  throw new BaseError('LEDGER_PARTITION_MISSING', `leaf ${last} has no partition of ledger_leaves yet`, {
+    details: { leafIndex: last, partitionsEnd: end },
+  })
+}
+
+function spanFor(shards: number): number {
+  return Math.max(2 ** 16, Math.floor(PARTITION_LEAVES / shards))
+}
