@@ -16,12 +16,16 @@ import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import type { BrowserContext, Page } from 'playwright-core'
 import {
+  COSIGNATURE_TYPE,
   noteSigner,
   noteTextOf,
   parseCheckpointText,
   signCheckpointNote,
   verifierKey,
 } from '../src/ledger/note.ts'
+import { loadNoteKey } from '../src/node/transparency.ts'
+import { WITNESS_KEY_FILE } from '../src/node/witness-server.ts'
+import { DEMO_WITNESS_NAME } from '../src/sim/system.ts'
 import { type SeededFleet, seedFleet } from './fleet-fixture.ts'
 import { requirePart } from './skip.ts'
 
@@ -166,6 +170,20 @@ test('the dashboard verifies an event from tiles alone, and names a lying mirror
   for (const step of ['checkpoint', 'anchor', 'entry', 'inclusion'])
     assert.equal(await page.getByTestId(`tiles-step-${step}`).getAttribute('data-state'), 'passed', step)
   assert.match((await page.getByTestId('tiles-summary').textContent()) ?? '', /LedgerAnchor\.latest/)
+  // The demo witness's cosignature: seen, then verified under its cosigner key.
+  const witness = loadNoteKey(join(dataDir, 'witness'), DEMO_WITNESS_NAME, {
+    file: WITNESS_KEY_FILE,
+    mustExist: true,
+  }).signer
+  assert.match(
+    (await page.getByTestId('tiles-cosignatures').textContent()) ?? '',
+    new RegExp(`${DEMO_WITNESS_NAME}.*seen, not verified`),
+  )
+  await page
+    .getByTestId('tiles-witness-keys')
+    .fill(verifierKey(witness.name, witness.publicKey, COSIGNATURE_TYPE))
+  assert.equal(await verifyFromTiles(`${url}/log`), '')
+  assert.match((await page.getByTestId('tiles-cosignatures').textContent()) ?? '', /✓ verified, cosigned 20/)
   await page.screenshot({ path: join(shotDir, 'tiles-check.png') })
   lie = 'none'
   assert.equal(await verifyFromTiles(mirrorUrl), '')

@@ -10,8 +10,9 @@ import { generateKeyPairSync } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { after, describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
 import fc from 'fast-check'
 import { haveVectors, vectorFiles, vectorLeaves, vectorsDir } from '../../test/rfc9162-vectors.ts'
 import { requirePart } from '../../test/skip.ts'
@@ -265,6 +266,26 @@ describe('verifyFromTiles', () => {
     )
   })
 
+  it('lists the witnesses’ cosignatures, verifies those whose key is given, refuses a forged one', async () => {
+    const log = aLog(300)
+    const witness = aSigner('witness.example/w1')
+    const witnessKey = verifierKey(witness.name, witness.publicKey, COSIGNATURE_TYPE)
+    const text = log.checkpoint.slice(0, log.checkpoint.indexOf('\n\n') + 1)
+    const cosigned = `${log.checkpoint}${cosignatureLine(text, 1_800_000_000, witness)}`
+    const get = (note: string) =>
+      asGet((path) => (path === 'checkpoint' ? new TextEncoder().encode(note) : log.files(path)))
+    const seen = await base(log, { get: get(cosigned) })
+    assert.deepEqual(
+      seen.cosignatures.map((c) => [c.name, c.verified]),
+      [['witness.example/w1', false]],
+    )
+    const verified = await base(log, { get: get(cosigned), witnessKeys: [witnessKey] })
+    assert.deepEqual(verified.cosignatures[0]?.timestamp, 1_800_000_000)
+    // A cosignature line of the witness's key over another checkpoint.
+    const forged = `${log.checkpoint}${cosignatureLine(text.replace('\n300\n', '\n299\n'), 1_800_000_000, witness)}`
+    await assert.rejects(base(log, { get: get(forged), witnessKeys: [witnessKey] }), hasCode('NOTE_INVALID'))
+  })
+
   it('attack: a rolled-back checkpoint and a second history at the anchored size are refused', async () => {
     const log = aLog(400, 200)
     await assert.rejects(base(log), hasCode('LOG_UNTRUSTED'))
@@ -367,5 +388,28 @@ describe('httpTilesGet', () => {
       httpTilesGet('http://127.0.0.1:1/log')('checkpoint', 10),
       hasCode('NODE_UNREACHABLE'),
     )
+  })
+})
+
+describe('the shared modules run in a browser', () => {
+  it('import nothing of Node, at any depth, and use no Buffer themselves', () => {
+    const shared = ['rfc9162.ts', 'signed-note.ts', 'tlog-tiles.ts', 'tiles-verify.ts'].map((name) =>
+      fileURLToPath(new URL(name, import.meta.url)),
+    )
+    const seen = new Set<string>()
+    const visit = (file: string) => {
+      if (seen.has(file)) return
+      seen.add(file)
+      const source = readFileSync(file, 'utf8')
+      for (const [, specifier] of source.matchAll(/^import (?!type )[^'"]*['"]([^'"]+)['"]/gm)) {
+        assert.ok(!specifier!.startsWith('node:'), `${file} imports ${specifier}`)
+        if (specifier!.startsWith('.')) visit(resolve(dirname(file), specifier!))
+      }
+    }
+    for (const file of shared) {
+      visit(file)
+      assert.doesNotMatch(readFileSync(file, 'utf8'), /\bBuffer\./, file)
+    }
+    assert.ok(seen.size > shared.length, 'the walk followed the relative imports')
   })
 })

@@ -177,36 +177,28 @@ export async function verifyFromTiles(
   step('entry', `entry ${leafIndex}, ${entry.length} bytes, hashes to ${hex(leafHash)}`)
 
   // 4. Inclusion, under the anchored root and under the signed checkpoint.
-  const auditPath = await inclusionProofFromTiles(leafIndex, anchored.treeSize, read, nodes)
-  if (
-    !hashing.verifyInclusion({
-      leafIndex,
-      treeSize: anchored.treeSize,
-      leafHash,
-      proof: auditPath,
-      rootHash: anchored.rootHash,
-    })
-  )
-    throw new BaseError(
-      'PROOF_INVALID',
-      `the tiles do not prove event ${hex(leafHash)} under the root anchored on chain`,
-      { details: { reason: 'inclusion', leafIndex, treeSize: anchored.treeSize } },
+  const proveUnder = async (
+    head: { treeSize: number; rootHash: Uint8Array },
+    reason: string,
+    what: string,
+  ) => {
+    const proof = await inclusionProofFromTiles(leafIndex, head.treeSize, read, nodes)
+    if (
+      !hashing.verifyInclusion({
+        leafIndex,
+        treeSize: head.treeSize,
+        leafHash,
+        proof,
+        rootHash: head.rootHash,
+      })
     )
-  const underCheckpoint = await inclusionProofFromTiles(leafIndex, checkpoint.treeSize, read, nodes)
-  if (
-    !hashing.verifyInclusion({
-      leafIndex,
-      treeSize: checkpoint.treeSize,
-      leafHash,
-      proof: underCheckpoint,
-      rootHash: checkpoint.rootHash,
-    })
-  )
-    throw new BaseError(
-      'PROOF_INVALID',
-      `the tiles do not prove event ${hex(leafHash)} under their signed checkpoint`,
-      { details: { reason: 'checkpoint', leafIndex, treeSize: checkpoint.treeSize } },
-    )
+      throw new BaseError('PROOF_INVALID', `the tiles do not prove event ${hex(leafHash)} under ${what}`, {
+        details: { reason, leafIndex, treeSize: head.treeSize },
+      })
+    return proof
+  }
+  const auditPath = await proveUnder(anchored, 'inclusion', 'the root anchored on chain')
+  const underCheckpoint = await proveUnder(checkpoint, 'checkpoint', 'their signed checkpoint')
   step(
     'inclusion',
     `leaf ${leafIndex}: ${auditPath.length} hashes to the anchored root, ${underCheckpoint.length} to the checkpoint's`,

@@ -48,6 +48,7 @@ export function TilesCheck(props: { event: LedgerEvent }) {
   const [tilesUrl, setTilesUrl] = useState(defaultTilesUrl)
   const [origin, setOrigin] = useState<string>()
   const [verifierKey, setVerifierKey] = useState<string>()
+  const [witnessKeys, setWitnessKeys] = useState('')
   const [results, setResults] = useState<Partial<Record<TilesStep, StepState>>>({})
   const [outcome, setOutcome] = useState<Outcome>({ state: 'idle' })
   const pinnedOrigin = origin ?? log?.origin ?? ''
@@ -77,6 +78,7 @@ export function TilesCheck(props: { event: LedgerEvent }) {
         leafHash,
         leafIndex: props.event.index,
         hashing: portableMerkle,
+        witnessKeys: witnessKeys.split(/\s+/).filter(Boolean),
         onStep: (step, detail) => {
           done[step] = { state: 'passed', detail }
           setResults({ ...done })
@@ -129,6 +131,15 @@ export function TilesCheck(props: { event: LedgerEvent }) {
             value={pinnedKey}
             onChange={(e) => setVerifierKey(e.target.value.trim())}
             data-testid="tiles-verifier-key"
+          />
+        </label>
+        <label>
+          Witness keys (optional)
+          <input
+            value={witnessKeys}
+            onChange={(e) => setWitnessKeys(e.target.value)}
+            data-testid="tiles-witness-keys"
+            placeholder="name+hex+base64 cosigner keys, space-separated"
           />
         </label>
       </div>
@@ -200,9 +211,9 @@ export function TilesCheck(props: { event: LedgerEvent }) {
               : outcome.cosignatures.map((c) => (
                   <div key={`${c.name}/${c.keyId}`}>
                     {c.name} (key id {c.keyId}) —{' '}
-                    {c.verified
-                      ? 'verified'
-                      : 'seen; verify it with the witness’s own key (carchain witness)'}
+                    {c.verified && c.timestamp
+                      ? `✓ verified, cosigned ${new Date(c.timestamp * 1000).toISOString()}`
+                      : 'seen, not verified: give the witness’s cosigner key above to verify it'}
                   </div>
                 ))}
           </dd>
