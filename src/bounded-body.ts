@@ -1,6 +1,7 @@
 /**
  * Reading an untrusted HTTP answer without letting it choose how much memory it takes: the body is
  * read chunk by chunk and the read stops, the stream cancelled, as soon as it passes `max` bytes.
+ * No node:* import or Buffer: the dashboard reads tiles with it too (src/ledger/tiles-verify.ts).
  */
 import type { BaseError } from './errors.ts'
 
@@ -21,5 +22,11 @@ export async function readBoundedBody(
     }
     chunks.push(part.value)
   }
-  return new Uint8Array(Buffer.concat(chunks))
+  const body = new Uint8Array(total)
+  let offset = 0
+  for (const chunk of chunks) {
+    body.set(chunk, offset)
+    offset += chunk.length
+  }
+  return body
 }

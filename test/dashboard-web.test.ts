@@ -1,6 +1,6 @@
 /**
  * The dashboard without a browser: its in-browser RFC 9162 verifier agrees with the node's
- * (src/ledger/merkle.ts) on every leaf of trees of many sizes and rejects tampering; the event
+ * (src/ledger/merkle.ts: the same src/ledger/rfc9162.ts over node:crypto) on every leaf of trees of many sizes and rejects tampering; the event
  * check accepts real envelopes and refuses altered ones; the node serves the built app with the
  * right types, caching and SPA fallback while unknown API routes keep their JSON 404; and web/
  * type-checks under its own tsconfig (the root `tsc -p .` leaves it out).
@@ -10,12 +10,13 @@ import { spawnSync } from 'node:child_process'
 import { test } from 'node:test'
 import { createEventChain, payloadToJson } from '../src/ledger/envelope.ts'
 import { buildMerkleTree } from '../src/ledger/merkle.ts'
+import { portableMerkle } from '../src/ledger/rfc9162.ts'
 import { createDashboardRoutes } from '../src/node/dashboard.ts'
 import { createServer } from '../src/node/server.ts'
 import { checkEvent, envelopeLeafHash, payloadMatchesCommit } from '../web/src/lib/event-proof.ts'
 import { fromHex, toHex } from '../web/src/lib/hex.ts'
-import { hashLeaf, rootFromInclusionProof } from '../web/src/lib/merkle.ts'
 
+const { hashLeaf, rootFromInclusionProof } = portableMerkle
 const leaves = (n: number) => Array.from({ length: n }, (_, i) => new TextEncoder().encode(`leaf ${i}`))
 
 test('the browser verifier reaches the node tree root for every leaf and size', () => {
@@ -28,28 +29,28 @@ test('the browser verifier reaches the node tree root for every leaf and size', 
         const auditPath = tree.inclusionProof(index, treeSize)
         const leafHash = hashLeaf(inputs[index]!)
         assert.equal(toHex(leafHash), toHex(tree.leafHash(index)))
-        const computed = rootFromInclusionProof({ leafIndex: index, treeSize, leafHash, auditPath })
+        const computed = rootFromInclusionProof({ leafIndex: index, treeSize, leafHash, proof: auditPath })
         assert.equal(computed && toHex(computed), root, `leaf ${index} of ${treeSize}`)
         // The same path claimed for another index or size must not reach the root.
         const wrongIndex = rootFromInclusionProof({
           leafIndex: (index + 1) % treeSize,
           treeSize,
           leafHash,
-          auditPath,
+          proof: auditPath,
         })
         if (treeSize > 1) assert.notEqual(wrongIndex && toHex(wrongIndex), root)
         if (auditPath.length > 0) {
           const bent = auditPath.map((h, i) =>
             i === 0 ? Uint8Array.from(h, (b, j) => (j === 0 ? b ^ 1 : b)) : h,
           )
-          const tampered = rootFromInclusionProof({ leafIndex: index, treeSize, leafHash, auditPath: bent })
+          const tampered = rootFromInclusionProof({ leafIndex: index, treeSize, leafHash, proof: bent })
           assert.notEqual(tampered && toHex(tampered), root)
         }
       }
     }
   }
   assert.equal(
-    rootFromInclusionProof({ leafIndex: 3, treeSize: 3, leafHash: new Uint8Array(32), auditPath: [] }),
+    rootFromInclusionProof({ leafIndex: 3, treeSize: 3, leafHash: new Uint8Array(32), proof: [] }),
     undefined,
   )
 })

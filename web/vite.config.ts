@@ -28,7 +28,7 @@ export function dashboardViteConfig(outDir = 'dist'): UserConfig {
     },
     server: {
       fs: { allow: [fileURLToPath(new URL('..', import.meta.url))] },
-      proxy: { '/v1': nodeUrl, '/openapi.json': nodeUrl },
+      proxy: { '/v1': nodeUrl, '/log': nodeUrl, '/openapi.json': nodeUrl },
     },
   }
 }

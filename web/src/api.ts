@@ -18,6 +18,8 @@ export type ChainInfo = {
     ChargingChannels: Hex
     Token: Hex
   }
+  /** The log as C2SP names it (docs/transparency.md): its checkpoints' origin and note verifier key. */
+  log?: { origin: string; verifierKey: string }
 }
 export type Checkpoint = {
   logId: Hex

@@ -6,25 +6,15 @@
 import { type FileHandle, open, readFile, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { type Address, createPublicClient, getAddress, http, type PublicClient } from 'viem'
-import { readBoundedBody } from '../../bounded-body.ts'
 import { ledgerAnchorAbi } from '../../chain/generated/index.ts'
 import { BaseError, isErrorCode } from '../../errors.ts'
 import { fromPem } from '../../identity/certificate.ts'
 import { validateVehicleCertificate } from '../../identity/vehicle-certificate.ts'
 import { fromBase64, fromHex, type Hex, toHex } from '../../ledger/bytes.ts'
 import { encodeEnvelope, isVehicleAddress, parseEnvelope, parseEnvelopeBytes } from '../../ledger/envelope.ts'
-import { HASH_BYTES, hashLeaf, verifyConsistency, verifyInclusion } from '../../ledger/merkle.ts'
-import { MAX_NOTE_BYTES, openCheckpointNote } from '../../ledger/note.ts'
+import { HASH_BYTES, hashLeaf, nodeMerkle, verifyConsistency } from '../../ledger/merkle.ts'
 import { MAX_SHARDS, shardOfVehicle } from '../../ledger/shards.ts'
-import {
-  consistencyProofFromTiles,
-  inclusionProofFromTiles,
-  parseEntryBundle,
-  TILE_WIDTH,
-  type TileReader,
-  type TileRef,
-  tilePath,
-} from '../../ledger/tiles.ts'
+import { httpTilesGet, type TilesGet, verifyFromTiles } from '../../ledger/tiles-verify.ts'
 import { parseVehicleProof, verifyVehicleSignature } from '../../ledger/vehicle-proof.ts'
 import {
   type Disclosure,
@@ -380,61 +370,32 @@ async function verifyBundle(flags: ParsedFlags, path: string) {
   }
 }
 
-/**
- * GET from a tiles server, which is not trusted: everything read is checked after, and nothing
- * larger than `maxBytes` (what the spec allows for it) is read (TILE_TOO_LARGE).
- */
-async function tilesGet(url: string, maxBytes: number): Promise<Uint8Array> {
-  if (url.startsWith('file:')) return tilesFile(url, maxBytes)
-  let response: Response
-  try {
-    response = await fetch(url, { signal: AbortSignal.timeout(30_000) })
-  } catch (error) {
-    throw new BaseError('NODE_UNREACHABLE', `no tiles server answers at ${url}`, {
-      details: { url },
-      cause: error,
-    })
-  }
-  if (!response.ok)
-    throw new BaseError('NOT_FOUND', `GET ${url} answered ${response.status}`, {
-      details: { url, status: response.status },
-    })
-  return readBoundedBody(
-    response,
-    maxBytes,
-    () =>
-      new BaseError('TILE_TOO_LARGE', `${url} sent more than the ${maxBytes} bytes it may hold`, {
-        details: { url, maxBytes },
-      }),
-  )
-}
-
 /** A tiles directory read in place (`--tiles file:///…`, e.g. a `--tiles-dir`): the same limits. */
-async function tilesFile(url: string, maxBytes: number): Promise<Uint8Array> {
-  const path = fileURLToPath(url)
-  let handle: FileHandle
-  try {
-    handle = await open(path, 'r')
-  } catch (error) {
-    throw new BaseError('NOT_FOUND', `cannot read ${path}`, { details: { url }, cause: error })
+const fileTilesGet =
+  (base: string): TilesGet =>
+  async (relative, maxBytes) => {
+    const url = `${base}/${relative}`
+    const path = fileURLToPath(url)
+    let handle: FileHandle
+    try {
+      handle = await open(path, 'r')
+    } catch (error) {
+      throw new BaseError('NOT_FOUND', `cannot read ${path}`, { details: { url }, cause: error })
+    }
+    try {
+      const buffer = Buffer.alloc(maxBytes + 1)
+      let length = 0
+      for (let read = -1; read !== 0 && length <= maxBytes; length += read)
+        read = (await handle.read(buffer, length, maxBytes + 1 - length, null)).bytesRead
+      if (length > maxBytes)
+        throw new BaseError('TILE_TOO_LARGE', `${path} holds more than the ${maxBytes} bytes it may hold`, {
+          details: { url, maxBytes },
+        })
+      return new Uint8Array(buffer.subarray(0, length))
+    } finally {
+      await handle.close()
+    }
   }
-  try {
-    const buffer = Buffer.alloc(maxBytes + 1)
-    let length = 0
-    for (let read = -1; read !== 0 && length <= maxBytes; length += read)
-      read = (await handle.read(buffer, length, maxBytes + 1 - length, null)).bytesRead
-    if (length > maxBytes)
-      throw new BaseError('TILE_TOO_LARGE', `${path} holds more than the ${maxBytes} bytes it may hold`, {
-        details: { url, maxBytes },
-      })
-    return new Uint8Array(buffer.subarray(0, length))
-  } finally {
-    await handle.close()
-  }
-}
-
-/** The most a tile may hold: 256 hashes, or 256 entries of at most 65,535 bytes with their lengths. */
-const maxTileBytes = (ref: TileRef) => ref.width * (ref.level === 'entries' ? 2 + 0xffff : HASH_BYTES)
 
 /**
  * `verify --event H --tiles URL`: the proof from C2SP tiles alone, no node API. The checkpoint at
@@ -443,7 +404,7 @@ const maxTileBytes = (ref: TileRef) => ref.width * (ref.level === 'entries' ? 2 
  * from the hash tiles against the root anchored on chain for the pinned log, and against the signed
  * checkpoint; a checkpoint of the anchored size with another root is a fork (LOG_UNTRUSTED).
  */
-async function verifyFromTiles(flags: ParsedFlags, leafHash: Hex, tilesUrl: string) {
+async function verifyEventFromTiles(flags: ParsedFlags, leafHash: Hex, tilesUrl: string) {
   const origin = requiredStringFlag(flags, 'origin')
   const key = requiredStringFlag(flags, 'verifier-key')
   const base = tilesUrl.replace(/\/+$/, '')
@@ -452,99 +413,29 @@ async function verifyFromTiles(flags: ParsedFlags, leafHash: Hex, tilesUrl: stri
   const suffix = /\/shards\/(0|[1-9][0-9]{0,3})$/.exec(origin)
   const log = await pinLog(flags, { shard: suffix ? Number(suffix[1]) : undefined, leafHash })
   const trusted = await latestAnchored(log)
-  const note = new TextDecoder().decode(await tilesGet(`${base}/checkpoint`, MAX_NOTE_BYTES))
-  const checkpoint = openCheckpointNote(note, key)
-  if (checkpoint.origin !== origin)
-    throw new BaseError('LOG_UNTRUSTED', `the checkpoint is of log ${checkpoint.origin}, not ${origin}`, {
-      details: { origin: checkpoint.origin, expected: origin },
-    })
-  if (checkpoint.treeSize < trusted.treeSize)
-    throw new BaseError(
-      'LOG_UNTRUSTED',
-      `the tiles' checkpoint (size ${checkpoint.treeSize}) is older than the root anchored on chain (size ${trusted.treeSize}): a stale or rolled-back copy`,
-      { details: { checkpointSize: checkpoint.treeSize, anchoredSize: trusted.treeSize } },
-    )
-  if (checkpoint.treeSize === trusted.treeSize && toHex(checkpoint.rootHash) !== trusted.rootHash)
-    throw new BaseError(
-      'LOG_UNTRUSTED',
-      `the signed checkpoint of size ${checkpoint.treeSize} has another root than the one anchored on chain: the log shows two histories`,
-      {
-        details: {
-          treeSize: trusted.treeSize,
-          checkpointRoot: toHex(checkpoint.rootHash),
-          anchoredRoot: trusted.rootHash,
-        },
-      },
-    )
-  const read: TileReader = (ref: TileRef) => tilesGet(`${base}/tile/${tilePath(ref)}`, maxTileBytes(ref))
-  // A newer signed checkpoint must extend the anchored tree: the consistency proof from the tiles.
-  if (
-    trusted.treeSize > 0 &&
-    checkpoint.treeSize > trusted.treeSize &&
-    !verifyConsistency({
-      first: trusted.treeSize,
-      second: checkpoint.treeSize,
-      firstHash: fromHex(trusted.rootHash, 'rootHash', 32),
-      secondHash: checkpoint.rootHash,
-      proof: await consistencyProofFromTiles(trusted.treeSize, checkpoint.treeSize, read),
-    })
-  )
-    throw new BaseError(
-      'PROOF_INVALID',
-      `the tiles do not show that the signed checkpoint (size ${checkpoint.treeSize}) extends the tree of ${trusted.treeSize} anchored on chain`,
-      { details: { reason: 'consistency', treeSize: checkpoint.treeSize, anchoredSize: trusted.treeSize } },
-    )
-  // The entry bundles of the anchored tree, until the event (or the one at --index).
   const indexFlag = stringFlag(flags, 'index')
-  const firstBundle = indexFlag === undefined ? 0 : Math.floor(Number(indexFlag) / TILE_WIDTH)
   if (indexFlag !== undefined && !/^(0|[1-9][0-9]*)$/.test(indexFlag))
     throw new BaseError('CLI_USAGE', '--index must be a leaf index (a whole number)', {
       details: { index: indexFlag },
     })
-  let found: { leafIndex: number; entry: Uint8Array } | undefined
-  for (let bundle = firstBundle; !found && bundle * TILE_WIDTH < trusted.treeSize; bundle++) {
-    const width = Math.min(TILE_WIDTH, trusted.treeSize - bundle * TILE_WIDTH)
-    const entries = parseEntryBundle(await read({ level: 'entries', index: bundle, width }))
-    const i = entries.findIndex((entry) => toHex(hashLeaf(entry)) === leafHash)
-    if (i >= 0) found = { leafIndex: bundle * TILE_WIDTH + i, entry: entries[i]! }
-    if (indexFlag !== undefined) break
-  }
-  if (!found)
-    throw new BaseError(
-      'NOT_FOUND',
-      `event ${leafHash} is not in the tree of ${trusted.treeSize} anchored on chain`,
-      {
-        details: { leafHash, treeSize: trusted.treeSize },
-      },
-    )
-  const { leafIndex, entry } = found
-  const auditPath = (await inclusionProofFromTiles(leafIndex, trusted.treeSize, read)).map(toHex)
+  const { checkpoint, leafIndex, entry, auditPath } = await verifyFromTiles({
+    get: base.startsWith('file:') ? fileTilesGet(base) : httpTilesGet(base),
+    origin,
+    verifierKey: key,
+    anchored: { treeSize: trusted.treeSize, rootHash: fromHex(trusted.rootHash, 'rootHash', HASH_BYTES) },
+    leafHash: fromHex(leafHash, 'leafHash', HASH_BYTES),
+    ...(indexFlag === undefined ? {} : { leafIndex: Number(indexFlag) }),
+    hashing: nodeMerkle,
+  })
+  // The envelope's own checks (form, leaf hash) on the entry the tiles proved.
   const proven = verifyEvent({
     envelope: parseEnvelopeBytes(entry),
     leafIndex,
     treeSize: trusted.treeSize,
-    auditPath,
+    auditPath: auditPath.map(toHex),
     rootHash: trusted.rootHash,
     trusted,
   })
-  // The same event under the signed checkpoint, so the tiles' head is the log the key signs.
-  const underCheckpoint = await inclusionProofFromTiles(leafIndex, checkpoint.treeSize, read)
-  if (
-    !verifyInclusion({
-      leafIndex,
-      treeSize: checkpoint.treeSize,
-      leafHash: hashLeaf(entry),
-      proof: underCheckpoint,
-      rootHash: checkpoint.rootHash,
-    })
-  )
-    throw new BaseError(
-      'PROOF_INVALID',
-      `the tiles do not prove event ${leafHash} under their signed checkpoint`,
-      {
-        details: { reason: 'checkpoint', treeSize: checkpoint.treeSize },
-      },
-    )
   const data = {
     ...provenEvent(proven),
     leafIndex,
@@ -625,7 +516,7 @@ const verify: Command = {
       leafHash = toHex(hashLeaf(encodeEnvelope(parseEnvelope(fileEnvelope))))
     }
     const tilesUrl = stringFlag(flags, 'tiles')
-    if (tilesUrl) return verifyFromTiles(flags, leafHash, tilesUrl)
+    if (tilesUrl) return verifyEventFromTiles(flags, leafHash, tilesUrl)
     const node = requiredStringFlag(flags, 'node')
     const claimed = (fileEnvelope as { vehicle?: unknown } | undefined)?.vehicle
     const log = await pinLog(flags, { vehicle: typeof claimed === 'string' ? claimed : undefined, leafHash })

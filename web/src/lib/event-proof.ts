@@ -6,10 +6,14 @@
  * leaf input = JCS(envelope) (RFC 8785), leaf hash = SHA-256(0x00 ‖ input) (RFC 9162 §2.1.1).
  */
 import { sha256 } from '@noble/hashes/sha2.js'
+import { equalBytes } from '../../../src/ledger/bytes.ts'
 import { canonicalize } from '../../../src/ledger/jcs.ts'
+import { portableMerkle } from '../../../src/ledger/rfc9162.ts'
 import { SALT_BYTES } from '../../../src/ledger/sizes.ts'
 import { fromHex, toHex } from './hex.ts'
-import { equalBytes, hashLeaf, rootFromInclusionProof } from './merkle.ts'
+
+/** The node's RFC 9162 code (src/ledger/rfc9162.ts) over @noble/hashes. */
+const { hashLeaf, rootFromInclusionProof } = portableMerkle
 
 const encoder = new TextEncoder()
 
@@ -71,7 +75,7 @@ export async function checkEvent(
         leafIndex: proof.leafIndex,
         treeSize: anchored.treeSize,
         leafHash,
-        auditPath: auditPath as Uint8Array[],
+        proof: auditPath as Uint8Array[],
       })
     : undefined
   if (!root) return { state: 'failed', reason: 'the audit path does not fit the anchored tree size' }

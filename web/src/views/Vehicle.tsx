@@ -28,6 +28,7 @@ import {
 import { shortHex } from '../lib/hex.ts'
 import { useNode } from '../node-context.tsx'
 import { type StreamMessage, useStream } from '../stream.ts'
+import { TilesCheck } from './TilesCheck.tsx'
 
 const PAGE = 50
 
@@ -248,7 +249,10 @@ function Timeline(props: { events: LedgerEvent[] }) {
                 <pre className="payload">{JSON.stringify(event.payload.data, null, 2)}</pre>
               )}
               {proofOpen === event.id && checks.get(event.id) && (
-                <ProofDetails event={event} check={checks.get(event.id)!} />
+                <>
+                  <ProofDetails event={event} check={checks.get(event.id)!} />
+                  <TilesCheck event={event} />
+                </>
               )}
             </div>
           </li>
