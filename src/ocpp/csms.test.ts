@@ -23,7 +23,8 @@ import { runChargingSession } from '../payments/session.ts'
 import { memoryTransportPair } from '../payments/transport.ts'
 import { signVoucher } from '../payments/typed-data.ts'
 import { databaseVoucherBook } from '../station/database-voucher-book.ts'
-import { type Csms, createCsms, csmsOnlyUpgrades } from './csms.ts'
+import { routeUpgrades } from '../upgrade-router.ts'
+import { type Csms, createCsms } from './csms.ts'
 import { baseCustomData, carIdToken, voucherCustomData } from './payment.ts'
 import type { RpcPeer } from './rpc.ts'
 import { connectOcppStation } from './station-client.ts'
@@ -111,7 +112,7 @@ for (const engine of engines) {
         onChange: (change) => changes.push(change),
       })
       http = createServer((_request, response) => response.writeHead(404).end())
-      http.on('upgrade', csmsOnlyUpgrades(csms))
+      routeUpgrades(http, [csms.upgrade])
       await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
       url = `ws://127.0.0.1:${(http.address() as AddressInfo).port}/ocpp`
     })
