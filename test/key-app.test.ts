@@ -23,7 +23,7 @@ import { issuePasskeyGrant } from '../src/keys/grant.ts'
 import { LinkClient } from '../src/keys/link-client.ts'
 import { epochOf } from '../src/keys/registry.ts'
 import { encodeShareLink, SHARE_LINK_PREFIX } from '../src/keys/share-link.ts'
-import { type KeyDomain, Scope } from '../src/keys/typed-data.ts'
+import { type KeyDomain, passkeyFingerprint, Scope } from '../src/keys/typed-data.ts'
 import { requirePart } from './skip.ts'
 
 const chromiumPath = '/usr/bin/chromium'
@@ -127,6 +127,11 @@ test('a passkey made in the key app receives a grant and unlocks a demo car; its
     (await page.getByTestId('passkey-public').first().textContent({ timeout: 15_000 })) ?? ''
   ).trim()
   assert.match(publicKey, /^0x04[0-9a-f]{128}$/)
+  // Its fingerprint, the one the owner's console shows beside the key it signs for it.
+  assert.equal(
+    await page.getByTestId('passkey-fingerprint').first().textContent(),
+    passkeyFingerprint(publicKey as `0x${string}`),
+  )
 
   // The owner signs a PasskeyGrant for that key and shares it as a link.
   const cars = (await (await fetch(`${info.url}/v1/sim/vehicles`)).json()) as {

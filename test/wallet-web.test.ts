@@ -13,6 +13,7 @@
  */
 import assert from 'node:assert/strict'
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
+import { generateKeyPairSync } from 'node:crypto'
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -24,7 +25,7 @@ import { developmentAccount } from '../src/chain/clients.ts'
 import { demoTokenAbi, vehicleRegistryAbi } from '../src/chain/generated/index.ts'
 import { grantSigner } from '../src/keys/grant.ts'
 import { decodeShareLink, sharedKeyDomain } from '../src/keys/share-link.ts'
-import { grantHolder, grantTypedData } from '../src/keys/typed-data.ts'
+import { grantHolder, grantTypedData, passkeyFingerprint } from '../src/keys/typed-data.ts'
 import { type SeededFleet, seedFleet } from './fleet-fixture.ts'
 import { requirePart } from './skip.ts'
 
@@ -207,6 +208,28 @@ test('an injected wallet signs in, grants, revokes and rents; a refusal is said 
     args: [shared.grant.vehicle, shared.grant.grantId],
   })
   assert.equal(revoked, true)
+
+  // A phone key: the grantee is a passkey's P-256 public key. The node keeps it and the console
+  // lists it from there too, with the key's fingerprint and its on-chain status.
+  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const passkey =
+    `0x${publicKey.export({ format: 'der', type: 'spki' }).subarray(-65).toString('hex')}` as Hex
+  await page.getByTestId('grant-grantee').fill(passkey)
+  await page.getByTestId('grant-sign').click()
+  await wallet.authorize(Web3RequestKind.SignTypedDataV4)
+  await page.getByTestId('grant-signed').getByText('The node keeps it too').waitFor({ timeout: 15_000 })
+  assert.match(
+    (await page.getByTestId('grant-signed').textContent()) ?? '',
+    new RegExp(passkeyFingerprint(passkey)),
+  )
+  const phoneRow = page
+    .getByTestId('grants-table')
+    .locator('tbody tr')
+    .filter({ has: page.getByTestId('grant-passkey').getByText(passkeyFingerprint(passkey)) })
+  await phoneRow.getByTestId('grant-status').getByText('active').waitFor({ timeout: 15_000 })
+  // Listed from the node's mailbox as well (its signature recovered in the page to this owner).
+  await phoneRow.getByText('node', { exact: true }).waitFor({ timeout: 15_000 })
+  assert.match((await phoneRow.textContent()) ?? '', /passkey/)
 
   // Renting out: ERC-4907 setUser from the wallet.
   const renter = privateKeyToAddress(generatePrivateKey())
