@@ -23,7 +23,12 @@ import {
 import { listNodeGrants, type SimVehicle, storeGrantWithNode, useApi, type Vehicle } from '../api.ts'
 import { vehicleRegistryAbi } from '../chain.ts'
 import { Address as AddressText, Badge, Card, Empty } from '../components/ui.tsx'
-import { ProblemAlert, SwitchChainButton } from '../components/wallet-ui.tsx'
+import {
+  AddressField,
+  ProblemAlert,
+  SwitchChainButton,
+  WalletActionButton,
+} from '../components/wallet-ui.tsx'
 import { toHex } from '../lib/hex.ts'
 import { useNode } from '../node-context.tsx'
 import {
@@ -471,15 +476,13 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
             />
           )}
         </label>
-        <label>
-          Grantee
-          <input
-            placeholder="0x… an address, or a passkey's public key from the key app (#/key)"
-            value={grantee}
-            onChange={(e) => setGrantee(e.target.value.trim())}
-            data-testid="grant-grantee"
-          />
-        </label>
+        <AddressField
+          label="Grantee"
+          placeholder="0x… an address, or a passkey's public key from the key app (#/key)"
+          value={grantee}
+          onChange={setGrantee}
+          testId="grant-grantee"
+        />
         <fieldset className="scopes">
           <legend>May</legend>
           {scopeList.map((name) => (
@@ -725,25 +728,27 @@ function GrantList(props: { session: Session; vehicles: { vehicle: Address }[] }
                   <td className="actions">
                     {status === 'active' && (
                       <>
-                        <button
-                          type="button"
-                          className="button button-danger"
-                          disabled={busy !== undefined}
+                        <WalletActionButton
+                          action={g.grant.grantId}
+                          busy={busy}
                           onClick={() => send(g.grant.grantId, 'revoke', g)}
-                          data-testid="grant-revoke"
+                          tone="danger"
+                          compact
+                          testId="grant-revoke"
                         >
-                          {busy === g.grant.grantId ? 'Revoking…' : 'Revoke'}
-                        </button>
-                        <button
-                          type="button"
-                          className="button button-quiet"
-                          disabled={busy !== undefined}
-                          title="KeyRegistry.revokeAll: bumps the vehicle's epoch, voiding every key for it"
+                          Revoke
+                        </WalletActionButton>
+                        <WalletActionButton
+                          action={`all-${g.grant.grantId}`}
+                          busy={busy}
                           onClick={() => send(`all-${g.grant.grantId}`, 'revokeAll', g)}
-                          data-testid="grant-revoke-all"
+                          tone="quiet"
+                          compact
+                          title="KeyRegistry.revokeAll: bumps the vehicle's epoch, voiding every key for it"
+                          testId="grant-revoke-all"
                         >
                           Revoke all for vehicle
-                        </button>
+                        </WalletActionButton>
                       </>
                     )}
                   </td>
