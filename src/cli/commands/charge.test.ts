@@ -9,7 +9,7 @@ import { deploymentPath } from '../../chain/deploy.ts'
 import { demoTokenAbi } from '../../chain/generated/index.ts'
 import { writeFileAtomic } from '../../fs-atomic.ts'
 import { runCli } from '../main.ts'
-import { chargeStationArgs, commonArgs, identityArgs, pemFile } from './charge.testkit.ts'
+import { captureStdout, chargeStationArgs, commonArgs, identityArgs, pemFile } from './charge.testkit.ts'
 
 let chain: TestChain
 let dir: string
@@ -26,20 +26,15 @@ after(async () => {
 })
 
 async function cli(args: string[]): Promise<{ code: number; json: Record<string, unknown> }> {
-  let out = ''
-  const write = process.stdout.write.bind(process.stdout)
-  process.stdout.write = ((chunk: string) => {
-    out += chunk
-    return true
-  }) as typeof process.stdout.write
+  const out = captureStdout()
   try {
     const code = await runCli(
       [...args, ...commonArgs(chain.anvil.rpcUrl, join(dir, 'data'), join(dir, 'keys'))],
       new AbortController().signal,
     )
-    return { code, json: JSON.parse(out) as Record<string, unknown> }
+    return { code, json: JSON.parse(out.text) as Record<string, unknown> }
   } finally {
-    process.stdout.write = write
+    out.restore()
   }
 }
 
@@ -137,12 +132,7 @@ test('carchain charge station and charge session over mutual TLS, settled by the
       }),
     )
     const common = commonArgs(chain.anvil.rpcUrl, join(dir, 'data'), pki.dir)
-    let out = ''
-    const write = process.stdout.write.bind(process.stdout)
-    process.stdout.write = ((chunk: string) => {
-      out += chunk
-      return true
-    }) as typeof process.stdout.write
+    const out = captureStdout()
     const stop = new AbortController()
     try {
       const station = runCli(
@@ -151,11 +141,11 @@ test('carchain charge station and charge session over mutual TLS, settled by the
       )
       let port: string | undefined
       for (let i = 0; i < 200 && !port; i++) {
-        port = /listening on TLS port (\d+)/.exec(out)?.[1]
+        port = /listening on TLS port (\d+)/.exec(out.text)?.[1]
         if (!port) await new Promise((resolve) => setTimeout(resolve, 50))
       }
-      assert.ok(port, `the station did not start: ${out}`)
-      out = ''
+      assert.ok(port, `the station did not start: ${out.text}`)
+      out.clear()
       const sessionCode = await runCli(
         [
           'charge',
@@ -173,14 +163,14 @@ test('carchain charge station and charge session over mutual TLS, settled by the
         ],
         new AbortController().signal,
       )
-      const session = JSON.parse(out.trim().split('\n').at(-1)!) as Record<string, unknown>
-      assert.equal(sessionCode, 0, out)
+      const session = JSON.parse(out.text.trim().split('\n').at(-1)!) as Record<string, unknown>
+      assert.equal(sessionCode, 0, out.text)
       assert.equal(session.evseId, evseId)
       assert.equal(session.channelAction, 'opened')
       stop.abort('SIGTERM')
       assert.equal(await station, 0)
     } finally {
-      process.stdout.write = write
+      out.restore()
       stop.abort()
     }
     // The station's final claim paid the CPO exactly what the car signed.

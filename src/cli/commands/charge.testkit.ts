@@ -63,3 +63,24 @@ export function chargeStationArgs(
 export function commonArgs(rpcUrl: string, dataDir: string, keystore: string): string[] {
   return ['--rpc', rpcUrl, '--data', dataDir, '--keystore', keystore, '--passphrase', 'test', '--json']
 }
+
+/** Collects what a command run in this process prints (`process.stdout`) until `restore()`. */
+export function captureStdout(): { readonly text: string; clear(): void; restore(): void } {
+  let text = ''
+  const write = process.stdout.write.bind(process.stdout)
+  process.stdout.write = ((chunk: string) => {
+    text += chunk
+    return true
+  }) as typeof process.stdout.write
+  return {
+    get text() {
+      return text
+    },
+    clear: () => {
+      text = ''
+    },
+    restore: () => {
+      process.stdout.write = write
+    },
+  }
+}
