@@ -7,98 +7,45 @@
  * temp dir.
  */
 import assert from 'node:assert/strict'
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
-import type { BrowserContext, Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { developmentAccount } from '../src/chain/clients.ts'
 import { grantSigner } from '../src/keys/grant.ts'
 import { decodeShareLink, sharedKeyDomain } from '../src/keys/share-link.ts'
+import { CHROMIUM_MISSING, type ChromiumFixture, hasChromium, startChromium } from './chromium.ts'
 import { type SeededFleet, seedFleet } from './fleet-fixture.ts'
 import { requirePart } from './skip.ts'
 
-const chromiumPath = '/usr/bin/chromium'
-const hasChromium = existsSync(chromiumPath)
-const main = new URL('../src/cli/main.ts', import.meta.url).pathname
-const dataDir = mkdtempSync(join(tmpdir(), 'carchain-dashboard-'))
-const profileDir = mkdtempSync(join(tmpdir(), 'carchain-chromium-'))
-const shotDir = process.env.UPDATE_SCREENSHOTS
-  ? new URL('../docs/img/', import.meta.url).pathname
-  : mkdtempSync(join(tmpdir(), 'carchain-shots-'))
-mkdirSync(shotDir, { recursive: true })
 /** Screenshots of made-up data never go to docs/. */
 const sampleDir = mkdtempSync(join(tmpdir(), 'carchain-shots-sample-'))
 
-let child: ChildProcessWithoutNullStreams | undefined
+let fixture: ChromiumFixture | undefined
 let url = ''
 let fleet: SeededFleet | undefined
-let browser: BrowserContext | undefined
 let page: Page
+let pageErrors: string[] = []
+let shotDir = ''
 
 before(async () => {
   if (!hasChromium) return
-  child = spawn(
-    process.execPath,
+  fixture = await startChromium({
+    name: 'dashboard',
     // Without the simulator: the fixture's cars keep the test deterministic and light.
-    [main, 'up', '--json', '--port', '0', '--no-sim', '--data', dataDir],
-    {
-      env: { ...process.env, DATABASE_URL: '', CARCHAIN_ANCHOR_INTERVAL_MS: '2000' },
-    },
-  )
-  let stderr = ''
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString()
-  })
-  const info = await new Promise<{
-    url: string
-    chain: { rpcUrl: string; contracts: Record<string, string> }
-  }>((resolve, reject) => {
-    let stdout = ''
-    child!.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString()
-      const line = stdout.split('\n').find((l) => l.startsWith('{"event":"up"'))
-      if (line) resolve(JSON.parse(line))
-    })
-    child!.once('exit', (code) => reject(new Error(`up exited ${code}: ${stdout}\n${stderr}`)))
-  })
-  url = info.url
-  fleet = await seedFleet(info, 4)
-  const { chromium } = await import('playwright-core')
-  // A fresh profile per run (playwright passes it as --user-data-dir).
-  browser = await chromium.launchPersistentContext(profileDir, {
-    executablePath: chromiumPath,
+    upArgs: ['--no-sim'],
+    env: { CARCHAIN_ANCHOR_INTERVAL_MS: '2000' },
     viewport: { width: 1440, height: 900 },
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
   })
-  page = browser.pages()[0] ?? (await browser.newPage())
-  page.on('pageerror', (error) => {
-    pageErrors.push(error.message)
-  })
+  ;({ page, pageErrors, shotDir } = fixture)
+  url = fixture.info.url
+  fleet = await seedFleet(fixture.info, 4)
 })
 
-const pageErrors: string[] = []
-
 after(async () => {
-  await browser?.close()
   await fleet?.cleanup()
-  if (child && child.exitCode === null) {
-    child.kill('SIGINT')
-    await new Promise((resolve) => child!.once('exit', resolve))
-  }
-  rmSync(dataDir, { recursive: true, force: true })
-  rmSync(profileDir, { recursive: true, force: true })
+  await fixture?.close()
 })
 
 async function shot(name: string) {
@@ -111,7 +58,7 @@ async function getJson(path: string): Promise<{ status: number; body: unknown }>
 }
 
 test('the fleet view renders with the node health and chain', async (t) => {
-  if (!requirePart(t, hasChromium, 'chromium not installed (apt-get install chromium)')) return
+  if (!requirePart(t, hasChromium, CHROMIUM_MISSING)) return
   await page.goto(url)
   await page.getByTestId('fleet-view').waitFor()
   await page.getByTestId('health').getByText('healthy').waitFor({ timeout: 15_000 })
@@ -130,7 +77,7 @@ test('the fleet view renders with the node health and chain', async (t) => {
 })
 
 test('a vehicle timeline marks events verified on chain, checked in the browser', async (t) => {
-  if (!requirePart(t, hasChromium, 'chromium not installed (apt-get install chromium)')) return
+  if (!requirePart(t, hasChromium, CHROMIUM_MISSING)) return
   const car = fleet!.cars[0]!
   await page.goto(url)
   const row = page.getByTestId('vehicle-row').filter({ hasText: car.vin })
@@ -165,7 +112,7 @@ test('a vehicle timeline marks events verified on chain, checked in the browser'
 })
 
 test('a demo owner signs a key (EIP-712) and revokes it on chain', async (t) => {
-  if (!requirePart(t, hasChromium, 'chromium not installed (apt-get install chromium)')) return
+  if (!requirePart(t, hasChromium, CHROMIUM_MISSING)) return
   await page.goto(`${url}/#/keys`)
   await page.getByTestId('keys-view').waitFor()
   const select = page.getByTestId('owner-select')
@@ -205,7 +152,7 @@ test('a demo owner signs a key (EIP-712) and revokes it on chain', async (t) => 
 })
 
 test('charging, wallets and anchors render or say they are not available', async (t) => {
-  if (!requirePart(t, hasChromium, 'chromium not installed (apt-get install chromium)')) return
+  if (!requirePart(t, hasChromium, CHROMIUM_MISSING)) return
   for (const [hash, view] of [
     ['charging', 'charging-view'],
     ['wallets', 'wallets-view'],
@@ -224,7 +171,7 @@ test('charging, wallets and anchors render or say they are not available', async
 })
 
 test('the charging chart draws sessions in the docs/payments.md shape', async (t) => {
-  if (!requirePart(t, hasChromium, 'chromium not installed (apt-get install chromium)')) return
+  if (!requirePart(t, hasChromium, CHROMIUM_MISSING)) return
   // The answer as docs/payments.md gives it, served to the page whatever the node has mounted.
   const base = Date.parse('2026-11-21T08:00:00Z')
   const sessions = Array.from({ length: 8 }, (_, i) => ({

@@ -187,6 +187,64 @@ for (const engine of engines) {
       assert.equal((await api(`/v1/vehicles/${vehicle}/grants`, { token: ownerToken })).body.grants.length, 3)
     })
 
+    test('passkey grants are kept and listed with their status like KeyGrants; attacks on them are refused', async () => {
+      const ownerToken = await signIn(owner)
+      const courierToken = await signIn(courier)
+      const phoneKey = await issuePasskeyGrant({
+        signer: owner,
+        domain,
+        vehicle,
+        passkey: `0x04${'22'.repeat(64)}`,
+        rpId: 'keys.example.com',
+        scopes: Scope.UNLOCK | Scope.LOCK,
+        notAfter: Math.floor(Date.now() / 1000) + 3600,
+        epoch: 0,
+        purpose: 'courier phone',
+      })
+      const post = (json: unknown) =>
+        api(`/v1/vehicles/${vehicle}/grants`, { method: 'POST', json, token: ownerToken })
+      // Tampered after signing: another phone's key, another site, more scopes.
+      for (const grant of [
+        { ...phoneKey.grant, passkey: `0x04${'33'.repeat(64)}` },
+        { ...phoneKey.grant, rpId: 'evil.example' },
+        { ...phoneKey.grant, scopes: Scope.START },
+      ])
+        assert.equal((await post({ ...phoneKey, grant })).body.code, 'GRANT_BAD_SIGNATURE')
+      // Not a P-256 point's encoding, or both kinds of grantee at once.
+      for (const grant of [
+        { ...phoneKey.grant, passkey: `0x02${'22'.repeat(32)}` },
+        { ...phoneKey.grant, grantee: courier.address },
+      ])
+        assert.equal((await post({ ...phoneKey, grant })).body.code, 'INVALID_ARGUMENT')
+
+      assert.equal((await post(phoneKey)).status, 201)
+      const listed = async () =>
+        (
+          (await api(`/v1/vehicles/${vehicle}/grants`, { token: ownerToken })).body.grants as {
+            grant: { grantId: string; passkey?: string; rpId?: string }
+            status: string
+            signer: string
+          }[]
+        ).find((g) => g.grant.grantId === phoneKey.grant.grantId)
+      const kept = await listed()
+      assert.deepEqual(kept?.grant, phoneKey.grant)
+      assert.equal(kept?.status, 'active')
+      assert.equal(kept?.signer, owner.address)
+      // A passkey has no address to sign in with: it is never in anyone's own list.
+      const courierGrants = (await api('/v1/grants', { token: courierToken })).body.grants as {
+        grant: { grantId: string }
+      }[]
+      assert.ok(!courierGrants.some((g) => g.grant.grantId === phoneKey.grant.grantId))
+      // Revoked on chain: listed as revoked from then on.
+      const clients = await connectChain({ rpcUrl: node.chain.rpcUrl, account: owner })
+      await revokeGrant(clients, {
+        keyRegistry: domain.keyRegistry,
+        vehicle,
+        grantId: phoneKey.grant.grantId,
+      })
+      assert.equal((await listed())?.status, 'revoked')
+    })
+
     test('attacks: a stranger stores, lists, removes or reads; a foreign, tampered or misdirected grant', async () => {
       const ownerToken = await signIn(owner)
       const strangerToken = await signIn(stranger)

@@ -10,12 +10,9 @@
  * origin). Screenshot to docs/img/ with UPDATE_SCREENSHOTS=1.
  */
 import assert from 'node:assert/strict'
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
-import type { BrowserContext, Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { createPublicClient, http } from 'viem'
 import WebSocket from 'ws'
 import { developmentAccount } from '../src/chain/clients.ts'
@@ -23,70 +20,37 @@ import { issuePasskeyGrant } from '../src/keys/grant.ts'
 import { LinkClient } from '../src/keys/link-client.ts'
 import { epochOf } from '../src/keys/registry.ts'
 import { encodeShareLink, SHARE_LINK_PREFIX } from '../src/keys/share-link.ts'
-import { type KeyDomain, Scope } from '../src/keys/typed-data.ts'
+import { type KeyDomain, passkeyFingerprint, Scope } from '../src/keys/typed-data.ts'
+import {
+  addVirtualAuthenticator,
+  CHROMIUM_MISSING,
+  type ChromiumFixture,
+  hasChromium,
+  startChromium,
+  type UpInfo,
+} from './chromium.ts'
 import { requirePart } from './skip.ts'
 
-const chromiumPath = '/usr/bin/chromium'
-const hasChromium = existsSync(chromiumPath)
-const main = new URL('../src/cli/main.ts', import.meta.url).pathname
-const dataDir = mkdtempSync(join(tmpdir(), 'carchain-keyapp-'))
-const profileDir = mkdtempSync(join(tmpdir(), 'carchain-chromium-'))
-const shotDir = process.env.UPDATE_SCREENSHOTS
-  ? new URL('../docs/img/', import.meta.url).pathname
-  : mkdtempSync(join(tmpdir(), 'carchain-shots-'))
-mkdirSync(shotDir, { recursive: true })
-
-type UpInfo = { url: string; chain: { chainId: number; rpcUrl: string; contracts: Record<string, string> } }
-let child: ChildProcessWithoutNullStreams | undefined
+let fixture: ChromiumFixture | undefined
 let info: UpInfo
 let origin = ''
-let browser: BrowserContext | undefined
 let page: Page
-const pageErrors: string[] = []
+let pageErrors: string[] = []
+let shotDir = ''
 const sentFrames: string[] = []
 
 before(async () => {
   if (!hasChromium) return
-  child = spawn(
-    process.execPath,
-    [main, 'up', '--json', '--port', '0', '--vehicles', '1', '--data', dataDir],
-    {
-      env: { ...process.env, DATABASE_URL: '', CARCHAIN_ANCHOR_INTERVAL_MS: '3600000' },
-    },
-  )
-  let stderr = ''
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString()
-  })
-  info = await new Promise<UpInfo>((resolve, reject) => {
-    let stdout = ''
-    child!.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString()
-      const line = stdout.split('\n').find((l) => l.startsWith('{"event":"up"'))
-      if (line) resolve(JSON.parse(line))
-    })
-    child!.once('exit', (code) => reject(new Error(`up exited ${code}: ${stdout}\n${stderr}`)))
-  })
-  // WebAuthn takes a domain as RP ID, never an IP address: the page is opened as localhost.
-  origin = `http://localhost:${new URL(info.url).port}`
-  const { chromium } = await import('playwright-core')
-  browser = await chromium.launchPersistentContext(profileDir, {
-    executablePath: chromiumPath,
+  fixture = await startChromium({
+    name: 'keyapp',
+    upArgs: ['--vehicles', '1'],
+    env: { CARCHAIN_ANCHOR_INTERVAL_MS: '3600000' },
     viewport: { width: 390, height: 844 }, // a phone
     deviceScaleFactor: 2,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-    ],
   })
-  page = browser.pages()[0] ?? (await browser.newPage())
-  page.on('pageerror', (error) => {
-    pageErrors.push(error.message)
-  })
+  ;({ info, page, pageErrors, shotDir } = fixture)
+  // WebAuthn takes a domain as RP ID, never an IP address: the page is opened as localhost.
+  origin = `http://localhost:${new URL(info.url).port}`
   page.on('websocket', (socket) => {
     socket.on('framesent', (frame) => {
       sentFrames.push(String(frame.payload))
@@ -94,31 +58,12 @@ before(async () => {
   })
 })
 
-after(async () => {
-  await browser?.close()
-  if (child && child.exitCode === null) {
-    child.kill('SIGINT')
-    await new Promise((resolve) => child!.once('exit', resolve))
-  }
-  rmSync(dataDir, { recursive: true, force: true })
-  rmSync(profileDir, { recursive: true, force: true })
-})
+after(() => fixture?.close())
 
 test('a passkey made in the key app receives a grant and unlocks a demo car; its frame replayed or tampered is refused', async (t) => {
-  if (!requirePart(t, hasChromium, 'chromium not installed (apt-get install chromium)')) return
+  if (!requirePart(t, hasChromium, CHROMIUM_MISSING)) return
   // The phone's authenticator: Chromium's virtual one, user-verifying (as a phone with biometrics).
-  const cdp = await browser!.newCDPSession(page)
-  await cdp.send('WebAuthn.enable')
-  await cdp.send('WebAuthn.addVirtualAuthenticator', {
-    options: {
-      protocol: 'ctap2',
-      transport: 'internal',
-      hasResidentKey: true,
-      hasUserVerification: true,
-      isUserVerified: true,
-      automaticPresenceSimulation: true,
-    },
-  })
+  await addVirtualAuthenticator(fixture!, page)
 
   await page.goto(`${origin}/#/key`)
   await page.getByTestId('key-app').waitFor()
@@ -127,6 +72,11 @@ test('a passkey made in the key app receives a grant and unlocks a demo car; its
     (await page.getByTestId('passkey-public').first().textContent({ timeout: 15_000 })) ?? ''
   ).trim()
   assert.match(publicKey, /^0x04[0-9a-f]{128}$/)
+  // Its fingerprint, the one the owner's console shows beside the key it signs for it.
+  assert.equal(
+    await page.getByTestId('passkey-fingerprint').first().textContent(),
+    passkeyFingerprint(publicKey as `0x${string}`),
+  )
 
   // The owner signs a PasskeyGrant for that key and shares it as a link.
   const cars = (await (await fetch(`${info.url}/v1/sim/vehicles`)).json()) as {

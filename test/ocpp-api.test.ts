@@ -14,6 +14,7 @@ import { developmentAccount } from '../src/chain/clients.ts'
 import { loadConfig } from '../src/config.ts'
 import { type RunningNode, startNode } from '../src/node/up.ts'
 import { connectOcppStation, type OcppStation } from '../src/ocpp/station-client.ts'
+import { rawUpgrade } from '../src/upgrade-router.testkit.ts'
 
 const dataDir = mkdtempSync(join(tmpdir(), 'carchain-ocpp-'))
 let node: RunningNode
@@ -148,4 +149,40 @@ test('the operator registers a station, which boots over OCPP on the node’s po
     '/v1/ocpp/stations/{stationId}/transactions/{transactionId}',
   ])
     assert.ok(openapi.paths[path], `openapi describes ${path}`)
+})
+
+test('attack: the node port’s upgrade router answers an unknown path 404 at once, refuses a malformed upgrade, and serves on', async () => {
+  const port = Number(new URL(node.url).port)
+  // Not a path anyone serves here (the link relay is the demo fleet's, absent with --no-sim).
+  for (const path of [
+    '/v1/health',
+    '/v1/nowhere',
+    '/ocpp',
+    '/ocpp/A/B',
+    `/v1/sim/vehicles/0x${'11'.repeat(20)}/link`,
+  ]) {
+    const answer = await rawUpgrade(port, path)
+    assert.equal(answer.status, 404, path)
+    assert.ok(answer.closed && answer.ms < 1000, `${path}: answered and closed at once (${answer.ms} ms)`)
+  }
+  // Malformed past the station's login (ws refuses it) and before (ocpp-rpc does).
+  const operator = await signIn(developmentAccount(0))
+  const { password } = (
+    await api('/v1/ocpp/stations', { method: 'POST', json: { stationId: 'NODE-STATION-2' }, token: operator })
+  ).body as { password: string }
+  const login = `Basic ${Buffer.from(`NODE-STATION-2:${password}`).toString('base64')}`
+  for (const headers of [{ Authorization: login, 'Sec-WebSocket-Key': null }, { Upgrade: 'h2c' }]) {
+    const answer = await rawUpgrade(port, '/ocpp/NODE-STATION-2', { headers })
+    assert.equal(answer.status, 400, JSON.stringify(headers))
+    assert.ok(answer.closed, JSON.stringify(headers))
+  }
+  assert.equal((await api('/v1/health')).status, 200)
+  const station = await connectOcppStation({
+    csmsUrl: `${node.url.replace(/^http/, 'ws')}/ocpp`,
+    stationId: 'NODE-STATION-2',
+    password,
+    reconnect: false,
+  })
+  assert.equal(station.boot.status, 'Accepted')
+  await station.close()
 })

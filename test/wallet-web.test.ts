@@ -12,44 +12,39 @@
  * docs/img/ with UPDATE_SCREENSHOTS=1, else to a temp dir.
  */
 import assert from 'node:assert/strict'
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { generateKeyPairSync } from 'node:crypto'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
-import type { BrowserContext, Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { createPublicClient, createWalletClient, type Hex, http, toHex } from 'viem'
 import { generatePrivateKey, privateKeyToAccount, privateKeyToAddress } from 'viem/accounts'
 import { developmentAccount } from '../src/chain/clients.ts'
 import { demoTokenAbi, vehicleRegistryAbi } from '../src/chain/generated/index.ts'
 import { grantSigner } from '../src/keys/grant.ts'
 import { decodeShareLink, sharedKeyDomain } from '../src/keys/share-link.ts'
-import { grantHolder, grantTypedData } from '../src/keys/typed-data.ts'
+import { grantHolder, grantTypedData, passkeyFingerprint } from '../src/keys/typed-data.ts'
+import {
+  CHROMIUM_MISSING,
+  type ChromiumFixture,
+  type HeadlessWallet,
+  type HeadlessWeb3,
+  hasChromium,
+  headlessWeb3,
+  startChromium,
+  type UpInfo,
+} from './chromium.ts'
 import { type SeededFleet, seedFleet } from './fleet-fixture.ts'
 import { requirePart } from './skip.ts'
 
-const chromiumPath = '/usr/bin/chromium'
-const hasChromium = existsSync(chromiumPath)
-const main = new URL('../src/cli/main.ts', import.meta.url).pathname
-const dataDir = mkdtempSync(join(tmpdir(), 'carchain-wallet-'))
-const profileDir = mkdtempSync(join(tmpdir(), 'carchain-wallet-chromium-'))
-const shotDir = process.env.UPDATE_SCREENSHOTS
-  ? new URL('../docs/img/', import.meta.url).pathname
-  : mkdtempSync(join(tmpdir(), 'carchain-wallet-shots-'))
-mkdirSync(shotDir, { recursive: true })
-
-type Headless = typeof import('headless-web3-provider')
-type Wallet = InstanceType<Headless['Web3ProviderBackend']>
-
-let child: ChildProcessWithoutNullStreams | undefined
+let fixture: ChromiumFixture | undefined
 let url = ''
 let rpcUrl = ''
 let registry: Hex
-let info: { url: string; chain: { rpcUrl: string; contracts: Record<string, string> } }
+let info: UpInfo
 let fleet: SeededFleet | undefined
-let browser: BrowserContext | undefined
-let web3: Headless | undefined
-const pageErrors: string[] = []
+let web3: HeadlessWeb3 | undefined
+let pageErrors: string[] = []
+let shotDir = ''
 
 /** Development account 1: an owner of the fleet's cars, its key held by the test's wallet. */
 const ownerKey = toHex(developmentAccount(1).getHdKey().privateKey!)
@@ -57,22 +52,12 @@ const owner = developmentAccount(1).address
 
 before(async () => {
   if (!hasChromium) return
-  child = spawn(process.execPath, [main, 'up', '--json', '--port', '0', '--no-sim', '--data', dataDir], {
-    env: { ...process.env, DATABASE_URL: '' },
+  fixture = await startChromium({
+    name: 'wallet',
+    upArgs: ['--no-sim'],
+    viewport: { width: 1280, height: 900 },
   })
-  let stderr = ''
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString()
-  })
-  info = await new Promise<typeof info>((resolve, reject) => {
-    let stdout = ''
-    child!.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString()
-      const line = stdout.split('\n').find((l) => l.startsWith('{"event":"up"'))
-      if (line) resolve(JSON.parse(line))
-    })
-    child!.once('exit', (code) => reject(new Error(`up exited ${code}: ${stdout}\n${stderr}`)))
-  })
+  ;({ info, pageErrors, shotDir } = fixture)
   url = info.url
   rpcUrl = info.chain.rpcUrl
   registry = info.chain.contracts.VehicleRegistry as Hex
@@ -88,33 +73,12 @@ before(async () => {
     args: [owner, 100n * 10n ** 18n],
   })
   await createPublicClient({ transport: http(rpcUrl) }).waitForTransactionReceipt({ hash: minted })
-  // A CommonJS package: its exports are the default export of the ES module.
-  const headless = (await import('headless-web3-provider')) as Headless & { default?: Headless }
-  web3 = headless.default ?? headless
-  const { chromium } = await import('playwright-core')
-  browser = await chromium.launchPersistentContext(profileDir, {
-    executablePath: chromiumPath,
-    viewport: { width: 1280, height: 900 },
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-    ],
-  })
+  web3 = await headlessWeb3()
 })
 
 after(async () => {
-  await browser?.close()
   await fleet?.cleanup()
-  if (child && child.exitCode === null) {
-    child.kill('SIGINT')
-    await new Promise((resolve) => child!.once('exit', resolve))
-  }
-  rmSync(dataDir, { recursive: true, force: true })
-  rmSync(profileDir, { recursive: true, force: true })
+  await fixture?.close()
 })
 
 /** A fresh page with the headless wallet injected (EIP-6963 announcement and window.ethereum). */
@@ -122,23 +86,22 @@ async function pageWithWallet(
   keys: Hex[],
   chainId: number,
   options: { legacyOnly?: boolean } = {},
-): Promise<{ page: Page; wallet: Wallet }> {
-  const page = await browser!.newPage()
-  page.on('pageerror', (error) => pageErrors.push(error.message))
+): Promise<{ page: Page; wallet: HeadlessWallet }> {
+  const page = await fixture!.newPage()
   // An older wallet: only window.ethereum (EIP-1193), no EIP-6963 announcement.
   if (options.legacyOnly)
     await page.addInitScript(() => {
       const dispatch = window.dispatchEvent.bind(window)
       window.dispatchEvent = (event: Event) => event.type === 'eip6963:announceProvider' || dispatch(event)
     })
-  const wallet: Wallet = await web3!.injectHeadlessWeb3Provider(page as never, keys, chainId, rpcUrl)
+  const wallet: HeadlessWallet = await web3!.injectHeadlessWeb3Provider(page as never, keys, chainId, rpcUrl)
   await page.goto(`${url}/#/keys`)
   await page.getByTestId('keys-view').waitFor()
   return { page, wallet }
 }
 
 /** Picks the announced wallet and approves the connection and the Sign-In with Ethereum message. */
-async function connect(page: Page, wallet: Wallet, name = 'Headless Web3 Provider') {
+async function connect(page: Page, wallet: HeadlessWallet, name = 'Headless Web3 Provider') {
   const { Web3RequestKind } = web3!
   await page.getByTestId('wallet-option').filter({ hasText: name }).click()
   await wallet.authorize(Web3RequestKind.RequestAccounts)
@@ -149,7 +112,7 @@ async function connect(page: Page, wallet: Wallet, name = 'Headless Web3 Provide
 const problem = (page: Page) => page.getByTestId('wallet-problem').first()
 
 test('an injected wallet signs in, grants, revokes and rents; a refusal is said plainly', async (t) => {
-  if (!requirePart(t, hasChromium, 'chromium not installed (apt-get install chromium)')) return
+  if (!requirePart(t, hasChromium, CHROMIUM_MISSING)) return
   const { Web3RequestKind } = web3!
   const { page, wallet } = await pageWithWallet([ownerKey], 31337)
   // Found through EIP-6963, shown with its announced name; the demo owners stay, marked demo.
@@ -207,6 +170,28 @@ test('an injected wallet signs in, grants, revokes and rents; a refusal is said 
     args: [shared.grant.vehicle, shared.grant.grantId],
   })
   assert.equal(revoked, true)
+
+  // A phone key: the grantee is a passkey's P-256 public key. The node keeps it and the console
+  // lists it from there too, with the key's fingerprint and its on-chain status.
+  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const passkey =
+    `0x${publicKey.export({ format: 'der', type: 'spki' }).subarray(-65).toString('hex')}` as Hex
+  await page.getByTestId('grant-grantee').fill(passkey)
+  await page.getByTestId('grant-sign').click()
+  await wallet.authorize(Web3RequestKind.SignTypedDataV4)
+  await page.getByTestId('grant-signed').getByText('The node keeps it too').waitFor({ timeout: 15_000 })
+  assert.match(
+    (await page.getByTestId('grant-signed').textContent()) ?? '',
+    new RegExp(passkeyFingerprint(passkey)),
+  )
+  const phoneRow = page
+    .getByTestId('grants-table')
+    .locator('tbody tr')
+    .filter({ has: page.getByTestId('grant-passkey').getByText(passkeyFingerprint(passkey)) })
+  await phoneRow.getByTestId('grant-status').getByText('active').waitFor({ timeout: 15_000 })
+  // Listed from the node's mailbox as well (its signature recovered in the page to this owner).
+  await phoneRow.getByText('node', { exact: true }).waitFor({ timeout: 15_000 })
+  assert.match((await phoneRow.textContent()) ?? '', /passkey/)
 
   // Renting out: ERC-4907 setUser from the wallet.
   const renter = privateKeyToAddress(generatePrivateKey())
@@ -301,7 +286,7 @@ test('an injected wallet signs in, grants, revokes and rents; a refusal is said 
 })
 
 test('a wallet on another chain is told so, and the switch (adding the chain) fixes it', async (t) => {
-  if (!requirePart(t, hasChromium, 'chromium not installed (apt-get install chromium)')) return
+  if (!requirePart(t, hasChromium, CHROMIUM_MISSING)) return
   const { Web3RequestKind } = web3!
   // The wallet starts on chain 1 and does not know the node's chain; it is found as window.ethereum.
   const { page, wallet } = await pageWithWallet([ownerKey], 1, { legacyOnly: true })
@@ -383,12 +368,11 @@ test('a wallet on another chain is told so, and the switch (adding the chain) fi
 })
 
 test('a hostile wallet in the page: its markup is not rendered, its foreign sign-in signature is refused', async (t) => {
-  if (!requirePart(t, hasChromium, 'chromium not installed (apt-get install chromium)')) return
+  if (!requirePart(t, hasChromium, CHROMIUM_MISSING)) return
   const claimed = privateKeyToAddress(generatePrivateKey())
   // A signature by another key: it recovers to some third address over the sign-in message.
   const foreign = await privateKeyToAccount(generatePrivateKey()).signMessage({ message: 'anything' })
-  const page = await browser!.newPage()
-  page.on('pageerror', (error) => pageErrors.push(error.message))
+  const page = await fixture!.newPage()
   await page.addInitScript(
     ([address, signature]) => {
       const provider = {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
+import { createHash, generateKeyPairSync } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -17,6 +18,7 @@ import {
   keyTypes,
   parseGrant,
   parseScopes,
+  passkeyFingerprint,
   Scope,
   scopeNames,
   typedDataJson,
@@ -100,6 +102,23 @@ describe('typed data', () => {
           error.code === 'INVALID_ARGUMENT' && error.details.field === field,
       )
     }
+  })
+
+  test('a passkey’s fingerprint is the start of its SHA-256; a malformed key has none', () => {
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    const raw = publicKey.export({ format: 'der', type: 'spki' }).subarray(-65)
+    const passkey = `0x${raw.toString('hex')}` as const
+    const digest = createHash('sha256').update(raw).digest('hex')
+    assert.equal(passkeyFingerprint(passkey), digest.slice(0, 16).match(/.{4}/g)!.join(':'))
+    assert.equal(
+      passkeyFingerprint(passkey.toUpperCase().replace('0X', '0x') as never),
+      passkeyFingerprint(passkey),
+    )
+    for (const bad of ['0x02' + '11'.repeat(32), '0x04' + '11'.repeat(63), 'not hex'])
+      assert.throws(
+        () => passkeyFingerprint(bad as never),
+        (error: { code?: string }) => error.code === 'INVALID_ARGUMENT',
+      )
   })
 
   test('scope names', () => {

@@ -15,7 +15,7 @@
  * integers JSON numbers; parsing here is strict and normalises addresses to lowercase.
  */
 import { keccak_256 } from '@noble/hashes/sha3.js'
-import { type Address, type Hex, hashDomain, hashTypedData, type TypedDataDomain } from 'viem'
+import { type Address, type Hex, hashDomain, hashTypedData, sha256, type TypedDataDomain } from 'viem'
 import { BaseError } from '../errors.ts'
 import { keccak256 } from './keccak.ts'
 
@@ -401,6 +401,17 @@ export function parsePasskey(value: unknown, field: string): Hex {
   if (typeof value !== 'string' || !passkeyPattern.test(value))
     throw invalid(`${field} must be an uncompressed P-256 public key (0x04 + 128 hex)`, field, value)
   return value.toLowerCase() as Hex
+}
+
+/**
+ * A passkey's fingerprint, for people to compare: the owner's console shows it beside each passkey
+ * grant and the key app beside each passkey it made. SHA-256 of the 65-byte uncompressed P-256 key,
+ * its first 8 bytes as four colon-separated groups of hex (`1a2b:3c4d:5e6f:7081`). A display aid,
+ * not an identifier: grants name the whole key.
+ */
+export function passkeyFingerprint(passkey: Hex): string {
+  const digest = sha256(parsePasskey(passkey, 'passkey'))
+  return (digest.slice(2, 18).match(/.{4}/g) ?? []).join(':')
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
  * The node as a CSMS (docs/ocpp.md): OCPP 2.0.1 stations connect to `/ocpp/{stationId}` on the
- * node's port (the node's HTTP server hands WebSocket upgrades to the CSMS); the node's operator
+ * node's port (the port's upgrade router hands those upgrades to the CSMS); the node's operator
  * account is the CPO whose vouchers the CSMS keeps (the operator's voucher book, migration 0012)
  * and claims every `claimEveryMs`. The API:
  *
@@ -88,7 +88,7 @@ export function createNodeCsms(context: NodeContext, options: { claimEveryMs?: n
   return {
     csms,
     routes: (app) => {
-      app.server.on('upgrade', csms.handleUpgrade)
+      app.upgrades.add(csms.upgrade)
       ocppRoutes(app, context, csms)
     },
     async listenTls(tls, host) {

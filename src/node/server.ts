@@ -7,6 +7,7 @@ import swagger from '@fastify/swagger'
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
 import { BaseError, errorCodes, toBaseError } from '../errors.ts'
 import { logger } from '../log.ts'
+import { routeUpgrades, type UpgradeRouter } from '../upgrade-router.ts'
 import { defaultRateLimit, type RateLimitConfig, registerRateLimit } from './rate-limit.ts'
 
 const log = logger('node.http')
@@ -22,6 +23,16 @@ export type ChainInfo = {
     verifierKey: string
     /** With several log shards: each shard's origin and verifier key (shard 0's are the above). */
     shards?: { shard: number; origin: string; verifierKey: string }[]
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /**
+     * The node port's one WebSocket upgrade router (src/upgrade-router.ts): the CSMS and the demo
+     * fleet's link relay add their paths; an upgrade to any other path is answered 404 at once.
+     */
+    readonly upgrades: UpgradeRouter
   }
 }
 
@@ -64,6 +75,8 @@ export async function createServer(parameters: CreateServerParameters): Promise<
       },
     },
   })
+
+  app.decorate('upgrades', routeUpgrades(app.server))
 
   if (parameters.rateLimit !== false) await registerRateLimit(app, parameters.rateLimit ?? defaultRateLimit)
 

@@ -17,6 +17,7 @@ import { requirePart } from '../../test/skip.ts'
 import { loadConfig } from '../config.ts'
 import type { Database } from '../db/database.ts'
 import { isErrorCode } from '../errors.ts'
+import { rawUpgrade } from '../upgrade-router.testkit.ts'
 import { type Csms, createCsms, listenCsmsTls } from './csms.ts'
 import { connectOcppStation } from './station-client.ts'
 import { listStations, registerStation } from './stations.ts'
@@ -151,6 +152,34 @@ test('profile 2 (Basic over TLS) and 3 (client certificate) connect; a foreign o
       /Unauthorized/,
       why,
     )
+})
+
+test('attack: the TLS server’s upgrade router answers other paths 404 at once, refuses a malformed upgrade, and serves on', async (t) => {
+  if (!requirePart(t, hasOpenssl, 'OpenSSL is not installed (apt-get install openssl)')) return
+  const port = (server.address() as AddressInfo).port
+  const tls = { ca: read('stations-ca.pem') }
+  for (const path of ['/', '/v1/sim/vehicles/0x0000000000000000000000000000000000000000/link', '/ocpp/A/B']) {
+    const answer = await rawUpgrade(port, path, { tls })
+    assert.equal(answer.status, 404, path)
+    assert.ok(answer.closed && answer.ms < 1000, `${path}: answered and closed at once (${answer.ms} ms)`)
+  }
+  // Malformed past the station's login (ws refuses it) and before (ocpp-rpc does).
+  const { password } = await registerStation(db, 'TLS-STATION-3')
+  const login = `Basic ${Buffer.from(`TLS-STATION-3:${password}`).toString('base64')}`
+  for (const headers of [{ Authorization: login, 'Sec-WebSocket-Key': null }, { Upgrade: 'h2c' }]) {
+    const malformed = await rawUpgrade(port, '/ocpp/TLS-STATION-3', { tls, headers })
+    assert.equal(malformed.status, 400, JSON.stringify(headers))
+    assert.ok(malformed.closed, JSON.stringify(headers))
+  }
+  const station = await connectOcppStation({
+    csmsUrl: url,
+    stationId: 'TLS-STATION-3',
+    password,
+    tls,
+    reconnect: false,
+  })
+  assert.equal(station.boot.status, 'Accepted')
+  await station.close()
 })
 
 test('the node’s CSMS over TLS is configured all together or not at all', () => {

@@ -19,11 +19,10 @@ import type { Database } from '../db/database.ts'
 import { BaseError } from '../errors.ts'
 import { openChannel } from '../payments/channels.ts'
 import { aChargingWorld, type ChargingWorld, TOKEN } from '../payments/payments.testkit.ts'
-import { runChargingSession } from '../payments/session.ts'
-import { memoryTransportPair } from '../payments/transport.ts'
 import { signVoucher } from '../payments/typed-data.ts'
 import { databaseVoucherBook } from '../station/database-voucher-book.ts'
-import { type Csms, createCsms, csmsOnlyUpgrades } from './csms.ts'
+import { routeUpgrades } from '../upgrade-router.ts'
+import { type Csms, createCsms } from './csms.ts'
 import { baseCustomData, carIdToken, voucherCustomData } from './payment.ts'
 import type { RpcPeer } from './rpc.ts'
 import { connectOcppStation } from './station-client.ts'
@@ -81,12 +80,36 @@ function strictStation(url: string, identity: string, password?: string) {
   return { client, failures }
 }
 
-const ocppCode = async (promise: Promise<unknown>, code: string) => {
+const ocppCode = async (promise: Promise<unknown>, code: string, why?: string) => {
   await assert.rejects(promise, (error: { rpcErrorCode?: string; message?: string }) => {
-    assert.equal(error.rpcErrorCode, code, error.message)
+    assert.equal(error.rpcErrorCode, code, `${why ?? ''} ${error.message}`)
     return true
   })
 }
+
+const triggers = { Started: 'Authorized', Updated: 'MeterValuePeriodic', Ended: 'StopAuthorized' } as const
+
+/** A TransactionEvent as a station sends it: now, with the trigger its event type usually has. */
+function transactionEvent(
+  client: RpcPeer,
+  eventType: keyof typeof triggers,
+  seqNo: number,
+  transactionInfo: Record<string, unknown>,
+  more: Record<string, unknown> = {},
+) {
+  return client.call('TransactionEvent', {
+    eventType,
+    timestamp: new Date().toISOString(),
+    triggerReason: triggers[eventType],
+    seqNo,
+    transactionInfo,
+    ...more,
+  }) as Promise<{ idTokenInfo?: { status: string }; totalCost?: number; customData?: Record<string, string> }>
+}
+
+/** What the CSMS answers a station's Authorize for `idToken`. */
+const authorizeStatus = async (client: RpcPeer, idToken: unknown) =>
+  ((await client.call('Authorize', { idToken })) as { idTokenInfo: { status: string } }).idTokenInfo.status
 
 for (const engine of engines) {
   describe(`the CSMS on ${engine}`, () => {
@@ -111,7 +134,7 @@ for (const engine of engines) {
         onChange: (change) => changes.push(change),
       })
       http = createServer((_request, response) => response.writeHead(404).end())
-      http.on('upgrade', csmsOnlyUpgrades(csms))
+      routeUpgrades(http, [csms.upgrade])
       await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
       url = `ws://127.0.0.1:${(http.address() as AddressInfo).port}/ocpp`
     })
@@ -121,25 +144,20 @@ for (const engine of engines) {
       await db?.close()
     })
 
-    test('an independent station boots, authorizes a car’s IdToken and runs a paid transaction', async () => {
-      const { password } = await registerStation(db, 'LIB-STATION-1')
-      const { client, failures } = strictStation(url, 'LIB-STATION-1', password)
-      await client.connect()
-      const boot = (await client.call('BootNotification', {
+    /** A station registered here, connected strictly (see strictStation) and booted. */
+    const bootedStation = async (stationId: string) => {
+      const { password } = await registerStation(db, stationId)
+      const station = strictStation(url, stationId, password)
+      await station.client.connect()
+      const boot = (await station.client.call('BootNotification', {
         reason: 'PowerUp',
         chargingStation: { vendorName: 'ocpp-rpc test', model: 'independent' },
       })) as { status: string; interval: number }
-      assert.equal(boot.status, 'Accepted')
-      await client.call('StatusNotification', {
-        timestamp: new Date().toISOString(),
-        connectorStatus: 'Available',
-        evseId: 1,
-        connectorId: 1,
-      })
-      await client.call('Heartbeat', {})
+      return { ...station, boot }
+    }
 
-      const car = await aRegisteredCar()
-      const deposit = 10n * TOKEN
+    /** A week's channel from `car` to the CPO, and the IdToken that names it. */
+    const channelToCpo = async (car: Awaited<ReturnType<typeof aRegisteredCar>>, deposit: bigint) => {
       const channel = await openChannel(car.clients, car.wallet, {
         channels: world.domain.verifyingContract,
         payee: world.cpo.account.address,
@@ -151,22 +169,39 @@ for (const engine of engines) {
         vehicle: car.account.address,
         channel: { channelId: channel.channelId, nonce: channel.nonce },
       })
+      return { channel, idToken }
+    }
+
+    test('an independent station boots, authorizes a car’s IdToken and runs a paid transaction', async () => {
+      const { client, failures, boot } = await bootedStation('LIB-STATION-1')
+      assert.equal(boot.status, 'Accepted')
+      await client.call('StatusNotification', {
+        timestamp: new Date().toISOString(),
+        connectorStatus: 'Available',
+        evseId: 1,
+        connectorId: 1,
+      })
+      await client.call('Heartbeat', {})
+
+      const car = await aRegisteredCar()
+      const deposit = 10n * TOKEN
+      const { channel, idToken } = await channelToCpo(car, deposit)
       assert.ok(idToken.idToken.length <= 36)
-      const authorized = (await client.call('Authorize', { idToken })) as { idTokenInfo: { status: string } }
-      assert.equal(authorized.idTokenInfo.status, 'Accepted')
+      assert.equal(await authorizeStatus(client, idToken), 'Accepted')
 
       const transactionId = 'tx-lib-1'
-      const started = (await client.call('TransactionEvent', {
-        eventType: 'Started',
-        timestamp: new Date().toISOString(),
-        triggerReason: 'Authorized',
-        seqNo: 0,
-        transactionInfo: { transactionId, chargingState: 'Charging' },
-        evse: { id: 1, connectorId: 1 },
-        idToken,
-        customData: baseCustomData({ cumulativeAmount: 0n, meterWh: 0n }),
-      })) as { idTokenInfo: { status: string } }
-      assert.equal(started.idTokenInfo.status, 'Accepted')
+      const started = await transactionEvent(
+        client,
+        'Started',
+        0,
+        { transactionId, chargingState: 'Charging' },
+        {
+          evse: { id: 1, connectorId: 1 },
+          idToken,
+          customData: baseCustomData({ cumulativeAmount: 0n, meterWh: 0n }),
+        },
+      )
+      assert.equal(started.idTokenInfo?.status, 'Accepted')
 
       // Two vouchers, as a station reports them: 1 kWh then 2 kWh at 0.3/kWh + 0.5 fee.
       const vouchers = []
@@ -175,44 +210,41 @@ for (const engine of engines) {
         const value = { channelId: channel.channelId, cumulativeAmount, meterWh: wh }
         const voucher = { ...value, signature: await signVoucher(car.account, world.domain, value) }
         vouchers.push(voucher)
-        const answer = (await client.call('TransactionEvent', {
-          eventType: 'Updated',
-          timestamp: new Date().toISOString(),
-          triggerReason: 'MeterValuePeriodic',
-          seqNo: i + 1,
-          transactionInfo: { transactionId, chargingState: 'Charging' },
-          meterValue: [
-            {
-              timestamp: new Date().toISOString(),
-              sampledValue: [
-                {
-                  value: Number(wh),
-                  measurand: 'Energy.Active.Import.Register',
-                  unitOfMeasure: { unit: 'Wh' },
-                  signedMeterValue: {
-                    signedMeterData: Buffer.from(`OCMF|{"RD":[{"RV":${wh}}]}|{"SD":"00"}`).toString('base64'),
-                    signingMethod: 'ECDSA-secp256r1-SHA256',
-                    encodingMethod: 'OCMF',
-                    publicKey: Buffer.from('test-key').toString('base64'),
+        const answer = await transactionEvent(
+          client,
+          'Updated',
+          i + 1,
+          { transactionId, chargingState: 'Charging' },
+          {
+            meterValue: [
+              {
+                timestamp: new Date().toISOString(),
+                sampledValue: [
+                  {
+                    value: Number(wh),
+                    measurand: 'Energy.Active.Import.Register',
+                    unitOfMeasure: { unit: 'Wh' },
+                    signedMeterValue: {
+                      signedMeterData: Buffer.from(`OCMF|{"RD":[{"RV":${wh}}]}|{"SD":"00"}`).toString(
+                        'base64',
+                      ),
+                      signingMethod: 'ECDSA-secp256r1-SHA256',
+                      encodingMethod: 'OCMF',
+                      publicKey: Buffer.from('test-key').toString('base64'),
+                    },
                   },
-                },
-              ],
-            },
-          ],
-          customData: voucherCustomData(voucher),
-        })) as { idTokenInfo?: { status: string } }
+                ],
+              },
+            ],
+            customData: voucherCustomData(voucher),
+          },
+        )
         assert.equal(answer.idTokenInfo, undefined, 'a good voucher is taken without a word')
       }
-      const ended = (await client.call('TransactionEvent', {
-        eventType: 'Ended',
-        timestamp: new Date().toISOString(),
-        triggerReason: 'StopAuthorized',
-        seqNo: 3,
-        transactionInfo: { transactionId, stoppedReason: 'Local' },
-      })) as { totalCost: number; customData: { vendorId: string; amount: string } }
+      const ended = await transactionEvent(client, 'Ended', 3, { transactionId, stoppedReason: 'Local' })
       const paid = vouchers[1]!.cumulativeAmount
       assert.equal(
-        ended.customData.amount,
+        ended.customData?.amount,
         paid.toString(),
         'the cost is what the vouchers pay, to the base unit',
       )
@@ -242,86 +274,70 @@ for (const engine of engines) {
 
       // The channel can pay 10 − 1.1 more; a voucher for all of it exhausts it: then NoCredit.
       const all = { channelId: channel.channelId, cumulativeAmount: deposit, meterWh: 30_000n }
-      await client.call('TransactionEvent', {
-        eventType: 'Started',
-        timestamp: new Date().toISOString(),
-        triggerReason: 'Authorized',
-        seqNo: 0,
-        transactionInfo: { transactionId: 'tx-lib-2' },
-        idToken,
-        customData: baseCustomData({ cumulativeAmount: paid, meterWh: 2000n }),
-      })
-      await client.call('TransactionEvent', {
-        eventType: 'Ended',
-        timestamp: new Date().toISOString(),
-        triggerReason: 'StopAuthorized',
-        seqNo: 1,
-        transactionInfo: { transactionId: 'tx-lib-2' },
-        customData: voucherCustomData({
-          ...all,
-          signature: await signVoucher(car.account, world.domain, all),
-        }),
-      })
-      const exhausted = (await client.call('Authorize', { idToken })) as { idTokenInfo: { status: string } }
-      assert.equal(exhausted.idTokenInfo.status, 'NoCredit')
+      await transactionEvent(
+        client,
+        'Started',
+        0,
+        { transactionId: 'tx-lib-2' },
+        { idToken, customData: baseCustomData({ cumulativeAmount: paid, meterWh: 2000n }) },
+      )
+      await transactionEvent(
+        client,
+        'Ended',
+        1,
+        { transactionId: 'tx-lib-2' },
+        {
+          customData: voucherCustomData({
+            ...all,
+            signature: await signVoucher(car.account, world.domain, all),
+          }),
+        },
+      )
+      assert.equal(await authorizeStatus(client, idToken), 'NoCredit')
       await client.close()
     })
 
     test('IdTokens the chain does not back are refused: unregistered car, no channel, forged voucher', async () => {
-      const { password } = await registerStation(db, 'LIB-STATION-2')
-      const { client, failures } = strictStation(url, 'LIB-STATION-2', password)
-      await client.connect()
-      await client.call('BootNotification', {
-        reason: 'PowerUp',
-        chargingStation: { vendorName: 'ocpp-rpc test', model: 'independent' },
-      })
-      const status = async (idToken: unknown) =>
-        ((await client.call('Authorize', { idToken })) as { idTokenInfo: { status: string } }).idTokenInfo
-          .status
+      const { client, failures } = await bootedStation('LIB-STATION-2')
       const stranger = await world.aCar()
-      assert.equal(await status(carIdToken({ vehicle: stranger.account.address })), 'Unknown')
       const car = await aRegisteredCar()
-      assert.equal(await status(carIdToken({ vehicle: car.account.address })), 'NoCredit')
-      const made = { channelId: keccak256(toHex('no such channel')), nonce: 7n }
-      assert.equal(await status(carIdToken({ vehicle: car.account.address, channel: made })), 'Invalid')
-      assert.equal(await status({ idToken: 'RFID-0042', type: 'ISO14443' }), 'Unknown')
       // A token claiming to be Carchain's but naming another wallet in customData.
       const twisted = carIdToken({ vehicle: car.account.address })
       twisted.customData = { ...twisted.customData, vehicle: stranger.account.address }
-      assert.equal(await status(twisted), 'Invalid')
+      const made = { channelId: keccak256(toHex('no such channel')), nonce: 7n }
+      const refusals: [string, unknown, string][] = [
+        ['a car not registered on chain', carIdToken({ vehicle: stranger.account.address }), 'Unknown'],
+        ['a registered car with no channel', carIdToken({ vehicle: car.account.address }), 'NoCredit'],
+        [
+          'a channel that does not exist',
+          carIdToken({ vehicle: car.account.address, channel: made }),
+          'Invalid',
+        ],
+        ['not a Carchain token', { idToken: 'RFID-0042', type: 'ISO14443' }, 'Unknown'],
+        ['customData naming another wallet', twisted, 'Invalid'],
+      ]
+      for (const [why, idToken, expected] of refusals)
+        assert.equal(await authorizeStatus(client, idToken), expected, why)
 
       // A voucher not signed by the channel's payer is refused (the station must stop).
-      const channel = await openChannel(car.clients, car.wallet, {
-        channels: world.domain.verifyingContract,
-        payee: world.cpo.account.address,
-        token: world.token,
-        deposit: 5n * TOKEN,
-        expiresAt: BigInt(Math.floor(Date.now() / 1000) + 86_400 * 7),
-      })
-      const idToken = carIdToken({
-        vehicle: car.account.address,
-        channel: { channelId: channel.channelId, nonce: channel.nonce },
-      })
-      await client.call('TransactionEvent', {
-        eventType: 'Started',
-        timestamp: new Date().toISOString(),
-        triggerReason: 'Authorized',
-        seqNo: 0,
-        transactionInfo: { transactionId: 'tx-forged' },
-        idToken,
-        customData: baseCustomData({ cumulativeAmount: 0n, meterWh: 0n }),
-      })
+      const { channel, idToken } = await channelToCpo(car, 5n * TOKEN)
+      await transactionEvent(
+        client,
+        'Started',
+        0,
+        { transactionId: 'tx-forged' },
+        { idToken, customData: baseCustomData({ cumulativeAmount: 0n, meterWh: 0n }) },
+      )
       const value = { channelId: channel.channelId, cumulativeAmount: TOKEN, meterWh: 1000n }
       const forged = { ...value, signature: await signVoucher(stranger.account, world.domain, value) }
-      const answer = (await client.call('TransactionEvent', {
-        eventType: 'Updated',
-        timestamp: new Date().toISOString(),
-        triggerReason: 'MeterValuePeriodic',
-        seqNo: 1,
-        transactionInfo: { transactionId: 'tx-forged' },
-        customData: voucherCustomData(forged),
-      })) as { idTokenInfo: { status: string } }
-      assert.equal(answer.idTokenInfo.status, 'Invalid')
+      const answer = await transactionEvent(
+        client,
+        'Updated',
+        1,
+        { transactionId: 'tx-forged' },
+        { customData: voucherCustomData(forged) },
+      )
+      assert.equal(answer.idTokenInfo?.status, 'Invalid')
       assert.equal((await getTransaction(db, 'LIB-STATION-2', 'tx-forged')).amount, '0')
       assert.deepEqual(failures, [])
       await client.close()
@@ -329,16 +345,15 @@ for (const engine of engines) {
 
     test('the handshake refuses unknown, revoked and wrong-password stations', async () => {
       const { password } = await registerStation(db, 'LIB-STATION-3')
-      await assert.rejects(
-        strictStation(url, 'LIB-STATION-3', 'not-the-password-at-all').client.connect(),
-        /Unauthorized/,
-      )
-      await assert.rejects(strictStation(url, 'LIB-STATION-3').client.connect(), /Unauthorized/)
-      await assert.rejects(strictStation(url, 'NO-SUCH-STATION', password).client.connect(), /Unauthorized/)
-      // Not under /ocpp/: not an OCPP endpoint.
-      await assert.rejects(
-        strictStation(url.replace('/ocpp', '/other'), 'LIB-STATION-3', password).client.connect(),
-      )
+      const refusals: [string, string, string, string | undefined, RegExp][] = [
+        ['a wrong password', url, 'LIB-STATION-3', 'not-the-password-at-all', /Unauthorized/],
+        ['no password', url, 'LIB-STATION-3', undefined, /Unauthorized/],
+        ['an unknown station', url, 'NO-SUCH-STATION', password, /Unauthorized/],
+        // Not under /ocpp/: not an OCPP endpoint.
+        ['another path', url.replace('/ocpp', '/other'), 'LIB-STATION-3', password, /Not Found/],
+      ]
+      for (const [why, endpoint, stationId, secret, refused] of refusals)
+        await assert.rejects(strictStation(endpoint, stationId, secret).client.connect(), refused, why)
       const { client } = strictStation(url, 'LIB-STATION-3', password)
       await client.connect()
       const closed = new Promise((resolve) => client.on('close', resolve))
@@ -366,34 +381,41 @@ for (const engine of engines) {
         seqNo: 1,
         transactionInfo: { transactionId: 'never-started' },
       }
-      await ocppCode(loose.call('TransactionEvent', transaction), 'SecurityError') // before BootNotification
-      await ocppCode(loose.call('BootNotification', { reason: 'PowerUp' }), 'OccurrenceConstraintViolation')
-      await ocppCode(
-        loose.call('BootNotification', {
-          reason: 'Sneezed',
-          chargingStation: { vendorName: 'x', model: 'y' },
-        }),
-        'FormatViolation', // not one of the enum's values
-      )
-      await ocppCode(
-        loose.call('Heartbeat', {}),
-        'SecurityError', // still not booted: the boot above was refused
-      )
-      await loose.call('BootNotification', {
-        reason: 'PowerUp',
-        chargingStation: { vendorName: 'x', model: 'y' },
-      })
-      await ocppCode(loose.call('TransactionEvent', transaction), 'PropertyConstraintViolation') // never started
-      await ocppCode(loose.call('Heartbeat', { extra: 1 }), 'PropertyConstraintViolation') // additionalProperties
-      await ocppCode(loose.call('NoSuchAction', {}), 'NotImplemented')
-      await ocppCode(
-        loose.call('TransactionEvent', {
-          ...transaction,
-          eventType: 'Started',
-          transactionInfo: { transactionId: 'x'.repeat(37) },
-        }),
-        'FormatViolation',
-      )
+      // Each refused with its OCPP-J error code: before an accepted boot, then after it.
+      type Refusal = [why: string, action: string, params: Record<string, unknown>, code: string]
+      const refuse = async (refusals: Refusal[]) => {
+        for (const [why, action, params, code] of refusals)
+          await ocppCode(loose.call(action, params), code, why)
+      }
+      const station = { vendorName: 'x', model: 'y' }
+      await refuse([
+        ['before BootNotification', 'TransactionEvent', transaction, 'SecurityError'],
+        [
+          'a boot missing its station',
+          'BootNotification',
+          { reason: 'PowerUp' },
+          'OccurrenceConstraintViolation',
+        ],
+        [
+          'a reason not among the enum’s values',
+          'BootNotification',
+          { reason: 'Sneezed', chargingStation: station },
+          'FormatViolation',
+        ],
+        ['still not booted: the boots above were refused', 'Heartbeat', {}, 'SecurityError'],
+      ])
+      await loose.call('BootNotification', { reason: 'PowerUp', chargingStation: station })
+      await refuse([
+        ['a transaction never started', 'TransactionEvent', transaction, 'PropertyConstraintViolation'],
+        ['a property the schema does not have', 'Heartbeat', { extra: 1 }, 'PropertyConstraintViolation'],
+        ['an action OCPP 2.0.1 does not define', 'NoSuchAction', {}, 'NotImplemented'],
+        [
+          'a transaction id over 36 characters',
+          'TransactionEvent',
+          { ...transaction, eventType: 'Started', transactionInfo: { transactionId: 'x'.repeat(37) } },
+          'FormatViolation',
+        ],
+      ])
       // A frame that is not OCPP-J at all: answered (RpcFrameworkError), not fatal.
       loose.sendRaw('[2,"m1"')
       loose.sendRaw('{"not":"an array"}')
@@ -454,20 +476,7 @@ for (const engine of engines) {
       const ocpp = await connectOcppStation({ csmsUrl: url, stationId: 'CARCHAIN-2', password })
       const car = await world.aCar() // not registered on chain
       const { station } = await world.aCharger({ report: ocpp.report })
-      const [carSide, chargerSide] = memoryTransportPair()
-      const [carOutcome, session] = await Promise.all([
-        runChargingSession({
-          transport: carSide,
-          wallet: car.wallet,
-          clients: car.clients,
-          contracts: { channels: world.domain.verifyingContract },
-          stopAtWh: 3000,
-        }).then(
-          () => 'paid',
-          (error: BaseError) => error.code,
-        ),
-        station.serve(chargerSide),
-      ])
+      const [carOutcome, session] = await world.chargeOutcome(car, station, { stopAtWh: 3000 })
       assert.equal(session.code, 'OCPP_NOT_AUTHORIZED')
       assert.equal(carOutcome, 'OCPP_NOT_AUTHORIZED')
       assert.equal(session.energyWh, 0n)

@@ -16,9 +16,7 @@
  * newest, within the deposit) and kept in the operator's voucher book, from which `claim()`
  * settles on chain. The cost the CSMS answers to TransactionEvent Ended is what the vouchers pay.
  */
-import type { IncomingMessage } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
-import type { Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import type { Address, Chain, Hex, PublicClient, Transport } from 'viem'
 import { hexToBytes, zeroHash } from 'viem'
@@ -30,6 +28,7 @@ import { type ChannelClients, type ChannelKey, channelIdOf, readChannel } from '
 import type { PaymentsDomain } from '../payments/typed-data.ts'
 import { createVoucherVerifier } from '../payments/verify-voucher.ts'
 import { type ClaimOutcome, claimPending, type VoucherBook } from '../station/vouchers.ts'
+import { routeUpgrades, type UpgradeRoute } from '../upgrade-router.ts'
 import {
   costResponse,
   type IdToken,
@@ -85,12 +84,11 @@ export type AuthorizationStatus =
   | 'Unknown'
 
 export type Csms = {
-  /** The `upgrade` handler to put on an HTTP(S) server: `/ocpp/{stationId}` only; other paths get 404. */
   /**
-   * Takes a WebSocket upgrade for `/ocpp/{stationId}`; answers false, leaving the socket alone, for
-   * any other path (another handler's on the node's port: the key app's link relay, …).
+   * The CSMS's route for a server's upgrade router (src/upgrade-router.ts): WebSocket upgrades of
+   * `/ocpp/{stationId}`; the router answers other paths.
    */
-  handleUpgrade(request: IncomingMessage, socket: Socket, head: Buffer): boolean
+  readonly upgrade: UpgradeRoute
   /** Station ids connected now. */
   connected(): string[]
   /** Sends a CSMS-initiated call (RequestStartTransaction, Reset, …) to a connected station. */
@@ -555,11 +553,9 @@ export function createCsms(parameters: CreateCsmsParameters): Csms {
   }
 
   return {
-    handleUpgrade(request, socket, head) {
-      const path = new URL(request.url ?? '/', 'http://localhost').pathname
-      if (!/^\/ocpp\/[^/]+$/.test(path)) return false
-      server.handleUpgrade(request, socket, head)
-      return true
+    upgrade: {
+      path: /^\/ocpp\/[^/]+$/,
+      handle: (request, socket, head) => server.handleUpgrade(request, socket, head),
     },
     connected: () => [...clients.keys()],
     async call(stationId, method, params) {
@@ -611,19 +607,9 @@ export type CsmsTlsParameters = {
 }
 
 /**
- * The upgrade listener of a server that serves only the CSMS: an upgrade to anything but
- * `/ocpp/{stationId}` has no one else to go to and is answered 404.
- */
-export function csmsOnlyUpgrades(csms: Csms) {
-  return (request: IncomingMessage, socket: Socket, head: Buffer): void => {
-    if (!csms.handleUpgrade(request, socket, head))
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
-  }
-}
-
-/**
  * Serves the CSMS over TLS (security profiles 2 and 3) on its own port: an HTTPS server whose
- * WebSocket upgrades go to `csms.handleUpgrade`, which sees the TLS socket. A client certificate is
+ * upgrade router has the CSMS's route alone (any other path is answered 404); the CSMS sees the
+ * TLS socket. A client certificate is
  * asked for but not required (a profile-2 station has none); the CSMS accepts it only when it
  * chains to `clientCa` and names the station.
  */
@@ -639,7 +625,7 @@ export async function listenCsmsTls(csms: Csms, parameters: CsmsTlsParameters): 
     },
     (_request, response) => response.writeHead(404).end(),
   )
-  server.on('upgrade', csmsOnlyUpgrades(csms))
+  routeUpgrades(server, [csms.upgrade])
   server.on('tlsClientError', (error) => log.warn({ err: error }, 'a TLS handshake with a station failed'))
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)

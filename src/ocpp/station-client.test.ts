@@ -11,8 +11,6 @@ import { RPCServer } from 'ocpp-rpc'
 import { getAddress, toHex } from 'viem'
 import { BaseError } from '../errors.ts'
 import { aChargingWorld, type ChargingWorld } from '../payments/payments.testkit.ts'
-import { runChargingSession } from '../payments/session.ts'
-import { memoryTransportPair } from '../payments/transport.ts'
 import { CARCHAIN_VENDOR_ID, costResponse, parseBaseCustomData, parseVoucherCustomData } from './payment.ts'
 import type { RpcPeer } from './rpc.ts'
 import { connectOcppStation } from './station-client.ts'
@@ -245,23 +243,10 @@ test('a transaction the CSMS deauthorizes at Started ends there, before any ener
   })
   const car = await world.aCar()
   const { station } = await world.aCharger({ report: ocpp.report })
-  const [carSide, chargerSide] = memoryTransportPair()
   startedStatus = 'NoCredit'
   const seen = calls.length
   try {
-    const [carOutcome, session] = await Promise.all([
-      runChargingSession({
-        transport: carSide,
-        wallet: car.wallet,
-        clients: car.clients,
-        contracts: { channels: world.domain.verifyingContract },
-        stopAtWh: 3000,
-      }).then(
-        () => 'paid',
-        (error: BaseError) => error.code,
-      ),
-      station.serve(chargerSide),
-    ])
+    const [carOutcome, session] = await world.chargeOutcome(car, station, { stopAtWh: 3000 })
     assert.equal(carOutcome, 'OCPP_NOT_AUTHORIZED')
     assert.equal(session.code, 'OCPP_NOT_AUTHORIZED')
     assert.equal(session.energyWh, 0n)

@@ -11,6 +11,7 @@ import { type Address, createWalletClient, http, type LocalAccount, parseEther }
 import { startTestChain, type TestChain } from '../../test/chain.ts'
 import type { ChainClients } from '../chain/clients.ts'
 import { demoTokenAbi, vehicleRegistryAbi } from '../chain/generated/index.ts'
+import type { BaseError } from '../errors.ts'
 import { keyStoreAccount } from '../identity/account.ts'
 import { type Certificate, toPem } from '../identity/certificate.ts'
 import { aPki, type TestPki } from '../identity/pki.testkit.ts'
@@ -94,6 +95,15 @@ export type ChargingWorld = {
     station: ChargingStation,
     options: { stopAtWh: number; channelDeposit?: bigint },
   ): Promise<[ChargingSessionResult, StationSession]>
+  /**
+   * As `charge`, for a session one side may refuse: the car's error code (`'paid'` when it paid)
+   * and the station's session.
+   */
+  chargeOutcome(
+    car: { wallet: CarWallet; clients: ChannelClients },
+    station: ChargingStation,
+    options: { stopAtWh: number; channelDeposit?: bigint },
+  ): Promise<[string, StationSession]>
   balanceOf(address: Address): Promise<bigint>
   stop(): Promise<void>
 }
@@ -265,17 +275,16 @@ export async function aChargingWorld(): Promise<ChargingWorld> {
       })
       return tlsTransport(session)
     },
-    charge(car, station, options) {
-      const [carSide, chargerSide] = memoryTransportPair()
+    charge: (car, station, options) =>
+      Promise.all(bothSides(domain.verifyingContract, car, station, options)),
+    chargeOutcome(car, station, options) {
+      const [paying, serving] = bothSides(domain.verifyingContract, car, station, options)
       return Promise.all([
-        runChargingSession({
-          transport: carSide,
-          wallet: car.wallet,
-          clients: car.clients,
-          contracts: { channels: domain.verifyingContract },
-          ...options,
-        }),
-        station.serve(chargerSide),
+        paying.then(
+          () => 'paid',
+          (error: BaseError) => error.code,
+        ),
+        serving,
       ])
     },
     balanceOf: (address) =>
@@ -292,4 +301,22 @@ export async function aChargingWorld(): Promise<ChargingWorld> {
     },
   }
   return world
+}
+
+/** The car's and the station's side of one session over an in-memory link, paying into `channels`. */
+const bothSides = (
+  channels: Address,
+  car: { wallet: CarWallet; clients: ChannelClients },
+  station: ChargingStation,
+  options: { stopAtWh: number; channelDeposit?: bigint },
+) => {
+  const [carSide, chargerSide] = memoryTransportPair()
+  const paying = runChargingSession({
+    transport: carSide,
+    wallet: car.wallet,
+    clients: car.clients,
+    contracts: { channels },
+    ...options,
+  })
+  return [paying, station.serve(chargerSide)] as const
 }

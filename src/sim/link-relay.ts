@@ -6,33 +6,28 @@
  * and the car's relay bound (docs/keys.md "The short-range link") counts the relay's own latency —
  * a phone too far away (too slow) is refused CHALLENGE_EXPIRED as before.
  *
- * Only upgrades of its own path are touched; other paths are left to their own handlers.
+ * It is a route on the node port's upgrade router (src/upgrade-router.ts), which answers every
+ * other path.
  *
  * Bounds: frames at most the link's 8 KiB, at most `maxRelays` connections at once (others are
- * refused with HTTP 503), and the car sees every relayed phone at the node's address, so its
- * per-peer refusal budget is shared by everyone on the relay.
+ * refused with HTTP 503; a malformed handshake, refused 400 by `ws`, holds no place), and the car
+ * sees every relayed phone at the node's address, so its per-peer refusal budget is shared by
+ * everyone on the relay.
  */
-import type { IncomingMessage } from 'node:http'
-import type { Duplex } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import { getAddress } from 'viem'
 import WebSocket, { WebSocketServer } from 'ws'
 import { MAX_LINK_MESSAGE_BYTES } from '../keys/link-protocol.ts'
 import { logger } from '../log.ts'
+import { refuseUpgrade } from '../upgrade-router.ts'
 
 const log = logger('sim.link-relay')
-
-const RELAY_PATH = /^\/v1\/sim\/vehicles\/(0x[0-9a-fA-F]{40})\/link$/
 
 /** Connections relayed at once, at most. */
 export const MAX_LINK_RELAYS = 64
 
-function refuse(socket: Duplex, status: number, reason: string): void {
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`)
-}
-
 /**
- * Mounts the relay on the node's HTTP server: `linkOf(vehicle)` answers a demo car's link URL
+ * Mounts the relay on the node's upgrade router: `linkOf(vehicle)` answers a demo car's link URL
  * (checksummed address), or undefined when the fleet has no such car.
  */
 export function mountLinkRelay(
@@ -42,16 +37,19 @@ export function mountLinkRelay(
 ): void {
   const server = new WebSocketServer({ noServer: true, maxPayload: MAX_LINK_MESSAGE_BYTES })
   let open = 0
-  app.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const path = (request.url ?? '').split('?')[0] ?? ''
-    const match = RELAY_PATH.exec(path)
-    // Another path is another handler's (the OCPP endpoint, …): left alone.
-    if (!match) return
-    const link = linkOf(getAddress(match[1]!))
-    if (link === undefined) return refuse(socket, 404, 'Not Found')
-    if (open >= maxRelays) return refuse(socket, 503, 'Service Unavailable')
-    open++
-    server.handleUpgrade(request, socket, head, (phone) => relay(phone, link, () => open--))
+  app.upgrades.add({
+    path: /^\/v1\/sim\/vehicles\/(0x[0-9a-fA-F]{40})\/link$/,
+    handle(request, socket, head, match) {
+      const link = linkOf(getAddress(match[1]!))
+      if (link === undefined) return refuseUpgrade(socket, 404)
+      if (open >= maxRelays) return refuseUpgrade(socket, 503)
+      // Counted once the handshake succeeded (`ws` answers a malformed one 400 and never calls back;
+      // it calls back synchronously here, so the check above cannot be overtaken).
+      server.handleUpgrade(request, socket, head, (phone) => {
+        open++
+        relay(phone, link, () => open--)
+      })
+    },
   })
   app.addHook('onClose', async () => {
     for (const client of server.clients) client.terminate()

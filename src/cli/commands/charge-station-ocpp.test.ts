@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -16,9 +16,9 @@ import { RPCServer } from 'ocpp-rpc'
 import { startTestChain, type TestChain } from '../../../test/chain.ts'
 import { deploymentPath } from '../../chain/deploy.ts'
 import { writeFileAtomic } from '../../fs-atomic.ts'
-import { toPem } from '../../identity/certificate.ts'
 import { aPki, type TestPki } from '../../identity/pki.testkit.ts'
 import type { RpcPeer } from '../../ocpp/rpc.ts'
+import { chargeStationArgs, commonArgs } from './charge.testkit.ts'
 
 const main = new URL('../main.ts', import.meta.url).pathname
 const PASSWORD = 'the-station-password-1'
@@ -83,39 +83,9 @@ before(async () => {
   const charger = await pki.aCharger({ evseId })
   await pki.store.generate('secp256k1', 'charger-wallet')
   await pki.store.generate('secp256k1', 'cpo')
-  const file = (name: string, der: Uint8Array) => {
-    const path = join(dir, name)
-    writeFileSync(path, toPem('CERTIFICATE', der))
-    return path
-  }
   stationFlags = [
-    'charge',
-    'station',
-    '--wallet',
-    'charger-wallet',
-    '--cpo-key',
-    'cpo',
-    '--identity-key',
-    charger.keyRef,
-    '--cert',
-    file('charger.pem', charger.cert.der),
-    '--chain',
-    file('cpo-sub.pem', pki.cpo.sub.der),
-    '--oem-root',
-    file('oem-root.pem', pki.oem.root.der),
-    '--evse',
-    evseId,
-    '--port',
-    '0',
-    '--rpc',
-    chain.anvil.rpcUrl,
-    '--data',
-    join(dir, 'data'),
-    '--keystore',
-    pki.dir,
-    '--passphrase',
-    'test',
-    '--json',
+    ...chargeStationArgs(dir, pki, charger, evseId),
+    ...commonArgs(chain.anvil.rpcUrl, join(dir, 'data'), pki.dir),
   ]
 })
 after(async () => {

@@ -9,6 +9,7 @@ import { deploymentPath } from '../../chain/deploy.ts'
 import { demoTokenAbi } from '../../chain/generated/index.ts'
 import { writeFileAtomic } from '../../fs-atomic.ts'
 import { runCli } from '../main.ts'
+import { captureStdout, chargeStationArgs, commonArgs, identityArgs, pemFile } from './charge.testkit.ts'
 
 let chain: TestChain
 let dir: string
@@ -25,21 +26,15 @@ after(async () => {
 })
 
 async function cli(args: string[]): Promise<{ code: number; json: Record<string, unknown> }> {
-  let out = ''
-  const write = process.stdout.write.bind(process.stdout)
-  process.stdout.write = ((chunk: string) => {
-    out += chunk
-    return true
-  }) as typeof process.stdout.write
+  const out = captureStdout()
   try {
-    const common = ['--rpc', chain.anvil.rpcUrl, '--data', join(dir, 'data'), '--keystore', join(dir, 'keys')]
     const code = await runCli(
-      [...args, ...common, '--passphrase', 'test', '--json'],
+      [...args, ...commonArgs(chain.anvil.rpcUrl, join(dir, 'data'), join(dir, 'keys'))],
       new AbortController().signal,
     )
-    return { code, json: JSON.parse(out) as Record<string, unknown> }
+    return { code, json: JSON.parse(out.text) as Record<string, unknown> }
   } finally {
-    process.stdout.write = write
+    out.restore()
   }
 }
 
@@ -86,11 +81,9 @@ test('carchain charge wallet, pay and charge channels', async () => {
 test('carchain charge station and charge session over mutual TLS, settled by the final claim', async () => {
   const { aPki } = await import('../../identity/pki.testkit.ts')
   const { keyStoreAccount } = await import('../../identity/account.ts')
-  const { toPem } = await import('../../identity/certificate.ts')
   const { evseIdHash } = await import('../../payments/charger-check.ts')
   const { vehicleRegistryAbi } = await import('../../chain/generated/index.ts')
   const { createWalletClient, http } = await import('viem')
-  const { writeFileSync } = await import('node:fs')
   const pki = await aPki()
   try {
     const { publicClient, walletClient } = chain.clients
@@ -138,79 +131,30 @@ test('carchain charge station and charge session over mutual TLS, settled by the
         args: [chargerWallet.address, `0x${charger.cert.fingerprint}`, evseIdHash(evseId)],
       }),
     )
-    const file = (name: string, der: Uint8Array) => {
-      const path = join(dir, name)
-      writeFileSync(path, toPem('CERTIFICATE', der))
-      return path
-    }
-    const common = [
-      '--rpc',
-      chain.anvil.rpcUrl,
-      '--data',
-      join(dir, 'data'),
-      '--keystore',
-      pki.dir,
-      '--passphrase',
-      'test',
-      '--json',
-    ]
-    let out = ''
-    const write = process.stdout.write.bind(process.stdout)
-    process.stdout.write = ((chunk: string) => {
-      out += chunk
-      return true
-    }) as typeof process.stdout.write
+    const common = commonArgs(chain.anvil.rpcUrl, join(dir, 'data'), pki.dir)
+    const out = captureStdout()
     const stop = new AbortController()
     try {
       const station = runCli(
-        [
-          'charge',
-          'station',
-          '--wallet',
-          'charger-wallet',
-          '--cpo-key',
-          'cpo',
-          '--identity-key',
-          charger.keyRef,
-          '--cert',
-          file('charger.pem', charger.cert.der),
-          '--chain',
-          file('cpo-sub.pem', pki.cpo.sub.der),
-          '--oem-root',
-          file('oem-root.pem', pki.oem.root.der),
-          '--evse',
-          evseId,
-          '--port',
-          '0',
-          '--power-w',
-          '300000',
-          '--fee',
-          '0.5',
-          ...common,
-        ],
+        [...chargeStationArgs(dir, pki, charger, evseId), '--power-w', '300000', '--fee', '0.5', ...common],
         stop.signal,
       )
       let port: string | undefined
       for (let i = 0; i < 200 && !port; i++) {
-        port = /listening on TLS port (\d+)/.exec(out)?.[1]
+        port = /listening on TLS port (\d+)/.exec(out.text)?.[1]
         if (!port) await new Promise((resolve) => setTimeout(resolve, 50))
       }
-      assert.ok(port, `the station did not start: ${out}`)
-      out = ''
+      assert.ok(port, `the station did not start: ${out.text}`)
+      out.clear()
       const sessionCode = await runCli(
         [
           'charge',
           'session',
           '--wallet',
           vehicle.walletRef.slice('keystore:'.length),
-          '--identity-key',
-          vehicle.keyRef,
-          '--cert',
-          file('car.pem', vehicle.cert.der),
-          '--chain',
-          file('oem-sub.pem', pki.oem.sub.der),
+          ...identityArgs(dir, 'car', vehicle, pki.oem.sub),
           '--cpo-root',
-          file('cpo-root.pem', pki.cpo.root.der),
+          pemFile(dir, 'cpo-root.pem', pki.cpo.root),
           '--link',
           `127.0.0.1:${port}`,
           '--stop-at-wh',
@@ -219,14 +163,14 @@ test('carchain charge station and charge session over mutual TLS, settled by the
         ],
         new AbortController().signal,
       )
-      const session = JSON.parse(out.trim().split('\n').at(-1)!) as Record<string, unknown>
-      assert.equal(sessionCode, 0, out)
+      const session = JSON.parse(out.text.trim().split('\n').at(-1)!) as Record<string, unknown>
+      assert.equal(sessionCode, 0, out.text)
       assert.equal(session.evseId, evseId)
       assert.equal(session.channelAction, 'opened')
       stop.abort('SIGTERM')
       assert.equal(await station, 0)
     } finally {
-      process.stdout.write = write
+      out.restore()
       stop.abort()
     }
     // The station's final claim paid the CPO exactly what the car signed.

@@ -1,5 +1,6 @@
 /** What every wallet action shows: its problem in plain words, and the switch to the node's chain. */
-import { useState } from 'react'
+import { type ReactNode, useCallback, useState } from 'react'
+import { parseUnits } from 'viem'
 import { useNode } from '../node-context.tsx'
 import { refreshWalletChain, type Session } from '../session.ts'
 import { switchToChain, type WalletProblem, walletProblem } from '../wallet.ts'
@@ -49,4 +50,107 @@ export function SwitchChainButton(props: { session: Session & { kind: 'wallet' }
       )}
     </>
   )
+}
+
+/**
+ * The state of a card's wallet actions, one at a time: `run(action, send, success)` marks `action`
+ * busy (see {@link WalletActionButton}), sends, and says `success` or the problem in plain words;
+ * `tick` counts successes, for the card to re-read the chain; `onSuccess` is told of each too.
+ */
+export function useWalletActions(session: Session, onSuccess?: () => void) {
+  const { chain } = useNode()
+  const [busy, setBusy] = useState<string>()
+  const [done, setDone] = useState<string>()
+  const [problem, setProblem] = useState<WalletProblem>()
+  const [tick, setTick] = useState(0)
+  const chainId = chain?.info.chainId
+  const run = useCallback(
+    async (action: string, send: () => Promise<unknown>, success: string) => {
+      if (chainId === undefined) return
+      setBusy(action)
+      setProblem(undefined)
+      setDone(undefined)
+      try {
+        await send()
+        setDone(success)
+        setTick((t) => t + 1)
+        onSuccess?.()
+      } catch (error) {
+        setProblem(walletProblem(error, { chainId, address: session.address }))
+      } finally {
+        setBusy(undefined)
+      }
+    },
+    [chainId, session.address, onSuccess],
+  )
+  return { busy, done, problem, setProblem, tick, run }
+}
+
+/**
+ * A button that sends a wallet transaction. `busy` names the action of its card that is waiting
+ * for the wallet, if any: every button is disabled meanwhile (one transaction at a time), and the
+ * one whose `action` it is asks the user to confirm in the wallet.
+ */
+export function WalletActionButton(props: {
+  action: string
+  busy: string | undefined
+  onClick(): void
+  children: ReactNode
+  testId: string
+  tone?: 'quiet' | 'danger'
+  /** Disabled for a reason of its own as well (no vehicle chosen, …). */
+  disabled?: boolean
+  /** In a table row: a shorter prompt. */
+  compact?: boolean
+  title?: string
+}) {
+  return (
+    <button
+      type="button"
+      className={props.tone ? `button button-${props.tone}` : 'button'}
+      onClick={props.onClick}
+      disabled={props.busy !== undefined || props.disabled === true}
+      title={props.title}
+      data-testid={props.testId}
+    >
+      {props.busy === props.action
+        ? props.compact
+          ? 'Confirm…'
+          : 'Confirm in your wallet…'
+        : props.children}
+    </button>
+  )
+}
+
+/** A labelled field for an address (or key) a wallet action sends to; the value is kept trimmed. */
+export function AddressField(props: {
+  label: string
+  placeholder: string
+  value: string
+  onChange(value: string): void
+  testId: string
+}) {
+  return (
+    <label>
+      {props.label}
+      <input
+        placeholder={props.placeholder}
+        value={props.value}
+        onChange={(e) => props.onChange(e.target.value.trim())}
+        data-testid={props.testId}
+      />
+    </label>
+  )
+}
+
+/** A positive amount of `token` typed by the user, in base units; a plain TypeError otherwise. */
+export function parseTokenAmount(text: string, token: { decimals: number; symbol: string }): bigint {
+  let value: bigint
+  try {
+    value = parseUnits(text, token.decimals)
+  } catch {
+    throw new TypeError(`the amount must be a number of ${token.symbol}`)
+  }
+  if (value <= 0n) throw new TypeError('the amount must be more than zero')
+  return value
 }

@@ -21,6 +21,7 @@ import {
   hashAccessRequest,
   isPasskeyGrant,
   type KeyDomain,
+  passkeyFingerprint,
   Scope,
   scopeNames,
   ZERO_GRANT_ID,
@@ -159,7 +160,10 @@ export function KeyApp() {
           <ul className="key-passkeys">
             {passkeys.map((p) => (
               <li key={p.id}>
-                <strong>{p.name}</strong> · {p.rpId}
+                <strong>{p.name}</strong> · {p.rpId} ·{' '}
+                <span title="Fingerprint: the owner's console shows the same beside the key it signed">
+                  <code data-testid="passkey-fingerprint">{passkeyFingerprint(p.publicKey as Hex)}</code>
+                </span>
                 {mine?.id === p.id && <span className="key-pill">this key's</span>}
                 <code className="key-public" data-testid="passkey-public">
                   {p.publicKey}

@@ -5,13 +5,17 @@
  * its own confirmation — the node is not asked to sign anything.
  */
 import { useCallback, useEffect, useMemo, useState } from 'react'
-import { type Address, type Hex, recoverTypedDataAddress } from 'viem'
+import { type Address, type Hex, recoverAddress } from 'viem'
 import { encodeShareLink, SHARE_LINK_PREFIX } from '../../../src/keys/share-link.ts'
 import {
+  type AnyGrant,
   grantTypedData,
+  hashGrant,
+  isPasskeyGrant,
   type KeyGrant,
   type PasskeyGrant,
-  parseSignedGrant,
+  parseAnySignedGrant,
+  passkeyFingerprint,
   passkeyGrantTypedData,
   Scope,
   scopeNames,
@@ -19,7 +23,12 @@ import {
 import { listNodeGrants, type SimVehicle, storeGrantWithNode, useApi, type Vehicle } from '../api.ts'
 import { vehicleRegistryAbi } from '../chain.ts'
 import { Address as AddressText, Badge, Card, Empty } from '../components/ui.tsx'
-import { ProblemAlert, SwitchChainButton } from '../components/wallet-ui.tsx'
+import {
+  AddressField,
+  ProblemAlert,
+  SwitchChainButton,
+  WalletActionButton,
+} from '../components/wallet-ui.tsx'
 import { toHex } from '../lib/hex.ts'
 import { useNode } from '../node-context.tsx'
 import {
@@ -34,9 +43,12 @@ import {
 import { useWallets, type WalletOption, type WalletProblem, walletProblem } from '../wallet.ts'
 import { OwnerActions } from './OwnerActions.tsx'
 
-/** A key signed here; `signer` is the owner (or manager) account that signed it. */
+/**
+ * A key signed here, to an address (KeyGrant) or to a phone's passkey (PasskeyGrant); `signer` is
+ * the owner (or manager) account that signed it.
+ */
 type StoredGrant = {
-  grant: KeyGrant
+  grant: AnyGrant
   signature: Hex
   signedAt: number
   signer?: string
@@ -334,6 +346,14 @@ function useStoredGrants(chainId: number | undefined, keyRegistry: string | unde
   return { grants, add }
 }
 
+/** Where a signed key is kept, after the node was (or was not) asked to keep it too. */
+function keptText(kept: { state: string; message?: string } | undefined, nodeNote = ''): string {
+  if (kept?.state === 'ok') return `The node keeps it too${nodeNote}.`
+  if (kept?.state === 'error')
+    return `The node did not keep it (${kept.message}); it is kept in this browser.`
+  return 'It is kept in this browser.'
+}
+
 function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin: string }[] }) {
   const { chain } = useNode()
   const info = chain!.info
@@ -352,6 +372,16 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
     const first = props.vehicles[0]
     if (first && !props.vehicles.some((v) => v.vehicle === vehicle)) setVehicle(first.vehicle)
   }, [props.vehicles, vehicle])
+
+  /**
+   * Keeps a signed key at the node (its mailbox: the grantee fetches it by signing in), when signed
+   * in with SIWE, then in this browser: the list re-reads the node once the key is there.
+   */
+  const keep = async (signed: { grant: AnyGrant; signature: Hex }) => {
+    const kept = props.session.siwe.state === 'signed-in' ? await storeGrantWithNode(signed) : undefined
+    add({ ...signed, signedAt: Date.now(), signer: props.session.address.toLowerCase() })
+    return kept
+  }
 
   const sign = async () => {
     setBusy(true)
@@ -395,39 +425,22 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
           chain!,
           passkeyGrantTypedData(domain, passkeyGrant),
         )
+        const kept = await keep({ grant: passkeyGrant, signature })
         const link = encodeShareLink(domain, { grant: passkeyGrant, signature })
-        const kept =
-          props.session.siwe.state === 'signed-in'
-            ? await storeGrantWithNode({ grant: passkeyGrant, signature })
-            : undefined
         setMessage({
-          text: 'Phone key signed. Send the grantee this key-app address; their passkey opens the car.',
+          text: `Phone key signed for the passkey ${passkeyFingerprint(passkeyGrant.passkey)}. Send the grantee this key-app address; their passkey opens the car.`,
           link: `${window.location.origin}/#/key/${link.slice(SHARE_LINK_PREFIX.length)}`,
-          kept: kept?.state === 'ok' ? 'The node keeps it too.' : 'It is not kept in this browser.',
+          kept: keptText(kept),
         })
         return
       }
       const grant: KeyGrant = { ...fields, grantee: grantee.toLowerCase() as Address }
       const signature = await signTypedDataAs(props.session, chain!, grantTypedData(domain, grant))
-      const stored = {
-        grant,
-        signature,
-        signedAt: Date.now(),
-        signer: props.session.address.toLowerCase(),
-      }
-      add(stored)
-      // The node's mailbox, where it keeps grants: the grantee fetches the key by signing in.
-      const kept =
-        props.session.siwe.state === 'signed-in' ? await storeGrantWithNode({ grant, signature }) : undefined
+      const kept = await keep({ grant, signature })
       setMessage({
         text: 'Key signed. Give the grantee this link (or the grant file); the car verifies it offline.',
         link: encodeShareLink(domain, { grant, signature }),
-        kept:
-          kept?.state === 'ok'
-            ? 'The node keeps it too: the grantee can fetch it by signing in.'
-            : kept?.state === 'error'
-              ? `The node did not keep it (${kept.message}); it is kept in this browser.`
-              : 'It is kept in this browser.',
+        kept: keptText(kept, ': the grantee can fetch it by signing in'),
       })
     } catch (error) {
       setProblem(walletProblem(error, { chainId: info.chainId, address: props.session.address }))
@@ -463,15 +476,13 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
             />
           )}
         </label>
-        <label>
-          Grantee
-          <input
-            placeholder="0x… an address, or a passkey's public key from the key app (#/key)"
-            value={grantee}
-            onChange={(e) => setGrantee(e.target.value.trim())}
-            data-testid="grant-grantee"
-          />
-        </label>
+        <AddressField
+          label="Grantee"
+          placeholder="0x… an address, or a passkey's public key from the key app (#/key)"
+          value={grantee}
+          onChange={setGrantee}
+          testId="grant-grantee"
+        />
         <fieldset className="scopes">
           <legend>May</legend>
           {scopeList.map((name) => (
@@ -532,8 +543,9 @@ function GrantForm(props: { session: Session; vehicles: { vehicle: Address; vin:
 
 /**
  * The keys the node keeps for `vehicles` (its mailbox, `GET /v1/vehicles/{vehicle}/grants`) that
- * this account signed: each entry is parsed as a signed grant and its signature recovered, so a
- * node cannot slip in a key the owner never signed. None while the node keeps no grants.
+ * this account signed, KeyGrants and PasskeyGrants alike: each entry is parsed as a signed grant
+ * and its signature recovered, so a node cannot slip in a key the owner never signed. None while
+ * the node keeps no grants.
  */
 function useNodeGrants(session: Session, vehicles: { vehicle: Address }[], tick: number): StoredGrant[] {
   const { chain } = useNode()
@@ -551,14 +563,14 @@ function useNodeGrants(session: Session, vehicles: { vehicle: Address }[], tick:
       for (const answer of answers) {
         if (answer.state !== 'ok' || !Array.isArray(answer.data?.grants)) continue
         for (const entry of answer.data.grants.slice(0, 500)) {
-          let signed: { grant: KeyGrant; signature: Hex }
+          let signed: { grant: AnyGrant; signature: Hex }
           try {
-            signed = parseSignedGrant(entry)
+            signed = parseAnySignedGrant(entry)
           } catch {
             continue // not a grant this console understands (a newer kind): not shown
           }
-          const signer = await recoverTypedDataAddress({
-            ...grantTypedData(domain, signed.grant),
+          const signer = await recoverAddress({
+            hash: hashGrant(domain, signed.grant),
             signature: signed.signature,
           }).then(
             (a) => a.toLowerCase(),
@@ -695,7 +707,16 @@ function GrantList(props: { session: Session; vehicles: { vehicle: Address }[] }
                     <AddressText value={g.grant.vehicle} />
                   </td>
                   <td>
-                    <AddressText value={g.grant.grantee} />
+                    {isPasskeyGrant(g.grant) ? (
+                      <span
+                        data-testid="grant-passkey"
+                        title={`P-256 passkey ${g.grant.passkey} (RP ID ${g.grant.rpId})`}
+                      >
+                        <Badge tone="info">passkey</Badge> <code>{passkeyFingerprint(g.grant.passkey)}</code>
+                      </span>
+                    ) : (
+                      <AddressText value={g.grant.grantee} />
+                    )}
                   </td>
                   <td>{scopeNames(g.grant.scopes).join(', ').toLowerCase()}</td>
                   <td>{new Date(g.grant.notAfter * 1000).toLocaleString()}</td>
@@ -707,25 +728,27 @@ function GrantList(props: { session: Session; vehicles: { vehicle: Address }[] }
                   <td className="actions">
                     {status === 'active' && (
                       <>
-                        <button
-                          type="button"
-                          className="button button-danger"
-                          disabled={busy !== undefined}
+                        <WalletActionButton
+                          action={g.grant.grantId}
+                          busy={busy}
                           onClick={() => send(g.grant.grantId, 'revoke', g)}
-                          data-testid="grant-revoke"
+                          tone="danger"
+                          compact
+                          testId="grant-revoke"
                         >
-                          {busy === g.grant.grantId ? 'Revoking…' : 'Revoke'}
-                        </button>
-                        <button
-                          type="button"
-                          className="button button-quiet"
-                          disabled={busy !== undefined}
-                          title="KeyRegistry.revokeAll: bumps the vehicle's epoch, voiding every key for it"
+                          Revoke
+                        </WalletActionButton>
+                        <WalletActionButton
+                          action={`all-${g.grant.grantId}`}
+                          busy={busy}
                           onClick={() => send(`all-${g.grant.grantId}`, 'revokeAll', g)}
-                          data-testid="grant-revoke-all"
+                          tone="quiet"
+                          compact
+                          title="KeyRegistry.revokeAll: bumps the vehicle's epoch, voiding every key for it"
+                          testId="grant-revoke-all"
                         >
                           Revoke all for vehicle
-                        </button>
+                        </WalletActionButton>
                       </>
                     )}
                   </td>

@@ -6,13 +6,19 @@
  * channels (ERC-20 `transfer`). docs/keys.md "Rental", docs/contracts.md, docs/payments.md.
  */
 import { useEffect, useState } from 'react'
-import { type Address, isAddress, parseUnits, zeroAddress } from 'viem'
+import { type Address, isAddress, zeroAddress } from 'viem'
 import { demoTokenAbi, vehicleRegistryAbi } from '../chain.ts'
 import { Address as AddressText, Badge, Card, formatUnits } from '../components/ui.tsx'
-import { ProblemAlert } from '../components/wallet-ui.tsx'
+import {
+  AddressField,
+  ProblemAlert,
+  parseTokenAmount,
+  useWalletActions,
+  WalletActionButton,
+} from '../components/wallet-ui.tsx'
 import { useNode } from '../node-context.tsx'
 import { type Session, sendAs } from '../session.ts'
-import { type WalletProblem, walletProblem } from '../wallet.ts'
+import { walletProblem } from '../wallet.ts'
 
 type Rental = { user: Address; expires: number }
 type Funds = { symbol: string; decimals: number; car: bigint; mine: bigint }
@@ -33,10 +39,7 @@ export function OwnerActions(props: {
   const [rental, setRental] = useState<Rental>()
   const [amount, setAmount] = useState('10')
   const [funds, setFunds] = useState<Funds>()
-  const [busy, setBusy] = useState<string>()
-  const [done, setDone] = useState<string>()
-  const [problem, setProblem] = useState<WalletProblem>()
-  const [tick, setTick] = useState(0)
+  const { busy, done, problem, setProblem, tick, run } = useWalletActions(props.session, props.onChange)
   useEffect(() => {
     const first = props.vehicles[0]
     if (first && !props.vehicles.some((v) => v.vehicle === vehicle)) setVehicle(first.vehicle)
@@ -97,21 +100,6 @@ export function OwnerActions(props: {
   if (!chain) return null
   const registry = chain.info.contracts.VehicleRegistry
 
-  const run = async (what: string, action: () => Promise<unknown>, success: string) => {
-    setBusy(what)
-    setProblem(undefined)
-    setDone(undefined)
-    try {
-      await action()
-      setDone(success)
-      setTick((t) => t + 1)
-      props.onChange()
-    } catch (error) {
-      setProblem(walletProblem(error, { chainId: chain.info.chainId, address: props.session.address }))
-    } finally {
-      setBusy(undefined)
-    }
-  }
   const address = (value: string, who: string): Address => {
     if (!isAddress(value, { strict: false }))
       throw new TypeError(`the ${who} must be an address (0x + 40 hex)`)
@@ -168,13 +156,7 @@ export function OwnerActions(props: {
       'fund',
       async () => {
         if (!vehicle || !funds) throw new TypeError('choose a vehicle')
-        let value: bigint
-        try {
-          value = parseUnits(amount, funds.decimals)
-        } catch {
-          throw new TypeError(`the amount must be a number of ${funds.symbol}`)
-        }
-        if (value <= 0n) throw new TypeError('the amount must be more than zero')
+        const value = parseTokenAmount(amount, funds)
         if (value > funds.mine)
           throw new TypeError(
             `your account holds ${formatUnits(funds.mine, funds.decimals)} ${funds.symbol}, less than ${amount}`,
@@ -222,60 +204,45 @@ export function OwnerActions(props: {
       </div>
       <h3 className="card-subtitle">Rent out (ERC-4907)</h3>
       <div className="form-row">
-        <label>
-          Renter
-          <input
-            placeholder="0x… the renter's address"
-            value={renter}
-            onChange={(e) => setRenter(e.target.value.trim())}
-            data-testid="rent-renter"
-          />
-        </label>
+        <AddressField
+          label="Renter"
+          placeholder="0x… the renter's address"
+          value={renter}
+          onChange={setRenter}
+          testId="rent-renter"
+        />
         <label>
           For (hours)
           <input type="number" min={1} value={hours} onChange={(e) => setHours(Number(e.target.value))} />
         </label>
-        <button
-          type="button"
-          className="button"
-          onClick={rent}
-          disabled={busy !== undefined || !vehicle}
-          data-testid="rent-send"
-        >
-          {busy === 'rent' ? 'Confirm in your wallet…' : 'Rent out'}
-        </button>
+        <WalletActionButton action="rent" busy={busy} onClick={rent} disabled={!vehicle} testId="rent-send">
+          Rent out
+        </WalletActionButton>
         {rented && (
-          <button
-            type="button"
-            className="button button-quiet"
-            onClick={endRental}
-            disabled={busy !== undefined}
-            data-testid="rent-end"
-          >
-            {busy === 'end' ? 'Confirm in your wallet…' : 'End rental'}
-          </button>
+          <WalletActionButton action="end" busy={busy} onClick={endRental} tone="quiet" testId="rent-end">
+            End rental
+          </WalletActionButton>
         )}
       </div>
       <h3 className="card-subtitle">Sell (transfer the title)</h3>
       <div className="form-row">
-        <label>
-          Buyer
-          <input
-            placeholder="0x… the buyer's address"
-            value={buyer}
-            onChange={(e) => setBuyer(e.target.value.trim())}
-            data-testid="sell-buyer"
-          />
-        </label>
-        <button
-          type="button"
-          className="button button-danger"
+        <AddressField
+          label="Buyer"
+          placeholder="0x… the buyer's address"
+          value={buyer}
+          onChange={setBuyer}
+          testId="sell-buyer"
+        />
+        <WalletActionButton
+          action="sell"
+          busy={busy}
           onClick={sell}
-          disabled={busy !== undefined || !vehicle}
-          data-testid="sell-send"
+          disabled={!vehicle}
+          tone="danger"
+          testId="sell-send"
         >
-          {busy === 'sell' ? 'Confirm in your wallet…' : 'Transfer title'}
-        </button>
+          Transfer title
+        </WalletActionButton>
       </div>
       <h3 className="card-subtitle">Fund the car's charging wallet</h3>
       <p className="dim" data-testid="car-funds">
@@ -292,15 +259,15 @@ export function OwnerActions(props: {
             data-testid="fund-amount"
           />
         </label>
-        <button
-          type="button"
-          className="button"
+        <WalletActionButton
+          action="fund"
+          busy={busy}
           onClick={fund}
-          disabled={busy !== undefined || !vehicle || !funds}
-          data-testid="fund-send"
+          disabled={!vehicle || !funds}
+          testId="fund-send"
         >
-          {busy === 'fund' ? 'Confirm in your wallet…' : 'Send to the car'}
-        </button>
+          Send to the car
+        </WalletActionButton>
       </div>
       <ProblemAlert problem={problem} session={props.session} />
       {done && (

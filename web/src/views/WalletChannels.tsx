@@ -7,15 +7,21 @@
  * The contract stores no channel's key (`{payer, payee, token, nonce}`, docs/contracts.md), so the
  * page keeps the keys of the channels opened here in this browser and reads their state on chain.
  */
-import { useCallback, useEffect, useState } from 'react'
-import { type Address, type Hex, isAddress, parseUnits } from 'viem'
+import { useEffect, useState } from 'react'
+import { type Address, type Hex, isAddress } from 'viem'
 import { type Chain, chargingChannelsAbi, demoTokenAbi } from '../chain.ts'
 import { Address as AddressText, Badge, Card, Empty, formatUnits } from '../components/ui.tsx'
-import { ProblemAlert } from '../components/wallet-ui.tsx'
+import {
+  AddressField,
+  ProblemAlert,
+  parseTokenAmount,
+  useWalletActions,
+  WalletActionButton,
+} from '../components/wallet-ui.tsx'
 import { toHex } from '../lib/hex.ts'
 import { useNode } from '../node-context.tsx'
 import { type Session, sendAs } from '../session.ts'
-import { type WalletProblem, walletProblem } from '../wallet.ts'
+import { walletProblem } from '../wallet.ts'
 
 type Key = { payer: Address; payee: Address; token: Address; nonce: string }
 type State = { id: Hex; deposit: bigint; paid: bigint; expiresAt: number; closed: boolean }
@@ -61,10 +67,7 @@ export function WalletChannels(props: { session: Session }) {
   const [deposit, setDeposit] = useState('20')
   const [days, setDays] = useState(30)
   const [topUp, setTopUp] = useState('5')
-  const [busy, setBusy] = useState<string>()
-  const [done, setDone] = useState<string>()
-  const [problem, setProblem] = useState<WalletProblem>()
-  const [tick, setTick] = useState(0)
+  const { busy, done, problem, setProblem, tick, run } = useWalletActions(session)
 
   useEffect(() => {
     if (chain) setKeys(loadKeys(storageKey(chain), session.address))
@@ -119,36 +122,9 @@ export function WalletChannels(props: { session: Session }) {
     }
   }, [chain, keys, tick])
 
-  const run = useCallback(
-    async (what: string, action: () => Promise<unknown>, success: string) => {
-      if (!chain) return
-      setBusy(what)
-      setProblem(undefined)
-      setDone(undefined)
-      try {
-        await action()
-        setDone(success)
-        setTick((t) => t + 1)
-      } catch (error) {
-        setProblem(walletProblem(error, { chainId: chain.info.chainId, address: session.address }))
-      } finally {
-        setBusy(undefined)
-      }
-    },
-    [chain, session.address],
-  )
   if (!chain) return null
   const channels = chain.info.contracts.ChargingChannels
-  const amountOf = (text: string) => {
-    let value: bigint
-    try {
-      value = parseUnits(text, token.decimals)
-    } catch {
-      throw new TypeError(`the amount must be a number of ${token.symbol}`)
-    }
-    if (value <= 0n) throw new TypeError('the amount must be more than zero')
-    return value
-  }
+  const amountOf = (text: string) => parseTokenAmount(text, token)
 
   const open = () =>
     run(
@@ -236,15 +212,13 @@ export function WalletChannels(props: { session: Session }) {
           token.
         </p>
         <div className="form-row">
-          <label>
-            Payee (the operator)
-            <input
-              placeholder="0x… the operator's address"
-              value={payee}
-              onChange={(e) => setPayee(e.target.value.trim())}
-              data-testid="channel-payee"
-            />
-          </label>
+          <AddressField
+            label="Payee (the operator)"
+            placeholder="0x… the operator's address"
+            value={payee}
+            onChange={setPayee}
+            testId="channel-payee"
+          />
           <label>
             Deposit ({token.symbol})
             <input
@@ -257,15 +231,9 @@ export function WalletChannels(props: { session: Session }) {
             Days
             <input type="number" min={1} value={days} onChange={(e) => setDays(Number(e.target.value))} />
           </label>
-          <button
-            type="button"
-            className="button"
-            onClick={open}
-            disabled={busy !== undefined}
-            data-testid="channel-open"
-          >
-            {busy === 'open' ? 'Confirm in your wallet…' : 'Open channel'}
-          </button>
+          <WalletActionButton action="open" busy={busy} onClick={open} testId="channel-open">
+            Open channel
+          </WalletActionButton>
         </div>
         <ProblemAlert problem={problem} session={session} />
         {done && (
@@ -322,36 +290,39 @@ export function WalletChannels(props: { session: Session }) {
                           onChange={(e) => setTopUp(e.target.value.trim())}
                           aria-label={`top-up amount (${token.symbol})`}
                         />
-                        <button
-                          type="button"
-                          className="button button-quiet"
-                          disabled={busy !== undefined}
+                        <WalletActionButton
+                          action={`top-${k.nonce}`}
+                          busy={busy}
                           onClick={() => topUpChannel(k)}
-                          data-testid="channel-topup"
+                          tone="quiet"
+                          compact
+                          testId="channel-topup"
                         >
-                          {busy === `top-${k.nonce}` ? 'Confirm…' : 'Top up'}
-                        </button>
-                        <button
-                          type="button"
-                          className="button button-quiet"
-                          disabled={busy !== undefined}
+                          Top up
+                        </WalletActionButton>
+                        <WalletActionButton
+                          action={`extend-${k.nonce}`}
+                          busy={busy}
                           onClick={() => extend(k, state)}
-                          data-testid="channel-extend"
+                          tone="quiet"
+                          compact
+                          testId="channel-extend"
                         >
-                          {busy === `extend-${k.nonce}` ? 'Confirm…' : '+30 days'}
-                        </button>
+                          +30 days
+                        </WalletActionButton>
                       </>
                     )}
                     {expired && (
-                      <button
-                        type="button"
-                        className="button button-quiet"
-                        disabled={busy !== undefined}
+                      <WalletActionButton
+                        action={`reclaim-${k.nonce}`}
+                        busy={busy}
                         onClick={() => reclaim(k)}
-                        data-testid="channel-reclaim"
+                        tone="quiet"
+                        compact
+                        testId="channel-reclaim"
                       >
-                        {busy === `reclaim-${k.nonce}` ? 'Confirm…' : 'Reclaim'}
-                      </button>
+                        Reclaim
+                      </WalletActionButton>
                     )}
                   </td>
                 </tr>
