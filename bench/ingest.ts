@@ -7,7 +7,7 @@
  * in the database and in the Merkle log when acknowledged.
  *
  * Each round, right after the ingest, the same rows (leaves with their payloads, and the batches'
- * checkpoint signatures) go into copies of their tables (same indexes) by raw binary COPY of bytes
+ * checkpoint signatures) go into copies of their tables (same indexes, the leaves partitioned alike) by raw binary COPY of bytes
  * made ready beforehand, in commits of the ingester's largest group: the database's own floor for
  * those rows. The ratio ingest / raw COPY is taken per round.
  *
@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { CopyBinaryWriter } from '../src/db/copy-binary.ts'
-import type { Database } from '../src/db/database.ts'
+import type { Database, Queryable } from '../src/db/database.ts'
 import { openDatabase } from '../src/db/database.ts'
 import { migrate } from '../src/db/migrate.ts'
 import { BaseError } from '../src/errors.ts'
@@ -33,6 +33,7 @@ import {
   type VehicleAddress,
 } from '../src/ledger/envelope.ts'
 import { type BatchIngester, createBatchIngester } from '../src/ledger/ingest.ts'
+import { PARTITION_LEAVES } from '../src/ledger/partitions.ts'
 import { aP256Signer } from '../src/ledger/testing.ts'
 import { authenticateCheckpoint } from '../src/node/ingest.ts'
 import { freshDatabase } from '../test/database.ts'
@@ -65,7 +66,13 @@ export type IngestReport = {
 }
 
 /** The tables the log writes (the bench's raw copies are not among them). */
-const ledgerTables = ['ledger_leaves', 'ledger_nodes', 'ledger_checkpoints', 'ledger_vehicles', 'ledger_log']
+export const ledgerTables = [
+  'ledger_leaves',
+  'ledger_nodes',
+  'ledger_checkpoints',
+  'ledger_vehicles',
+  'ledger_log',
+]
 
 export type Workload = { vehicles: number; batchesPerVehicle: number; eventsPerBatch: number; rounds: number }
 
@@ -248,6 +255,20 @@ export async function sendRound(ingester: BatchIngester, cars: readonly Car[], r
   )
 }
 
+/**
+ * Each table's bytes (`pg_total_relation_size`: table, indexes, TOAST); a partitioned table's are
+ * its partitions' (pg_partition_tree lists none for a plain table).
+ */
+export async function tableBytes(db: Queryable, tables: readonly string[]): Promise<Record<string, number>> {
+  const { rows } = await db.query<{ name: string; bytes: string }>(
+    `select t as name, (pg_total_relation_size(t::regclass) + coalesce(
+       (select sum(pg_total_relation_size(relid)) from pg_partition_tree(t::regclass) where relid <> t::regclass), 0))::text as bytes
+       from unnest($1::text[]) as t`,
+    [tables],
+  )
+  return Object.fromEntries(rows.map((row) => [row.name, Number(row.bytes)]))
+}
+
 /** Runs the ingest benchmark in this process (the child). */
 export async function runIngest(engine: IngestEngine, quick: boolean): Promise<IngestReport> {
   const w = workload(quick)
@@ -257,7 +278,10 @@ export async function runIngest(engine: IngestEngine, quick: boolean): Promise<I
   const { db, close } = await openEngine(engine)
   try {
     await db.exec(
-      `create table bench_raw_leaves (like ledger_leaves including all);
+      // Partitioned as ledger_leaves is (one partition holds every round's rows, as the log's
+      // first partition does): the same table shape, the same tuple routing.
+      `create table bench_raw_leaves (like ledger_leaves including all) partition by range (leaf_index);
+       create table bench_raw_leaves_0 partition of bench_raw_leaves for values from (0) to (${PARTITION_LEAVES});
        create table bench_raw_checkpoints (like ledger_checkpoints including all)`,
     )
     const keys = new Map(cars.map((car) => [car.vehicle, car.publicKey]))
@@ -304,13 +328,7 @@ export async function runIngest(engine: IngestEngine, quick: boolean): Promise<I
     const { rows } = await db.query<{ tree_size: bigint }>('select tree_size from ledger_log')
     if (Number(rows[0]!.tree_size) !== eventsPerRound * (w.rounds + 1))
       throw new BaseError('INTERNAL', `the log holds ${rows[0]!.tree_size} events`)
-    const sizes = await db.query<{ name: string; bytes: string }>(
-      // A partitioned table's size is its partitions' (pg_partition_tree: the table itself otherwise).
-      `select t as name, (select sum(pg_total_relation_size(relid)) from pg_partition_tree(t::regclass))::text as bytes
-         from unnest($1::text[]) as t`,
-      [ledgerTables],
-    )
-    const tables = Object.fromEntries(sizes.rows.map((row) => [row.name, Number(row.bytes)]))
+    const tables = await tableBytes(db, ledgerTables)
     let eventBytes = 0
     for (const car of cars)
       for (const round of car.rounds)

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { formatMarkdown, formatTable, judge, summarize } from '../bench/harness.ts'
+import { ledgerTables, tableBytes } from '../bench/ingest.ts'
 import { runBench } from '../bench/run.ts'
 import { fillLog } from '../bench/scale.ts'
 import { createBatch } from '../src/ledger/batch.ts'
@@ -138,6 +139,31 @@ test('a log filled in SQL for the scale bench is a valid RFC 9162 tree the store
          join ledger_leaves l on l.vehicle = v.vehicle and l.seq = v.last_seq and l.leaf_hash = v.last_leaf_hash`,
     )
     assert.equal(Number(heads[0]!.count), size + 1)
+  } finally {
+    await db.close()
+  }
+})
+
+test('the bench counts every ledger table’s bytes, a partitioned one’s from its partitions', async () => {
+  const db = await freshDatabase('pglite')
+  try {
+    const { signer, publicKey } = aP256Signer()
+    const chain = createEventChain({ vehicle: `0x${'c'.repeat(40)}` as VehicleAddress })
+    const events = Array.from({ length: 20 }, (_, i) =>
+      chain.append({ kind: 'telemetry', time: i, data: { i } }),
+    )
+    await ingestBatch(db, {
+      batch: JSON.parse(JSON.stringify(await createBatch({ events, signer }))),
+      resolveVehicleKey: async () => publicKey,
+    })
+    const bytes = await tableBytes(db, ledgerTables)
+    assert.deepEqual(Object.keys(bytes), ledgerTables)
+    for (const table of ledgerTables) assert.ok(bytes[table]! > 0, `${table} counted`)
+    const { rows } = await db.query<{ bytes: string }>(
+      `select sum(pg_total_relation_size(c.oid))::text as bytes
+         from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = 'ledger_leaves'::regclass`,
+    )
+    assert.equal(bytes.ledger_leaves, Number(rows[0]!.bytes))
   } finally {
     await db.close()
   }
