@@ -146,6 +146,7 @@ const expected: Record<string, string[]> = {
     'unwrittenEvidence',
     'writeUnwrittenEvidence',
   ],
+  'shard-rule': ['MAX_SHARDS', 'checkShard', 'checkShardCount', 'portableShardRule', 'shardRule'],
   shards: [
     'MAX_SHARDS',
     'baseOf',
