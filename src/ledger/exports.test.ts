@@ -101,7 +101,7 @@ const expected: Record<string, string[]> = {
     'verifierKey',
     'verifyCosignatures',
   ],
-  'tiles-verify': ['TILES_STEPS', 'httpTilesGet', 'verifyFromTiles'],
+  'tiles-verify': ['TILES_STEPS', 'httpTilesGet', 'seenCosignatures', 'verifyFromTiles'],
   'tlog-tiles': [
     'MAX_ENTRY_BYTES',
     'MAX_TILE_LEVEL',
