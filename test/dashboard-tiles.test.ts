@@ -1,9 +1,13 @@
 /**
- * The dashboard's "Verify from tiles" in a real browser: `carchain up` (embedded anvil, PGlite), a
- * small seeded fleet, Debian's Chromium driven by playwright-core. The check runs in the page from
- * the node's own /log tiles and passes; pointed at a tiles mirror that lies — one hash flipped in
- * every hash tile, or a checkpoint signed by another key — it fails with PROOF_INVALID and
- * NOTE_INVALID. Screenshot to docs/img/ with UPDATE_SCREENSHOTS=1, else to a temp dir.
+ * The dashboard's "Verify from tiles" in a real browser: `carchain up --shards 4` (embedded anvil,
+ * PGlite), a small seeded fleet with cars in shard 0 and in another shard, Debian's Chromium driven
+ * by playwright-core. The check runs in the page from the node's own /log tiles and passes; pointed
+ * at a tiles mirror that lies — one hash flipped in every hash tile, or a checkpoint signed by
+ * another key — it fails with PROOF_INVALID and NOTE_INVALID. An event of a car in shard k ≠ 0 is
+ * verified from `/log/shards/<k>` under shard k's origin and its log id's anchored root; shard 0's
+ * tiles for it are refused (LOG_UNTRUSTED), and so is a node that places it in another shard
+ * (SHARDS_MISMATCH). The Anchors view lists the 4 shards with their heads, anchors and witness
+ * cosignatures. Screenshots to docs/img/ with UPDATE_SCREENSHOTS=1, else to a temp dir.
  */
 import assert from 'node:assert/strict'
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
@@ -23,10 +27,11 @@ import {
   signCheckpointNote,
   verifierKey,
 } from '../src/ledger/note.ts'
+import { shardLogId, shardOfVehicle } from '../src/ledger/shards.ts'
 import { loadNoteKey } from '../src/node/transparency.ts'
 import { WITNESS_KEY_FILE } from '../src/node/witness-server.ts'
 import { DEMO_WITNESS_NAME } from '../src/sim/system.ts'
-import { type SeededFleet, seedFleet } from './fleet-fixture.ts'
+import { type FleetCar, type SeededFleet, seedFleet } from './fleet-fixture.ts'
 import { requirePart } from './skip.ts'
 
 const chromiumPath = '/usr/bin/chromium'
@@ -39,9 +44,13 @@ const shotDir = process.env.UPDATE_SCREENSHOTS
   : mkdtempSync(join(tmpdir(), 'carchain-shots-'))
 mkdirSync(shotDir, { recursive: true })
 
+const SHARDS = 4
 let child: ChildProcessWithoutNullStreams | undefined
 let url = ''
-let fleet: SeededFleet | undefined
+const fleets: SeededFleet[] = []
+/** A car whose events are in shard 0, and one whose are in another shard. */
+let inShard0: FleetCar | undefined
+let inShardK: FleetCar | undefined
 let browser: BrowserContext | undefined
 let page: Page
 let mirror: Server | undefined
@@ -61,11 +70,11 @@ async function startMirror(): Promise<void> {
     fetch(`${url}${path}`)
       .then(async (upstream) => {
         let body = new Uint8Array(await upstream.arrayBuffer())
-        if (upstream.ok && lie === 'flip-hash' && /^\/log\/tile\/\d+\//.test(path)) {
+        if (upstream.ok && lie === 'flip-hash' && /^\/log(\/shards\/\d+)?\/tile\/\d+\//.test(path)) {
           body = Uint8Array.from(body)
           for (let i = 0; i < body.length; i += 32) body[i]! ^= 0x01
         }
-        if (upstream.ok && lie === 'other-key' && path === '/log/checkpoint') {
+        if (upstream.ok && lie === 'other-key' && /^\/log(\/shards\/\d+)?\/checkpoint$/.test(path)) {
           // The same tree head, signed by a key that is not the log's, under the log's origin.
           const head = parseCheckpointText(noteTextOf(new TextDecoder().decode(body)))
           const forger = { ...impostor, name: head.origin }
@@ -82,9 +91,13 @@ async function startMirror(): Promise<void> {
 
 before(async () => {
   if (!hasChromium) return
-  child = spawn(process.execPath, [main, 'up', '--json', '--port', '0', '--no-sim', '--data', dataDir], {
-    env: { ...process.env, DATABASE_URL: '', CARCHAIN_ANCHOR_INTERVAL_MS: '2000' },
-  })
+  child = spawn(
+    process.execPath,
+    [main, 'up', '--json', '--port', '0', '--no-sim', '--shards', String(SHARDS), '--data', dataDir],
+    {
+      env: { ...process.env, DATABASE_URL: '', CARCHAIN_ANCHOR_INTERVAL_MS: '2000' },
+    },
+  )
   let stderr = ''
   child.stderr.on('data', (d: Buffer) => {
     stderr += d.toString()
@@ -102,7 +115,20 @@ before(async () => {
     child!.once('exit', (code) => reject(new Error(`up exited ${code}: ${stdout}\n${stderr}`)))
   })
   url = info.url
-  fleet = await seedFleet(info, 2)
+  // Cars until one is in shard 0 and one in another (the rule spreads random cars evenly).
+  const shardOf = (car: FleetCar) => shardOfVehicle(car.vehicle, SHARDS)
+  for (let round = 0; round < 10; round++) {
+    fleets.push(await seedFleet(info, round === 0 ? 4 : 2))
+    const cars = fleets.flatMap((f) => f.cars)
+    const zero = cars.find((car) => shardOf(car) === 0)
+    const other = cars.find((car) => shardOf(car) !== 0)
+    if (zero && other) {
+      inShard0 = zero
+      inShardK = other
+      break
+    }
+  }
+  assert.ok(inShard0 && inShardK, 'no cars in shard 0 and in another shard after 10 rounds')
   await startMirror()
   const { chromium } = await import('playwright-core')
   browser = await chromium.launchPersistentContext(profileDir, {
@@ -126,7 +152,7 @@ before(async () => {
 after(async () => {
   await browser?.close()
   mirror?.close()
-  await fleet?.cleanup()
+  for (const fleet of fleets) await fleet.cleanup()
   if (child && child.exitCode === null) {
     child.kill('SIGINT')
     await new Promise((resolve) => child!.once('exit', resolve))
@@ -150,7 +176,7 @@ async function verifyFromTiles(tilesUrl: string): Promise<string> {
 
 test('the dashboard verifies an event from tiles alone, and names a lying mirror’s lie', async (t) => {
   if (!requirePart(t, hasChromium, 'chromium not installed (apt-get install chromium)')) return
-  const car = fleet!.cars[0]!
+  const car = inShard0!
   await page.goto(`${url}/#/vehicles/${car.vehicle.toLowerCase()}`)
   await page.getByTestId('timeline').waitFor({ timeout: 20_000 })
   // Once an anchor covers the events (every 2 s here), the mark opens the checks.
@@ -208,5 +234,117 @@ test('the dashboard verifies an event from tiles alone, and names a lying mirror
   const other = noteSigner(chainInfo.log.origin, generateKeyPairSync('ed25519').privateKey)
   await page.getByTestId('tiles-verifier-key').fill(verifierKey(other.name, other.publicKey))
   assert.equal(await verifyFromTiles(`${url}/log`), 'NOTE_INVALID')
+  assert.deepEqual(pageErrors, [])
+})
+
+/** Opens `car`'s timeline and the checks of its second-newest event, once an anchor covers it. */
+async function openChecks(car: FleetCar): Promise<void> {
+  await page.goto(`${url}/#/vehicles/${car.vehicle.toLowerCase()}`)
+  await page.getByTestId('timeline').waitFor({ timeout: 20_000 })
+  await page.getByTestId('verified').nth(1).waitFor({ timeout: 60_000 })
+  await page.getByTestId('verified').nth(1).click()
+  await page.getByTestId('tiles-check').waitFor()
+}
+
+test('an event of a car in shard k ≠ 0 verifies from shard k’s tiles, origin and anchored root', async (t) => {
+  if (!requirePart(t, hasChromium, 'chromium not installed (apt-get install chromium)')) return
+  const car = inShardK!
+  const shard = shardOfVehicle(car.vehicle, SHARDS)
+  assert.notEqual(shard, 0)
+  const chainInfo = (await (await fetch(`${url}/v1/chain`)).json()) as {
+    log: { origin: string; shards: { shard: number; origin: string; verifierKey: string }[] }
+  }
+  assert.equal(chainInfo.log.shards.length, SHARDS)
+  const own = chainInfo.log.shards[shard]!
+  assert.equal(own.origin, `${chainInfo.log.origin}/shards/${shard}`)
+  // The timeline's marks are checked against shard k's anchored root and proofs.
+  await openChecks(car)
+  assert.match(
+    (await page.getByTestId('proof-shard').textContent()) ?? '',
+    new RegExp(`^${shard} of ${SHARDS}`),
+  )
+  assert.equal(await page.getByTestId('verify-failed').count(), 0)
+  // The check's defaults: shard k's tiles, origin and key.
+  assert.equal(await page.getByTestId('tiles-url').inputValue(), `${url}/log/shards/${shard}`)
+  assert.equal(await page.getByTestId('tiles-origin').inputValue(), own.origin)
+  assert.equal(await page.getByTestId('tiles-verifier-key').inputValue(), own.verifierKey)
+  assert.equal(await verifyFromTiles(`${url}/log/shards/${shard}`), '')
+  for (const step of ['checkpoint', 'anchor', 'entry', 'inclusion'])
+    assert.equal(await page.getByTestId(`tiles-step-${step}`).getAttribute('data-state'), 'passed', step)
+  assert.equal(await page.getByTestId('tiles-shard').textContent(), `, shard ${shard} of ${SHARDS}`)
+  // The anchored root is the one of shard k's log id, computed in the page from shard 0's.
+  const { logId } = (await (await fetch(`${url}/v1/log/checkpoint`)).json()) as { logId: `0x${string}` }
+  assert.equal(
+    await page
+      .getByTestId('tiles-summary')
+      .locator(`code[title="${shardLogId(logId, shard)}"]`)
+      .count(),
+    1,
+  )
+  // The demo witness cosigns shard k's checkpoints too.
+  assert.match(
+    (await page.getByTestId('tiles-cosignatures').textContent()) ?? '',
+    new RegExp(DEMO_WITNESS_NAME),
+  )
+  await page.screenshot({ path: join(shotDir, 'tiles-check-shard.png') })
+
+  // Shard k's tiles through the lying mirror: the lie is found there too.
+  lie = 'flip-hash'
+  assert.equal(await verifyFromTiles(`${mirrorUrl}/shards/${shard}`), 'PROOF_INVALID')
+  lie = 'none'
+  // Shard 0's tiles are another log: refused at the checkpoint, whose signature is under shard 0's
+  // origin, not under the name of shard k's pinned key.
+  assert.equal(await verifyFromTiles(`${url}/log`), 'NOTE_INVALID')
+  assert.equal(await page.getByTestId('tiles-step-checkpoint').getAttribute('data-state'), 'failed')
+
+  // A node that places the car's events in another shard than the rule: every mark and the
+  // tiles check refuse it.
+  await page.route('**/v1/vehicles/*/events*', async (route) => {
+    const response = await route.fetch()
+    const body = (await response.json()) as { events: { shard: number }[] }
+    for (const event of body.events) event.shard = (shard + 1) % SHARDS
+    await route.fulfill({ response, json: body })
+  })
+  try {
+    // A fresh page (the same URL: only a reload reads the events again).
+    await page.reload()
+    await page.getByTestId('verify-failed').first().waitFor({ timeout: 30_000 })
+    assert.equal(await page.getByTestId('verified').count(), 0)
+    await page.getByTestId('verify-failed').nth(1).click()
+    await page.getByTestId('tiles-check').waitFor()
+    assert.equal(await verifyFromTiles(`${url}/log/shards/${shard}`), 'SHARDS_MISMATCH')
+  } finally {
+    await page.unroute('**/v1/vehicles/*/events*')
+  }
+  assert.deepEqual(pageErrors, [])
+})
+
+test('the Anchors view lists every shard: head, root on chain, latest anchor, witness', async (t) => {
+  if (!requirePart(t, hasChromium, 'chromium not installed (apt-get install chromium)')) return
+  const shard = shardOfVehicle(inShardK!.vehicle, SHARDS)
+  await page.goto(`${url}/#/anchors`)
+  await page.getByTestId('anchors-view').waitFor()
+  const rows = page.getByTestId('shard-row')
+  await page.waitForFunction(
+    (count) => document.querySelectorAll('[data-testid="shard-row"]').length === count,
+    SHARDS,
+  )
+  assert.equal(await page.getByTestId('stat-shards').locator('.stat-value').textContent(), String(SHARDS))
+  const { shards } = (await (await fetch(`${url}/v1/log/shards`)).json()) as {
+    shards: { shard: number; treeSize: number }[]
+  }
+  // Shards 0 and k hold a car's events: their rows show the head, an anchor and the witness.
+  for (const k of [0, shard]) {
+    const row = rows.nth(k)
+    assert.equal(await row.getAttribute('data-shard'), String(k))
+    await row.getByTestId('shard-cosignatures').getByText(DEMO_WITNESS_NAME).waitFor({ timeout: 20_000 })
+    assert.ok(shards[k]!.treeSize > 0)
+    assert.match((await row.getByTestId('shard-anchored').textContent()) ?? '', /^\d[\d,]* · 0x/)
+    assert.notEqual(await row.getByTestId('shard-tree-size').textContent(), '0')
+  }
+  // Shard k's history, each row checked against its log id's Anchored events on chain.
+  await page.getByTestId('anchors-shard').selectOption(String(shard))
+  await page.getByTestId('anchors-table').getByText('✓ Anchored event').first().waitFor({ timeout: 20_000 })
+  await page.screenshot({ path: join(shotDir, 'anchors-shards.png') })
   assert.deepEqual(pageErrors, [])
 })

@@ -3,18 +3,24 @@
  * (src/ledger/merkle.ts: the same src/ledger/rfc9162.ts over node:crypto) on every leaf of trees of many sizes and rejects tampering; the event
  * check accepts real envelopes and refuses altered ones; the node serves the built app with the
  * right types, caching and SPA fallback while unknown API routes keep their JSON 404; and web/
- * type-checks under its own tsconfig (the root `tsc -p .` leaves it out).
+ * type-checks under its own tsconfig (the root `tsc -p .` leaves it out); the dashboard's shard
+ * helpers agree with the node's rule and refuse a node that places an event in another shard.
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { test } from 'node:test'
+import { isErrorCode } from '../src/errors.ts'
 import { createEventChain, payloadToJson } from '../src/ledger/envelope.ts'
 import { buildMerkleTree } from '../src/ledger/merkle.ts'
 import { portableMerkle } from '../src/ledger/rfc9162.ts'
+import { shardLogId, shardOfVehicle } from '../src/ledger/shards.ts'
 import { createDashboardRoutes } from '../src/node/dashboard.ts'
 import { createServer } from '../src/node/server.ts'
+import type { ChainInfo } from '../web/src/api.ts'
 import { checkEvent, envelopeLeafHash, payloadMatchesCommit } from '../web/src/lib/event-proof.ts'
 import { fromHex, toHex } from '../web/src/lib/hex.ts'
+import { shardCountOf, shardLogIdOf, shardLogOf, shardPaths, vehicleShard } from '../web/src/lib/shards.ts'
 
 const { hashLeaf, rootFromInclusionProof } = portableMerkle
 const leaves = (n: number) => Array.from({ length: n }, (_, i) => new TextEncoder().encode(`leaf ${i}`))
@@ -153,4 +159,41 @@ test('a payload shown in the browser is checked against the envelope commitment'
   assert.equal(payloadMatchesCommit(envelope, { ...payload, data: { distanceKm: 1.5, note: 'ü' } }), false)
   assert.equal(payloadMatchesCommit(envelope, { ...payload, salt: `0x${'00'.repeat(16)}` }), false)
   assert.equal(payloadMatchesCommit(envelope, { ...payload, salt: '0x12' }), false)
+})
+
+test('the dashboard places an event in its vehicle’s shard by the node’s rule, and refuses a node that says otherwise', () => {
+  const info = (count: number) =>
+    ({
+      log: {
+        origin: 'o',
+        verifierKey: 'k',
+        shards: Array.from({ length: count }, (_, shard) => ({
+          shard,
+          origin: `o/shards/${shard}`,
+          verifierKey: 'k',
+        })),
+      },
+    }) as unknown as ChainInfo
+  assert.equal(shardCountOf(info(4)), 4)
+  assert.equal(shardCountOf({ log: { origin: 'o', verifierKey: 'k' } } as ChainInfo), 1)
+  assert.deepEqual(shardLogOf(info(4), 3), { origin: 'o/shards/3', verifierKey: 'k' })
+  assert.deepEqual(shardPaths(0), { api: '/v1/log', tiles: '/log' })
+  assert.deepEqual(shardPaths(3), { api: '/v1/log/shards/3', tiles: '/log/shards/3' })
+  for (let i = 0; i < 500; i++) {
+    const vehicle = toHex(randomBytes(20))
+    const shard = shardOfVehicle(vehicle, 4)
+    assert.equal(vehicleShard(vehicle, 4), shard)
+    assert.equal(vehicleShard(vehicle.toUpperCase().replace('0X', '0x'), 4, shard), shard)
+    // The node claiming another shard for the event: refused.
+    assert.throws(
+      () => vehicleShard(vehicle, 4, (shard + 1) % 4),
+      (error) => isErrorCode(error, 'SHARDS_MISMATCH'),
+    )
+  }
+  const logId = toHex(randomBytes(32))
+  for (const shard of [0, 1, 3]) assert.equal(shardLogIdOf(logId, shard), shardLogId(logId, shard))
+  assert.throws(
+    () => vehicleShard('0x1234', 4),
+    (error) => isErrorCode(error, 'INVALID_ARGUMENT'),
+  )
 })

@@ -101,7 +101,7 @@ const expected: Record<string, string[]> = {
     'verifierKey',
     'verifyCosignatures',
   ],
-  'tiles-verify': ['TILES_STEPS', 'httpTilesGet', 'verifyFromTiles'],
+  'tiles-verify': ['TILES_STEPS', 'httpTilesGet', 'seenCosignatures', 'verifyFromTiles'],
   'tlog-tiles': [
     'MAX_ENTRY_BYTES',
     'MAX_TILE_LEVEL',
@@ -146,6 +146,7 @@ const expected: Record<string, string[]> = {
     'unwrittenEvidence',
     'writeUnwrittenEvidence',
   ],
+  'shard-rule': ['MAX_SHARDS', 'checkShard', 'checkShardCount', 'portableShardRule', 'shardRule'],
   shards: [
     'MAX_SHARDS',
     'baseOf',

@@ -8,13 +8,16 @@
  * The store's functions work on one shard: the one a database handle is scoped to with
  * `withShard` (shard 0 when it is not scoped), so every existing caller is a shard-0 caller.
  */
-import { createHash } from 'node:crypto'
 import type { Database, Queryable } from '../db/database.ts'
 import { BaseError } from '../errors.ts'
 import { fromHex, type Hex, toHex } from './bytes.ts'
+import { sha256 } from './merkle.ts'
+import { checkShard, checkShardCount, MAX_SHARDS, shardRule } from './shard-rule.ts'
 
-/** The most shards a deployment may have. */
-export const MAX_SHARDS = 1024
+export { MAX_SHARDS }
+
+/** The shard rules (src/ledger/shard-rule.ts, which the dashboard runs too) over node:crypto. */
+const rule = shardRule(sha256)
 
 const SHARD = Symbol('carchain.shard')
 const BASE = Symbol('carchain.base')
@@ -28,18 +31,14 @@ type Scoped = { readonly [SHARD]?: number; readonly [BASE]?: Queryable }
  * count is fixed when its log is created.
  */
 export function shardOfVehicle(vehicle: string | Uint8Array, count: number): number {
-  checkCount(count)
+  checkShardCount(count)
   if (count === 1) return 0
-  const bytes = typeof vehicle === 'string' ? fromHex(vehicle, 'vehicle', 20) : vehicle
-  return createHash('sha256').update(bytes).digest().readUInt32BE(0) % count
+  return rule.shardOfVehicle(typeof vehicle === 'string' ? fromHex(vehicle, 'vehicle', 20) : vehicle, count)
 }
 
 /** The same database, scoped to `shard`: the store's functions then read and write that shard. */
 export function withShard<T extends Queryable>(db: T, shard: number): T {
-  if (!Number.isSafeInteger(shard) || shard < 0 || shard >= MAX_SHARDS)
-    throw new BaseError('INVALID_ARGUMENT', `shard must be an integer in [0, ${MAX_SHARDS}), got ${shard}`, {
-      details: { shard },
-    })
+  checkShard(shard)
   const base = baseOf(db)
   const scoped: Queryable & Scoped & Partial<Omit<Database, keyof Queryable>> = {
     [SHARD]: shard,
@@ -88,7 +87,7 @@ export async function getShardCount(db: Queryable): Promise<number> {
  * several nodes at once (the first one's count wins, the others must agree).
  */
 export async function ensureShards(db: Database, requested?: number): Promise<number> {
-  if (requested !== undefined) checkCount(requested)
+  if (requested !== undefined) checkShardCount(requested)
   return db.transaction(async (tx) => {
     const { rows } = await tx.query<{ shard: number; tree_size: bigint }>(
       'select shard, tree_size from ledger_log order by shard for update',
@@ -120,20 +119,5 @@ export async function ensureShards(db: Database, requested?: number): Promise<nu
  */
 export function shardLogId(logId: Hex, shard: number): Hex {
   if (shard === 0) return logId
-  const base = fromHex(logId, 'logId', 32)
-  const index = Buffer.alloc(4)
-  index.writeUInt32BE(shard)
-  const tail = createHash('sha256').update(base).update('carchain shard').update(index).digest()
-  return toHex(Buffer.concat([base.subarray(0, 20), tail.subarray(0, 12)]))
-}
-
-function checkCount(count: number): void {
-  if (!Number.isSafeInteger(count) || count < 1 || count > MAX_SHARDS)
-    throw new BaseError(
-      'INVALID_ARGUMENT',
-      `a shard count is an integer in [1, ${MAX_SHARDS}], got ${count}`,
-      {
-        details: { shards: count },
-      },
-    )
+  return toHex(rule.shardLogId(fromHex(logId, 'logId', 32), shard))
 }

@@ -257,7 +257,11 @@ async function findEntry(
  * The signature lines of `note` other than the log key's: each witness cosignature it carries,
  * verified when its key is among `witnessKeys` (NOTE_INVALID if such a line does not verify).
  */
-function seenCosignatures(note: string, logKey: string, witnessKeys: readonly string[]): SeenCosignature[] {
+export function seenCosignatures(
+  note: string,
+  logKey: string,
+  witnessKeys: readonly string[],
+): SeenCosignature[] {
   const text = noteTextOf(note)
   const log = parseVerifierKey(logKey)
   const lines = note.slice(text.length + 1)

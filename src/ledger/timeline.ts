@@ -12,6 +12,9 @@ import { inPeriods, type TimeSpan } from './payload-access.ts'
 
 export type TimelineEvent = {
   id: Hex
+  /** The log shard holding the event (docs/ledger.md "Shards"; 0 in a one-shard deployment). */
+  shard: number
+  /** The event's leaf index in its shard's log. */
   index: number
   seq: number
   timeMs: number
@@ -39,6 +42,7 @@ export async function listVehicleEvents(
 ): Promise<TimelineEvent[]> {
   const limit = Math.min(Math.max(parameters.limit ?? 50, 1), 500)
   const { rows } = await db.query<{
+    shard: number
     leaf_index: bigint
     leaf_hash: Uint8Array
     leaf_input: Uint8Array
@@ -49,7 +53,7 @@ export async function listVehicleEvents(
     data: JsonValue | null
     erased_at: Date | null
   }>(
-    `select leaf_index, leaf_hash, leaf_input, seq, time_ms, kind, salt, data, erased_at
+    `select shard::int as shard, leaf_index, leaf_hash, leaf_input, seq, time_ms, kind, salt, data, erased_at
        from ledger_leaves
       where vehicle = $1 and ($2::bigint is null or seq < $2)
       order by seq desc limit $3`,
@@ -57,6 +61,7 @@ export async function listVehicleEvents(
   )
   return rows.map((row) => ({
     id: toHex(row.leaf_hash),
+    shard: row.shard,
     index: Number(row.leaf_index),
     seq: Number(row.seq),
     timeMs: Number(row.time_ms),

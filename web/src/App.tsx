@@ -2,7 +2,7 @@
 import { useEffect, useState } from 'react'
 import { Icon } from './components/Icon.tsx'
 import { Badge } from './components/ui.tsx'
-import { useNode } from './node-context.tsx'
+import { useLedgerTotals, useNode } from './node-context.tsx'
 import { useStreamState } from './stream.ts'
 import { AnchorsView } from './views/Anchors.tsx'
 import { ChargingView } from './views/Charging.tsx'
@@ -80,7 +80,8 @@ export function App() {
 }
 
 function StatusBar() {
-  const { health, chainInfo, blockNumber, anchored, checkpoint } = useNode()
+  const { health, chainInfo, blockNumber, shardCount } = useNode()
+  const totals = useLedgerTotals()
   const stream = useStreamState()
   return (
     <header className="statusbar" data-testid="statusbar">
@@ -117,13 +118,15 @@ function StatusBar() {
       </div>
       <div className="status-item" data-testid="log">
         <span className="status-label">Ledger</span>
-        {checkpoint.state === 'ok' ? (
-          <span>{checkpoint.data.treeSize.toLocaleString()} events</span>
+        {totals.events !== undefined ? (
+          <span>
+            {totals.events.toLocaleString()} events{shardCount > 1 ? ` in ${shardCount} shards` : ''}
+          </span>
         ) : (
           <span className="status-dim">—</span>
         )}
-        {anchored.state === 'ok' && (
-          <span className="status-dim">{anchored.data.treeSize.toLocaleString()} anchored on chain</span>
+        {totals.anchored !== undefined && (
+          <span className="status-dim">{totals.anchored.toLocaleString()} anchored on chain</span>
         )}
       </div>
       <div className="status-item status-right">

@@ -19,7 +19,18 @@ export type ChainInfo = {
     Token: Hex
   }
   /** The log as C2SP names it (docs/transparency.md): its checkpoints' origin and note verifier key. */
-  log?: { origin: string; verifierKey: string }
+  log?: {
+    origin: string
+    verifierKey: string
+    /** With several log shards (docs/ledger.md "Shards"): each shard's origin and verifier key. */
+    shards?: { shard: number; origin: string; verifierKey: string }[]
+  }
+}
+/** `GET /v1/log/shards`: every shard's log id and head, as the node says. */
+export type LogShards = {
+  count: number
+  rule: string
+  shards: { shard: number; logId: Hex; treeSize: number; rootHash: Hex }[]
 }
 export type Checkpoint = {
   logId: Hex
@@ -41,6 +52,9 @@ export type Vehicle = {
 export type SimVehicle = { vehicle: Hex; vin: string; owner: Hex; ownerIndex: number; link: string }
 export type LedgerEvent = {
   id: Hex
+  /** The log shard holding the event, as the node says (absent from nodes before shards). */
+  shard?: number
+  /** The leaf index in the event's shard. */
   index: number
   seq: number
   timeMs: number

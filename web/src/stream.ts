@@ -10,9 +10,17 @@ import { getBearer } from './api.ts'
 export type StreamMessage =
   | {
       type: 'event'
-      data: { vehicle: string; id: string; index: number; seq: number; kind: string; timeMs: number }
+      data: {
+        vehicle: string
+        id: string
+        shard?: number
+        index: number
+        seq: number
+        kind: string
+        timeMs: number
+      }
     }
-  | { type: 'anchor'; data: { treeSize: number; rootHash: string; txHash: string } }
+  | { type: 'anchor'; data: { shard?: number; treeSize: number; rootHash: string; txHash: string } }
   | { type: 'charging'; data: Record<string, unknown> }
   | { type: 'access'; data: Record<string, unknown> }
   | { type: 'alert'; data: { vehicle: string; code: string; message: string } }

@@ -3,7 +3,7 @@ import { useCallback, useEffect, useState } from 'react'
 import { scopeNames } from '../../../src/keys/typed-data.ts'
 import { type Loadable, type SimVehicle, useApi, useThrottledTick, type Vehicle } from '../api.ts'
 import { Address, ago, Badge, Card, Empty, kindLabel, kindTone, Load, Stat } from '../components/ui.tsx'
-import { useNode } from '../node-context.tsx'
+import { useLedgerTotals, useNode } from '../node-context.tsx'
 import { type StreamMessage, useStream } from '../stream.ts'
 
 type FeedItem = { key: string; text: string; vehicle?: string; timeMs: number; tone: string; count?: number }
@@ -23,7 +23,8 @@ function addToFeed(items: FeedItem[], item: FeedItem): FeedItem[] {
 }
 
 export function FleetView() {
-  const { checkpoint, anchored } = useNode()
+  const { anchoredShards, shardCount } = useNode()
+  const totals = useLedgerTotals()
   const [refresh, setRefresh] = useState(0)
   const [live, poke] = useThrottledTick(1500)
   const vehicles = useApi<{ vehicles: Vehicle[] }>('/v1/vehicles', `${refresh}/${live}`)
@@ -105,16 +106,22 @@ export function FleetView() {
         />
         <Stat
           label="Events in the ledger"
-          value={checkpoint.state === 'ok' ? checkpoint.data.treeSize.toLocaleString() : '—'}
-          hint={checkpoint.state === 'ok' ? 'RFC 9162 Merkle log' : 'log API not available'}
+          value={totals.events?.toLocaleString() ?? '—'}
+          hint={
+            totals.events === undefined
+              ? 'log API not available'
+              : shardCount > 1
+                ? `RFC 9162 Merkle logs, ${shardCount} shards`
+                : 'RFC 9162 Merkle log'
+          }
         />
         <Stat
           label="Anchored on chain"
-          value={anchored.state === 'ok' ? anchored.data.treeSize.toLocaleString() : '—'}
+          value={totals.anchored?.toLocaleString() ?? '—'}
           hint={
-            anchored.state === 'ok'
+            anchoredShards.state === 'ok'
               ? 'read from LedgerAnchor'
-              : anchored.state === 'loading'
+              : anchoredShards.state === 'loading'
                 ? ''
                 : 'not available'
           }
@@ -122,8 +129,8 @@ export function FleetView() {
         <Stat
           label="Awaiting anchor"
           value={
-            checkpoint.state === 'ok' && anchored.state === 'ok'
-              ? Math.max(0, checkpoint.data.treeSize - anchored.data.treeSize).toLocaleString()
+            totals.events !== undefined && totals.anchored !== undefined
+              ? Math.max(0, totals.events - totals.anchored).toLocaleString()
               : '—'
           }
           hint="appended since the last anchor"
@@ -253,7 +260,10 @@ function feedItem(message: StreamMessage): FeedItem | undefined {
     case 'anchor':
       return {
         key,
-        text: `Anchored ${message.data.treeSize} events on chain`,
+        text:
+          message.data.shard === undefined
+            ? `Anchored ${message.data.treeSize} events on chain`
+            : `Anchored shard ${message.data.shard} at ${message.data.treeSize} events on chain`,
         timeMs: Date.now(),
         tone: 'violet',
       }

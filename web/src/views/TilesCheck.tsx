@@ -6,6 +6,11 @@
  * the log's origin and verifier key (a real verifier knows them out of band; here they are filled in
  * from the node's /v1/chain and shown, to be pinned) and the root anchored on chain, read from
  * LedgerAnchor over the chain's RPC, not from the node.
+ *
+ * With several log shards it is the event's own shard's log that is checked: its tiles
+ * (`/log/shards/<k>`), its origin and verifier key (`/v1/chain` lists each shard's) and its log id
+ * on chain — the shard and the log id computed in this browser by the node's rule
+ * (src/ledger/shard-rule.ts), the shard cross-checked with the one the node gives the event.
  */
 import { useState } from 'react'
 import { BaseError } from '../../../src/errors.ts'
@@ -21,6 +26,7 @@ import type { LedgerEvent } from '../api.ts'
 import { readAnchoredHead } from '../chain.ts'
 import { Address, Badge } from '../components/ui.tsx'
 import { fromHex, toHex } from '../lib/hex.ts'
+import { shardLogOf, shardPaths, vehicleShard } from '../lib/shards.ts'
 import { useNode } from '../node-context.tsx'
 
 type StepState = { state: 'passed'; detail: string } | { state: 'failed'; detail: string }
@@ -38,14 +44,16 @@ type Outcome =
 
 const steps = Object.keys(TILES_STEPS) as TilesStep[]
 
-/** The tiles' default URL: the node that served this page, at /log. */
-const defaultTilesUrl = () => `${window.location.origin}/log`
+/** The tiles' default URL: the node that served this page, at shard `shard`'s /log. */
+const defaultTilesUrl = (shard: number) => `${window.location.origin}${shardPaths(shard).tiles}`
 
-export function TilesCheck(props: { event: LedgerEvent }) {
-  const { chain, chainInfo, checkpoint } = useNode()
-  const log = chainInfo.state === 'ok' ? chainInfo.data.log : undefined
-  const logId = checkpoint.state === 'ok' ? checkpoint.data.logId : undefined
-  const [tilesUrl, setTilesUrl] = useState(defaultTilesUrl)
+/** Checks `event`, of the vehicle's shard `shard` (by the rule: see Vehicle.tsx), from tiles. */
+export function TilesCheck(props: { event: LedgerEvent; shard: number }) {
+  const { chain, chainInfo, logIds, shardCount } = useNode()
+  const { shard } = props
+  const log = shardLogOf(chainInfo.state === 'ok' ? chainInfo.data : undefined, shard)
+  const logId = logIds?.[shard]
+  const [tilesUrl, setTilesUrl] = useState(() => defaultTilesUrl(shard))
   const [origin, setOrigin] = useState<string>()
   const [verifierKey, setVerifierKey] = useState<string>()
   const [witnessKeys, setWitnessKeys] = useState('')
@@ -61,6 +69,12 @@ export function TilesCheck(props: { event: LedgerEvent }) {
     try {
       if (!chain || !logId)
         throw new BaseError('CHAIN_UNREACHABLE', 'the chain or the log id cannot be read yet')
+      const vehicle = (props.event.envelope as { vehicle?: unknown } | null)?.vehicle
+      if (typeof vehicle !== 'string')
+        throw new BaseError('EVENT_MALFORMED', 'the event names no vehicle, so its shard is unknown')
+      // The shard of the event's own vehicle (not only the page's), and the node must agree.
+      if (vehicleShard(vehicle, shardCount, props.event.shard) !== shard)
+        throw new BaseError('SHARDS_MISMATCH', `the event's vehicle ${vehicle} is not of shard ${shard}`)
       const leafHash = fromHex(props.event.id)
       if (!leafHash) throw new BaseError('INVALID_ARGUMENT', 'the event id is not hex')
       // The anchored root, read on chain at the moment of the check.
@@ -84,6 +98,10 @@ export function TilesCheck(props: { event: LedgerEvent }) {
           setResults({ ...done })
         },
       })
+      // The entry the tiles proved is of that vehicle: the shard was the right log to look in.
+      const proven = JSON.parse(new TextDecoder().decode(result.entry)) as { vehicle?: unknown }
+      if (typeof proven.vehicle !== 'string' || proven.vehicle.toLowerCase() !== vehicle.toLowerCase())
+        throw new BaseError('SHARDS_MISMATCH', `the entry proven is not of vehicle ${vehicle}`)
       setOutcome({
         state: 'verified',
         checkpoint: { treeSize: result.checkpoint.treeSize, rootHash: toHex(result.checkpoint.rootHash) },
@@ -106,6 +124,8 @@ export function TilesCheck(props: { event: LedgerEvent }) {
         nor the server the tiles come from. It trusts the log's origin and verifier key — a real verifier
         knows them out of band; here they are filled in from the node's <code>/v1/chain</code>: compare them
         with the ones the operator publishes — and the root anchored on chain, read from LedgerAnchor.
+        {shardCount > 1 &&
+          ` The log is ${shardCount} shards; this event's vehicle is in shard ${shard} by the shard rule (computed here), so it is that shard's tiles, origin, key and anchored root.`}
       </p>
       <div className="form-grid">
         <label>
@@ -203,6 +223,11 @@ export function TilesCheck(props: { event: LedgerEvent }) {
             size {outcome.anchored.treeSize.toLocaleString()}, root{' '}
             <Address value={outcome.anchored.rootHash} keep={10} /> — <code>LedgerAnchor.latest(logId)</code>,
             log <Address value={logId} />
+            {shardCount > 1 && (
+              <span data-testid="tiles-shard">
+                , shard {shard} of {shardCount}
+              </span>
+            )}
           </dd>
           <dt>Cosignatures</dt>
           <dd data-testid="tiles-cosignatures">

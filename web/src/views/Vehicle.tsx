@@ -1,9 +1,12 @@
 /**
  * One vehicle's timeline. Each event carries a "verified on chain" mark computed here, in the
  * browser: the envelope's RFC 9162 leaf hash, the audit path to the root anchored in the
- * LedgerAnchor contract (read on chain, not from the node), and the per-vehicle hash chain.
+ * LedgerAnchor contract (read on chain, not from the node), and the per-vehicle hash chain. With
+ * several log shards, all of it is the vehicle's own shard's — computed here by the shard rule and
+ * cross-checked with the shard the node gives each event: its proofs, its log id, its anchored root.
  */
 import { useCallback, useEffect, useState } from 'react'
+import { BaseError } from '../../../src/errors.ts'
 import { callApi, type LedgerEvent, useApi, useThrottledTick, type Vehicle } from '../api.ts'
 import { demoTokenAbi } from '../chain.ts'
 import {
@@ -26,6 +29,7 @@ import {
   payloadMatchesCommit,
 } from '../lib/event-proof.ts'
 import { shortHex } from '../lib/hex.ts'
+import { shardPaths, vehicleShard } from '../lib/shards.ts'
 import { useNode } from '../node-context.tsx'
 import { type StreamMessage, useStream } from '../stream.ts'
 import { TilesCheck } from './TilesCheck.tsx'
@@ -87,7 +91,7 @@ export function VehicleView(props: { vehicle: string }) {
               <Empty>No events recorded for this vehicle yet.</Empty>
             ) : (
               <>
-                <Timeline events={events} />
+                <Timeline vehicle={vehicle} events={events} />
                 {!olderDone && events.length >= PAGE && (
                   <button type="button" className="button button-quiet" onClick={loadOlder}>
                     Load older events
@@ -147,17 +151,25 @@ function VehicleSummary(props: { vehicle: string; info: Vehicle | undefined }) {
   )
 }
 
-/** Runs the checks one after another (proof requests are cheap, but a page has fifty). */
-function useChecks(events: LedgerEvent[], anchored: AnchoredHead | undefined): Map<string, EventCheck> {
+/**
+ * Runs the checks one after another (proof requests are cheap, but a page has fifty), against the
+ * head anchored for `shard` and that shard's proofs; an event the node places in another shard fails.
+ */
+function useChecks(
+  events: LedgerEvent[],
+  vehicle: string,
+  shard: { shard: number; count: number } | undefined,
+  anchored: AnchoredHead | undefined,
+): Map<string, EventCheck> {
   const [checks, setChecks] = useState<Map<string, EventCheck>>(new Map())
   const key = events.map((e) => e.id).join()
   // biome-ignore lint/correctness/useExhaustiveDependencies: `key` stands for `events`
   useEffect(() => {
-    if (!anchored) return
+    if (!anchored || !shard) return
     let live = true
     const fetchProof = async (leafHash: string, treeSize: number): Promise<InclusionProofResponse> => {
       const result = await callApi<InclusionProofResponse>(
-        `/v1/log/proof/inclusion?leafHash=${leafHash}&treeSize=${treeSize}`,
+        `${shardPaths(shard.shard).api}/proof/inclusion?leafHash=${leafHash}&treeSize=${treeSize}`,
       )
       if (result.state === 'ok') return result.data
       throw new TypeError(result.state === 'loading' ? 'no answer' : result.message)
@@ -169,9 +181,12 @@ function useChecks(events: LedgerEvent[], anchored: AnchoredHead | undefined): M
         if (previous?.state === 'verified') continue
         let check: EventCheck
         try {
+          vehicleShard(vehicle, shard.count, event.shard)
           check = await checkEvent(event, anchored, fetchProof)
         } catch (error) {
-          check = { state: 'pending', reason: `no inclusion proof: ${(error as Error).message}` }
+          if (error instanceof BaseError && error.code === 'SHARDS_MISMATCH')
+            check = { state: 'failed', reason: error.message }
+          else check = { state: 'pending', reason: `no inclusion proof: ${(error as Error).message}` }
         }
         if (!live) return
         setChecks((current) => new Map(current).set(event.id, check))
@@ -180,14 +195,22 @@ function useChecks(events: LedgerEvent[], anchored: AnchoredHead | undefined): M
     return () => {
       live = false
     }
-  }, [key, anchored?.treeSize, anchored?.rootHash])
+  }, [key, vehicle, shard?.shard, shard?.count, anchored?.treeSize, anchored?.rootHash])
   return checks
 }
 
-function Timeline(props: { events: LedgerEvent[] }) {
-  const { anchored } = useNode()
-  const head = anchored.state === 'ok' ? anchored.data : undefined
-  const checks = useChecks(props.events, head)
+function Timeline(props: { vehicle: string; events: LedgerEvent[] }) {
+  const { anchoredShards, chainInfo, shardCount } = useNode()
+  // The vehicle's shard by the rule, once /v1/chain has said how many there are (none for an
+  // address that is not one: its events, if any, are not checked).
+  const shard = chainInfo.state === 'ok' ? shardOrNone(props.vehicle, shardCount) : undefined
+  const head = anchoredShards.state === 'ok' && shard !== undefined ? anchoredShards.data[shard] : undefined
+  const checks = useChecks(
+    props.events,
+    props.vehicle,
+    shard === undefined ? undefined : { shard, count: shardCount },
+    head,
+  )
   const [open, setOpen] = useState<string>()
   const [proofOpen, setProofOpen] = useState<string>()
   return (
@@ -215,7 +238,7 @@ function Timeline(props: { events: LedgerEvent[] }) {
                 {linked === false && <Badge tone="bad">chain broken</Badge>}
                 <VerifyMark
                   check={checks.get(event.id)}
-                  anchoredState={anchored.state}
+                  anchoredState={anchoredShards.state}
                   onToggle={() => setProofOpen(proofOpen === event.id ? undefined : event.id)}
                 />
               </div>
@@ -250,8 +273,8 @@ function Timeline(props: { events: LedgerEvent[] }) {
               )}
               {proofOpen === event.id && checks.get(event.id) && (
                 <>
-                  <ProofDetails event={event} check={checks.get(event.id)!} />
-                  <TilesCheck event={event} />
+                  <ProofDetails event={event} shard={shard ?? 0} check={checks.get(event.id)!} />
+                  <TilesCheck event={event} shard={shard ?? 0} />
                 </>
               )}
             </div>
@@ -260,6 +283,14 @@ function Timeline(props: { events: LedgerEvent[] }) {
       })}
     </ol>
   )
+}
+
+function shardOrNone(vehicle: string, count: number): number | undefined {
+  try {
+    return vehicleShard(vehicle, count)
+  } catch {
+    return undefined
+  }
 }
 
 function VerifyMark(props: { check: EventCheck | undefined; anchoredState: string; onToggle(): void }) {
@@ -293,11 +324,11 @@ function VerifyMark(props: { check: EventCheck | undefined; anchoredState: strin
 }
 
 /** The steps of the check, so a reader can see what was compared with what. */
-function ProofDetails(props: { event: LedgerEvent; check: EventCheck }) {
-  const { chain, checkpoint } = useNode()
-  const { check, event } = props
+function ProofDetails(props: { event: LedgerEvent; shard: number; check: EventCheck }) {
+  const { chain, logIds, shardCount } = useNode()
+  const { check, event, shard } = props
   const contract = chain?.info.contracts.LedgerAnchor
-  const logId = checkpoint.state === 'ok' ? checkpoint.data.logId : undefined
+  const logId = logIds?.[shard]
   return (
     <dl className="proof" data-testid="proof-details">
       <dt>Leaf hash</dt>
@@ -305,12 +336,22 @@ function ProofDetails(props: { event: LedgerEvent; check: EventCheck }) {
         SHA-256(0x00 ‖ JCS(envelope)) computed in this browser = event id{' '}
         <Address value={event.id} keep={10} />
       </dd>
+      {shardCount > 1 && (
+        <>
+          <dt>Shard</dt>
+          <dd data-testid="proof-shard">
+            {shard} of {shardCount}: SHA-256(vehicle address)[0..4] mod {shardCount}, computed in this browser
+            {event.shard === undefined ? '' : ' — the node says the same'}
+          </dd>
+        </>
+      )}
       {check.state === 'verified' && (
         <>
           <dt>Inclusion</dt>
           <dd>
-            leaf {check.leafIndex} of {check.treeSize.toLocaleString()}, audit path of {check.auditPathLength}{' '}
-            hashes (RFC 9162 §2.1.3.2)
+            leaf {check.leafIndex} of {check.treeSize.toLocaleString()}
+            {shardCount > 1 ? ` in shard ${shard}'s log` : ''}, audit path of {check.auditPathLength} hashes
+            (RFC 9162 §2.1.3.2)
           </dd>
           <dt>Root</dt>
           <dd>
