@@ -25,6 +25,8 @@ export type UpInfo = {
 
 export type ChromiumFixture = {
   readonly info: UpInfo
+  /** The node's data directory (its keys, the demo witness's). */
+  readonly dataDir: string
   readonly browser: BrowserContext
   /** The first page; its uncaught errors go to `pageErrors`. */
   readonly page: Page
@@ -134,6 +136,7 @@ export async function startChromium(parameters: StartChromiumParameters): Promis
     const page = watch(context.pages()[0] ?? (await context.newPage()))
     return {
       info: up.info,
+      dataDir,
       browser: context,
       page,
       pageErrors,

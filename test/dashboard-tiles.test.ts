@@ -5,20 +5,17 @@
  * at a tiles mirror that lies — one hash flipped in every hash tile, or a checkpoint signed by
  * another key — it fails with PROOF_INVALID and NOTE_INVALID. An event of a car in shard k ≠ 0 is
  * verified from `/log/shards/<k>` under shard k's origin and its log id's anchored root; shard 0's
- * tiles for it are refused (LOG_UNTRUSTED), and so is a node that places it in another shard
- * (SHARDS_MISMATCH). The Anchors view lists the 4 shards with their heads, anchors and witness
+ * tiles for it are refused (NOTE_INVALID: that note names shard 0's origin), and so is a node
+ * that places it in another shard (SHARDS_MISMATCH). The Anchors view lists the 4 shards with their heads, anchors and witness
  * cosignatures. Screenshots to docs/img/ with UPDATE_SCREENSHOTS=1, else to a temp dir.
  */
 import assert from 'node:assert/strict'
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
-import type { BrowserContext, Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import {
   COSIGNATURE_TYPE,
   noteSigner,
@@ -31,33 +28,24 @@ import { shardLogId, shardOfVehicle } from '../src/ledger/shards.ts'
 import { loadNoteKey } from '../src/node/transparency.ts'
 import { WITNESS_KEY_FILE } from '../src/node/witness-server.ts'
 import { DEMO_WITNESS_NAME } from '../src/sim/system.ts'
+import { CHROMIUM_MISSING, type ChromiumFixture, hasChromium, startChromium } from './chromium.ts'
 import { type FleetCar, type SeededFleet, seedFleet } from './fleet-fixture.ts'
 import { requirePart } from './skip.ts'
 
-const chromiumPath = '/usr/bin/chromium'
-const hasChromium = existsSync(chromiumPath)
-const main = new URL('../src/cli/main.ts', import.meta.url).pathname
-const dataDir = mkdtempSync(join(tmpdir(), 'carchain-dashboard-tiles-'))
-const profileDir = mkdtempSync(join(tmpdir(), 'carchain-chromium-tiles-'))
-const shotDir = process.env.UPDATE_SCREENSHOTS
-  ? new URL('../docs/img/', import.meta.url).pathname
-  : mkdtempSync(join(tmpdir(), 'carchain-shots-'))
-mkdirSync(shotDir, { recursive: true })
-
 const SHARDS = 4
-let child: ChildProcessWithoutNullStreams | undefined
+let fixture: ChromiumFixture | undefined
 let url = ''
+let shotDir = ''
 const fleets: SeededFleet[] = []
 /** A car whose events are in shard 0, and one whose are in another shard. */
 let inShard0: FleetCar | undefined
 let inShardK: FleetCar | undefined
-let browser: BrowserContext | undefined
 let page: Page
 let mirror: Server | undefined
 let mirrorUrl = ''
 /** How the mirror lies: 'none' serves the node's tiles as they are. */
 let lie: 'none' | 'flip-hash' | 'other-key' = 'none'
-const pageErrors: string[] = []
+let pageErrors: string[] = []
 
 /**
  * A tiles mirror on another origin (CORS open, as a CDN would be) that serves the node's /log,
@@ -91,29 +79,14 @@ async function startMirror(): Promise<void> {
 
 before(async () => {
   if (!hasChromium) return
-  child = spawn(
-    process.execPath,
-    [main, 'up', '--json', '--port', '0', '--no-sim', '--shards', String(SHARDS), '--data', dataDir],
-    {
-      env: { ...process.env, DATABASE_URL: '', CARCHAIN_ANCHOR_INTERVAL_MS: '2000' },
-    },
-  )
-  let stderr = ''
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString()
+  fixture = await startChromium({
+    name: 'dashboard-tiles',
+    upArgs: ['--no-sim', '--shards', String(SHARDS)],
+    env: { CARCHAIN_ANCHOR_INTERVAL_MS: '2000' },
+    viewport: { width: 1440, height: 1100 },
   })
-  const info = await new Promise<{
-    url: string
-    chain: { rpcUrl: string; contracts: Record<string, string> }
-  }>((resolve, reject) => {
-    let stdout = ''
-    child!.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString()
-      const line = stdout.split('\n').find((l) => l.startsWith('{"event":"up"'))
-      if (line) resolve(JSON.parse(line))
-    })
-    child!.once('exit', (code) => reject(new Error(`up exited ${code}: ${stdout}\n${stderr}`)))
-  })
+  const { info } = fixture
+  ;({ page, pageErrors, shotDir } = fixture)
   url = info.url
   // Cars until one is in shard 0 and one in another (the rule spreads random cars evenly).
   const shardOf = (car: FleetCar) => shardOfVehicle(car.vehicle, SHARDS)
@@ -130,35 +103,12 @@ before(async () => {
   }
   assert.ok(inShard0 && inShardK, 'no cars in shard 0 and in another shard after 10 rounds')
   await startMirror()
-  const { chromium } = await import('playwright-core')
-  browser = await chromium.launchPersistentContext(profileDir, {
-    executablePath: chromiumPath,
-    viewport: { width: 1440, height: 1100 },
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-    ],
-  })
-  page = browser.pages()[0] ?? (await browser.newPage())
-  page.on('pageerror', (error) => {
-    pageErrors.push(error.message)
-  })
 })
 
 after(async () => {
-  await browser?.close()
   mirror?.close()
   for (const fleet of fleets) await fleet.cleanup()
-  if (child && child.exitCode === null) {
-    child.kill('SIGINT')
-    await new Promise((resolve) => child!.once('exit', resolve))
-  }
-  rmSync(dataDir, { recursive: true, force: true })
-  rmSync(profileDir, { recursive: true, force: true })
+  await fixture?.close()
 })
 
 /** Runs the check with the tiles at `tilesUrl`; the code it ends with ('' when verified). */
@@ -175,7 +125,7 @@ async function verifyFromTiles(tilesUrl: string): Promise<string> {
 }
 
 test('the dashboard verifies an event from tiles alone, and names a lying mirror’s lie', async (t) => {
-  if (!requirePart(t, hasChromium, 'chromium not installed (apt-get install chromium)')) return
+  if (!requirePart(t, hasChromium, CHROMIUM_MISSING)) return
   const car = inShard0!
   await page.goto(`${url}/#/vehicles/${car.vehicle.toLowerCase()}`)
   await page.getByTestId('timeline').waitFor({ timeout: 20_000 })
@@ -197,7 +147,7 @@ test('the dashboard verifies an event from tiles alone, and names a lying mirror
     assert.equal(await page.getByTestId(`tiles-step-${step}`).getAttribute('data-state'), 'passed', step)
   assert.match((await page.getByTestId('tiles-summary').textContent()) ?? '', /LedgerAnchor\.latest/)
   // The demo witness's cosignature: seen, then verified under its cosigner key.
-  const witness = loadNoteKey(join(dataDir, 'witness'), DEMO_WITNESS_NAME, {
+  const witness = loadNoteKey(join(fixture!.dataDir, 'witness'), DEMO_WITNESS_NAME, {
     file: WITNESS_KEY_FILE,
     mustExist: true,
   }).signer
@@ -247,7 +197,7 @@ async function openChecks(car: FleetCar): Promise<void> {
 }
 
 test('an event of a car in shard k ≠ 0 verifies from shard k’s tiles, origin and anchored root', async (t) => {
-  if (!requirePart(t, hasChromium, 'chromium not installed (apt-get install chromium)')) return
+  if (!requirePart(t, hasChromium, CHROMIUM_MISSING)) return
   const car = inShardK!
   const shard = shardOfVehicle(car.vehicle, SHARDS)
   assert.notEqual(shard, 0)
@@ -320,7 +270,7 @@ test('an event of a car in shard k ≠ 0 verifies from shard k’s tiles, origin
 })
 
 test('the Anchors view lists every shard: head, root on chain, latest anchor, witness', async (t) => {
-  if (!requirePart(t, hasChromium, 'chromium not installed (apt-get install chromium)')) return
+  if (!requirePart(t, hasChromium, CHROMIUM_MISSING)) return
   const shard = shardOfVehicle(inShardK!.vehicle, SHARDS)
   await page.goto(`${url}/#/anchors`)
   await page.getByTestId('anchors-view').waitFor()
