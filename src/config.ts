@@ -6,6 +6,7 @@ import { resolve } from 'node:path'
 import { BaseError } from './errors.ts'
 import type { Pkcs11KeyStoreOptions } from './identity/pkcs11-keystore.ts'
 import { checkLogOrigin } from './ledger/note.ts'
+import { MIN_PARTITION_SPAN, PARTITION_LEAVES } from './ledger/partitions.ts'
 import { MAX_SHARDS } from './ledger/shards.ts'
 import { defaultRateLimit, type RateLimitConfig } from './node/rate-limit.ts'
 import { DEFAULT_REVOCATION_TTL_MS } from './node/vehicle-keys.ts'
@@ -42,6 +43,11 @@ export type NodeConfig = {
   readonly anchorEveryEvents: number
   /** …or after this long with anything new (`CARCHAIN_ANCHOR_INTERVAL_MS`, default 10 s). */
   readonly anchorIntervalMs: number
+  /**
+   * About how many leaves a partition of the leaf table holds (`CARCHAIN_LEAF_PARTITION_LEAVES`,
+   * default 2^22, at least 2^16): fixed when the log is made (docs/ledger.md "Partitions").
+   */
+  readonly leafPartitionLeaves: number
   /**
    * Per-client request budgets per minute: `CARCHAIN_RATE_LIMIT_API` (public reads, default 1200),
    * `CARCHAIN_RATE_LIMIT_AUTH` (sign-in, default 60), `CARCHAIN_RATE_LIMIT_INGEST` (signed batches
@@ -179,6 +185,14 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
       })
     return value
   }
+  const atLeast = (name: string, least: number, fallback: number) => {
+    const value = positive(name, fallback)
+    if (value < least)
+      throw new BaseError('CONFIG_INVALID', `${name} must be at least ${least}, not ${value}`, {
+        details: { name, value, least },
+      })
+    return value
+  }
   const pkcs11Module = flags.pkcs11Module ?? env.CARCHAIN_PKCS11_MODULE
   let pkcs11: Pkcs11KeyStoreOptions | undefined
   if (pkcs11Module !== undefined && pkcs11Module !== '') {
@@ -239,6 +253,7 @@ export function loadConfig({ flags, env }: ConfigSources): NodeConfig {
     ocppTls: ocppTlsConfig(env),
     anchorEveryEvents: positive('CARCHAIN_ANCHOR_EVERY', 1000),
     anchorIntervalMs: positive('CARCHAIN_ANCHOR_INTERVAL_MS', 10_000),
+    leafPartitionLeaves: atLeast('CARCHAIN_LEAF_PARTITION_LEAVES', MIN_PARTITION_SPAN, PARTITION_LEAVES),
     rateLimit: {
       windowMs: defaultRateLimit.windowMs,
       apiMax: positive('CARCHAIN_RATE_LIMIT_API', defaultRateLimit.apiMax),

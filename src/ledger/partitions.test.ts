@@ -1,11 +1,18 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
+import { after, before, describe, it, test } from 'node:test'
 import { engines, freshDatabase } from '../../test/database.ts'
+import { loadConfig } from '../config.ts'
 import type { Database } from '../db/database.ts'
 import { fromHex, toHex } from './bytes.ts'
 import { type BuiltEvent, createEventChain, type VehicleAddress } from './envelope.ts'
 import { buildMerkleTree, verifyInclusion } from './merkle.ts'
-import { listLeafPartitions, PARTITION_LEAVES } from './partitions.ts'
+import {
+  ensureLeafPartitions,
+  listLeafPartitions,
+  MIN_PARTITION_SPAN,
+  PARTITION_LEAVES,
+  partitionSpan,
+} from './partitions.ts'
 import { appendBatch, erasePayload, getEvent, getInclusionProof, getPayload } from './store.ts'
 
 const signature = new Uint8Array(64).fill(1)
@@ -18,6 +25,23 @@ async function partitionOfLeaves(db: Database): Promise<Map<number, string>> {
   )
   return new Map(rows.map((row) => [Number(row.leaf_index), row.partition]))
 }
+
+test('a partition holds about 2^22 leaves whatever the shard count, at least 2^16 leaf indexes', () => {
+  assert.equal(partitionSpan(1), PARTITION_LEAVES)
+  assert.equal(partitionSpan(4), PARTITION_LEAVES / 4)
+  assert.equal(partitionSpan(64), 2 ** 16)
+  assert.equal(partitionSpan(1024), MIN_PARTITION_SPAN)
+  assert.equal(partitionSpan(4, 2 ** 28), 2 ** 26)
+})
+
+test('CARCHAIN_LEAF_PARTITION_LEAVES sizes a new log’s partitions; below 2^16 it is refused (CONFIG_INVALID)', () => {
+  const config = (value?: string) =>
+    loadConfig({ flags: {}, env: value === undefined ? {} : { CARCHAIN_LEAF_PARTITION_LEAVES: value } })
+  assert.equal(config().leafPartitionLeaves, PARTITION_LEAVES)
+  assert.equal(config(String(2 ** 28)).leafPartitionLeaves, 2 ** 28)
+  for (const bad of ['1000', '0', '-5', 'many', '1.5'])
+    assert.throws(() => config(bad), { code: 'CONFIG_INVALID' }, bad)
+})
 
 for (const engine of engines) {
   describe(`ledger leaf partitions on ${engine}`, () => {
@@ -34,6 +58,21 @@ for (const engine of engines) {
       await appendBatch(db, { vehicle: chain.vehicle, events: batch, checkpointSignature: signature })
       assert.deepEqual(await listLeafPartitions(db), [{ from: 0, to: PARTITION_LEAVES }])
       assert.equal((await getEvent(db, batch[0]!.id)).index, 0)
+    })
+
+    it('keeps the span the log was made with: a node started later with another size makes none anew', async () => {
+      await ensureLeafPartitions(db, 0, 2 ** 28)
+      assert.deepEqual(await listLeafPartitions(db), [{ from: 0, to: PARTITION_LEAVES }])
+    })
+
+    it('a new log’s first partition takes the configured size', async () => {
+      const fresh = await freshDatabase(engine)
+      try {
+        await ensureLeafPartitions(fresh, 0, 2 ** 17)
+        assert.deepEqual(await listLeafPartitions(fresh), [{ from: 0, to: 2 ** 17 }])
+      } finally {
+        await fresh.close()
+      }
     })
   })
 

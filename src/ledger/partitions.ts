@@ -7,16 +7,21 @@
  * finds its partition missing all the same (e.g. a make that failed, logged) is refused with
  * LEDGER_PARTITION_MISSING before anything is written, and the store makes it and tries again.
  *
- * A partition spans 2^22 / N leaf indexes (at least 2^16) for a deployment of N shards, so it
- * holds about 4 million leaves whatever N is (every shard's leaf indexes fall in it). Each new
- * partition continues the span of the one before it; the first is made on the first append.
+ * A partition spans L / N leaf indexes (at least 2^16) for a deployment of N shards, so it holds
+ * about L leaves whatever N is (every shard's leaf indexes fall in it); L is 2^22 unless the node
+ * is told otherwise when the log is made (`CARCHAIN_LEAF_PARTITION_LEAVES`: size it so the newest
+ * partition's indexes, ~60 bytes a leaf, fit in the server's memory). Each new partition continues
+ * the span of the one before it, so the span is fixed with the first partition: made when the node
+ * starts on a new log, or on the first append.
  */
 import type { Database, Queryable } from '../db/database.ts'
 import { BaseError } from '../errors.ts'
 import { getShardCount } from './shards.ts'
 
-/** The leaves a partition holds, about, whatever the shard count. */
+/** The leaves a partition holds, about, whatever the shard count, unless configured. */
 export const PARTITION_LEAVES = 2 ** 22
+/** The fewest leaf indexes a partition spans. */
+export const MIN_PARTITION_SPAN = 2 ** 16
 /** The advisory lock that serializes making partitions across node processes. */
 const PARTITION_LOCK = 0x6c656166 // 'leaf'
 
@@ -54,15 +59,20 @@ export function partitionsReach(db: Database, size: number): boolean {
 
 /**
  * Makes partitions until they hold leaf index `upTo` (each in its own transaction, under an
- * advisory lock, so nodes making them at once make each one once).
+ * advisory lock, so nodes making them at once make each one once). `leaves` sizes the first
+ * partition when there is none yet (see the file's comment); later ones continue its span.
  */
-export async function ensureLeafPartitions(db: Database, upTo: number): Promise<void> {
+export async function ensureLeafPartitions(
+  db: Database,
+  upTo: number,
+  leaves: number = PARTITION_LEAVES,
+): Promise<void> {
   await db.transaction(async (tx) => {
     await tx.query('select pg_advisory_xact_lock($1)', [PARTITION_LOCK])
     const partitions = await listLeafPartitions(tx)
     const last = partitions[partitions.length - 1]
     let end = last?.to ?? 0
-    const span = last !== undefined ? last.to - last.from : spanFor(await getShardCount(tx))
+    const span = last !== undefined ? last.to - last.from : partitionSpan(await getShardCount(tx), leaves)
     while (end <= upTo) {
       // Made on its own and attached: attaching locks ledger_leaves against other DDL only, so
       // appends and reads go on (creating it as a partition would lock them out meanwhile).
@@ -105,6 +115,7 @@ export async function checkLeafPartition(tx: Queryable, db: Database, last: numb
   })
 }
 
-function spanFor(shards: number): number {
-  return Math.max(2 ** 16, Math.floor(PARTITION_LEAVES / shards))
+/** The leaf indexes a partition spans in a deployment of `shards` shards, for about `leaves` leaves each. */
+export function partitionSpan(shards: number, leaves: number = PARTITION_LEAVES): number {
+  return Math.max(MIN_PARTITION_SPAN, Math.floor(leaves / shards))
 }

@@ -26,6 +26,7 @@ import { writeFileAtomic } from '../fs-atomic.ts'
 import { registryRevocation } from '../identity/registry-revocation.ts'
 import { keyRoutes } from '../keys/online.ts'
 import type { NoteSigner } from '../ledger/note.ts'
+import { ensureLeafPartitions } from '../ledger/partitions.ts'
 import { ensureShards, shardLogId } from '../ledger/shards.ts'
 import { unwrittenEvidence } from '../ledger/store.ts'
 import { type ChargingRoutesDeps, chargingRoutes } from '../station/routes.ts'
@@ -171,6 +172,8 @@ export async function startNode({
     await checkChainBinding(db, deployment, progress)
     const shards = await ensureShards(db, config.shards)
     if (shards > 1) progress(`the log runs ${shards} shards`)
+    // A new log's first leaf partition, of the configured size; an existing log keeps its own.
+    await ensureLeafPartitions(db, 0, config.leafPartitionLeaves)
 
     const contracts = Object.fromEntries(
       Object.entries(deployment.contracts).map(([name, c]) => [name, c.address]),
