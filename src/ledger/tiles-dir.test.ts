@@ -220,6 +220,36 @@ for (const engine of engines) {
       assert.equal(await checkDirectory(dir, key), 800)
     })
 
+    it('a tiles dir that fails holds anchoring back to the last published head, never past it', async () => {
+      let failing = false
+      const writeFile = (path: string, bytes: Uint8Array) => {
+        if (failing) throw new Error('disk full')
+        writeTilesDirFile(path, bytes)
+      }
+      const fresh = mkdtempSync(join(tmpdir(), 'carchain-tiles-failing-'))
+      try {
+        // Nothing published yet: the failure is the answer.
+        failing = true
+        const never = createCheckpointPublisher(db, { signer, tilesDir: fresh, writeFile })
+        await assert.rejects(never.publishHead(), /disk full/)
+        failing = false
+        const publisher = createCheckpointPublisher(db, { signer, tilesDir: fresh, writeFile })
+        const published = await publisher.publishHead()
+        assert.deepEqual(published, await getCheckpoint(db))
+        await grow(10)
+        failing = true
+        // The newest head is not in the directory: the last published one is what gets anchored.
+        assert.deepEqual(await publisher.publishHead(), published)
+        assert.match(publisher.lastError ?? '', /disk full/)
+        assert.equal(await checkDirectory(fresh, key), published.treeSize)
+        failing = false
+        assert.deepEqual(await publisher.publishHead(), await getCheckpoint(db))
+        assert.equal(publisher.lastError, undefined)
+      } finally {
+        rmSync(fresh, { recursive: true, force: true })
+      }
+    })
+
     it('attack: a directory of another log, or ahead of this one, is refused and left as it is', async () => {
       const other = mkdtempSync(join(tmpdir(), 'carchain-tiles-other-'))
       try {

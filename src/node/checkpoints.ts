@@ -233,7 +233,18 @@ export function createCheckpointPublisher(
     },
     publishNow,
     async publishHead() {
-      await publishNow()
+      try {
+        await publishNow()
+      } catch (error) {
+        // This shard's newest head could not be published (a witness or its tiles dir failing):
+        // the last one it did publish is still a published head, and anchoring it keeps the other
+        // shards' anchors from waiting on this one. Nothing published yet: the failure stands.
+        if (published === undefined) throw error
+        log.warn(
+          { err: error, shard, treeSize: published.treeSize },
+          'could not publish the newest checkpoint; anchoring the last published one',
+        )
+      }
       return { treeSize: published!.treeSize, rootHash: published!.rootHash }
     },
     async release() {
