@@ -5,7 +5,7 @@
  * charger signs its tariff and the final meter reading for the card's nonce, the car checks both,
  * the charger's registration on chain and its policy, and signs a permit.
  */
-import { createWalletApplet } from '../src/nfc/applet.ts'
+import { aCarWithApplet } from '../src/nfc/nfc.testkit.ts'
 import { type PcscCard, waitForCard, waitForRemoval } from '../src/nfc/pcsc.ts'
 import { startNfcService } from '../src/nfc/pcscd.ts'
 import { collectChargingPermit, walletCard } from '../src/nfc/terminal.ts'
@@ -31,21 +31,9 @@ export async function benchNfc(options: BenchOptions): Promise<BenchResult[]> {
   let inserted: Awaited<ReturnType<typeof insertVirtualCard>> | undefined
   try {
     const { signer, evseId } = await world.aCharger()
-    const vehicle = await world.pki.aVehicle()
-    const car = await world.aCar({
-      walletRef: vehicle.walletRef,
+    const { applet } = await aCarWithApplet(world, {
       policy: { maxPerDay: 100_000n * TOKEN },
       funds: 100_000n * TOKEN,
-    })
-    const applet = createWalletApplet({
-      identity: {
-        store: world.pki.store,
-        keyRef: vehicle.keyRef,
-        certificate: vehicle.cert.der,
-        chain: [world.pki.oem.sub.der],
-      },
-      wallet: car.wallet,
-      publicClient: world.chain.clients.publicClient,
     })
     inserted = await insertVirtualCard({ applet, ...service.vpcd })
     reader = await waitForCard({ timeoutMs: 10_000 })

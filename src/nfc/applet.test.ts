@@ -25,6 +25,7 @@ import {
   type PayRequest,
   type WalletApplet,
 } from './applet.ts'
+import { aCarWithApplet } from './nfc.testkit.ts'
 import { authenticateCar, exchange, walletCard } from './terminal.ts'
 
 let world: ChargingWorld
@@ -36,19 +37,8 @@ after(async () => {
   await world?.stop()
 })
 
-async function aCard(policy: Parameters<ChargingWorld['aCar']>[0] = {}) {
-  const vehicle = await world.pki.aVehicle()
-  const car = await world.aCar({ ...policy, walletRef: vehicle.walletRef })
-  const applet = createWalletApplet({
-    identity: {
-      store: world.pki.store,
-      keyRef: vehicle.keyRef,
-      certificate: vehicle.cert.der,
-      chain: [world.pki.oem.sub.der],
-    },
-    wallet: car.wallet,
-    publicClient: world.chain.clients.publicClient,
-  })
+async function aCard(policy: Parameters<typeof aCarWithApplet>[1] = {}) {
+  const { vehicle, car, applet } = await aCarWithApplet(world, policy)
   const channel = { transmit: (apdu: Uint8Array) => applet.process(apdu) }
   return { vehicle, car, applet, channel, card: walletCard(channel) }
 }

@@ -19,7 +19,7 @@ import { requirePart } from '../../test/skip.ts'
 import { rawToDerSignature } from '../identity/signature.ts'
 import { aChargingWorld, type ChargingWorld, TOKEN } from '../payments/payments.testkit.ts'
 import { sessionCost } from '../payments/pricing.ts'
-import { createWalletApplet } from './applet.ts'
+import { aCarWithApplet } from './nfc.testkit.ts'
 import { waitForCard, waitForRemoval } from './pcsc.ts'
 import { type NfcService, startNfcService } from './pcscd.ts'
 import { chargeOverNfc, payParkingOverNfc } from './terminal.ts'
@@ -41,18 +41,7 @@ after(async () => {
 /** A car of the test OEM with its applet in the virtual reader's field. */
 async function aCarInTheField(options: { onCommand?: (apdu: Uint8Array) => void } = {}) {
   if (!nfc.on) throw new Error('NFC is off')
-  const vehicle = await world.pki.aVehicle()
-  const car = await world.aCar({ walletRef: vehicle.walletRef })
-  const applet = createWalletApplet({
-    identity: {
-      store: world.pki.store,
-      keyRef: vehicle.keyRef,
-      certificate: vehicle.cert.der,
-      chain: [world.pki.oem.sub.der],
-    },
-    wallet: car.wallet,
-    publicClient: world.chain.clients.publicClient,
-  })
+  const { vehicle, car, applet } = await aCarWithApplet(world)
   const card = await insertVirtualCard({
     applet,
     ...nfc.vpcd,
