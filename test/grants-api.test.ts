@@ -11,7 +11,6 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { createSiweMessage } from 'viem/siwe'
 import { connectChain, developmentAccount } from '../src/chain/clients.ts'
 import { loadConfig } from '../src/config.ts'
 import { issuePasskeyGrant } from '../src/keys/grant.ts'
@@ -22,6 +21,7 @@ import { createBatch } from '../src/ledger/batch.ts'
 import { type RunningNode, startNode } from '../src/node/up.ts'
 import { engines, freshSchema } from './database.ts'
 import { type SeededFleet, seedFleet } from './fleet-fixture.ts'
+import { call as jsonCall, signIn as siweSignIn } from './reliability/harness.ts'
 
 const owner = developmentAccount(1)
 const stranger = developmentAccount(2)
@@ -57,33 +57,13 @@ for (const engine of engines) {
       rmSync(dataDir, { recursive: true, force: true })
     })
 
-    const api = async (path: string, init: { method?: string; json?: unknown; token?: string } = {}) => {
-      const headers: Record<string, string> = {}
-      if (init.json !== undefined) headers['content-type'] = 'application/json'
-      if (init.token) headers.authorization = `Bearer ${init.token}`
-      const response = await fetch(`${node.url}${path}`, {
-        method: init.method ?? 'GET',
-        headers,
-        body: init.json === undefined ? undefined : JSON.stringify(init.json),
-      })
-      // biome-ignore lint/suspicious/noExplicitAny: tests read the JSON answers field by field
-      return { status: response.status, body: (await response.json()) as Record<string, any> }
-    }
+    const api = (path: string, init: Parameters<typeof jsonCall>[1] = {}) =>
+      jsonCall(`${node.url}${path}`, { method: 'GET', ...init })
 
     async function signIn(account: ReturnType<typeof developmentAccount>): Promise<string> {
-      const { nonce } = (await api('/v1/auth/nonce')).body
-      const message = createSiweMessage({
-        address: account.address,
-        chainId: node.chain.chainId,
-        domain: new URL(node.url).host,
-        nonce,
-        uri: node.url,
-        version: '1',
-      })
-      const signature = await account.signMessage({ message })
-      const answer = await api('/v1/auth/siwe', { method: 'POST', json: { message, signature } })
+      const { answer, token } = await siweSignIn(node.url, node.chain.chainId, account)
       assert.equal(answer.status, 200, JSON.stringify(answer.body))
-      return answer.body.token
+      return token!
     }
 
     test('an owner stores, lists and removes grants; the grantee fetches its own; statuses follow the chain and the car', async () => {

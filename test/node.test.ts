@@ -11,7 +11,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { getAddress } from 'viem'
-import { createSiweMessage } from 'viem/siwe'
 import { developmentAccount } from '../src/chain/clients.ts'
 import { vehicleRegistryAbi } from '../src/chain/generated/index.ts'
 import { loadConfig } from '../src/config.ts'
@@ -27,6 +26,7 @@ import { aP256Signer } from '../src/ledger/testing.ts'
 import { type RunningNode, startNode } from '../src/node/up.ts'
 import { dataGrantDomain } from '../src/node/vehicle-routes.ts'
 import { sellVehicle } from './fleet-fixture.ts'
+import { signIn as siweSignIn } from './reliability/harness.ts'
 
 const dataDir = mkdtempSync(join(tmpdir(), 'carchain-node-'))
 let node: RunningNode
@@ -224,23 +224,8 @@ test('anyone can verify an event against the root anchored on chain using the lo
 
 const rootAt = (size: number) => getRootAt(node.context.db, size)
 
-async function signIn(account: ReturnType<typeof developmentAccount>) {
-  const { nonce } = (await api('/v1/auth/nonce')).body
-  const message = createSiweMessage({
-    address: account.address,
-    chainId: node.chain.chainId,
-    domain: new URL(node.url).host,
-    nonce,
-    uri: node.url,
-    version: '1',
-  })
-  const signature = await account.signMessage({ message })
-  return {
-    message,
-    signature,
-    result: await api('/v1/auth/siwe', { method: 'POST', json: { message, signature } }),
-  }
-}
+const signIn = (account: ReturnType<typeof developmentAccount>) =>
+  siweSignIn(node.url, node.chain.chainId, account)
 
 test('payloads only for the owner signed in with SIWE; a replayed nonce is refused', async () => {
   const anonymous = (await api(`/v1/vehicles/${car.vehicle}/events?limit=3`)).body
@@ -248,8 +233,8 @@ test('payloads only for the owner signed in with SIWE; a replayed nonce is refus
   assert.ok(anonymous.events.every((e: { payload: unknown }) => e.payload === null))
 
   const mine = await signIn(owner)
-  assert.equal(mine.result.status, 200, JSON.stringify(mine.result.body))
-  const asOwner = (await api(`/v1/vehicles/${car.vehicle}/events?limit=3`, { token: mine.result.body.token }))
+  assert.equal(mine.answer.status, 200, JSON.stringify(mine.answer.body))
+  const asOwner = (await api(`/v1/vehicles/${car.vehicle}/events?limit=3`, { token: mine.answer.body.token }))
     .body
   assert.ok(asOwner.events.every((e: { payload: { data: unknown } | null }) => e.payload !== null))
   assert.equal(asOwner.events[0].seq, 14)
@@ -263,7 +248,7 @@ test('payloads only for the owner signed in with SIWE; a replayed nonce is refus
 
   const theirs = await signIn(stranger)
   const asStranger = (
-    await api(`/v1/vehicles/${car.vehicle}/events?limit=3`, { token: theirs.result.body.token })
+    await api(`/v1/vehicles/${car.vehicle}/events?limit=3`, { token: theirs.answer.body.token })
   ).body
   assert.ok(asStranger.events.every((e: { payload: unknown }) => e.payload === null))
   assert.equal(asStranger.payloads, 'forbidden')
@@ -299,7 +284,7 @@ test('an owner admits a reader with a signed DataGrant; it expires, cannot be se
   assert.equal(selfIssued.status, 403)
   assert.equal(selfIssued.body.code, 'FORBIDDEN')
 
-  const token = (await signIn(stranger)).result.body.token
+  const token = (await signIn(stranger)).answer.body.token
   const payloads = async () =>
     (await api(`/v1/vehicles/${car.vehicle}/events?limit=2`, { token })).body.payloads
   assert.equal(await payloads(), 'forbidden')
@@ -321,13 +306,13 @@ test('a sale moves the title in the fleet view; the history before it stays the 
   assert.equal(vehicles.find((v: { vehicle: string }) => v.vehicle === car.vehicle).owner, stranger.address)
   const asSeller = (
     await api(`/v1/vehicles/${car.vehicle}/events?limit=1`, {
-      token: (await signIn(owner)).result.body.token,
+      token: (await signIn(owner)).answer.body.token,
     })
   ).body
   assert.equal(asSeller.payloads, 'included', 'the newest event was recorded before the sale')
   const asBuyer = (
     await api(`/v1/vehicles/${car.vehicle}/events?limit=1`, {
-      token: (await signIn(stranger)).result.body.token,
+      token: (await signIn(stranger)).answer.body.token,
     })
   ).body
   assert.equal(asBuyer.payloads, 'forbidden', 'the buyer does not read the seller’s period')

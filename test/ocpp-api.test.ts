@@ -9,12 +9,12 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
-import { createSiweMessage } from 'viem/siwe'
 import { developmentAccount } from '../src/chain/clients.ts'
 import { loadConfig } from '../src/config.ts'
 import { type RunningNode, startNode } from '../src/node/up.ts'
 import { connectOcppStation, type OcppStation } from '../src/ocpp/station-client.ts'
 import { rawUpgrade } from '../src/upgrade-router.testkit.ts'
+import { call as jsonCall, signIn as siweSignIn } from './reliability/harness.ts'
 
 const dataDir = mkdtempSync(join(tmpdir(), 'carchain-ocpp-'))
 let node: RunningNode
@@ -29,32 +29,11 @@ after(async () => {
   rmSync(dataDir, { recursive: true, force: true })
 })
 
-async function api(path: string, init: { method?: string; json?: unknown; token?: string } = {}) {
-  const response = await fetch(`${node.url}${path}`, {
-    method: init.method ?? 'GET',
-    headers: {
-      ...(init.json === undefined ? {} : { 'content-type': 'application/json' }),
-      ...(init.token ? { authorization: `Bearer ${init.token}` } : {}),
-    },
-    ...(init.json === undefined ? {} : { body: JSON.stringify(init.json) }),
-  })
-  // biome-ignore lint/suspicious/noExplicitAny: tests read the JSON answers field by field
-  return { status: response.status, body: (await response.json()) as Record<string, any> }
-}
+const api = (path: string, init: Parameters<typeof jsonCall>[1] = {}) =>
+  jsonCall(`${node.url}${path}`, { method: 'GET', ...init })
 
-async function signIn(account: ReturnType<typeof developmentAccount>): Promise<string> {
-  const { nonce } = (await api('/v1/auth/nonce')).body
-  const message = createSiweMessage({
-    address: account.address,
-    chainId: node.chain.chainId,
-    domain: new URL(node.url).host,
-    nonce,
-    uri: node.url,
-    version: '1',
-  })
-  const signature = await account.signMessage({ message })
-  return (await api('/v1/auth/siwe', { method: 'POST', json: { message, signature } })).body.token
-}
+const signIn = async (account: ReturnType<typeof developmentAccount>): Promise<string> =>
+  (await siweSignIn(node.url, node.chain.chainId, account)).token!
 
 test('the operator registers a station, which boots over OCPP on the node’s port; others are refused', async () => {
   const operator = await signIn(developmentAccount(0))
