@@ -61,14 +61,14 @@ for (const engine of engines) {
     })
 
     it('keeps the span the log was made with: a node started later with another size makes none anew', async () => {
-      await ensureLeafPartitions(db, 0, 2 ** 28)
+      await ensureLeafPartitions(db, 0, { leaves: 2 ** 28 })
       assert.deepEqual(await listLeafPartitions(db), [{ from: 0, to: PARTITION_LEAVES }])
     })
 
     it('a new log’s first partition takes the configured size', async () => {
       const fresh = await freshDatabase(engine)
       try {
-        await ensureLeafPartitions(fresh, 0, 2 ** 17)
+        await ensureLeafPartitions(fresh, 0, { leaves: 2 ** 17 })
         assert.deepEqual(await listLeafPartitions(fresh), [{ from: 0, to: 2 ** 17 }])
       } finally {
         await fresh.close()

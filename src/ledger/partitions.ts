@@ -48,32 +48,30 @@ export async function listLeafPartitions(db: Queryable): Promise<Partitions> {
 // truth) and the span of the last one.
 const known = new WeakMap<object, { end: number; span: number }>()
 
-/**
- * Whether the partitions are known to reach a quarter of a partition past leaf index `size`,
- * as the store keeps them after each append.
- */
-export function partitionsReach(db: Database, size: number): boolean {
-  const seen = known.get(db)
-  return seen !== undefined && size + seen.span / 4 < seen.end
+/** The end and span of the last of `partitions`; undefined when there is none. */
+function extentOf(partitions: Partitions): { end: number; span: number } | undefined {
+  const last = partitions[partitions.length - 1]
+  return last && { end: last.to, span: last.to - last.from }
 }
 
 /**
- * Makes partitions until they hold leaf index `upTo` (each in its own transaction, under an
- * advisory lock, so nodes making them at once make each one once). `leaves` sizes the first
- * partition when there is none yet (see the file's comment); later ones continue its span.
+ * Makes partitions until they hold leaf index `upTo`, and with `ahead` a quarter of a partition
+ * past it (each in its own transaction, under an advisory lock, so nodes making them at once make
+ * each one once). `leaves` sizes the first partition when there is none yet (see the file's
+ * comment); later ones continue its span.
  */
 export async function ensureLeafPartitions(
   db: Database,
   upTo: number,
-  leaves: number = PARTITION_LEAVES,
+  { ahead = false, leaves = PARTITION_LEAVES }: { ahead?: boolean; leaves?: number } = {},
 ): Promise<void> {
   await db.transaction(async (tx) => {
     await tx.query('select pg_advisory_xact_lock($1)', [PARTITION_LOCK])
-    const partitions = await listLeafPartitions(tx)
-    const last = partitions[partitions.length - 1]
-    let end = last?.to ?? 0
-    const span = last !== undefined ? last.to - last.from : partitionSpan(await getShardCount(tx), leaves)
-    while (end <= upTo) {
+    const extent = extentOf(await listLeafPartitions(tx))
+    let end = extent?.end ?? 0
+    const span = extent?.span ?? partitionSpan(await getShardCount(tx), leaves)
+    const target = upTo + (ahead ? Math.floor(span / 4) : 0)
+    while (end <= target) {
       // Made on its own and attached: attaching locks ledger_leaves against other DDL only, so
       // appends and reads go on (creating it as a partition would lock them out meanwhile).
       await tx.exec(
@@ -88,30 +86,24 @@ export async function ensureLeafPartitions(
 
 /**
  * After an append of a shard that now holds `size` leaves: the partitions reach a quarter of a
- * partition past it, so the next appends find theirs.
+ * partition past it, so the next appends find theirs (from memory when they are known to).
  */
 export async function makePartitionsAhead(db: Database, size: number): Promise<void> {
-  if (partitionsReach(db, size)) return
-  const span = known.get(db)?.span ?? 0
-  await ensureLeafPartitions(db, size + Math.floor(span / 4))
-  // The span may have been learned just now (a process's first append).
-  const learned = known.get(db)!.span
-  if (learned !== span) await ensureLeafPartitions(db, size + Math.floor(learned / 4))
+  const seen = known.get(db)
+  if (seen !== undefined && size + seen.span / 4 < seen.end) return
+  await ensureLeafPartitions(db, size, { ahead: true })
 }
 
 /** Throws LEDGER_PARTITION_MISSING, in the append's transaction, if leaf index `last` has no partition yet. */
 export async function checkLeafPartition(tx: Queryable, db: Database, last: number): Promise<void> {
-  const seen = known.get(db)
-  if (seen !== undefined && last < seen.end) return
-  const partitions = await listLeafPartitions(tx)
-  const lastPartition = partitions[partitions.length - 1]
-  const end = lastPartition?.to ?? 0
-  if (lastPartition !== undefined && last < end) {
-    known.set(db, { end, span: lastPartition.to - lastPartition.from })
+  if (last < (known.get(db)?.end ?? 0)) return
+  const extent = extentOf(await listLeafPartitions(tx))
+  if (extent !== undefined && last < extent.end) {
+    known.set(db, extent)
     return
   }
   throw new BaseError('LEDGER_PARTITION_MISSING', `leaf ${last} has no partition of ledger_leaves yet`, {
-    details: { leafIndex: last, partitionsEnd: end },
+    details: { leafIndex: last, partitionsEnd: extent?.end ?? 0 },
   })
 }
 

@@ -173,7 +173,7 @@ export async function startNode({
     const shards = await ensureShards(db, config.shards)
     if (shards > 1) progress(`the log runs ${shards} shards`)
     // A new log's first leaf partition, of the configured size; an existing log keeps its own.
-    await ensureLeafPartitions(db, 0, config.leafPartitionLeaves)
+    await ensureLeafPartitions(db, 0, { leaves: config.leafPartitionLeaves })
 
     const contracts = Object.fromEntries(
       Object.entries(deployment.contracts).map(([name, c]) => [name, c.address]),
