@@ -11,6 +11,7 @@
  * a second where PGlite takes ten or more), else PGlite; src/ledger/shards.test.ts runs the shard
  * store on both.
  */
+
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -31,8 +32,9 @@ import {
   verifierKey,
   verifyCosignatures,
 } from '../src/ledger/note.ts'
+import { shardPath } from '../src/ledger/shard-rule.ts'
 import { shardLogId, shardOfVehicle } from '../src/ledger/shards.ts'
-import { shardOrigin } from '../src/node/checkpoints.ts'
+import { shardOrigin, shardTilesDir } from '../src/node/checkpoints.ts'
 import { loadNoteKey } from '../src/node/transparency.ts'
 import { type RunningNode, startNode } from '../src/node/up.ts'
 import { type RunningWitness, startWitness } from '../src/node/witness-server.ts'
@@ -74,8 +76,8 @@ const get = async (path: string) => {
   const response = await fetch(`${node!.url}${path}`)
   return { status: response.status, body: await response.json() }
 }
-const api = (shard: number) => (shard === 0 ? '/v1/log' : `/v1/log/shards/${shard}`)
-const tiles = (shard: number) => (shard === 0 ? '/log' : `/log/shards/${shard}`)
+const api = (shard: number) => shardPath('/v1/log', shard)
+const tiles = (shard: number) => shardPath('/log', shard)
 const signatureLines = (note: string) => note.slice(noteTextOf(note).length + 1)
 /** Shard `shard`'s checkpoint as the node serves it, its verified head and the witness's cosignatures on it. */
 const served = async (shard: number) => {
@@ -153,9 +155,7 @@ test('the shard API: the count, the rule, one log id per shard; each shard’s o
   for (let shard = 0; shard < SHARDS; shard++) {
     const checkpoint = (await get(`${api(shard)}/checkpoint`)).body
     assert.equal(checkpoint.logId, body.shards[shard].logId)
-    const note = await (
-      await fetch(`${node!.url}${shard === 0 ? '/log' : `/log/shards/${shard}`}/checkpoint`)
-    ).text()
+    const note = await (await fetch(`${node!.url}${tiles(shard)}/checkpoint`)).text()
     const origin = note.split('\n')[0]!
     assert.equal(origin.endsWith(`/shards/${shard}`), shard !== 0)
   }
@@ -178,57 +178,35 @@ test('the shard API: the count, the rule, one log id per shard; each shard’s o
 
 test('verify finds the event’s shard by itself, from the API and from that shard’s tiles', async () => {
   const chain = (await get('/v1/chain')).body
-  const log = chain.log.shards[event.shard]
   // The CLI processes are independent of each other: run them side by side.
   const other = (event.shard + 1) % SHARDS
+  // `verify` from the tiles at `at`, pinned to shard `shard`'s origin and key (no --shard: the
+  // shard is the one the origin names).
+  const verifyFromTiles = (at: string, shard: number) =>
+    cli(
+      'verify',
+      '--event',
+      event.id,
+      '--node',
+      node!.url,
+      '--tiles',
+      at,
+      '--origin',
+      chain.log.shards[shard].origin,
+      '--verifier-key',
+      chain.log.shards[shard].verifierKey,
+    )
   const [ok, fromTiles, otherTiles, wrong, audit, all, fromDir] = await Promise.all([
     cli('verify', '--event', event.id, '--node', node!.url),
-    cli(
-      'verify',
-      '--event',
-      event.id,
-      '--node',
-      node!.url,
-      // No --shard: the shard is the one the origin names.
-      '--tiles',
-      `${node!.url}${event.shard === 0 ? '/log' : `/log/shards/${event.shard}`}`,
-      '--origin',
-      log.origin,
-      '--verifier-key',
-      log.verifierKey,
-    ),
+    verifyFromTiles(`${node!.url}${tiles(event.shard)}`, event.shard),
     // Attack: another shard's tiles, under that shard's origin and key: the event is not there.
-    cli(
-      'verify',
-      '--event',
-      event.id,
-      '--node',
-      node!.url,
-      '--tiles',
-      `${node!.url}${other === 0 ? '/log' : `/log/shards/${other}`}`,
-      '--origin',
-      chain.log.shards[other].origin,
-      '--verifier-key',
-      chain.log.shards[other].verifierKey,
-    ),
+    verifyFromTiles(`${node!.url}${tiles(other)}`, other),
     // Attack: pinned to another shard's log, the event is not there.
     cli('verify', '--event', event.id, '--node', node!.url, '--shard', String(other)),
     cli('audit', '--node', node!.url, '--shard', String(event.shard)),
     cli('audit', '--node', node!.url),
     // From the tiles directory the node wrote: shard k's tiles are in DIR/shards/<k>.
-    cli(
-      'verify',
-      '--event',
-      event.id,
-      '--node',
-      node!.url,
-      '--tiles',
-      `file://${event.shard === 0 ? tilesDir : join(tilesDir, 'shards', String(event.shard))}`,
-      '--origin',
-      log.origin,
-      '--verifier-key',
-      log.verifierKey,
-    ),
+    verifyFromTiles(`file://${shardTilesDir(tilesDir, event.shard)}`, event.shard),
   ])
   assert.equal(ok.status, 0, JSON.stringify(ok.json))
   assert.equal(ok.json.valid, true)
@@ -254,7 +232,7 @@ test('every shard’s checkpoint is cosigned by the witness, served, written to 
     assert.equal(head.origin, shardOrigin(ORIGIN, shard))
     assert.equal(head.treeSize, body.shards[shard].treeSize)
     assert.equal(cosigned, 1, `shard ${shard}'s checkpoint carries the witness's cosignature`)
-    const dir = shard === 0 ? tilesDir : join(tilesDir, 'shards', String(shard))
+    const dir = shardTilesDir(tilesDir, shard)
     assert.equal(readFileSync(join(dir, 'checkpoint'), 'utf8'), note)
     const anchored = (await get(`${api(shard)}/checkpoint`)).body.anchored
     assert.equal(anchored?.treeSize ?? 0, head.treeSize, `shard ${shard} anchored its published checkpoint`)

@@ -162,20 +162,21 @@ test('attack: with the log’s own key, a rolled-back checkpoint, a second histo
   const rolled = await verifyTiles(rolledBack)
   assert.equal(rolled.json.code, 'LOG_UNTRUSTED')
   assert.match(rolled.json.message, /older than the root anchored/)
-  // A second history: a checkpoint of the size anchored on chain (read when the client asks) with another root.
-  const fork = await tamperingServer(async (path, body) => {
-    if (path !== '/checkpoint') return body
+  // The size anchored on chain for the pinned log id, read when the client asks.
+  const anchoredSize = async () => {
     const [treeSize] = await anchorClient.readContract({
       address: pin[3] as Address,
       abi: ledgerAnchorAbi,
       functionName: 'latest',
       args: [pin[5] as Hex],
     })
-    return resign(
-      body,
-      (c) => ({ ...c, treeSize: Number(treeSize), rootHash: new Uint8Array(32).fill(7) }),
-      operator,
-    )
+    return Number(treeSize)
+  }
+  // A second history: a checkpoint of the size anchored on chain (read when the client asks) with another root.
+  const fork = await tamperingServer(async (path, body) => {
+    if (path !== '/checkpoint') return body
+    const treeSize = await anchoredSize()
+    return resign(body, (c) => ({ ...c, treeSize, rootHash: new Uint8Array(32).fill(7) }), operator)
   })
   const forked = await verifyTiles(fork)
   assert.equal(forked.json.code, 'LOG_UNTRUSTED')
@@ -187,15 +188,10 @@ test('attack: with the log’s own key, a rolled-back checkpoint, a second histo
       return status === 404
         ? { status: 200, body: new Uint8Array(32 * Number(/\.p\/(\d+)$/.exec(path)?.[1] ?? 256)) }
         : body
-    const [treeSize] = await anchorClient.readContract({
-      address: pin[3] as Address,
-      abi: ledgerAnchorAbi,
-      functionName: 'latest',
-      args: [pin[5] as Hex],
-    })
+    const treeSize = await anchoredSize()
     return resign(
       body,
-      (c) => ({ ...c, treeSize: Number(treeSize) + 1, rootHash: new Uint8Array(32).fill(9) }),
+      (c) => ({ ...c, treeSize: treeSize + 1, rootHash: new Uint8Array(32).fill(9) }),
       operator,
     )
   })

@@ -146,7 +146,14 @@ const expected: Record<string, string[]> = {
     'unwrittenEvidence',
     'writeUnwrittenEvidence',
   ],
-  'shard-rule': ['MAX_SHARDS', 'checkShard', 'checkShardCount', 'portableShardRule', 'shardRule'],
+  'shard-rule': [
+    'MAX_SHARDS',
+    'checkShard',
+    'checkShardCount',
+    'portableShardRule',
+    'shardPath',
+    'shardRule',
+  ],
   shards: [
     'MAX_SHARDS',
     'baseOf',

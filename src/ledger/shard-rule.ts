@@ -55,6 +55,15 @@ export function shardRule(sha256: Sha256): ShardRule {
 /** The shard rules over @noble/hashes: for the dashboard and any client without node:crypto. */
 export const portableShardRule: ShardRule = shardRule(nobleSha256)
 
+/**
+ * Where shard `shard`'s own copy of something lives under `base`: `base` itself for shard 0 (the
+ * log of a one-shard deployment, where it always was), `<base>/shards/<shard>` for the others.
+ * Origins, API and tile routes and tiles directories all follow it.
+ */
+export function shardPath(base: string, shard: number): string {
+  return shard === 0 ? base : `${base}/shards/${shard}`
+}
+
 /** INVALID_ARGUMENT unless `count` is a whole number of shards in [1, MAX_SHARDS]. */
 export function checkShardCount(count: number): void {
   if (!Number.isSafeInteger(count) || count < 1 || count > MAX_SHARDS)

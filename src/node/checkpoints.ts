@@ -13,8 +13,8 @@
  * (a row in `node_settings`, as the anchoring lease), which stores the cosigned checkpoint there;
  * the others serve and write to their tiles directories that stored checkpoint.
  */
+
 import { randomBytes } from 'node:crypto'
-import { join } from 'node:path'
 import type { Queryable } from '../db/database.ts'
 import { BaseError, toBaseError } from '../errors.ts'
 import { ANCHOR_LEASE_MS, takeLease } from '../ledger/anchor.ts'
@@ -26,6 +26,7 @@ import {
   parseCheckpointText,
   signCheckpointNote,
 } from '../ledger/note.ts'
+import { shardPath } from '../ledger/shard-rule.ts'
 import { shardOf, withShard } from '../ledger/shards.ts'
 import { type GetCheckpointReturnType, getCheckpoint, getRootAt } from '../ledger/store.ts'
 import { type TilesDirFileWriter, updateTilesDir } from '../ledger/tiles-dir.ts'
@@ -75,7 +76,7 @@ export type ShardPublishers = {
  * one-shard deployment), `<origin>/shards/<shard>` for the others; one note key signs them all.
  */
 export function shardOrigin(origin: string, shard: number): string {
-  return shard === 0 ? origin : `${origin}/shards/${shard}`
+  return shardPath(origin, shard)
 }
 
 /**
@@ -83,7 +84,7 @@ export function shardOrigin(origin: string, shard: number): string {
  * `DIR/shards/<shard>` for the others — the layout of the node's `/log/` routes.
  */
 export function shardTilesDir(dir: string, shard: number): string {
-  return shard === 0 ? dir : join(dir, 'shards', String(shard))
+  return shardPath(dir, shard)
 }
 
 /** The publishers of shards 0 … `shards` − 1 of the log in `db` (which must not be scoped). */

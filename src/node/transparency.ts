@@ -3,6 +3,7 @@
  * signed note and the tree and entries as C2SP static tiles under `/log/`, plus the note key the
  * node signs with, kept in its data dir and made on first start.
  */
+
 import { createPrivateKey, generateKeyPairSync, type KeyObject, randomBytes } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -15,6 +16,7 @@ import { Pkcs11KeyStore, type Pkcs11KeyStoreOptions } from '../identity/pkcs11-k
 import { getLogId } from '../ledger/anchor.ts'
 import type { Hex } from '../ledger/bytes.ts'
 import { checkLogOrigin, type NoteSigner, noteSigner, verifierKey } from '../ledger/note.ts'
+import { shardPath } from '../ledger/shard-rule.ts'
 import { withShard } from '../ledger/shards.ts'
 import { parseTilePath, readTile, TILE_WIDTH } from '../ledger/tiles.ts'
 import {
@@ -227,12 +229,7 @@ export function transparencyRoutes(
     const shards = context.shards ?? 1
     const sources = publishers ?? createShardPublishers(context.db, shards, { signer })
     for (let shard = 0; shard < shards; shard++)
-      shardTileRoutes(
-        app,
-        withShard(context.db, shard),
-        sources.shard(shard),
-        shard === 0 ? '/log' : `/log/shards/${shard}`,
-      )
+      shardTileRoutes(app, withShard(context.db, shard), sources.shard(shard), shardPath('/log', shard))
   }
 }
 

@@ -16,6 +16,7 @@
  *
  * Short mode: 16 cars for 8 s. Soak (`CARCHAIN_SOAK=1`): 40 cars for 60 s.
  */
+
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -29,6 +30,7 @@ import { createBatch } from '../../src/ledger/batch.ts'
 import { fromBase64, type Hex, toHex } from '../../src/ledger/bytes.ts'
 import { parseEnvelopeBytes } from '../../src/ledger/envelope.ts'
 import { noteTextOf, openCheckpointNote, verifierKey, verifyCosignatures } from '../../src/ledger/note.ts'
+import { shardPath } from '../../src/ledger/shard-rule.ts'
 import { shardOfVehicle } from '../../src/ledger/shards.ts'
 import { shardOrigin } from '../../src/node/checkpoints.ts'
 import { connectMqtt } from '../../src/node/mqtt.ts'
@@ -64,7 +66,7 @@ after(() => {
   rmSync(dirB, { recursive: true, force: true })
   rmSync(dirW, { recursive: true, force: true })
 })
-const api = (shard: number) => (shard === 0 ? '/v1/log' : `/v1/log/shards/${shard}`)
+const api = (shard: number) => shardPath('/v1/log', shard)
 
 /** `carchain audit --shard N`: that shard's anchors on chain consistent with each other and its log. */
 function auditShard(nodeUrl: string, shard: number): Promise<{ consistent: boolean; anchors: number }> {
@@ -339,7 +341,7 @@ test(`two nodes, ${SHARDS} shards, one PostgreSQL: ${CARS} cars upload to either
       'both nodes serve every shard’s full tree, cosigned, the same bytes',
       async () => {
         for (let shard = 0; shard < SHARDS; shard++) {
-          const path = `${shard === 0 ? '/log' : `/log/shards/${shard}`}/checkpoint`
+          const path = `${shardPath('/log', shard)}/checkpoint`
           const [fromA, fromB] = await Promise.all(
             [infoA, infoB].map(async (info) => (await fetch(`${info.url}${path}`)).text()),
           )

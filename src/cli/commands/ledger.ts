@@ -3,6 +3,7 @@
  * against the roots anchored on chain, trusting neither the node nor its database — the node
  * only supplies entries and proofs, which are checked; roots come from the chain.
  */
+
 import { type FileHandle, open, readFile, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { type Address, createPublicClient, getAddress, http, type PublicClient } from 'viem'
@@ -13,6 +14,7 @@ import { validateVehicleCertificate } from '../../identity/vehicle-certificate.t
 import { fromBase64, fromHex, type Hex, toHex } from '../../ledger/bytes.ts'
 import { encodeEnvelope, isVehicleAddress, parseEnvelope, parseEnvelopeBytes } from '../../ledger/envelope.ts'
 import { HASH_BYTES, hashLeaf, nodeMerkle, verifyConsistency } from '../../ledger/merkle.ts'
+import { shardPath } from '../../ledger/shard-rule.ts'
 import { MAX_SHARDS, shardOfVehicle } from '../../ledger/shards.ts'
 import { httpTilesGet, type TilesGet, verifyFromTiles } from '../../ledger/tiles-verify.ts'
 import { parseVehicleProof, verifyVehicleSignature } from '../../ledger/vehicle-proof.ts'
@@ -114,7 +116,7 @@ async function nodeLogId(
       throw new BaseError('CLI_USAGE', `the node's log has ${list.count} shard(s), no shard ${shard}`, {
         details: { shard, shards: list.count },
       })
-    return { logId: entry.logId, api: shard === 0 ? '/v1/log' : `/v1/log/shards/${shard}` }
+    return { logId: entry.logId, api: shardPath('/v1/log', shard) }
   }
   if (options.shard !== undefined) return pick(options.shard)
   if (list.count === 1) return pick(0)
@@ -123,7 +125,7 @@ async function nodeLogId(
   if (options.leafHash !== undefined)
     for (const { shard, treeSize } of list.shards) {
       if (treeSize === 0) continue
-      const api = shard === 0 ? '/v1/log' : `/v1/log/shards/${shard}`
+      const api = shardPath('/v1/log', shard)
       try {
         await nodeJson(node, `${api}/proof/inclusion?leafHash=${options.leafHash}&treeSize=${treeSize}`)
         return pick(shard)

@@ -5,7 +5,7 @@
  * @noble/hashes), not taken from the node — and where a shard's API and tiles are.
  */
 import { BaseError } from '../../../src/errors.ts'
-import { portableShardRule } from '../../../src/ledger/shard-rule.ts'
+import { portableShardRule, shardPath } from '../../../src/ledger/shard-rule.ts'
 import type { ChainInfo, Hex } from '../api.ts'
 import { fromHex, toHex } from './hex.ts'
 
@@ -35,9 +35,7 @@ export function shardLogIdOf(logId: Hex, shard: number): Hex {
 
 /** The node's routes for `shard`: its log API and its tiles (shard 0 at the unprefixed ones). */
 export function shardPaths(shard: number): { api: string; tiles: string } {
-  return shard === 0
-    ? { api: '/v1/log', tiles: '/log' }
-    : { api: `/v1/log/shards/${shard}`, tiles: `/log/shards/${shard}` }
+  return { api: shardPath('/v1/log', shard), tiles: shardPath('/log', shard) }
 }
 
 /**
