@@ -20,7 +20,7 @@ import { rawToDerSignature } from '../identity/signature.ts'
 import { aChargingWorld, type ChargingWorld, TOKEN } from '../payments/payments.testkit.ts'
 import { sessionCost } from '../payments/pricing.ts'
 import { aCarWithApplet } from './nfc.testkit.ts'
-import { waitForCard, waitForRemoval } from './pcsc.ts'
+import { type PcscCard, waitForCard, waitForRemoval } from './pcsc.ts'
 import { type NfcService, startNfcService } from './pcscd.ts'
 import { chargeOverNfc, payParkingOverNfc } from './terminal.ts'
 import { insertVirtualCard } from './vpcd.ts'
@@ -50,19 +50,37 @@ async function aCarInTheField(options: { onCommand?: (apdu: Uint8Array) => void 
   return { vehicle, car, card }
 }
 
+/**
+ * The terminal's side of a tap: waits for `card` in the reader (`reader`: by name, else the
+ * first), runs `use` with the connection, then the car drives off (the field is empty again).
+ */
+async function tap<T>(
+  card: { remove(): Promise<void> },
+  use: (reader: PcscCard) => Promise<T>,
+  reader?: string,
+): Promise<T> {
+  const connected = await waitForCard({ ...(reader ? { reader } : {}), timeoutMs: 10_000 })
+  try {
+    return await use(connected)
+  } finally {
+    connected.close()
+    await card.remove()
+    await waitForRemoval()
+  }
+}
+
 describe('tap to pay through pcscd', () => {
   test('a charging payment: the charger reads the card, delivers, the car pays its CPO', async (t) => {
     if (!requirePart(t, nfc.on, `NFC is off: ${nfc.on ? '' : nfc.reason}`)) return
     const { signer, evseId } = await world.aCharger()
     const { car, card } = await aCarInTheField()
-    const reader = await waitForCard({ timeoutMs: 10_000 })
     const tariff = {
       token: world.token,
       pricePerKWh: 300_000_000_000_000_000n,
       sessionFee: 500_000_000_000_000_000n,
     }
     const before = await world.balanceOf(world.cpo.account.address)
-    try {
+    await tap(card, async (reader) => {
       const paid = await chargeOverNfc({
         card: reader,
         signer,
@@ -86,34 +104,29 @@ describe('tap to pay through pcscd', () => {
         car.events.map((e) => e.kind),
         ['payment.sent'],
       )
-    } finally {
-      reader.close()
-      await card.remove()
-      await waitForRemoval()
-    }
+    })
   })
 
   test('a parking payment: the terminal reads the card, the car pays the operator', async (t) => {
     if (!requirePart(t, nfc.on, `NFC is off: ${nfc.on ? '' : nfc.reason}`)) return
     const operator = await world.chain.as(5)
     const { car, card } = await aCarInTheField()
-    const reader = await waitForCard({ reader: 'Virtual PCD 00 00', timeoutMs: 10_000 })
     const before = await world.balanceOf(operator.account.address)
-    try {
-      const paid = await payParkingOverNfc({
-        card: reader,
-        token: world.token,
-        amount: (5n * TOKEN) / 2n,
-        memo: 'parking P3',
-        clients: operator,
-      })
-      assert.equal(await world.balanceOf(operator.account.address), before + (5n * TOKEN) / 2n)
-      assert.equal(car.wallet.spentToday(), paid.amount)
-    } finally {
-      reader.close()
-      await card.remove()
-      await waitForRemoval()
-    }
+    await tap(
+      card,
+      async (reader) => {
+        const paid = await payParkingOverNfc({
+          card: reader,
+          token: world.token,
+          amount: (5n * TOKEN) / 2n,
+          memo: 'parking P3',
+          clients: operator,
+        })
+        assert.equal(await world.balanceOf(operator.account.address), before + (5n * TOKEN) / 2n)
+        assert.equal(car.wallet.spentToday(), paid.amount)
+      },
+      'Virtual PCD 00 00',
+    )
   })
 
   test('a card removed mid-payment: the terminal gets no permit and claims nothing', async (t) => {
@@ -127,20 +140,15 @@ describe('tap to pay through pcscd', () => {
       },
     })
     pull = () => card.remove()
-    const reader = await waitForCard({ timeoutMs: 10_000 })
     const before = await world.balanceOf(operator.account.address)
-    try {
+    await tap(card, async (reader) => {
       await assert.rejects(
         payParkingOverNfc({ card: reader, token: world.token, amount: TOKEN, clients: operator }),
         { code: 'NFC_CARD_REMOVED' },
       )
       assert.equal(await world.balanceOf(operator.account.address), before)
       assert.equal(car.wallet.spentToday(), 0n)
-    } finally {
-      reader.close()
-      await card.remove()
-      await waitForRemoval()
-    }
+    })
   })
 
   test('reader errors: a reader that does not exist', async (t) => {
