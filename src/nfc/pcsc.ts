@@ -84,6 +84,11 @@ export async function listReaders(): Promise<string[]> {
   }
 }
 
+/** The reader named `name` among `readers`, or the first when no name is given. */
+function pickReader<R extends { name: string }>(readers: R[], name: string | undefined): R | undefined {
+  return name ? readers.find((r) => r.name === name) : readers[0]
+}
+
 /** Waits for a card in the reader and connects to it (shared mode, T=0 or T=1). */
 export async function waitForCard(parameters: WaitForCardParameters = {}): Promise<PcscCard> {
   const deadline = Date.now() + (parameters.timeoutMs ?? 10_000)
@@ -91,7 +96,7 @@ export async function waitForCard(parameters: WaitForCardParameters = {}): Promi
   try {
     for (;;) {
       const readers = context.listReaders()
-      const reader = parameters.reader ? readers.find((r) => r.name === parameters.reader) : readers[0]
+      const reader = pickReader(readers, parameters.reader)
       const left = deadline - Date.now()
       if (reader && reader.state & pcsc.SCARD_STATE_PRESENT) {
         let handle: PcscCardHandle
@@ -139,7 +144,7 @@ export async function waitForRemoval(parameters: WaitForCardParameters = {}): Pr
   try {
     for (;;) {
       const readers = context.listReaders()
-      const reader = parameters.reader ? readers.find((r) => r.name === parameters.reader) : readers[0]
+      const reader = pickReader(readers, parameters.reader)
       if (!reader || !(reader.state & pcsc.SCARD_STATE_PRESENT)) return
       const left = deadline - Date.now()
       if (left <= 0)
